@@ -1,0 +1,31 @@
+import { type CpuFeatures, reservedAddressMaskHigh } from "./cpu-features";
+import type { PhysicalMemory } from "./physical-memory";
+
+/** Reserved bits of a present PAE PDPTE's low word: 2:1 and 8:5 (SDM 4.4.1, Table 4-8). */
+export const PDPTE_RESERVED_LO = 0x1e6;
+
+export type PdpteLoad =
+  | { readonly ok: true; readonly pdptes: readonly number[] }
+  | {
+      readonly ok: false /** Index of the first present PDPTE with a reserved bit set (MOV to CR3 raises #GP(0)). */;
+      readonly badIndex: number;
+    };
+
+/**
+ * Loads the four PDPTE registers from the 32-byte-aligned table CR3 points to, as MOV to CR3 (and
+ * MOV to CR0/CR4 entering PAE paging) does in PAE mode (SDM 4.4.1). A present PDPTE with a
+ * reserved bit set makes the instruction fault with #GP(0) instead.
+ */
+export function loadPdptes(memory: PhysicalMemory, cr3: number, features: CpuFeatures): PdpteLoad {
+  const base = (cr3 & 0xffffffe0) >>> 0;
+  const reservedHi = reservedAddressMaskHigh(features.maxPhysAddr) | 0xfff00000; // bits 63:M
+  const pdptes: number[] = [];
+  for (let i = 0; i < 4; i++) {
+    const lo = memory.read32(base + i * 8);
+    const hi = memory.read32(base + i * 8 + 4);
+    if ((lo & 1) !== 0 && ((lo & PDPTE_RESERVED_LO) !== 0 || (hi & reservedHi) !== 0))
+      return { ok: false, badIndex: i };
+    pdptes.push(hi * 4294967296 + lo);
+  }
+  return { ok: true, pdptes };
+}
