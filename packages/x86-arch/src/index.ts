@@ -24,7 +24,58 @@ export {
 } from "./bit-register";
 export { type CpuFeatures, cpuFeatures, MODERN_CPU, reservedAddressMaskHigh } from "./cpu-features";
 export { CR0, CR0_LAYOUT } from "./cr0";
+export {
+  CR3,
+  CR3_HI,
+  CR3_LAYOUT,
+  CR3_OPERAND_HI,
+  CR3_PCID_LAYOUT,
+  type Cr3OperandSplit,
+  type Cr3OperandSplitWords,
+  cr3Base,
+  cr3OperandNoFlush,
+  cr3Pcid,
+  MOV_CR3_OPERAND_LAYOUT,
+  splitCr3Operand,
+  splitCr3OperandWords,
+} from "./cr3";
+export { CR4, CR4_HI, CR4_LAYOUT } from "./cr4";
 export { DENSE_MEMORY_MAX_BYTES, DenseMemory } from "./dense-memory";
+export { DR7, DR7_LAYOUT, DR7_LEN, DR7_RESET, DR7_RW, dr7LenShift, dr7RwShift } from "./dr7";
+export { EFER, EFER_LAYOUT } from "./efer";
+export {
+  CONTRIBUTORY_VECTORS,
+  DOUBLE_FAULT_CLASS,
+  type DoubleFaultClass,
+  ERROR_CODE_VECTORS,
+  EXCEPTION_CLASS,
+  EXCEPTIONS,
+  type ExceptionClass,
+  type ExceptionInfo,
+  type ExceptionVector,
+  exceptionHasErrorCode,
+  exceptionInfo,
+  exceptionName,
+  exceptionVector,
+  raisesDoubleFault,
+  VECTOR,
+} from "./exceptions";
+export {
+  APIC_BASE,
+  FEATURE_CONTROL,
+  FEATURE_CONTROL_LAYOUT,
+  isX2apicMsr,
+  MSR,
+  MSR_LIST,
+  type MsrInfo,
+  type MsrName,
+  msrDescription,
+  msrIndex,
+  msrName,
+  X2APIC_MSR_FIRST,
+  X2APIC_MSR_LAST,
+  x2apicMsrIndex,
+} from "./msr";
 export { loadPdptes, PDPTE_RESERVED_LO, type PdpteLoad } from "./pae-pdpte";
 export { PFERR, PFERR_LAYOUT, summarizePageFaultErrorCode } from "./page-fault";
 export {
@@ -52,6 +103,23 @@ export {
 export { PAGING_LEVELS, PAGING_MODE, PAGING_MODE_NAMES, type PagingMode, pagingModeOf } from "./paging-mode";
 export { accessRightsFault } from "./permission";
 export { HOST_IS_LITTLE_ENDIAN, type PhysicalMemory } from "./physical-memory";
+export {
+  type KeyRights,
+  keyRights,
+  PKEY,
+  PKRS_LAYOUT,
+  PKRU_LAYOUT,
+  withKeyRights,
+} from "./protection-key-rights";
+export { registerLayout, registerNames } from "./register-catalog";
+export { RFLAGS, RFLAGS_LAYOUT, RFLAGS_RESET } from "./rflags";
+export {
+  accessRightsFromDescriptor,
+  descriptorAttributesFromAccessRights,
+  SEGMENT_AR,
+  SEGMENT_AR_LAYOUT,
+  SEGMENT_TYPE,
+} from "./segment-access-rights";
 export { SparseMemory } from "./sparse-memory";
 export { formatHex64, fromBigInt64, hi32, join64, lo32, mask32, parseU64, toBigInt64 } from "./u64";
 export {
@@ -63,3 +131,4 @@ export {
   WalkResult,
   WalkTrace,
 } from "./walk-result";
+export { XCR0, XCR0_LAYOUT, XCR0_USER_COMPONENTS, XSS_SUPERVISOR_COMPONENTS } from "./xcr0";

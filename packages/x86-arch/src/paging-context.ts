@@ -1,16 +1,10 @@
 import { type CpuFeatures, reservedAddressMaskHigh } from "./cpu-features";
 import { CR0 } from "./cr0";
+import { CR4 } from "./cr4";
+import { EFER } from "./efer";
 import { PAGING_LEVELS, PAGING_MODE, type PagingMode, pagingModeOf } from "./paging-mode";
+import { RFLAGS } from "./rflags";
 import { mask32 } from "./u64";
-
-// Register bits the walk depends on (full layouts in cr4.ts, efer.ts, rflags.ts).
-const CR4_PSE = 1 << 4;
-const CR4_SMEP = 1 << 20;
-const CR4_SMAP = 1 << 21;
-const CR4_PKE = 1 << 22;
-const CR4_PKS = 1 << 24;
-const EFER_NXE = 1 << 11;
-const RFLAGS_AC = 1 << 18;
 
 /** The register state a linear-address walk depends on. */
 export interface PagingRegisters {
@@ -121,9 +115,9 @@ function reservedMasks(mode: PagingMode, features: CpuFeatures, nxe: boolean, ps
 export function createPagingContext(regs: PagingRegisters, features: CpuFeatures): PagingContext {
   const mode = pagingModeOf(regs.cr0, regs.cr4, regs.efer);
   const longMode = mode === PAGING_MODE.LEVEL4 || mode === PAGING_MODE.LEVEL5;
-  const nxe = (regs.efer & EFER_NXE) !== 0 && features.nx && mode >= PAGING_MODE.PAE;
-  const smep = (regs.cr4 & CR4_SMEP) !== 0;
-  const pse = (regs.cr4 & CR4_PSE) !== 0;
+  const nxe = (regs.efer & EFER.NXE) !== 0 && features.nx && mode >= PAGING_MODE.PAE;
+  const smep = (regs.cr4 & CR4.SMEP) !== 0;
+  const pse = (regs.cr4 & CR4.PSE) !== 0;
   const { lo, hi } = reservedMasks(mode, features, nxe, pse);
   const addressMaskHi = (2 ** Math.max(0, features.maxPhysAddr - 32) - 1) >>> 0;
 
@@ -151,10 +145,10 @@ export function createPagingContext(regs: PagingRegisters, features: CpuFeatures
     wp: (regs.cr0 & CR0.WP) !== 0,
     nxe,
     smep,
-    smap: (regs.cr4 & CR4_SMAP) !== 0,
-    pke: longMode && (regs.cr4 & CR4_PKE) !== 0,
-    pks: longMode && (regs.cr4 & CR4_PKS) !== 0,
-    ac: ((regs.rflags ?? 0) & RFLAGS_AC) !== 0,
+    smap: (regs.cr4 & CR4.SMAP) !== 0,
+    pke: longMode && (regs.cr4 & CR4.PKE) !== 0,
+    pks: longMode && (regs.cr4 & CR4.PKS) !== 0,
+    ac: ((regs.rflags ?? 0) & RFLAGS.AC) !== 0,
     pse,
     pkru: (regs.pkru ?? 0) >>> 0,
     pkrs: (regs.pkrs ?? 0) >>> 0,

@@ -1,4 +1,6 @@
 import { CR0 } from "./cr0";
+import { CR4 } from "./cr4";
+import { EFER } from "./efer";
 
 /** Paging modes (SDM Vol. 3A 4.1.1, Table 4-1). */
 export const PAGING_MODE = {
@@ -27,12 +29,6 @@ export const PAGING_LEVELS: Readonly<Record<PagingMode, number>> = {
   [PAGING_MODE.LEVEL5]: 5,
 };
 
-// Bits used here; the full layouts live in cr4.ts and efer.ts.
-const CR4_PAE = 1 << 5;
-const CR4_LA57 = 1 << 12;
-const EFER_LME = 1 << 8;
-const EFER_LMA = 1 << 10;
-
 /**
  * The paging mode selected by CR0.PG, CR4.PAE, IA32_EFER.LME/LMA and CR4.LA57 (SDM 4.1.1).
  * IA-32e mode is active when EFER.LMA is set, or when EFER.LME is set with CR0.PG (LMA is how the
@@ -40,8 +36,8 @@ const EFER_LMA = 1 << 10;
  */
 export function pagingModeOf(cr0: number, cr4: number, efer: number): PagingMode {
   if ((cr0 & CR0.PG) === 0) return PAGING_MODE.NONE;
-  if ((cr4 & CR4_PAE) === 0) return PAGING_MODE.BIT32;
-  const longMode = (efer & EFER_LMA) !== 0 || (efer & EFER_LME) !== 0;
+  if ((cr4 & CR4.PAE) === 0) return PAGING_MODE.BIT32;
+  const longMode = (efer & EFER.LMA) !== 0 || (efer & EFER.LME) !== 0;
   if (!longMode) return PAGING_MODE.PAE;
-  return (cr4 & CR4_LA57) !== 0 ? PAGING_MODE.LEVEL5 : PAGING_MODE.LEVEL4;
+  return (cr4 & CR4.LA57) !== 0 ? PAGING_MODE.LEVEL5 : PAGING_MODE.LEVEL4;
 }
