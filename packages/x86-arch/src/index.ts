@@ -121,6 +121,25 @@ export {
   SEGMENT_TYPE,
 } from "./segment-access-rights";
 export { SparseMemory } from "./sparse-memory";
+export {
+  eptTagOf,
+  INVEPT_TYPE,
+  INVPCID_TYPE,
+  INVVPID_TYPE,
+  TLB_FLAG,
+  TLB_INVALIDATION,
+  TLB_INVALIDATION_NAMES,
+  TLB_MAPPING,
+  TLB_MISS,
+  Tlb,
+  type TlbEntry,
+  type TlbInvalidation,
+  type TlbInvalidationName,
+  type TlbKindCounters,
+  type TlbMapping,
+  type TlbOptions,
+  type TlbStats,
+} from "./tlb";
 export { formatHex64, fromBigInt64, hi32, join64, lo32, mask32, parseU64, toBigInt64 } from "./u64";
 export {
   FAULT_STAGE,
