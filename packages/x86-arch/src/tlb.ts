@@ -1,5 +1,6 @@
 import { ACCESS } from "./access";
 import { CR0 } from "./cr0";
+import { CR4 } from "./cr4";
 
 /**
  * A tagged, set-associative TLB: the translations a logical processor may cache and the operations
@@ -173,12 +174,6 @@ export interface TlbStats {
   /** Per operation: how many times it ran and how many entries it dropped. */
   readonly invalidations: Record<TlbInvalidationName, { operations: number; entries: number }>;
 }
-
-// CR4 bits whose change invalidates TLB entries (SDM 2.5 for positions, 4.10.4.1 for the rule).
-const CR4_PAE = 1 << 5;
-const CR4_PGE = 1 << 7;
-const CR4_PCIDE = 1 << 17;
-const CR4_SMEP = 1 << 20;
 
 // Entry key (Int32Array, non-negative when valid): PCID in bits 11:0 (0 for global and
 // guest-physical entries, whose PCID no rule consults), VPID in bits 27:12, page-size index in
@@ -832,9 +827,9 @@ export class Tlb {
     const changed = oldCr4 ^ newCr4;
     const v = this.#vpidBits(vpid);
     let dropped = 0;
-    if ((changed & CR4_PGE) !== 0 || ((oldCr4 & CR4_PCIDE) !== 0 && (newCr4 & CR4_PCIDE) === 0)) {
+    if ((changed & CR4.PGE) !== 0 || ((oldCr4 & CR4.PCIDE) !== 0 && (newCr4 & CR4.PCIDE) === 0)) {
       dropped = this.#dropAll(KEY_VPID, v, NEVER_MASK, NEVER_VALUE);
-    } else if ((changed & CR4_PAE) !== 0 || ((newCr4 & CR4_SMEP) !== 0 && (oldCr4 & CR4_SMEP) === 0)) {
+    } else if ((changed & CR4.PAE) !== 0 || ((newCr4 & CR4.SMEP) !== 0 && (oldCr4 & CR4.SMEP) === 0)) {
       dropped = this.#dropAll(
         KEY_GLOBAL | KEY_VPID | KEY_PCID,
         v | (pcid & KEY_PCID),
