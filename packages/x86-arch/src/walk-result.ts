@@ -32,7 +32,7 @@ export class WalkResult {
   pageSize = 0;
   /** Effective permissions in ACC form (`PAGE_ACCESS`). */
   pageAccess = 0;
-  /** Protection key of the leaf (0 outside IA-32e paging). */
+  /** Protection key of the leaf (0 unless CR4.PKE or CR4.PKS is in effect in IA-32e paging). */
   pkey = 0;
   /** Raw leaf entry. */
   leafLo = 0;
