@@ -44,6 +44,60 @@ export { DENSE_MEMORY_MAX_BYTES, DenseMemory } from "./dense-memory";
 export { DR7, DR7_LAYOUT, DR7_LEN, DR7_RESET, DR7_RW, dr7LenShift, dr7RwShift } from "./dr7";
 export { EFER, EFER_LAYOUT } from "./efer";
 export {
+  decodeEptCapabilities,
+  EPT_CAP,
+  EPT_CAP_MODELLED_LO,
+  EPT_VPID_CAP_LAYOUT,
+  type EptCapabilities,
+  encodeEptCapabilities,
+  eptCapabilities,
+  MODERN_EPT_CAPABILITIES,
+} from "./ept-capabilities";
+export { createEptContext, type EptContext, type EptControls } from "./ept-context";
+export {
+  EPT_BAD_MEMORY_TYPES,
+  EPT_ENTRY_LAYOUT,
+  EPT_MISCONFIG,
+  EPT_MISCONFIG_NAMES,
+  EPTE_HI,
+  EPTE_LO,
+  type EptEntryRules,
+  type EptMisconfig,
+  type EptReservedMasks,
+  eptEntryAddress,
+  eptEntryIsLeaf,
+  eptEntryMisconfiguration,
+  eptEntryPresent,
+  eptReservedMasks,
+} from "./ept-entry";
+export {
+  checkEptPointer,
+  decodeEptPointer,
+  EPT_MEMORY_TYPE,
+  EPTP,
+  EPTP_LAYOUT,
+  type EptMemoryType,
+  type EptPointer,
+  encodeEptPointer,
+} from "./ept-pointer";
+export {
+  decodeEptViolationQualification,
+  EPT_VIOLATION,
+  EPT_VIOLATION_LAYOUT,
+  type EptViolationFields,
+  type EptViolationReporting,
+  eptViolationQualification,
+  summarizeEptViolation,
+} from "./ept-violation";
+export {
+  EPT_ACCESS,
+  EPT_OUTCOME,
+  type EptOutcome,
+  EptWalker,
+  type EptWalkerOptions,
+  EptWalkResult,
+} from "./ept-walk";
+export {
   CONTRIBUTORY_VECTORS,
   DOUBLE_FAULT_CLASS,
   type DoubleFaultClass,
@@ -140,6 +194,12 @@ export {
   type TlbOptions,
   type TlbStats,
 } from "./tlb";
+export {
+  EptStage2Translator,
+  Stage2Fault,
+  TwoDimensionalWalker,
+  type TwoDimensionalWalkerOptions,
+} from "./two-dimensional-walk";
 export { formatHex64, fromBigInt64, hi32, join64, lo32, mask32, parseU64, toBigInt64 } from "./u64";
 export {
   FAULT_STAGE,

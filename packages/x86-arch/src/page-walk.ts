@@ -38,10 +38,20 @@ export type Stage2Kind = (typeof STAGE2_KIND)[keyof typeof STAGE2_KIND];
  * A second translation stage (EPT) applied to every guest-physical address the walk touches.
  * Returns the host-physical address, or -1 after recording its own fault (an EPT violation or
  * misconfiguration) for the caller to read. `access` is the original access (`ACCESS` bits);
- * `laLo/laHi` is the guest-linear address, reported in EPT exit qualifications.
+ * `laLo/laHi` is the guest-linear address, reported in EPT exit qualifications. For the FINAL
+ * kind, `pageAccess` is the guest translation's effective rights (`PAGE_ACCESS`; all of them when
+ * guest paging is off), which advanced EPT exit information reports (SDM Table 28-7, bits 9–11);
+ * it is 0 for paging-structure accesses.
  */
 export interface Stage2Translator {
-  translate(gpa: number, kind: Stage2Kind, access: number, laLo: number, laHi: number): number;
+  translate(
+    gpa: number,
+    kind: Stage2Kind,
+    access: number,
+    laLo: number,
+    laHi: number,
+    pageAccess: number,
+  ): number;
 }
 
 export interface PageWalkerOptions {
@@ -131,7 +141,7 @@ export class PageWalker {
       const entryGpa = table + index * (wide ? 8 : 4);
       let entryPa = entryGpa;
       if (stage2 !== null) {
-        entryPa = stage2.translate(entryGpa, STAGE2_KIND.PAGING_READ, access, laLo, laHi);
+        entryPa = stage2.translate(entryGpa, STAGE2_KIND.PAGING_READ, access, laLo, laHi, 0);
         if (entryPa < 0) return this.#stage2Fault(FAULT_STAGE.STAGE2_PAGING_STRUCTURE, level);
       }
       lo = memory.read32(entryPa);
@@ -217,7 +227,7 @@ export class PageWalker {
     const r = this.result;
     let finalPa = pa;
     if (this.stage2 !== null) {
-      finalPa = this.stage2.translate(pa, STAGE2_KIND.FINAL, access, laLo, laHi);
+      finalPa = this.stage2.translate(pa, STAGE2_KIND.FINAL, access, laLo, laHi, pageAccess);
       if (finalPa < 0) return this.#stage2Fault(FAULT_STAGE.STAGE2_FINAL, level);
     }
     if (this.adUpdate !== AD_UPDATE.NONE && ctx.mode !== PAGING_MODE.NONE) {
@@ -252,7 +262,7 @@ export class PageWalker {
   #setFlags(u: number, flags: number, access: number, laLo: number, laHi: number): boolean {
     let pa = this.#entryPa[u]!;
     if (this.stage2 !== null) {
-      pa = this.stage2.translate(this.#entryGpa[u]!, STAGE2_KIND.PAGING_WRITE, access, laLo, laHi);
+      pa = this.stage2.translate(this.#entryGpa[u]!, STAGE2_KIND.PAGING_WRITE, access, laLo, laHi, 0);
       if (pa < 0) return false;
     }
     const lo = (this.#entryLo[u]! | flags) >>> 0;

@@ -34,6 +34,12 @@ describe("registerLayout / registerNames", () => {
       "segment-ar",
       "dr7",
       "pferr",
+      "pte",
+      "pte32",
+      "eptp",
+      "ept-entry",
+      "ept-violation",
+      "ept-vpid-cap",
     ]);
   });
 

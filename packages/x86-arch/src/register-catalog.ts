@@ -4,13 +4,18 @@ import { CR3_LAYOUT, CR3_PCID_LAYOUT } from "./cr3";
 import { CR4_LAYOUT } from "./cr4";
 import { DR7_LAYOUT } from "./dr7";
 import { EFER_LAYOUT } from "./efer";
+import { EPT_VPID_CAP_LAYOUT } from "./ept-capabilities";
+import { EPT_ENTRY_LAYOUT } from "./ept-entry";
+import { EPTP_LAYOUT } from "./ept-pointer";
+import { EPT_VIOLATION_LAYOUT } from "./ept-violation";
 import { PFERR_LAYOUT } from "./page-fault";
+import { PTE32_LAYOUT, PTE64_LAYOUT } from "./paging-entry";
 import { PKRS_LAYOUT, PKRU_LAYOUT } from "./protection-key-rights";
 import { RFLAGS_LAYOUT } from "./rflags";
 import { SEGMENT_AR_LAYOUT } from "./segment-access-rights";
 import { XCR0_LAYOUT } from "./xcr0";
 
-/** Layouts by the names a person types (e.g. `nestvisor decode cr4 0x3406e0`), in display order. */
+/** Layouts (registers and architectural formats) by the names a person types (e.g. `nestvisor decode cr4 0x3406e0`), in display order. */
 const LAYOUTS: ReadonlyMap<string, RegisterLayout> = new Map([
   ["cr0", CR0_LAYOUT],
   ["cr3", CR3_LAYOUT],
@@ -24,6 +29,12 @@ const LAYOUTS: ReadonlyMap<string, RegisterLayout> = new Map([
   ["segment-ar", SEGMENT_AR_LAYOUT],
   ["dr7", DR7_LAYOUT],
   ["pferr", PFERR_LAYOUT],
+  ["pte", PTE64_LAYOUT],
+  ["pte32", PTE32_LAYOUT],
+  ["eptp", EPTP_LAYOUT],
+  ["ept-entry", EPT_ENTRY_LAYOUT],
+  ["ept-violation", EPT_VIOLATION_LAYOUT],
+  ["ept-vpid-cap", EPT_VPID_CAP_LAYOUT],
 ]);
 
 const NAMES: readonly string[] = Object.freeze([...LAYOUTS.keys()]);
