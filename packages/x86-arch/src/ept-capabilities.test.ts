@@ -52,22 +52,22 @@ describe("EPT capabilities", () => {
 
   it("agrees with its display layout on every modelled bit", () => {
     const fields = decodeRegister(EPT_VPID_CAP_LAYOUT, (BigInt(HI) << 32n) | BigInt(LO)).fields;
-    expect(fields.XO).toBe(true);
-    expect(fields.PWL5).toBe(false);
-    expect(fields.ADV).toBe(true);
+    expect(fields.EXECUTE_ONLY).toBe(true);
+    expect(fields.PAGE_WALK_5).toBe(false);
+    expect(fields.ADVANCED_EXIT_INFO).toBe(true);
     expect(fields.INVEPT).toBe(true);
     expect(fields.INVVPID).toBe(true);
     const byName: Record<string, number> = {
-      XO: EPT_CAP.EXECUTE_ONLY,
-      PWL4: EPT_CAP.WALK_LENGTH_4,
-      PWL5: EPT_CAP.WALK_LENGTH_5,
-      UC: EPT_CAP.MEMORY_TYPE_UC,
-      WB: EPT_CAP.MEMORY_TYPE_WB,
-      "2M": EPT_CAP.PAGES_2M,
-      "1G": EPT_CAP.PAGES_1G,
-      AD: EPT_CAP.ACCESSED_DIRTY,
-      ADV: EPT_CAP.ADVANCED_EXIT_INFO,
-      SSS: EPT_CAP.SUPERVISOR_SHADOW_STACK,
+      EXECUTE_ONLY: EPT_CAP.EXECUTE_ONLY,
+      PAGE_WALK_4: EPT_CAP.WALK_LENGTH_4,
+      PAGE_WALK_5: EPT_CAP.WALK_LENGTH_5,
+      EPTP_UC: EPT_CAP.MEMORY_TYPE_UC,
+      EPTP_WB: EPT_CAP.MEMORY_TYPE_WB,
+      PAGE_2M: EPT_CAP.PAGES_2M,
+      PAGE_1G: EPT_CAP.PAGES_1G,
+      ACCESSED_DIRTY: EPT_CAP.ACCESSED_DIRTY,
+      ADVANCED_EXIT_INFO: EPT_CAP.ADVANCED_EXIT_INFO,
+      SUPERVISOR_SHADOW_STACK: EPT_CAP.SUPERVISOR_SHADOW_STACK,
     };
     for (const [name, bit] of Object.entries(byName)) {
       const field = EPT_VPID_CAP_LAYOUT.fields.find((f) => f.name === name);

@@ -20,6 +20,8 @@ export {
   encodeRegister,
   type FieldDescription,
   type FieldValue,
+  field,
+  flag,
   type RegisterLayout,
 } from "./bit-register";
 export { type CpuFeatures, cpuFeatures, MODERN_CPU, reservedAddressMaskHigh } from "./cpu-features";
