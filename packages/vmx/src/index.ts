@@ -264,3 +264,4 @@ export {
   vmfailValid,
   vmxResultError,
 } from "./vmx-result";
+export type { NestedSyncPort } from "./nested-sync-port";
