@@ -680,16 +680,7 @@ export class Tlb {
    * 4.10.2.3).
    */
   invlpg(vpid: number, pcid: number, laLo: number, laHi: number): number {
-    const v = this.#vpidBits(vpid);
-    const dropped = this.#dropAt(
-      laLo,
-      laHi,
-      KEY_GLOBAL | KEY_VPID | KEY_PCID,
-      v | (pcid & KEY_PCID),
-      KEY_GLOBAL | KEY_VPID,
-      KEY_GLOBAL | v,
-    );
-    return this.#count(TLB_INVALIDATION.INVLPG, dropped);
+    return this.#count(TLB_INVALIDATION.INVLPG, this.#dropPageOfCurrentPcid(vpid, pcid, laLo, laHi));
   }
 
   /**
@@ -857,8 +848,13 @@ export class Tlb {
    * dropped too (they are usable with the current PCID and may be what faulted).
    */
   pageFault(vpid: number, pcid: number, laLo: number, laHi: number): number {
+    return this.#count(TLB_INVALIDATION.PAGE_FAULT, this.#dropPageOfCurrentPcid(vpid, pcid, laLo, laHi));
+  }
+
+  /** Entries for the page of the address in the current VPID: the current PCID's and global ones. */
+  #dropPageOfCurrentPcid(vpid: number, pcid: number, laLo: number, laHi: number): number {
     const v = this.#vpidBits(vpid);
-    const dropped = this.#dropAt(
+    return this.#dropAt(
       laLo,
       laHi,
       KEY_GLOBAL | KEY_VPID | KEY_PCID,
@@ -866,7 +862,6 @@ export class Tlb {
       KEY_GLOBAL | KEY_VPID,
       KEY_GLOBAL | v,
     );
-    return this.#count(TLB_INVALIDATION.PAGE_FAULT, dropped);
   }
 
   /**
