@@ -1,3 +1,4 @@
+export { decodeExtendedRole, EXT_ROLE, type ExtendedRoleFields, encodeExtendedRole } from "./extended-role";
 export { MMU_EVENTS, type MmuEventName } from "./mmu-events";
 export {
   ACC,
