@@ -21,9 +21,9 @@ describe("kvm_mmu_extended_role", () => {
 
   it("round-trips bits 7:0", () => {
     fc.assert(
-      fc.property(fc.integer({ min: 0, max: 0xff }), (w) =>
-        expect(encodeExtendedRole(decodeExtendedRole(w))).toBe(w),
-      ),
+      fc.property(fc.integer({ min: 0, max: 0xff }), (w) => {
+        expect(encodeExtendedRole(decodeExtendedRole(w))).toBe(w);
+      }),
     );
   });
 });
