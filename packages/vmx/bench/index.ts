@@ -4,18 +4,22 @@ import {
   HARDWARE_VMCS_COUNTED_ACCESS_TARGET,
   hardwareVmcsBenchCases,
 } from "./hardware-vmcs.bench";
+import { SHADOW_VMCS_COPY_PAIR_TARGET, shadowVmcsBenchCases } from "./shadow-vmcs.bench";
 import { VMCS12_ACCESS_TARGET, vmcs12BenchCases } from "./vmcs12.bench";
 
 const targets: Record<string, number> = {
   "vmcs12 VMREAD+VMWRITE by encoding": VMCS12_ACCESS_TARGET,
   "hardware VMREAD+VMWRITE (no-op meter)": HARDWARE_VMCS_ACCESS_TARGET,
   "hardware VMREAD+VMWRITE (counting meter)": HARDWARE_VMCS_COUNTED_ACCESS_TARGET,
+  "copy_vmcs12_to_shadow + copy_shadow_to_vmcs12 pair": SHADOW_VMCS_COPY_PAIR_TARGET,
 };
 
-const results = [...vmcs12BenchCases(), ...hardwareVmcsBenchCases()].map((bench) => {
-  const result = measure(bench);
-  const target = targets[bench.name];
-  return target === undefined ? result : { ...result, target };
-});
+const results = [...vmcs12BenchCases(), ...hardwareVmcsBenchCases(), ...shadowVmcsBenchCases()].map(
+  (bench) => {
+    const result = measure(bench);
+    const target = targets[bench.name];
+    return target === undefined ? result : { ...result, target };
+  },
+);
 
 console.log(renderTable("@nestvisor/vmx", results));

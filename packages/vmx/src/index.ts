@@ -217,6 +217,34 @@ export {
   meterTable,
   NOOP_METER,
 } from "./meter";
+export type { NestedSyncPort } from "./nested-sync-port";
+export { INVALID_GPA, NestedVmxState } from "./nested-vmx-state";
+export {
+  FULL_SHADOW_HOST,
+  hostHasShadowField,
+  isVmcs12ExtField,
+  RARE_GUEST_SYNC_FIELDS,
+  SHADOW_FIELDS_RO,
+  SHADOW_FIELDS_RO_V5_2,
+  SHADOW_FIELDS_RW,
+  SHADOW_FIELDS_RW_V5_2,
+  type ShadowField,
+  type ShadowFieldListOptions,
+  type ShadowFieldLists,
+  type ShadowFieldSet,
+  type ShadowHostFeatures,
+  shadowFieldByName,
+  shadowFieldLists,
+  shadowFieldSet,
+  VMCS12_EXT_FIELDS,
+} from "./shadow-fields";
+export {
+  type ExitSyncOptions,
+  exitSyncFields,
+  rareSyncFields,
+  ShadowVmcsSync,
+  type ShadowVmcsSyncOptions,
+} from "./shadow-vmcs-sync";
 export {
   KVM_NESTED_VM_INSTRUCTION_ERRORS,
   VM_INSTRUCTION_ERROR,
@@ -233,6 +261,12 @@ export {
   VmcsProcessor,
   type VmcsProcessorOptions,
 } from "./vmcs-processor";
+export {
+  bitmapIntercepts,
+  VMCS_SHADOWING_BITMAP_SIZE,
+  type VmcsShadowingBitmapOptions,
+  VmcsShadowingBitmaps,
+} from "./vmcs-shadowing-bitmaps";
 export { Vmcs12, type Vmcs12FieldValue } from "./vmcs12";
 export {
   DEFAULT_VMCS12_ERA,
@@ -254,6 +288,22 @@ export {
 } from "./vmcs12-layout";
 export { VMX_EVENT_DESCRIPTIONS, VMX_EVENTS, type VmxEventName } from "./vmx-events";
 export {
+  type NestedEntryCheckError,
+  type NestedEntryChecks,
+  VmxInstructionContext,
+  VmxInstructionEmulator,
+  type VmxInstructionEmulatorOptions,
+} from "./vmx-instruction-emulation";
+export {
+  formatVmxOutcome,
+  isVmxFault,
+  isVmxResultOutcome,
+  VMX_OUTCOME,
+  type VmxOutcome,
+  vmxFaultOutcome,
+  vmxOutcomeFaultVector,
+} from "./vmx-instruction-outcome";
+export {
   formatVmxResult,
   isVmFailInvalid,
   isVmFailValid,
@@ -264,4 +314,3 @@ export {
   vmfailValid,
   vmxResultError,
 } from "./vmx-result";
-export type { NestedSyncPort } from "./nested-sync-port";
