@@ -28,8 +28,22 @@ export interface NestedSyncPort {
    * request a vmcs12 → shadow copy before L1 next runs.
    */
   currentVmcsLoaded(vmcs12: Vmcs12): void;
-  /** The current VMCS is being released (kvm: nested_release_vmcs12 → vmx_disable_shadow_vmcs). */
+  /**
+   * The current VMCS is being released (kvm: nested_release_vmcs12): finish a pending rare sync,
+   * pull the shadow VMCS into vmcs12 (copy_shadow_to_vmcs12), and turn shadowing off. Writing
+   * vmcs12 back to L1's memory is the caller's.
+   */
   currentVmcsReleased(vmcs12: Vmcs12): void;
+  /** Turn shadowing off in vmcs01 without any copy (kvm: vmx_disable_shadow_vmcs, from free_nested). */
+  disableShadowing(): void;
+  /**
+   * vmcs12 changed in a way only the rare path of the next nested entry propagates (kvm:
+   * `nested.dirty_vmcs12 = true`). The port owns the flag because the entry preparation that
+   * consumes it lives beside it.
+   */
+  markVmcs12Dirty(): void;
+  /** kvm: nested.dirty_vmcs12. */
+  readonly dirtyVmcs12: boolean;
   /**
    * An intercepted L1 VMWRITE to a shadow-RO field: write the value through to the hardware
    * shadow VMCS so L1's next un-intercepted VMREAD sees it (kvm: handle_vmwrite).

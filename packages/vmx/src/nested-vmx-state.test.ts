@@ -10,7 +10,6 @@ describe("NestedVmxState", () => {
     expect(state.currentVmptr).toBe(INVALID_GPA);
     expect(state.hasCurrentVmcs).toBe(false);
     expect(state.guestMode).toBe(false);
-    expect(state.dirtyVmcs12).toBe(false);
     expect(state.nestedRunPending).toBe(false);
     state.currentVmptr = 0x2000;
     expect(state.hasCurrentVmcs).toBe(true);

@@ -32,12 +32,6 @@ export class NestedVmxState {
   readonly cachedVmcs12: Vmcs12;
   /** KVM's copy of the VMCS L1 links for L2's VMREAD/VMWRITE (kvm: `nested.cached_shadow_vmcs12`). */
   readonly cachedShadowVmcs12: Vmcs12;
-  /**
-   * vmcs12 changed in a way only `prepare_vmcs02_rare` propagates: set by VMPTRLD and by L1 VMWRITEs
-   * to fields outside the shadow read/write list, cleared by the next nested VM entry (kvm:
-   * `nested.dirty_vmcs12`).
-   */
-  dirtyVmcs12 = false;
   /** L2 is running, i.e. the vCPU is in VMX non-root operation for L1 (kvm: `is_guest_mode`). */
   guestMode = false;
   /**

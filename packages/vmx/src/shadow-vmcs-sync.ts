@@ -486,6 +486,16 @@ export class ShadowVmcsSync implements NestedSyncPort {
     if (this.shadowVmcs === null) return;
     this.#requireVmcs01("nested_release_vmcs12");
     this.copyShadowToVmcs12(vmcs12);
+    this.disableShadowing();
+  }
+
+  /**
+   * kvm: vmx_disable_shadow_vmcs: clear SHADOW_VMCS in vmcs01's secondary controls, set the VMCS
+   * link pointer to −1, and drop any pending vmcs12 → shadow copy. Does nothing without shadowing.
+   */
+  disableShadowing(): void {
+    if (this.shadowVmcs === null) return;
+    this.#requireVmcs01("vmx_disable_shadow_vmcs");
     this.controls.secondaryExec.clearbit(SHADOW_VMCS_CONTROL);
     this.processor.vmwrite(VMCS_LINK_POINTER, 0xffffffff, 0xffffffff);
     this.#needVmcs12ToShadowSync = false;

@@ -75,11 +75,19 @@ class RecordingSync implements NestedSyncPort {
   }
   currentVmcsLoaded(_vmcs12: Vmcs12): void {
     this.calls.push("currentVmcsLoaded");
+    this.dirtyVmcs12 = true;
   }
   /** Like the real port: with shadowing, the shadow VMCS's fields are pulled, then shadowing is off. */
   currentVmcsReleased(vmcs12: Vmcs12): void {
     this.calls.push("currentVmcsReleased");
     if (this.shadowingEnabled) this.onCopyShadow?.(vmcs12);
+  }
+  disableShadowing(): void {
+    this.calls.push("disableShadowing");
+  }
+  dirtyVmcs12 = false;
+  markVmcs12Dirty(): void {
+    this.dirtyVmcs12 = true;
   }
   writeThroughReadOnly(encoding: number, lo: number, hi: number): void {
     this.calls.push(
@@ -382,7 +390,7 @@ describe("VMXOFF (kvm: handle_vmxoff → free_nested)", () => {
     expect(s.state.vmxonPtr).toBe(INVALID_GPA);
     expect(s.state.currentVmptr).toBe(INVALID_GPA);
     expect(s.memory.readBytes(VMCS_A, VMCS12_SIZE)).toEqual(before);
-    expect(s.sync.calls).toEqual(["currentVmcsReleased"]);
+    expect(s.sync.calls).toEqual(["disableShadowing"]);
     expect(s.meter.byName("VMCS12_IMAGE_FLUSH")).toBe(0);
   });
 
@@ -486,7 +494,7 @@ describe("VMPTRLD (kvm: handle_vmptrld; vmx-tests 1.12–1.15)", () => {
     const s = inVmx();
     expect(s.emu.vmptrld(s.ctx, VMCS_A, 0)).toBe(VMX_OUTCOME.SUCCEED);
     expect(s.state.currentVmptr).toBe(VMCS_A);
-    expect(s.state.dirtyVmcs12).toBe(true);
+    expect(s.sync.dirtyVmcs12).toBe(true);
     expect(s.state.cachedVmcs12.revision).toBe(VMCS12_REVISION);
   });
 
@@ -524,11 +532,11 @@ describe("VMPTRLD (kvm: handle_vmptrld; vmx-tests 1.12–1.15)", () => {
   it("of the current VMCS again keeps the cached vmcs12 (no reload, no sync) (1.26)", () => {
     const s = withCurrent();
     expect(vmwrite(s, GUEST_RIP, 2n)).toBe(VMX_OUTCOME.SUCCEED);
-    s.state.dirtyVmcs12 = false;
+    s.sync.dirtyVmcs12 = false;
     expect(s.emu.vmptrld(s.ctx, VMCS_A, 0)).toBe(VMX_OUTCOME.SUCCEED);
     expect(vmread(s, GUEST_RIP)).toBe(2n);
     expect(s.sync.calls).toEqual([]);
-    expect(s.state.dirtyVmcs12).toBe(false);
+    expect(s.sync.dirtyVmcs12).toBe(false);
   });
 
   it("round trip: VMPTRLD reads the image, release writes it back, VMPTRLD reads it again", () => {
@@ -722,26 +730,26 @@ describe("VMREAD / VMWRITE in L1 (kvm: handle_vmread, handle_vmwrite; vmx-tests 
 
   it("VMWRITE: shadow RW fields neither sync nor dirty; others sync first and dirty vmcs12", () => {
     const s = withCurrent();
-    s.state.dirtyVmcs12 = false;
+    s.sync.dirtyVmcs12 = false;
     expect(vmwrite(s, GUEST_RIP, 1n)).toBe(VMX_OUTCOME.SUCCEED);
     expect(s.sync.calls).toEqual([]);
-    expect(s.state.dirtyVmcs12).toBe(false);
+    expect(s.sync.dirtyVmcs12).toBe(false);
     expect(vmwrite(s, EXCEPTION_BITMAP, 2n)).toBe(VMX_OUTCOME.SUCCEED);
     expect(s.sync.calls).toEqual(["syncRareFieldsIfPending"]);
-    expect(s.state.dirtyVmcs12).toBe(true);
+    expect(s.sync.dirtyVmcs12).toBe(true);
   });
 
   it("VMWRITE to a shadow RO field writes the (masked) value through to the shadow VMCS", () => {
     const s = withCurrent();
     expect(vmwrite(s, GUEST_CS_AR_BYTES, 0xffff_ffffn)).toBe(VMX_OUTCOME.SUCCEED);
     expect(s.sync.calls).toEqual(["syncRareFieldsIfPending", "writeThroughReadOnly(0x4816, 0x1f0ff, 0x0)"]);
-    expect(s.state.dirtyVmcs12).toBe(true);
+    expect(s.sync.dirtyVmcs12).toBe(true);
     const t = withCurrent({ shadowing: false });
-    t.state.dirtyVmcs12 = false;
+    t.sync.dirtyVmcs12 = false;
     expect(vmwrite(t, EXIT_QUALIFICATION, 5n)).toBe(VMX_OUTCOME.SUCCEED);
     expect(vmwrite(t, GUEST_RIP, 5n)).toBe(VMX_OUTCOME.SUCCEED);
     expect(t.sync.calls).toEqual(["syncRareFieldsIfPending"]);
-    expect(t.state.dirtyVmcs12).toBe(true);
+    expect(t.sync.dirtyVmcs12).toBe(true);
   });
 
   it("VMWRITE checks, in order: current VMCS, operand, field (12), read-only (13)", () => {
@@ -766,7 +774,7 @@ describe("VMREAD / VMWRITE from L2 under L1's VMCS shadowing (guest mode)", () =
     s.state.cachedShadowVmcs12.write(GUEST_RIP, 0x5000, 0);
     s.state.cachedShadowVmcs12.write(GUEST_ES_SELECTOR, 0x2b, 0);
     s.state.guestMode = true;
-    s.state.dirtyVmcs12 = false;
+    s.sync.dirtyVmcs12 = false;
     return s;
   }
 
@@ -779,7 +787,7 @@ describe("VMREAD / VMWRITE from L2 under L1's VMCS shadowing (guest mode)", () =
     expect(s.state.cachedShadowVmcs12.read(EXCEPTION_BITMAP)).toBe(0x4000);
     expect(s.state.cachedVmcs12.read(EXCEPTION_BITMAP)).toBe(0);
     expect(s.sync.calls).toEqual([]);
-    expect(s.state.dirtyVmcs12).toBe(false);
+    expect(s.sync.dirtyVmcs12).toBe(false);
   });
 
   it("VMCS link pointer all ones: VMfailInvalid even though a VMCS is current (vmx-tests 4.6)", () => {

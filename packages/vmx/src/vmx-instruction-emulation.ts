@@ -280,10 +280,9 @@ export class VmxInstructionEmulator {
   /**
    * VMXOFF (kvm: handle_vmxoff → free_nested). Permission (#UD / #GP(0)), then leave VMX operation:
    * the VMXON and current-VMCS pointers are forgotten and the current vmcs12 is **not** written back
-   * to L1's memory. With shadowing and a current VMCS, shadowing is turned off in vmcs01 through
-   * `currentVmcsReleased` (kvm: vmx_disable_shadow_vmcs; the port has no disable-only call, so the
-   * shadow→vmcs12 copy it also makes is extra work KVM does not do here; without a current VMCS,
-   * shadowing is already off and KVM's redundant link-pointer VMWRITE is not reported). Never VMfails.
+   * to L1's memory. With shadowing and a current VMCS, shadowing is turned off in vmcs01 (kvm:
+   * vmx_disable_shadow_vmcs, no copy); without a current VMCS it is already off and KVM's redundant
+   * link-pointer VMWRITE is not reported. Never VMfails.
    */
   vmxoff(ctx: VmxInstructionContext): VmxOutcome {
     this.#tally(EV.EMULATED_VMXOFF);
@@ -291,7 +290,7 @@ export class VmxInstructionEmulator {
     const denied = this.#checkPermission(ctx);
     if (denied !== 0) return denied;
     const state = this.state;
-    if (this.sync.shadowingEnabled && state.hasCurrentVmcs) this.sync.currentVmcsReleased(state.cachedVmcs12);
+    if (this.sync.shadowingEnabled && state.hasCurrentVmcs) this.sync.disableShadowing();
     state.vmxon = false;
     state.vmxonPtr = INVALID_GPA;
     state.currentVmptr = INVALID_GPA;
@@ -361,8 +360,7 @@ export class VmxInstructionEmulator {
       this.#tally(EV.VMCS12_IMAGE_LOAD);
       // kvm: set_current_vmptr.
       state.currentVmptr = gpa;
-      this.sync.currentVmcsLoaded(vmcs12);
-      state.dirtyVmcs12 = true;
+      this.sync.currentVmcsLoaded(vmcs12); // also marks vmcs12 dirty (kvm: set_current_vmptr)
     }
     return this.#succeed(ctx);
   }
@@ -466,7 +464,7 @@ export class VmxInstructionEmulator {
     this.#tally(EV.VMCS12_WRITE);
     if (dirties) {
       if (sync.shadowingEnabled && sync.isShadowRo(field)) sync.writeThroughReadOnly(field, lo, hi);
-      state.dirtyVmcs12 = true;
+      sync.markVmcs12Dirty();
     }
     return this.#succeed(ctx);
   }
