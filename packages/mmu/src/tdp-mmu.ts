@@ -1,0 +1,388 @@
+import { type Meter, meterTable } from "@nestvisor/vmx";
+import type { Gpa } from "@nestvisor/x86-arch";
+import { PAGE_SIZE } from "@nestvisor/x86-arch";
+import type { Memslots } from "./memslots";
+import { MMU_EVENTS } from "./mmu-events";
+import { PAGE_ROLE } from "./page-role";
+import type { ShadowPageStore } from "./shadow-page-store";
+import {
+  eptLeafSpteHi,
+  eptLeafSpteLo,
+  eptNonLeafSpteHi,
+  eptNonLeafSpteLo,
+  isLastSpte,
+  isShadowPresentSpte,
+  SPTES_PER_PAGE,
+  spteAddress,
+} from "./spte";
+
+/**
+ * How a TDP fault ended (kvm: the RET_PF_* codes of kvm_tdp_page_fault; both EMULATE outcomes are
+ * RET_PF_EMULATE in KVM, split here by reason).
+ */
+export const TDP_MAP_RESULT = {
+  /** An SPTE was installed (kvm: RET_PF_FIXED). */
+  FIXED: 0,
+  /** The leaf was already what the fault would install (kvm: RET_PF_SPURIOUS). */
+  SPURIOUS: 1,
+  /** The root is invalid (obsolete); the vCPU must load a new root and retry (kvm: is_page_fault_stale → RET_PF_RETRY). */
+  RETRY: 2,
+  /** No memslot holds the gfn: emulated MMIO (KVM also caches an MMIO SPTE; not modelled). */
+  EMULATE_MMIO: 3,
+  /** A write to a read-only memslot (kvm: KVM_PFN_ERR_RO_FAULT → RET_PF_EMULATE): an MMIO exit, no SPTE. */
+  EMULATE_READ_ONLY: 4,
+} as const;
+export type TdpMapResult = (typeof TDP_MAP_RESULT)[keyof typeof TDP_MAP_RESULT];
+
+export interface TdpMmuOptions {
+  /** The VM's shadow-page store: TDP pages are its pages; `zapAllFast` reaches the TDP MMU through hooks. */
+  readonly store: ShadowPageStore;
+  readonly memslots: Memslots;
+  readonly meter?: Meter;
+  /**
+   * Commit edbdb43fc96b (v6.4, "Preserve TDP MMU roots until they are explicitly invalidated"):
+   * the TDP MMU keeps its own reference to every root, so a root outlives its last vCPU
+   * reference until a memslot update or VM destruction invalidates it. Off (the kernels before):
+   * putting the last vCPU reference zaps and frees the whole tree. Default true.
+   */
+  readonly preserveTdpRoots?: boolean;
+  /**
+   * Map 2-MiB leaves where a 2-MiB-aligned gfn range lies inside one memslot whose host backing is
+   * 2-MiB aligned for it (kvm: kvm_mmu_hugepage_adjust, assuming the host maps the slot with huge
+   * pages). Off: 4-KiB leaves only. 1-GiB leaves are never built. Default false.
+   */
+  readonly hugePages?: boolean;
+}
+
+const NONE = -1;
+const LARGE_PAGES = 512;
+/** Pages covered by one entry at each level (index = level): 1, 512, 512^2, 512^3, 512^4. */
+const SPAN = [0, 1, 512, 512 ** 2, 512 ** 3, 512 ** 4] as const;
+
+/**
+ * KVM's TDP MMU for an Intel host (kvm: arch/x86/kvm/mmu/tdp_mmu.c): L0's EPT tables for a
+ * direct MMU role, built fault by fault from the memslots in host memory.
+ *
+ * Roots are a VM-wide list with reference counts (kvm: `kvm->arch.tdp_mmu_roots`,
+ * `tdp_mmu_root_count`): `allocRoot` reuses a valid root with an equal role word or makes one;
+ * `putRoot` drops a vCPU's reference; `invalidateAllRoots` + `zapInvalidatedRoots` are the TDP part
+ * of `kvm_mmu_zap_all_fast`. Zapping is synchronous (KVM defers freeing with RCU and, before
+ * v6.6, zapped invalidated roots in a worker); the counts are the same.
+ */
+export class TdpMmu {
+  readonly store: ShadowPageStore;
+  readonly memslots: Memslots;
+  readonly meter: Meter;
+  readonly preserveTdpRoots: boolean;
+  readonly hugePages: boolean;
+  /** Root ids, newest first (kvm: list_add_rcu at the head). */
+  readonly #roots: number[] = [];
+  readonly #counts: Float64Array | null;
+
+  constructor(options: TdpMmuOptions) {
+    this.store = options.store;
+    this.memslots = options.memslots;
+    this.meter = options.meter ?? options.store.meter;
+    this.preserveTdpRoots = options.preserveTdpRoots ?? true;
+    this.hugePages = options.hugePages ?? false;
+    this.#counts = meterTable(this.meter);
+    this.store.addZapAllFastHooks({
+      invalidateRoots: () => this.invalidateAllRoots(),
+      zapInvalidatedRoots: () => this.zapInvalidatedRoots(),
+    });
+  }
+
+  /** Host-physical addresses of the roots on the list, newest first (allocates). */
+  roots(): number[] {
+    return this.#roots.map((id) => this.store.hostPage(id));
+  }
+
+  /** Reference count of the root at `rootHpa` (kvm: tdp_mmu_root_count). */
+  rootRefCount(rootHpa: number): number {
+    return this.store.rootCount(this.#rootId(rootHpa));
+  }
+
+  /**
+   * kvm: kvm_tdp_mmu_alloc_root — the valid root whose role word equals `role` (equal words are
+   * also in the same address space, `role.smm`), with one more reference; else a new root with
+   * two references (one for the vCPU, one kept by the TDP MMU) or, without `preserveTdpRoots`,
+   * one. Returns the root's host-physical address. Throws for a role that is not direct.
+   */
+  allocRoot(role: number): number {
+    const word = role >>> 0;
+    if ((word & PAGE_ROLE.DIRECT) === 0 || (word & PAGE_ROLE.INVALID) !== 0) {
+      throw new RangeError(`TDP MMU root role 0x${word.toString(16)} must be direct and valid`);
+    }
+    const level = word & PAGE_ROLE.LEVEL_MASK;
+    if (level !== 4 && level !== 5)
+      throw new RangeError(`TDP MMU root level ${level} is not 4 or 5 (EPT walk length)`);
+    const store = this.store;
+    for (const id of this.#roots) {
+      if (store.role(id) === word) {
+        store.addRootRef(id);
+        return store.hostPage(id);
+      }
+    }
+    const id = store.alloc(0, word, true);
+    store.addRootRef(id, this.preserveTdpRoots ? 2 : 1);
+    this.#roots.unshift(id);
+    this.#count(MMU_EVENTS.ROOT_ALLOC);
+    return store.hostPage(id);
+  }
+
+  /** Another reference to a live root (kvm: kvm_tdp_mmu_get_root); false if its count is already 0. */
+  getRoot(rootHpa: number): boolean {
+    const id = this.#rootId(rootHpa);
+    if (this.store.rootCount(id) === 0) return false;
+    this.store.addRootRef(id);
+    return true;
+  }
+
+  /**
+   * A vCPU puts its reference (kvm: kvm_tdp_mmu_put_root, from mmu_free_root_page). When the
+   * count reaches zero the root goes: with `preserveTdpRoots` only an invalidated root can get
+   * there (its tree is already zapped); without, the last vCPU reference of a valid root
+   * invalidates it and destroys the whole tree (ROOT_DESTROY plus a SHADOW_PAGE_ZAP per page).
+   * ROOT_DROP is counted by the caller that releases the slot (the root cache).
+   */
+  putRoot(rootHpa: number): void {
+    this.#put(this.#rootId(rootHpa));
+  }
+
+  /**
+   * kvm: kvm_tdp_mmu_invalidate_all_roots — marks every valid root invalid and schedules it for
+   * zapping. Since v6.4 the TDP MMU's own reference is handed to the zap; before, the zap took a
+   * reference of its own.
+   */
+  invalidateAllRoots(): void {
+    const store = this.store;
+    for (const id of this.#roots) {
+      if (store.isInvalid(id)) continue;
+      store.markInvalid(id);
+      store.setZapScheduled(id, true);
+      if (!this.preserveTdpRoots) store.addRootRef(id);
+    }
+  }
+
+  /**
+   * kvm: kvm_tdp_mmu_zap_invalidated_roots — zaps the tree of every root scheduled by
+   * `invalidateAllRoots`, then puts the reference the zap held. A root some vCPU still references
+   * stays on the list, invalid and empty, until that vCPU puts it.
+   */
+  zapInvalidatedRoots(): void {
+    const store = this.store;
+    for (const id of [...this.#roots]) {
+      if (!store.isZapScheduled(id)) continue;
+      store.setZapScheduled(id, false);
+      this.#zapRoot(id);
+      this.#put(id);
+    }
+  }
+
+  /**
+   * kvm: kvm_tdp_mmu_zap_leafs (from kvm_zap_gfn_range) — clears every leaf SPTE mapping a gfn in
+   * [startGfn, endGfn) in every valid root; page tables stay. Returns whether anything was
+   * zapped (a TLB flush is then requested and counted).
+   */
+  zapGfnRange(startGfn: number, endGfn: number): boolean {
+    if (!(endGfn > startGfn)) return false;
+    let flush = false;
+    for (const id of this.#roots) {
+      if (this.store.isInvalid(id)) continue;
+      if (this.#zapLeafs(this.store.hostPage(id), this.store.level(id), 0, startGfn, endGfn)) flush = true;
+    }
+    if (flush) this.#count(MMU_EVENTS.TLB_FLUSH_REQUEST);
+    return flush;
+  }
+
+  /**
+   * A TDP page fault at `gpa` through the root at `rootHpa` (kvm: kvm_tdp_page_fault →
+   * kvm_faultin_pfn → kvm_tdp_mmu_map): walks the root's tables from the top, allocating and
+   * linking a table wherever an entry is missing, and installs the leaf (make_spte) for the
+   * memslot's host page: R and X always, W unless the slot is read-only, WB with ignore-PAT, A/D
+   * per the role's `ad_disabled`. Counts TDP_FAULT, SPTE_WRITE per entry written and
+   * SHADOW_PAGE_ALLOC per table. `writeFault` matters only for read-only slots.
+   */
+  map(rootHpa: number, gpa: Gpa, writeFault: boolean): TdpMapResult {
+    this.#count(MMU_EVENTS.TDP_FAULT);
+    const store = this.store;
+    const memory = store.allocator.memory;
+    const rootId = this.#rootId(rootHpa);
+    if (store.isInvalid(rootId)) return TDP_MAP_RESULT.RETRY;
+    const role = store.role(rootId);
+    let level = role & PAGE_ROLE.LEVEL_MASK;
+    const gfn = Math.floor(gpa / PAGE_SIZE);
+    if (!(gfn >= 0 && gfn < SPAN[level]! * SPTES_PER_PAGE)) {
+      throw new RangeError(`gpa 0x${gpa.toString(16)} is beyond a ${level}-level EPT root`);
+    }
+    const memslots = this.memslots;
+    const slot = memslots.lookup(gfn);
+    if (slot < 0) return TDP_MAP_RESULT.EMULATE_MMIO;
+    const readOnly = memslots.readOnlyAt(slot);
+    if (readOnly && writeFault) return TDP_MAP_RESULT.EMULATE_READ_ONLY;
+    const goal = this.hugePages && this.#canMap2M(slot, gfn) ? 2 : 1;
+    const adDisabled = (role & PAGE_ROLE.AD_DISABLED) !== 0;
+
+    let table = rootHpa;
+    let tableId = rootId;
+    for (;;) {
+      const span = SPAN[level]!;
+      const index = Math.floor(gfn / span) & 511;
+      const pa = table + index * 8;
+      const lo = memory.read32(pa);
+      const hi = memory.read32(pa + 4);
+      const present = isShadowPresentSpte(lo);
+
+      if (level === goal) {
+        // kvm: tdp_mmu_map_handle_target_level → make_spte.
+        const leafGfn = gfn - (gfn % span);
+        const pageHpa = memslots.hostAddressAt(slot, leafGfn);
+        const writable = !readOnly;
+        const newLo = eptLeafSpteLo(pageHpa, level, writable, adDisabled);
+        const newHi = eptLeafSpteHi(pageHpa, writable, writable, adDisabled);
+        if (present && lo === newLo && hi === newHi) return TDP_MAP_RESULT.SPURIOUS;
+        if (present && !isLastSpte(lo, level)) throw this.#levelChanged(gfn, level);
+        memory.write64(pa, newLo, newHi);
+        this.#count(MMU_EVENTS.SPTE_WRITE);
+        return TDP_MAP_RESULT.FIXED;
+      }
+
+      if (present && !isLastSpte(lo, level)) {
+        table = spteAddress(lo, hi);
+        tableId = store.idOfHostPage(table);
+        level--;
+        continue;
+      }
+
+      if (present) throw this.#levelChanged(gfn, goal);
+      // kvm: tdp_mmu_alloc_sp + tdp_mmu_init_child_sp (the parent's role one level down), then
+      // tdp_mmu_link_sp.
+      const childId = store.alloc(
+        gfn - (gfn % span),
+        ((role & ~PAGE_ROLE.LEVEL_MASK) | (level - 1)) >>> 0,
+        true,
+      );
+      const child = store.hostPage(childId);
+      memory.write64(pa, eptNonLeafSpteLo(child, adDisabled), eptNonLeafSpteHi(child, adDisabled));
+      this.#count(MMU_EVENTS.SPTE_WRITE);
+      store.linkParent(childId, tableId, index);
+      table = child;
+      tableId = childId;
+      level--;
+    }
+  }
+
+  // ---- internals ----------------------------------------------------------------------------
+
+  #count(event: number): void {
+    const counts = this.#counts;
+    if (counts !== null) counts[event] = counts[event]! + 1;
+    else this.meter.count(event);
+  }
+
+  #rootId(rootHpa: number): number {
+    const id = this.store.idOfHostPage(rootHpa);
+    if (id === NONE || !this.store.isTdpPage(id) || !this.#roots.includes(id)) {
+      throw new RangeError(`0x${rootHpa.toString(16)} is not a TDP MMU root`);
+    }
+    return id;
+  }
+
+  /** Drops one reference; the root goes at zero (kvm: kvm_tdp_mmu_put_root; before v6.4 also the zap). */
+  #put(id: number): void {
+    const store = this.store;
+    if (store.dropRootRef(id) > 0) return;
+    if (!store.isInvalid(id)) {
+      if (this.preserveTdpRoots) {
+        throw new Error(
+          "the last reference to a valid TDP root was put: the TDP MMU's own reference is missing",
+        );
+      }
+      store.markInvalid(id); // kvm (before v6.4): kvm_tdp_root_mark_invalid, then the zap
+    }
+    this.#zapRoot(id);
+    this.#roots.splice(this.#roots.indexOf(id), 1);
+    store.freeTdpPage(id, true);
+    this.#count(MMU_EVENTS.ROOT_DESTROY);
+  }
+
+  /** kvm: tdp_mmu_zap_root — every present entry of the root cleared, every table below freed. */
+  #zapRoot(id: number): void {
+    this.#clearTable(this.store.hostPage(id), this.store.level(id));
+  }
+
+  /** Clears the present entries of the table at `table` (level `level`), freeing the tables below. */
+  #clearTable(table: number, level: number): void {
+    const memory = this.store.allocator.memory;
+    for (let i = 0; i < SPTES_PER_PAGE; i++) {
+      const pa = table + i * 8;
+      const lo = memory.read32(pa);
+      if (!isShadowPresentSpte(lo)) continue;
+      const hi = memory.read32(pa + 4);
+      memory.write64(pa, 0, 0);
+      this.#count(MMU_EVENTS.SPTE_WRITE);
+      if (!isLastSpte(lo, level)) this.#freeChild(spteAddress(lo, hi), level - 1);
+    }
+  }
+
+  /** Frees a table whose parent entry was just cleared, and everything below it. */
+  #freeChild(table: number, level: number): void {
+    const store = this.store;
+    const id = store.idOfHostPage(table);
+    store.unlinkParent(id, store.firstParent(id), store.firstParentIndex(id));
+    this.#clearTable(table, level);
+    store.freeTdpPage(id, true);
+  }
+
+  /**
+   * kvm: tdp_mmu_zap_leafs over [start, end) below the table at `table` (level `level`) whose
+   * first entry maps `baseGfn`. Returns whether a leaf was cleared.
+   */
+  #zapLeafs(table: number, level: number, baseGfn: number, start: number, end: number): boolean {
+    const memory = this.store.allocator.memory;
+    const span = SPAN[level]!;
+    const first = Math.max(0, Math.floor((start - baseGfn) / span));
+    const last = Math.min(SPTES_PER_PAGE - 1, Math.floor((end - 1 - baseGfn) / span));
+    let zapped = false;
+    for (let i = first; i <= last; i++) {
+      const pa = table + i * 8;
+      const lo = memory.read32(pa);
+      if (!isShadowPresentSpte(lo)) continue;
+      if (isLastSpte(lo, level)) {
+        memory.write64(pa, 0, 0);
+        this.#count(MMU_EVENTS.SPTE_WRITE);
+        zapped = true;
+      } else if (
+        this.#zapLeafs(spteAddress(lo, memory.read32(pa + 4)), level - 1, baseGfn + i * span, start, end)
+      ) {
+        zapped = true;
+      }
+    }
+    return zapped;
+  }
+
+  /**
+   * A fault wants a leaf at another level than the one already mapped. KVM splits or collapses
+   * huge pages here (tdp_mmu_split_huge_page; replacing a table by a huge leaf); the model never
+   * needs to: a gfn's mapping level depends only on its memslot, and deleting or moving a slot
+   * zaps everything. Reaching this is a bug.
+   */
+  #levelChanged(gfn: number, level: number): Error {
+    return new Error(
+      `TDP fault at gfn 0x${gfn.toString(16)} wants a level-${level} leaf where another level is mapped; ` +
+        "huge-page splitting and collapsing are not modelled",
+    );
+  }
+
+  /**
+   * A 2-MiB leaf fits when the aligned 512-page range holding `gfn` lies in the slot and its host
+   * address is 2-MiB aligned (kvm: the lpage_info `disallow_lpage` test for misaligned slots).
+   */
+  #canMap2M(slot: number, gfn: number): boolean {
+    const memslots = this.memslots;
+    const first = gfn - (gfn % LARGE_PAGES);
+    const base = memslots.baseGfnAt(slot);
+    if (first < base || first + LARGE_PAGES > base + memslots.npagesAt(slot)) return false;
+    return memslots.hostAddressAt(slot, first) % (LARGE_PAGES * PAGE_SIZE) === 0;
+  }
+}
