@@ -1,3 +1,17 @@
+export {
+  type CpuRoleFields,
+  cpuRoleBase,
+  cpuRoleExt,
+  cpuRoleToBigInt,
+  decodeCpuRole,
+  formatCpuRole,
+  MMU_CR0_ROLE_BITS,
+  MMU_CR4_ROLE_BITS,
+  MMU_CR4_ROLE_BITS_PRE_5_18,
+  MMU_EFER_ROLE_BITS,
+  MMU_EFER_ROLE_BITS_PRE_5_18,
+  parseCpuRole,
+} from "./cpu-role";
 export { decodeExtendedRole, EXT_ROLE, type ExtendedRoleFields, encodeExtendedRole } from "./extended-role";
 export { HostPageAllocator, type HostPageAllocatorOptions } from "./host-page-allocator";
 export {
@@ -9,7 +23,45 @@ export {
   type MemslotSpec,
   Memslots,
 } from "./memslots";
+export {
+  INVALID_PGD,
+  KVM_MMU_NUM_PREV_ROOTS,
+  KVM_MMU_ROOT,
+  kvmMmuRootPrevious,
+  MMU_CONTEXT_KIND,
+  MMU_FLAVOUR,
+  MmuContext,
+  type MmuContextKind,
+  MmuContextStats,
+  type MmuContextStatsSnapshot,
+  type MmuFlavour,
+  type RootSlot,
+} from "./mmu-context";
 export { MMU_EVENTS, type MmuEventName } from "./mmu-events";
+export {
+  DEFAULT_MMU_FLAGS,
+  diffMmuFlags,
+  MMU_FLAG_INFO,
+  MMU_FLAG_NAMES,
+  MMU_FLAG_PRESETS,
+  type MmuFlagInfo,
+  type MmuFlagName,
+  type MmuFlagPresetName,
+  type MmuFlags,
+  mmuFlagPreset,
+  mmuFlags,
+} from "./mmu-flags";
+export {
+  type GuestCpuModel,
+  type HostMmuModel,
+  initNestedMmu,
+  initShadowEptMmu,
+  initShadowMmu,
+  initTdpMmu,
+  type MmuInitEnv,
+  refreshPassthroughBits,
+  resetGuestPagingMetadata,
+} from "./mmu-init";
 export {
   ACC,
   childRole,
@@ -42,7 +94,33 @@ export {
   resetTdpShadowZeroBitsMask,
   rsvdMaskIndex,
 } from "./reserved-bits";
+export {
+  calcRootPageRole,
+  eptpAccessedDirty,
+  eptpWalkLevel,
+  shadowEptRoleBase,
+  shadowEptRoleExt,
+  shadowNptRootRole,
+  shadowRootRole,
+  tdpRootLevel,
+  tdpRootRole,
+} from "./role-calculation";
 export { INVALID_ROOT, NO_SHADOW_PAGE, type RootBackend } from "./root-backend";
+export {
+  cachedRootFindAndKeepCurrent,
+  cachedRootFindWithoutCurrent,
+  fastPgdSwitch,
+  isRootUsable,
+  kvmMmuFreeGuestModeRoots,
+  kvmMmuFreeObsoleteRoots,
+  kvmMmuFreeRoots,
+  kvmMmuLoad,
+  kvmMmuNewPgd,
+  kvmMmuReload,
+  PGD_LOOKUP,
+  type RootCacheEnv,
+  rootsMatchingEptp,
+} from "./root-cache";
 export { type ShadowPageInfo, SP_FLAG, SP_HASH_BUCKETS, SP_HASH_SHIFT, spHashBucket } from "./shadow-page";
 export { ShadowPageStore, type ShadowPageStoreOptions, type ZapAllFastHooks } from "./shadow-page-store";
 export {
@@ -59,3 +137,15 @@ export {
 } from "./spte";
 export { TDP_MAP_RESULT, type TdpMapResult, TdpMmu, type TdpMmuOptions } from "./tdp-mmu";
 export { TdpRootBackend } from "./tdp-root-backend";
+export {
+  DEFAULT_GUEST_CPU,
+  DEFAULT_HOST_MMU,
+  DEFAULT_NESTED_EPT_CAPS,
+  INVEPT_TYPE,
+  type InveptType,
+  type MmuRegisters,
+  type NestedEntryState,
+  type NestedEptCaps,
+  VcpuMmu,
+  type VcpuMmuOptions,
+} from "./vcpu-mmu";

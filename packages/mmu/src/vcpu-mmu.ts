@@ -1,0 +1,481 @@
+import { type Meter, NOOP_METER } from "@nestvisor/vmx";
+import { CR0, CR4 } from "@nestvisor/x86-arch";
+import {
+  cpuRoleBase,
+  cpuRoleExt,
+  MMU_CR0_ROLE_BITS,
+  MMU_CR4_ROLE_BITS,
+  MMU_CR4_ROLE_BITS_PRE_5_18,
+  MMU_EFER_ROLE_BITS,
+  MMU_EFER_ROLE_BITS_PRE_5_18,
+} from "./cpu-role";
+import { KVM_MMU_ROOT, MMU_CONTEXT_KIND, MMU_FLAVOUR, MmuContext } from "./mmu-context";
+import { MMU_EVENTS } from "./mmu-events";
+import { DEFAULT_MMU_FLAGS, type MmuFlags } from "./mmu-flags";
+import {
+  type GuestCpuModel,
+  type HostMmuModel,
+  initNestedMmu,
+  initShadowEptMmu,
+  initShadowMmu,
+  initTdpMmu,
+  type MmuInitEnv,
+  refreshPassthroughBits,
+} from "./mmu-init";
+import { PG_LEVEL } from "./reserved-bits";
+import { calcRootPageRole, tdpRootLevel } from "./role-calculation";
+import type { RootBackend } from "./root-backend";
+import {
+  kvmMmuFreeGuestModeRoots,
+  kvmMmuFreeObsoleteRoots,
+  kvmMmuFreeRoots,
+  kvmMmuNewPgd,
+  kvmMmuReload,
+  rootsMatchingEptp,
+} from "./root-cache";
+
+/**
+ * One vCPU's MMU state as KVM keeps it in `struct kvm_vcpu_arch` (kvm-mmu.md §1.5, §4, §6): the
+ * three contexts, the `mmu` and `walk_mmu` pointers, the control registers the roles are computed
+ * from, and the operations that reconfigure contexts and switch roots — `kvm_init_mmu`,
+ * `kvm_mmu_reset_context`, the CR0/CR4/EFER post-set handlers, the CPUID invalidation, and the MMU
+ * part of a nested VM entry and exit (nested_ept_init_mmu_context, nested_vmx_load_cr3,
+ * nested_ept_uninit_mmu_context, load_vmcs12_host_state, handle_invept, free_nested).
+ *
+ * With `splitGuestMmu` off there is no separate guest_mmu: `guestMmu` *is* `rootMmu`, the one
+ * context that is re-targeted each way (kvm-mmu.md §6.4).
+ *
+ * Register values are numbers: CR0/CR4/EFER as their low words (every bit the MMU reads is below
+ * bit 32), CR3 and the EPTP as whole values below 2^53 (the CR3 without its NOFLUSH bit 63).
+ */
+
+/** INVEPT types (SDM Vol. 3C 31.3 "INVEPT"; kvm: VMX_EPT_EXTENT_CONTEXT, VMX_EPT_EXTENT_GLOBAL). */
+export const INVEPT_TYPE = {
+  SINGLE_CONTEXT: 1,
+  GLOBAL: 2,
+} as const;
+export type InveptType = (typeof INVEPT_TYPE)[keyof typeof INVEPT_TYPE];
+
+/** What L1 offers L2 for nested EPT (from the nested IA32_VMX_EPT_VPID_CAP). */
+export interface NestedEptCaps {
+  /** Execute-only EPT entries allowed (kvm: VMX_EPT_EXECUTE_ONLY_BIT in nested.msrs.ept_caps). */
+  readonly executeOnly: boolean;
+  /** Largest EPT12 leaf (a PG_LEVEL; kvm: the nested caps' 2M/1G bits). */
+  readonly hugePageLevel: number;
+}
+
+/** Control registers as a group (KVM_SET_SREGS, vmcs12 guest or host state). */
+export interface MmuRegisters {
+  readonly cr0: number;
+  readonly cr3: number;
+  readonly cr4: number;
+  readonly efer: number;
+}
+
+/** L2's state at a nested VM entry; `eptp` present means vmcs12 enables EPT. */
+export interface NestedEntryState extends MmuRegisters {
+  readonly eptp?: number;
+}
+
+export interface VcpuMmuOptions {
+  readonly backend: RootBackend;
+  readonly meter?: Meter;
+  readonly flags?: MmuFlags;
+  /** L0 uses EPT/NPT (kvm: tdp_enabled). Default true. */
+  readonly tdpEnabled?: boolean;
+  readonly guest?: Partial<GuestCpuModel>;
+  readonly host?: Partial<HostMmuModel>;
+  readonly nestedEpt?: Partial<NestedEptCaps>;
+}
+
+/** A recent Intel host: 46-bit physical addresses, 1-GiB pages, 4-level EPT with A/D bits. */
+export const DEFAULT_HOST_MMU: HostMmuModel = Object.freeze({
+  physBits: 46,
+  amd: false,
+  gbPages: true,
+  maxHugePageLevel: PG_LEVEL.SIZE_1G,
+  maxTdpLevel: 4,
+  forcedTdpLevel: 0,
+  adEnabled: true,
+});
+
+/** A guest CPUID like the host's (Intel, MAXPHYADDR 46, 1-GiB pages). */
+export const DEFAULT_GUEST_CPU: GuestCpuModel = Object.freeze({ maxPhysAddr: 46, gbPages: true, amd: false });
+
+/** KVM offers execute-only EPT and 1-GiB EPT pages when the host has them. */
+export const DEFAULT_NESTED_EPT_CAPS: NestedEptCaps = Object.freeze({
+  executeOnly: true,
+  hugePageLevel: PG_LEVEL.SIZE_1G,
+});
+
+/** CR0 after RESET/INIT (SDM Vol. 3A 10.1.1, Table 10-1): CD, NW, ET. */
+const CR0_RESET = 0x60000010;
+
+const EV_UNLOAD = MMU_EVENTS.MMU_UNLOAD;
+const EV_RESET = MMU_EVENTS.MMU_RESET_CONTEXT;
+
+export class VcpuMmu implements MmuInitEnv {
+  readonly backend: RootBackend;
+  readonly meter: Meter;
+  readonly flags: MmuFlags;
+  readonly tdpEnabled: boolean;
+  readonly guest: GuestCpuModel;
+  readonly host: HostMmuModel;
+  readonly nestedEpt: NestedEptCaps;
+  readonly tdpLevel: number;
+
+  /** kvm: vcpu->arch.root_mmu. */
+  readonly rootMmu: MmuContext;
+  /** kvm: vcpu->arch.guest_mmu; the same object as `rootMmu` with `splitGuestMmu` off. */
+  readonly guestMmu: MmuContext;
+  /** kvm: vcpu->arch.nested_mmu. */
+  readonly nestedMmu: MmuContext;
+  /** kvm: vcpu->arch.mmu — the context that handles faults and holds roots. */
+  mmu: MmuContext;
+  /** kvm: vcpu->arch.walk_mmu — the context used for gva→gpa walks. */
+  walkMmu: MmuContext;
+
+  cr0 = CR0_RESET;
+  cr3 = 0;
+  cr4 = 0;
+  efer = 0;
+  /** kvm: is_smm(vcpu). */
+  smm = false;
+  /** kvm: is_guest_mode(vcpu) — L2 is running. */
+  guestMode = false;
+  /** vmcs12's EPT pointer (what guest_mmu's get_guest_pgd returns). */
+  eptp12 = 0;
+
+  constructor(options: VcpuMmuOptions) {
+    this.backend = options.backend;
+    this.meter = options.meter ?? NOOP_METER;
+    this.flags = options.flags ?? DEFAULT_MMU_FLAGS;
+    this.tdpEnabled = options.tdpEnabled ?? true;
+    this.guest = Object.freeze({ ...DEFAULT_GUEST_CPU, ...options.guest });
+    this.host = Object.freeze({ ...DEFAULT_HOST_MMU, ...options.host });
+    this.nestedEpt = Object.freeze({ ...DEFAULT_NESTED_EPT_CAPS, ...options.nestedEpt });
+    this.tdpLevel = tdpRootLevel(this.host.maxTdpLevel, this.host.forcedTdpLevel, this.guest.maxPhysAddr);
+    // kvm: kvm_mmu_create — mmu = walk_mmu = &root_mmu; every root slot invalid.
+    this.rootMmu = new MmuContext(MMU_CONTEXT_KIND.ROOT_MMU);
+    this.guestMmu = this.flags.splitGuestMmu ? new MmuContext(MMU_CONTEXT_KIND.GUEST_MMU) : this.rootMmu;
+    this.nestedMmu = new MmuContext(MMU_CONTEXT_KIND.NESTED_MMU);
+    this.mmu = this.rootMmu;
+    this.walkMmu = this.rootMmu;
+  }
+
+  /** kvm: mmu_is_nested — walks go through nested_mmu (L2 runs with nested EPT). */
+  get mmuIsNested(): boolean {
+    return this.walkMmu === this.nestedMmu;
+  }
+
+  /** The contexts that hold roots: root_mmu and, when split, guest_mmu. */
+  get rootContexts(): readonly MmuContext[] {
+    return this.guestMmu === this.rootMmu ? [this.rootMmu] : [this.rootMmu, this.guestMmu];
+  }
+
+  /** What the context's get_guest_pgd hook returns: vmcs12's EPTP for shadow EPT, else CR3. */
+  guestPgd(ctx: MmuContext): number {
+    return ctx.guestPgdIsEptp ? this.eptp12 : this.cr3;
+  }
+
+  // ---- Configuration -------------------------------------------------------------------------
+
+  /**
+   * kvm: kvm_init_mmu — compute the cpu role from the vCPU's registers and reconfigure at most one
+   * context if its gate fails: nested_mmu while L2 runs with nested EPT, else root_mmu as TDP or
+   * shadow paging.
+   */
+  initMmu(): void {
+    const base = cpuRoleBase(this.cr0, this.cr4, this.efer, this.smm, this.guestMode);
+    const ext = cpuRoleExt(this.cr0, this.cr4, this.efer);
+    if (this.mmuIsNested) initNestedMmu(this.nestedMmu, base, ext, this);
+    else if (this.tdpEnabled) initTdpMmu(this.rootMmu, base, ext, this);
+    else initShadowMmu(this.rootMmu, base, ext, this);
+  }
+
+  /** kvm: kvm_mmu_unload — free every root of root_mmu and guest_mmu (nested_mmu has none). */
+  unload(): void {
+    this.meter.count(EV_UNLOAD);
+    kvmMmuFreeRoots(this.rootMmu, KVM_MMU_ROOT.ALL, this);
+    if (this.guestMmu !== this.rootMmu) kvmMmuFreeRoots(this.guestMmu, KVM_MMU_ROOT.ALL, this);
+  }
+
+  /** kvm: kvm_mmu_reset_context = kvm_mmu_unload + kvm_init_mmu (still the upstream definition). */
+  resetContext(): void {
+    this.meter.count(EV_RESET);
+    this.unload();
+    this.initMmu();
+  }
+
+  /** kvm: kvm_mmu_reload before a VM entry — load a root for `mmu` if it has none. Returns whether it loaded. */
+  reload(): boolean {
+    return kvmMmuReload(this.mmu, this.guestPgd(this.mmu), this);
+  }
+
+  /**
+   * kvm: kvm_mmu_new_pgd on `mmu`. Today with the context's own root role; with
+   * `keepRootsOnRoleChange` off, as the pre-v5.18 kvm_mmu_new_cr3 did, with a role computed from
+   * the vCPU's registers (kvm: kvm_mmu_calc_root_page_role). Returns whether it hit.
+   */
+  newPgd(pgd: number): boolean {
+    const role = this.flags.keepRootsOnRoleChange ? this.mmu.rootRole : this.computedRootRole();
+    return kvmMmuNewPgd(this.mmu, pgd, role, this);
+  }
+
+  private computedRootRole(): number {
+    const base = cpuRoleBase(this.cr0, this.cr4, this.efer, this.smm, this.guestMode);
+    return calcRootPageRole(this.tdpEnabled, base, this.tdpLevel, this.host.adEnabled);
+  }
+
+  /**
+   * KVM_SET_SREGS (kvm: __set_sregs_common): load the registers; reset the MMU if CR0, CR3, CR4
+   * or EFER changed (`mmu_reset_needed`). CR3 is stored without a PGD switch.
+   */
+  setSregs(regs: MmuRegisters): void {
+    const changed =
+      regs.cr0 !== this.cr0 || regs.cr3 !== this.cr3 || regs.cr4 !== this.cr4 || regs.efer !== this.efer;
+    this.cr0 = regs.cr0;
+    this.cr3 = regs.cr3;
+    this.cr4 = regs.cr4;
+    this.efer = regs.efer;
+    if (changed) this.resetContext();
+  }
+
+  // ---- Register writes (x86.c) ---------------------------------------------------------------
+
+  /** The MMU side of kvm_set_cr0: store the value, then kvm_post_set_cr0. */
+  setCr0(value: number): void {
+    const old = this.cr0;
+    this.cr0 = value >>> 0;
+    this.postSetCr0(old, this.cr0);
+  }
+
+  /**
+   * kvm: kvm_post_set_cr0. A change of PG or WP resets the MMU — except (v6.4, with both halves
+   * of flag b) when *only* WP changed: nothing with paging off, kvm_init_mmu alone under TDP.
+   */
+  postSetCr0(oldCr0: number, newCr0: number): void {
+    const changed = (oldCr0 ^ newCr0) >>> 0;
+    if (this.flags.keepRootsOnRoleChange && this.flags.keepRootsOnWpOnlyChange && changed === CR0.WP) {
+      // kvm: e40bcf9f3a18 — no permission bits to emulate with CR0.PG = 0.
+      if ((newCr0 & CR0.PG) === 0) return;
+      // kvm: 01b31714bd90 — CR0.WP does not affect TDP SPTEs: re-init, keep the roots.
+      if (this.tdpEnabled) {
+        this.initMmu();
+        return;
+      }
+    }
+    if ((changed & MMU_CR0_ROLE_BITS) !== 0) this.resetContext();
+  }
+
+  /** The MMU side of kvm_set_cr4: store the value, then kvm_post_set_cr4. */
+  setCr4(value: number): void {
+    const old = this.cr4;
+    this.cr4 = value >>> 0;
+    this.postSetCr4(old, this.cr4);
+  }
+
+  /**
+   * kvm: kvm_post_set_cr4. A role-bit change resets the MMU. Today, with shadow paging, turning
+   * PCIDE on also unloads (stale prev roots could be reused after MOV CR3 with NOFLUSH). Before
+   * v5.18 (`keepRootsOnRoleChange` off) PGE was a role bit too and any PCIDE change unloaded
+   * (KVM_REQ_MMU_RELOAD). TLB-flush requests are not modelled here.
+   */
+  postSetCr4(oldCr4: number, newCr4: number): void {
+    const changed = (oldCr4 ^ newCr4) >>> 0;
+    if (this.flags.keepRootsOnRoleChange) {
+      if ((changed & MMU_CR4_ROLE_BITS) !== 0) this.resetContext();
+      if (!this.tdpEnabled && (newCr4 & CR4.PCIDE) !== 0 && (oldCr4 & CR4.PCIDE) === 0) this.unload();
+      return;
+    }
+    if ((changed & MMU_CR4_ROLE_BITS_PRE_5_18) !== 0) this.resetContext();
+    else if ((changed & CR4.PCIDE) !== 0) this.unload();
+  }
+
+  /** The MMU side of set_efer: store the value; a change of LME or NX (before v5.18: NX) resets the MMU. */
+  setEfer(value: number): void {
+    const changed = (this.efer ^ value) >>> 0;
+    this.efer = value >>> 0;
+    const bits = this.flags.keepRootsOnRoleChange ? MMU_EFER_ROLE_BITS : MMU_EFER_ROLE_BITS_PRE_5_18;
+    if ((changed & bits) !== 0) this.resetContext();
+  }
+
+  /** The MMU side of kvm_set_cr3: a different value switches the PGD (kvm: kvm_mmu_new_pgd). */
+  setCr3(value: number): void {
+    if (value !== this.cr3) this.newPgd(value);
+    this.cr3 = value;
+  }
+
+  /** SMM entry or exit (kvm: kvm_smm_changed): the SMM address space changes, so the MMU is reset. */
+  setSmm(smm: boolean): void {
+    if (smm === this.smm) return;
+    this.smm = smm;
+    this.resetContext();
+  }
+
+  /**
+   * kvm: kvm_mmu_after_set_cpuid — CPUID feeds the reserved-bit masks, so every context's roles
+   * are invalidated (root_role.word = 0, cpu_role.ext.valid = 0) and the MMU is reset.
+   */
+  afterSetCpuid(): void {
+    this.rootMmu.invalidateRoles();
+    this.guestMmu.invalidateRoles();
+    this.nestedMmu.invalidateRoles();
+    this.resetContext();
+  }
+
+  /**
+   * Before an emulated permission check on `ctx` (kvm: kvm_mmu_refresh_passthrough_bits): under
+   * TDP the guest may have toggled CR0.WP without an exit, so the stored bit is refreshed and the
+   * tables rebuilt if it differs. Not for guest_mmu (EPT ignores CR0). Returns whether it rebuilt.
+   */
+  refreshPassthroughBits(ctx: MmuContext = this.walkMmu): boolean {
+    if (
+      !this.tdpEnabled ||
+      ctx.kind === MMU_CONTEXT_KIND.GUEST_MMU ||
+      ctx.flavour === MMU_FLAVOUR.SHADOW_EPT
+    ) {
+      return false;
+    }
+    return refreshPassthroughBits(ctx, (this.cr0 & CR0.WP) !== 0, this);
+  }
+
+  /** Handles KVM_REQ_MMU_FREE_OBSOLETE_ROOTS (kvm: kvm_mmu_free_obsolete_roots) for both root contexts. */
+  freeObsoleteRoots(): void {
+    kvmMmuFreeObsoleteRoots(this.rootMmu, this);
+    if (this.guestMmu !== this.rootMmu) kvmMmuFreeObsoleteRoots(this.guestMmu, this);
+  }
+
+  // ---- Nested VMX (vmx/nested.c) -------------------------------------------------------------
+
+  /** kvm: enter_guest_mode — before any role is computed for L2. */
+  enterGuestMode(): void {
+    this.guestMode = true;
+  }
+
+  /** kvm: leave_guest_mode. */
+  leaveGuestMode(): void {
+    this.guestMode = false;
+  }
+
+  /**
+   * kvm: nested_ept_init_mmu_context — `mmu` = guest_mmu, shadow-EPT init with its PGD switch to
+   * L1's EPTP, then `walk_mmu` = nested_mmu. Throws if walks already go through nested_mmu (KVM
+   * WARNs).
+   */
+  nestedEptInitMmuContext(eptp: number): void {
+    if (this.mmuIsNested) throw new Error("nested_ept_init_mmu_context while walk_mmu is already nested_mmu");
+    this.mmu = this.guestMmu;
+    this.nestedEptNewEptp(eptp);
+    this.walkMmu = this.nestedMmu;
+  }
+
+  /**
+   * kvm: nested_ept_new_eptp — (re)initialise guest_mmu for `eptp` (also used for VMFUNC EPTP
+   * switching, nested_vmx_eptp_switching).
+   */
+  nestedEptNewEptp(eptp: number): void {
+    this.eptp12 = eptp;
+    initShadowEptMmu(this.guestMmu, eptp, this.nestedEpt.executeOnly, this.nestedEpt.hugePageLevel, this);
+  }
+
+  /** kvm: nested_ept_uninit_mmu_context — a pointer swap back to root_mmu; guest_mmu keeps everything. */
+  nestedEptUninitMmuContext(): void {
+    this.mmu = this.rootMmu;
+    this.walkMmu = this.rootMmu;
+  }
+
+  /**
+   * kvm: vmx_set_cr0 / vmx_set_cr4 / vmx_set_efer as prepare_vmcs02 and load_vmcs12_host_state
+   * use them: the registers change with no MMU call (kvm_post_set_cr* does not run).
+   */
+  loadControlRegisters(cr0: number, cr4: number, efer: number): void {
+    this.cr0 = cr0 >>> 0;
+    this.cr4 = cr4 >>> 0;
+    this.efer = efer >>> 0;
+  }
+
+  /**
+   * kvm: nested_vmx_load_cr3 — set CR3 and re-initialise the MMU (which picks up the new CR0/CR4
+   * role bits), then, without nested EPT, switch `mmu` to the new CR3. Before v5.18
+   * (`keepRootsOnRoleChange` off) the switch came first, with a computed role.
+   */
+  nestedVmxLoadCr3(cr3: number, nestedEpt: boolean): void {
+    if (!this.flags.keepRootsOnRoleChange) {
+      if (!nestedEpt) this.newPgd(cr3);
+      this.cr3 = cr3;
+      this.initMmu();
+      return;
+    }
+    this.cr3 = cr3;
+    this.initMmu();
+    if (!nestedEpt) this.newPgd(cr3);
+  }
+
+  /**
+   * The MMU part of a nested VM entry (kvm: nested_vmx_enter_non_root_mode → prepare_vmcs02):
+   * enter guest mode; with vmcs12 EPT, nested_ept_init_mmu_context; load L2's CR0/CR4/EFER through
+   * the vendor hooks; nested_vmx_load_cr3. The root, if the switches missed, is loaded by the next
+   * `reload()` (vcpu_enter_guest).
+   */
+  nestedVmEntry(l2: NestedEntryState): void {
+    this.enterGuestMode();
+    const nestedEpt = l2.eptp !== undefined;
+    if (l2.eptp !== undefined) this.nestedEptInitMmuContext(l2.eptp);
+    this.loadControlRegisters(l2.cr0, l2.cr4, l2.efer);
+    this.nestedVmxLoadCr3(l2.cr3, nestedEpt);
+  }
+
+  /**
+   * The MMU part of a nested VM exit (kvm: nested_vmx_vmexit → leave_guest_mode,
+   * load_vmcs12_host_state): L1's host CR0/CR4/EFER, nested_ept_uninit_mmu_context, and
+   * nested_vmx_load_cr3 with the host CR3 (kvm_init_mmu on root_mmu, then its PGD switch). With
+   * `splitGuestMmu` off and `unloadOnExit` on, the single context is reset instead (14c07ad89f4d).
+   */
+  nestedVmExit(host: MmuRegisters): void {
+    this.leaveGuestMode();
+    this.loadControlRegisters(host.cr0, host.cr4, host.efer);
+    this.nestedEptUninitMmuContext();
+    if (!this.flags.splitGuestMmu && this.flags.unloadOnExit) {
+      this.cr3 = host.cr3;
+      this.resetContext();
+      return;
+    }
+    this.nestedVmxLoadCr3(host.cr3, false);
+  }
+
+  /**
+   * The late VM-fail unwind (kvm: nested_vmx_restore_host_state): back to L1's state with a full
+   * kvm_mmu_reset_context instead of the PGD switch.
+   */
+  nestedVmxRestoreHostState(host: MmuRegisters): void {
+    this.leaveGuestMode();
+    this.nestedEptUninitMmuContext();
+    this.loadControlRegisters(host.cr0, host.cr4, host.efer);
+    this.cr3 = host.cr3;
+    this.resetContext();
+  }
+
+  /**
+   * kvm: handle_invept on guest_mmu. Single-context frees the current and previous roots whose
+   * EPTP names the same table as `eptp` (bits 51:12; nested_ept_root_matches); global frees them
+   * all. With `splitGuestMmu` off the single context is the one searched.
+   */
+  handleInvept(type: InveptType, eptp: number): void {
+    const mask = type === INVEPT_TYPE.GLOBAL ? KVM_MMU_ROOT.ALL : rootsMatchingEptp(this.guestMmu, eptp);
+    if (mask !== 0) kvmMmuFreeRoots(this.guestMmu, mask, this);
+  }
+
+  /**
+   * INVVPID without EPT (kvm: handle_invvpid → kvm_mmu_free_guest_mode_roots on root_mmu): L2's
+   * cached shadow roots are freed; L1's current root stays.
+   */
+  handleInvvpidShadowPaging(): void {
+    if (!this.tdpEnabled) kvmMmuFreeGuestModeRoots(this.rootMmu, this);
+  }
+
+  /** kvm: free_nested (VMXOFF, nested teardown) — every guest_mmu root. Nothing without a split guest_mmu. */
+  freeNested(): void {
+    if (this.guestMmu !== this.rootMmu) kvmMmuFreeRoots(this.guestMmu, KVM_MMU_ROOT.ALL, this);
+  }
+}
