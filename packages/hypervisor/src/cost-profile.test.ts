@@ -1,0 +1,193 @@
+import { describe, expect, it } from "vitest";
+import { COST_EVENT_NAMES } from "./cost-catalogs";
+import {
+  type CostProfile,
+  CostProfileError,
+  costProvenance,
+  formatProfilePath,
+  parseCostProfile,
+  parseCostProfileText,
+} from "./cost-profile";
+import { costProfile } from "./cost-profiles";
+
+/** A valid profile as plain JSON data (every event priced), to break one field at a time. */
+function validJson(): Record<string, unknown> & { events: Record<string, Record<string, unknown>> } {
+  const events: Record<string, Record<string, unknown>> = {};
+  for (const name of COST_EVENT_NAMES) events[name] = { cycles: 10, assumption: "test value" };
+  return {
+    name: "test-profile",
+    description: "a profile for tests",
+    cpu: "none",
+    tscGHz: { value: 3, source: "test" },
+    events,
+  };
+}
+
+function issuesOf(json: unknown, origin = "profile.json"): string[] {
+  try {
+    parseCostProfile(json, origin);
+  } catch (error) {
+    expect(error).toBeInstanceOf(CostProfileError);
+    return (error as CostProfileError).message.split("\n");
+  }
+  throw new Error("the profile was accepted");
+}
+
+describe("parseCostProfile", () => {
+  it("accepts a complete profile, freezes it and orders events by id", () => {
+    const json = validJson();
+    const reversed = Object.fromEntries(Object.entries(json.events).reverse());
+    const profile = parseCostProfile({ ...json, events: reversed }, "profile.json");
+    expect(Object.keys(profile.events)).toEqual(COST_EVENT_NAMES);
+    expect(profile.events.VMREAD).toEqual({ cycles: 10, assumption: "test value" });
+    expect(profile.notes).toEqual([]);
+    expect(Object.isFrozen(profile)).toBe(true);
+    expect(Object.isFrozen(profile.events)).toBe(true);
+    expect(Object.isFrozen(profile.events.VMREAD)).toBe(true);
+  });
+
+  it("round-trips a shipped profile through JSON text", () => {
+    const shipped = costProfile("intel-server");
+    const again = parseCostProfileText(JSON.stringify(shipped, null, 2), "copy.json");
+    expect(again).toEqual(shipped);
+  });
+
+  it("rejects a negative number, naming origin, path and field", () => {
+    const json = validJson();
+    json.events.VMREAD = { cycles: -1, source: "x" };
+    expect(issuesOf(json)).toEqual([
+      "profile.json: events.VMREAD.cycles: expected a non-negative number, got -1",
+    ]);
+  });
+
+  it("rejects a number of the wrong type, NaN-like values and a missing number", () => {
+    const json = validJson();
+    json.events.VMREAD = { cycles: "5", source: "x" };
+    json.events.VMWRITE = { source: "x" };
+    json.tscGHz = { value: 0, assumption: "x" };
+    expect(issuesOf(json)).toEqual([
+      "profile.json: tscGHz.value: expected a positive number, got 0",
+      'profile.json: events.VMREAD.cycles: expected a non-negative number, got "5"',
+      "profile.json: events.VMWRITE.cycles: missing (expected a non-negative number)",
+    ]);
+  });
+
+  it("rejects a number without a source or an assumption", () => {
+    const json = validJson();
+    json.events.VMPTRLD = { cycles: 150 };
+    const [issue] = issuesOf(json);
+    expect(issue).toBe(
+      'profile.json: events.VMPTRLD: missing "source" or "assumption": every number must name where it comes from, or say it is assumed',
+    );
+  });
+
+  it("rejects both a source and an assumption, and empty or non-string provenance", () => {
+    const json = validJson();
+    json.events.VMREAD = { cycles: 5, source: "a", assumption: "b" };
+    json.events.VMWRITE = { cycles: 5, source: "  " };
+    json.events.VMCLEAR = { cycles: 5, assumption: 7 };
+    expect(issuesOf(json)).toEqual([
+      "profile.json: events.VMCLEAR.assumption: expected a non-empty string, got 7",
+      'profile.json: events.VMREAD: has both "source" and "assumption"; keep the one that applies',
+      'profile.json: events.VMWRITE.source: expected a non-empty string, got "  "',
+    ]);
+  });
+
+  it("rejects an unknown event with a did-you-mean suggestion", () => {
+    const json = validJson();
+    json.events.VMRAED = { cycles: 5, source: "x" };
+    expect(issuesOf(json)).toEqual(['profile.json: events.VMRAED: unknown event (did you mean "VMREAD"?)']);
+  });
+
+  it("rejects unknown fields with a suggestion, at the top level and in an entry", () => {
+    const json = validJson();
+    json.evnts = {};
+    json.events.VMREAD = { cylces: 5, cycles: 5, source: "x" };
+    expect(issuesOf(json)).toEqual([
+      'profile.json: evnts: unknown field (did you mean "events"?); expected $schema, name, description, cpu, tscGHz, notes, events',
+      'profile.json: events.VMREAD.cylces: unknown field (did you mean "cycles"?); expected cycles, source, assumption',
+    ]);
+  });
+
+  it("lists the events a profile leaves unpriced", () => {
+    const json = validJson();
+    delete json.events.VMREAD;
+    delete json.events.EXIT_HANDLER_CPUID;
+    expect(issuesOf(json)).toEqual([
+      "profile.json: events: missing costs for 2 events: VMREAD, EXIT_HANDLER_CPUID (a profile prices every event of the vmx, mmu and hypervisor catalogs)",
+    ]);
+    const [many] = issuesOf({ ...json, events: {} });
+    expect(many).toMatch(/missing costs for \d+ events: VMXON, VMXOFF, .* and \d+ more/);
+  });
+
+  it("checks the header fields", () => {
+    expect(issuesOf([1, 2])).toEqual(["profile.json: expected a cost profile object, got an array"]);
+    expect(issuesOf({ ...validJson(), name: "Intel Server", cpu: "", notes: ["ok", 3] })).toEqual([
+      `profile.json: name: expected lower-case letters, digits, '.', '_' or '-', got "Intel Server"`,
+      'profile.json: cpu: expected a non-empty string, got ""',
+      'profile.json: notes["1"]: expected a string, got 3',
+    ]);
+    const { tscGHz: _t, description: _d, ...partial } = validJson();
+    expect(issuesOf(partial)).toEqual([
+      "profile.json: description: missing (expected a non-empty string)",
+      'profile.json: tscGHz: missing (expected { "value": GHz, "source" | "assumption": "…" })',
+    ]);
+    expect(issuesOf({ ...validJson(), events: "none" })).toEqual([
+      'profile.json: events: expected an object mapping event names to costs, got "none"',
+    ]);
+    expect(issuesOf({ ...validJson(), tscGHz: 2.5 })).toEqual([
+      'profile.json: tscGHz: expected an object { "value": GHz, "source" | "assumption": "…" }, got 2.5',
+    ]);
+  });
+});
+
+describe("parseCostProfileText", () => {
+  it("adds the line of the field at fault", () => {
+    const json = validJson();
+    json.events.VMREAD = { cycles: -3, source: "x" };
+    const text = JSON.stringify(json, null, 2);
+    const line = text.split("\n").findIndex((l) => l.includes('"VMREAD"')) + 1;
+    expect(() => parseCostProfileText(text, "my.json")).toThrow(
+      `my.json:${line + 1}: events.VMREAD.cycles: expected a non-negative number, got -3`,
+    );
+  });
+
+  it("puts a missing field at its parent's line", () => {
+    const json = validJson();
+    json.events.VMWRITE = { source: "x" };
+    const text = JSON.stringify(json, null, 2);
+    const line = text.split("\n").findIndex((l) => l.includes('"VMWRITE"')) + 1;
+    expect(() => parseCostProfileText(text, "my.json")).toThrow(
+      `my.json:${line}: events.VMWRITE.cycles: missing`,
+    );
+  });
+
+  it("names the line and column of a JSON syntax error", () => {
+    let error: unknown;
+    try {
+      parseCostProfileText('{\n  "name": "x",\n  "cpu": ]\n}', "broken.json");
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(CostProfileError);
+    expect((error as CostProfileError).message).toMatch(/^broken\.json:3: invalid JSON at column 10: /);
+  });
+});
+
+describe("helpers", () => {
+  it("formats paths with brackets for non-identifiers", () => {
+    expect(formatProfilePath(["events", "VMREAD", "cycles"])).toBe("events.VMREAD.cycles");
+    expect(formatProfilePath(["notes", "0"])).toBe('notes["0"]');
+    expect(formatProfilePath([])).toBe("");
+  });
+
+  it("tags provenance", () => {
+    const profile: CostProfile = costProfile("intel-server");
+    expect(costProvenance(profile.events.VMCS_FULL_CONSISTENCY_CHECK).kind).toBe("source");
+    expect(costProvenance(profile.events.VMREAD).kind).toBe("assumption");
+    expect(costProvenance(profile.tscGHz)).toEqual({
+      kind: "assumption",
+      text: expect.stringContaining("nominal TSC rate"),
+    });
+  });
+});

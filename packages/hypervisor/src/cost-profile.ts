@@ -1,0 +1,406 @@
+import { COST_EVENT_NAMES, type CostEventName, isCostEventName } from "./cost-catalogs";
+import { jsonErrorOffset } from "./json-error-offset";
+import { didYouMeanSuffix } from "./name-suggestion";
+
+/**
+ * A cost profile (DESIGN.md §5): cycles per counted event, each number with the public source it
+ * was read from or marked as an assumption. Profiles are data — JSON a user can write — and this
+ * module is their validating loader. It never fills in a missing number: a profile that does not
+ * price every event, or prices one without saying where the number comes from, is rejected.
+ *
+ * JSON shape:
+ *
+ *   { "name": "intel-server", "description": "…", "cpu": "…",
+ *     "tscGHz": { "value": 2.5, "assumption": "…" },
+ *     "notes": ["…"],                                  (optional)
+ *     "events": { "VMREAD": { "cycles": 5, "assumption": "…" },
+ *                 "VMCS_FULL_CONSISTENCY_CHECK": { "cycles": 400, "source": "…" }, … } }
+ */
+
+/** Where a number comes from: a public source, or an explicit assumption (never both, never neither). */
+export type Provenance = { readonly source: string } | { readonly assumption: string };
+
+/** The price of one event: cycles per count. */
+export type CostEntry =
+  | { readonly cycles: number; readonly source: string }
+  | { readonly cycles: number; readonly assumption: string };
+
+/** The TSC rate used to print cycles as time; never used to derive a cost. */
+export type TscRate =
+  | { readonly value: number; readonly source: string }
+  | { readonly value: number; readonly assumption: string };
+
+export interface CostProfile {
+  /** Selects the profile (`--profile <name>`): lower case, digits, '.', '_' or '-'. */
+  readonly name: string;
+  readonly description: string;
+  /** The processor (or family) the numbers describe. */
+  readonly cpu: string;
+  /** TSC frequency in GHz, to print cycles as time. */
+  readonly tscGHz: TscRate;
+  /** Free-form remarks: calibration policy, known disagreements between sources. */
+  readonly notes: readonly string[];
+  /** A price for every event of the vmx, mmu and hypervisor catalogs. */
+  readonly events: Readonly<Record<CostEventName, CostEntry>>;
+}
+
+/** One problem found in a profile: the JSON path of the field at fault and what is wrong. */
+export interface CostProfileIssue {
+  /** Path segments from the root, e.g. ["events", "VMREAD", "cycles"]; empty for the root. */
+  readonly path: readonly string[];
+  readonly message: string;
+  /** 1-based line in the source text, when the profile was parsed from text and the field located. */
+  readonly line?: number;
+}
+
+/** `events.VMREAD.cycles`; segments that are not identifiers in brackets (`events["a b"]`). */
+export function formatProfilePath(path: readonly string[]): string {
+  let out = "";
+  for (const segment of path) {
+    if (/^[A-Za-z_$][A-Za-z0-9_$]*$/.test(segment)) out += out === "" ? segment : `.${segment}`;
+    else out += `[${JSON.stringify(segment)}]`;
+  }
+  return out;
+}
+
+/** "origin:line: path: message", leaving out what is unknown. */
+export function formatProfileIssue(origin: string, issue: CostProfileIssue): string {
+  const where = issue.line === undefined ? origin : `${origin}:${issue.line}`;
+  const path = formatProfilePath(issue.path);
+  return path === "" ? `${where}: ${issue.message}` : `${where}: ${path}: ${issue.message}`;
+}
+
+/** A rejected profile: every issue found, one per line in the message. */
+export class CostProfileError extends Error {
+  /** The file (or other origin) the profile came from. */
+  readonly origin: string;
+  readonly issues: readonly CostProfileIssue[];
+
+  constructor(origin: string, issues: readonly CostProfileIssue[]) {
+    super(issues.map((issue) => formatProfileIssue(origin, issue)).join("\n"));
+    this.name = "CostProfileError";
+    this.origin = origin;
+    this.issues = Object.freeze([...issues]);
+  }
+}
+
+const PROFILE_NAME = /^[a-z0-9][a-z0-9._-]*$/;
+const TOP_LEVEL_FIELDS = ["$schema", "name", "description", "cpu", "tscGHz", "notes", "events"] as const;
+const ENTRY_FIELDS = ["cycles", "source", "assumption"] as const;
+const TSC_FIELDS = ["value", "source", "assumption"] as const;
+/** How many missing event names one issue lists before summarising. */
+const MISSING_LISTED = 12;
+
+function describeValue(value: unknown): string {
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "an array";
+  if (typeof value === "string")
+    return JSON.stringify(value.length > 40 ? `${value.slice(0, 37)}...` : value);
+  if (typeof value === "number" || typeof value === "boolean") return String(value);
+  return `a value of type ${typeof value}`;
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/** Collects issues while walking the JSON; `missing` issues are located at their parent's line. */
+class IssueList {
+  readonly issues: { path: readonly string[]; message: string; missing: boolean }[] = [];
+
+  add(path: readonly string[], message: string, missing = false): void {
+    this.issues.push({ path, message, missing });
+  }
+}
+
+function checkUnknownFields(
+  value: Record<string, unknown>,
+  allowed: readonly string[],
+  path: readonly string[],
+  issues: IssueList,
+): void {
+  for (const key of Object.keys(value)) {
+    if (!allowed.includes(key)) {
+      issues.add(
+        [...path, key],
+        `unknown field${didYouMeanSuffix(key, allowed)}; expected ${allowed.join(", ")}`,
+      );
+    }
+  }
+}
+
+function requireText(
+  value: Record<string, unknown>,
+  key: string,
+  path: readonly string[],
+  issues: IssueList,
+): string | undefined {
+  if (!(key in value)) {
+    issues.add([...path, key], "missing (expected a non-empty string)", true);
+    return undefined;
+  }
+  const text = value[key];
+  if (typeof text !== "string" || text.trim() === "") {
+    issues.add([...path, key], `expected a non-empty string, got ${describeValue(text)}`);
+    return undefined;
+  }
+  return text;
+}
+
+/** Reads `source` xor `assumption` of an object; undefined (with an issue) when neither or both. */
+function provenance(
+  value: Record<string, unknown>,
+  path: readonly string[],
+  issues: IssueList,
+): Provenance | undefined {
+  const hasSource = "source" in value;
+  const hasAssumption = "assumption" in value;
+  if (hasSource && hasAssumption) {
+    issues.add(path, 'has both "source" and "assumption"; keep the one that applies');
+    return undefined;
+  }
+  if (!hasSource && !hasAssumption) {
+    issues.add(
+      path,
+      'missing "source" or "assumption": every number must name where it comes from, or say it is assumed',
+    );
+    return undefined;
+  }
+  const key = hasSource ? "source" : "assumption";
+  const text = requireText(value, key, path, issues);
+  if (text === undefined) return undefined;
+  return hasSource ? { source: text } : { assumption: text };
+}
+
+function nonNegativeNumber(
+  value: Record<string, unknown>,
+  key: string,
+  path: readonly string[],
+  issues: IssueList,
+  positive = false,
+): number | undefined {
+  const expected = positive ? "a positive number" : "a non-negative number";
+  if (!(key in value)) {
+    issues.add([...path, key], `missing (expected ${expected})`, true);
+    return undefined;
+  }
+  const n = value[key];
+  if (typeof n !== "number" || !Number.isFinite(n) || n < 0 || (positive && n === 0)) {
+    issues.add([...path, key], `expected ${expected}, got ${describeValue(n)}`);
+    return undefined;
+  }
+  return n;
+}
+
+function parseEntry(value: unknown, path: readonly string[], issues: IssueList): CostEntry | undefined {
+  if (!isRecord(value)) {
+    issues.add(
+      path,
+      `expected an object { "cycles": n, "source" | "assumption": "…" }, got ${describeValue(value)}`,
+    );
+    return undefined;
+  }
+  checkUnknownFields(value, ENTRY_FIELDS, path, issues);
+  const cycles = nonNegativeNumber(value, "cycles", path, issues);
+  const from = provenance(value, path, issues);
+  if (cycles === undefined || from === undefined) return undefined;
+  return Object.freeze(
+    "source" in from ? { cycles, source: from.source } : { cycles, assumption: from.assumption },
+  );
+}
+
+function parseTsc(value: unknown, path: readonly string[], issues: IssueList): TscRate | undefined {
+  if (!isRecord(value)) {
+    issues.add(
+      path,
+      `expected an object { "value": GHz, "source" | "assumption": "…" }, got ${describeValue(value)}`,
+    );
+    return undefined;
+  }
+  checkUnknownFields(value, TSC_FIELDS, path, issues);
+  const ghz = nonNegativeNumber(value, "value", path, issues, true);
+  const from = provenance(value, path, issues);
+  if (ghz === undefined || from === undefined) return undefined;
+  return Object.freeze(
+    "source" in from ? { value: ghz, source: from.source } : { value: ghz, assumption: from.assumption },
+  );
+}
+
+function parseEvents(
+  value: unknown,
+  issues: IssueList,
+): Readonly<Record<CostEventName, CostEntry>> | undefined {
+  const path = ["events"];
+  if (!isRecord(value)) {
+    issues.add(path, `expected an object mapping event names to costs, got ${describeValue(value)}`);
+    return undefined;
+  }
+  const out: Partial<Record<CostEventName, CostEntry>> = {};
+  let complete = true;
+  for (const [name, raw] of Object.entries(value)) {
+    if (!isCostEventName(name)) {
+      issues.add([...path, name], `unknown event${didYouMeanSuffix(name, COST_EVENT_NAMES)}`);
+      complete = false;
+      continue;
+    }
+    const entry = parseEntry(raw, [...path, name], issues);
+    if (entry === undefined) complete = false;
+    else out[name] = entry;
+  }
+  const missing = COST_EVENT_NAMES.filter((name) => !(name in value));
+  if (missing.length > 0) {
+    const listed = missing.slice(0, MISSING_LISTED).join(", ");
+    const more = missing.length > MISSING_LISTED ? ` and ${missing.length - MISSING_LISTED} more` : "";
+    issues.add(
+      path,
+      `missing costs for ${missing.length} event${missing.length === 1 ? "" : "s"}: ${listed}${more} ` +
+        "(a profile prices every event of the vmx, mmu and hypervisor catalogs)",
+    );
+    complete = false;
+  }
+  // Id order, whatever order the file used.
+  if (!complete) return undefined;
+  const ordered: Partial<Record<CostEventName, CostEntry>> = {};
+  for (const name of COST_EVENT_NAMES) ordered[name] = out[name]!;
+  return Object.freeze(ordered as Record<CostEventName, CostEntry>);
+}
+
+/** Options of `parseCostProfile`. */
+export interface ParseCostProfileOptions {
+  /** The JSON text the value was parsed from: lets issues carry a line number. */
+  readonly text?: string;
+}
+
+/**
+ * Validates a profile value (parsed JSON or a literal object) and returns it frozen, with its events
+ * in id order. Throws a `CostProfileError` listing every issue, each naming `origin` (a file name),
+ * the JSON path and the field: `profile.json: events.VMREAD.cycles: expected a non-negative number,
+ * got -1`. Unknown fields and event names are rejected with a did-you-mean suggestion.
+ */
+export function parseCostProfile(
+  json: unknown,
+  origin: string,
+  options: ParseCostProfileOptions = {},
+): CostProfile {
+  const issues = new IssueList();
+  let profile: CostProfile | undefined;
+  if (!isRecord(json)) {
+    issues.add([], `expected a cost profile object, got ${describeValue(json)}`);
+  } else {
+    checkUnknownFields(json, TOP_LEVEL_FIELDS, [], issues);
+    const name = requireText(json, "name", [], issues);
+    if (name !== undefined && !PROFILE_NAME.test(name)) {
+      issues.add(
+        ["name"],
+        `expected lower-case letters, digits, '.', '_' or '-', got ${describeValue(name)}`,
+      );
+    }
+    const description = requireText(json, "description", [], issues);
+    const cpu = requireText(json, "cpu", [], issues);
+    let tscGHz: TscRate | undefined;
+    if ("tscGHz" in json) tscGHz = parseTsc(json.tscGHz, ["tscGHz"], issues);
+    else issues.add(["tscGHz"], 'missing (expected { "value": GHz, "source" | "assumption": "…" })', true);
+    let notes: readonly string[] = [];
+    if ("notes" in json) {
+      const raw = json.notes;
+      if (!Array.isArray(raw))
+        issues.add(["notes"], `expected an array of strings, got ${describeValue(raw)}`);
+      else {
+        raw.forEach((note, i) => {
+          if (typeof note !== "string")
+            issues.add(["notes", String(i)], `expected a string, got ${describeValue(note)}`);
+        });
+        notes = Object.freeze(raw.filter((note): note is string => typeof note === "string"));
+      }
+    }
+    let events: Readonly<Record<CostEventName, CostEntry>> | undefined;
+    if ("events" in json) events = parseEvents(json.events, issues);
+    else issues.add(["events"], "missing (expected an object mapping event names to costs)", true);
+    if (
+      issues.issues.length === 0 &&
+      name !== undefined &&
+      description !== undefined &&
+      cpu !== undefined &&
+      tscGHz !== undefined &&
+      events !== undefined
+    ) {
+      profile = Object.freeze({ name, description, cpu, tscGHz, notes, events });
+    }
+  }
+  if (profile === undefined || issues.issues.length > 0) {
+    const text = options.text;
+    throw new CostProfileError(
+      origin,
+      issues.issues.map(({ path, message, missing }) => {
+        const line = text === undefined ? undefined : lineOfPath(text, missing ? path.slice(0, -1) : path);
+        return line === undefined ? { path, message } : { path, message, line };
+      }),
+    );
+  }
+  return profile;
+}
+
+/**
+ * Parses JSON text and validates it (`parseCostProfile`); issues carry the line of the field at
+ * fault, and a JSON syntax error names its line and column.
+ */
+export function parseCostProfileText(text: string, origin: string): CostProfile {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    const offset = jsonErrorOffset(text);
+    if (offset < 0) throw new CostProfileError(origin, [{ path: [], message: `invalid JSON: ${message}` }]);
+    const { line, column } = lineAndColumn(text, offset);
+    throw new CostProfileError(origin, [
+      { path: [], message: `invalid JSON at column ${column}: ${message}`, line },
+    ]);
+  }
+  return parseCostProfile(json, origin, { text });
+}
+
+/** 1-based line and column of a character offset. */
+function lineAndColumn(text: string, offset: number): { line: number; column: number } {
+  let line = 1;
+  let lineStart = 0;
+  const end = Math.min(offset, text.length);
+  for (let i = 0; i < end; i++) {
+    if (text.charCodeAt(i) === 10) {
+      line++;
+      lineStart = i + 1;
+    }
+  }
+  return { line, column: end - lineStart + 1 };
+}
+
+/**
+ * The line of the key at `path`, found by looking for each key (`"name":`) after the previous one.
+ * JSON nests forward, so for well-formed text with unique keys per object this lands on the field;
+ * it returns the deepest key found, or undefined when the first is absent.
+ */
+function lineOfPath(text: string, path: readonly string[]): number | undefined {
+  let at = -1;
+  let from = 0;
+  for (const segment of path) {
+    const pattern = new RegExp(`${escapeRegExp(JSON.stringify(segment))}\\s*:`, "g");
+    pattern.lastIndex = from;
+    const match = pattern.exec(text);
+    if (match === null) break;
+    at = match.index;
+    from = match.index + match[0].length;
+  }
+  if (at < 0) return path.length === 0 ? 1 : undefined;
+  return lineAndColumn(text, at).line;
+}
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+}
+
+/** The provenance of an entry as a tagged pair, for reports. */
+export function costProvenance(entry: CostEntry | TscRate): { kind: "source" | "assumption"; text: string } {
+  return "source" in entry
+    ? { kind: "source", text: entry.source }
+    : { kind: "assumption", text: entry.assumption };
+}

@@ -1,0 +1,556 @@
+/**
+ * Workload files: YAML or JSON text (JSON is read by the same YAML 1.2 parser, so both get line and
+ * column positions) holding the document described in workload-spec.ts, checked against the field
+ * tables by a hand-written validator.
+ *
+ * Errors: every problem found is reported, not only the first. Problems of shape (syntax, unknown
+ * keys, missing keys, wrong types, values out of range) are collected in one pass over the file;
+ * when there are none, the document is compiled and the compiler's problems (unmapped or
+ * misaligned addresses, CR values that clash with the paging mode, unknown address spaces…) are
+ * mapped back to the lines that caused them. Either way `WorkloadFileError` is thrown with all of
+ * them, sorted by position, each formatted as
+ *
+ *     my.yaml:12:5: steps[3].cpuid.leaf: expected an integer in [0, 0xffffffff], got "abc"
+ *
+ * Nothing half-built is returned.
+ *
+ * Conveniences for people writing files by hand:
+ * - integers as numbers or strings (`0x1f`, `"0x8000_0000_0000_0000"`, `0o17`, `0b101`);
+ * - a scalar for an operation's main operand (`cpuid: 1`, `read: 0x1000`, `rdmsr: IA32_TSC_ADJUST`,
+ *   `movToCr3: user1` for an address space, `iteration: tick`), and a bare name for an operation
+ *   without required operands (`- hlt`, `- movFromCr3`);
+ * - `memory: 16MiB`; paging and page-size names in any case;
+ * - unknown keys and operations come with a did-you-mean.
+ *
+ * Not supported: YAML anchors and aliases (an alias where a value is expected is reported as such),
+ * and more than one document per file.
+ */
+import { isMap, isScalar, isSeq, LineCounter, type Node, parseDocument } from "yaml";
+import { didYouMeanSuffix } from "./name-suggestion";
+import { compileWorkload, WorkloadBuildError, type WorkloadProblem } from "./workload-compiler";
+import type { WorkloadProgram } from "./workload-ops";
+import {
+  checkLeaf,
+  expectation,
+  type FieldKind,
+  type FieldTable,
+  formatGot,
+  parseByteSize,
+  parseInteger,
+  STEP_NAMES,
+  STEP_TABLE,
+  type StepName,
+  type StepSpec,
+  WORKLOAD_FIELDS,
+  type WorkloadSpec,
+} from "./workload-spec";
+
+/** One problem in a workload file, with its 1-based position. */
+export interface WorkloadFileProblem {
+  readonly line: number;
+  readonly column: number;
+  /** Path of the field at fault (`steps[3].cpuid.leaf`), or "" for the file as a whole. */
+  readonly path: string;
+  readonly message: string;
+}
+
+/** A bad workload file: all its problems, each naming the file, line:column, path and field. */
+export class WorkloadFileError extends Error {
+  readonly file: string;
+  readonly problems: readonly WorkloadFileProblem[];
+  constructor(file: string, problems: readonly WorkloadFileProblem[]) {
+    super(problems.map((p) => formatFileProblem(file, p)).join("\n"));
+    this.name = "WorkloadFileError";
+    this.file = file;
+    this.problems = problems;
+  }
+}
+
+/** `file:line:column: path: message`. */
+export function formatFileProblem(file: string, problem: WorkloadFileProblem): string {
+  const where = `${file}:${problem.line}:${problem.column}`;
+  return problem.path === ""
+    ? `${where}: ${problem.message}`
+    : `${where}: ${problem.path}: ${problem.message}`;
+}
+
+interface Located {
+  readonly offset: number;
+  readonly path: string;
+  readonly message: string;
+}
+
+/** One pass over the YAML tree: converts it to a document and records problems and node positions. */
+class Reader {
+  readonly problems: Located[] = [];
+  /** Start offset of the node at each path (values; keys under `path#key`). */
+  readonly offsets = new Map<string, number>();
+
+  problem(node: Node | null | undefined, path: string, message: string): undefined {
+    this.problems.push({ offset: node?.range?.[0] ?? 0, path, message });
+    return undefined;
+  }
+
+  mark(path: string, node: Node | null | undefined): void {
+    const offset = node?.range?.[0];
+    if (offset !== undefined && !this.offsets.has(path)) this.offsets.set(path, offset);
+  }
+
+  /** How the user wrote a scalar, for messages. */
+  got(node: Node): string {
+    if (isScalar(node)) {
+      if (typeof node.value === "string") return JSON.stringify(node.value);
+      if (typeof node.value === "number" || typeof node.value === "bigint")
+        return node.source ?? formatGot(node.value);
+      return node.source ?? String(node.value);
+    }
+    if (isMap(node)) return "a mapping";
+    if (isSeq(node)) return "a list";
+    return "an alias";
+  }
+
+  /** An integer scalar as a BigInt (from a number, a BigInt or integer text), or undefined. */
+  integer(node: Node): bigint | undefined {
+    if (!isScalar(node)) return undefined;
+    const value = node.value;
+    if (typeof value === "bigint") return value;
+    if (typeof value === "number") return Number.isSafeInteger(value) ? BigInt(value) : undefined;
+    if (typeof value === "string") return parseInteger(value);
+    return undefined;
+  }
+
+  /** Converts a leaf node to the value the document holds, or records a problem. */
+  leaf(node: Node, type: FieldKind, path: string): unknown {
+    this.mark(path, node);
+    const wrong = () => this.problem(node, path, `expected ${expectation(type)}, got ${this.got(node)}`);
+    let value: unknown;
+    switch (type.kind) {
+      case "int":
+      case "choice": {
+        const big = this.integer(node);
+        if (big === undefined) return wrong();
+        if (big > BigInt(Number.MAX_SAFE_INTEGER) || big < -BigInt(Number.MAX_SAFE_INTEGER)) return wrong();
+        value = Number(big);
+        break;
+      }
+      case "u64": {
+        const big = this.integer(node);
+        if (big === undefined) return wrong();
+        value = big <= BigInt(Number.MAX_SAFE_INTEGER) && big >= 0n ? Number(big) : big;
+        break;
+      }
+      case "enum": {
+        if (!isScalar(node) || typeof node.value !== "string") return wrong();
+        const text = node.value;
+        const match = type.values.find((v) => v.toLowerCase() === text.toLowerCase());
+        if (match === undefined) {
+          return this.problem(
+            node,
+            path,
+            `expected ${expectation(type)}, got ${this.got(node)}${didYouMeanSuffix(text, type.values)}`,
+          );
+        }
+        value = match;
+        break;
+      }
+      case "bool":
+      case "text":
+      case "name":
+      case "label":
+        if (!isScalar(node)) return wrong();
+        value = node.value;
+        break;
+      case "bytes": {
+        if (!isScalar(node)) return wrong();
+        const raw = node.value;
+        const bytes =
+          typeof raw === "bigint"
+            ? Number(raw)
+            : typeof raw === "number" || typeof raw === "string"
+              ? parseByteSize(raw)
+              : undefined;
+        if (bytes === undefined) return wrong();
+        value = bytes;
+        break;
+      }
+      case "msr":
+      case "space": {
+        if (!isScalar(node)) return wrong();
+        const raw = node.value;
+        if (typeof raw === "string") {
+          const big = type.kind === "msr" ? parseInteger(raw) : undefined;
+          value = big === undefined ? raw : Number(big > 0xffffffffn ? 0x100000000n : big);
+        } else {
+          const big = this.integer(node);
+          if (big === undefined || big > 0xffffffffn) return wrong();
+          value = Number(big);
+        }
+        break;
+      }
+      default:
+        return wrong();
+    }
+    const problem = checkLeaf(type, value);
+    if (problem !== undefined) {
+      // Keep the user's spelling of the value in the message.
+      return this.problem(node, path, `expected ${expectation(type)}, got ${this.got(node)}`);
+    }
+    return value;
+  }
+
+  /** Converts any field value by kind. */
+  value(node: Node, type: FieldKind, path: string): unknown {
+    switch (type.kind) {
+      case "object":
+        return this.object(node, type.fields, path);
+      case "list": {
+        this.mark(path, node);
+        if (!isSeq(node))
+          return this.problem(node, path, `expected ${expectation(type)}, got ${this.got(node)}`);
+        const fields = type.fields;
+        return node.items.map((item, i) => this.object(item as Node, fields, `${path}[${i}]`));
+      }
+      case "steps":
+        return this.steps(node, path);
+      default:
+        return this.leaf(node, type, path);
+    }
+  }
+
+  /** Converts a mapping against a field table: unknown keys, missing keys, each value. */
+  object(node: Node, fields: FieldTable, path: string): Record<string, unknown> | undefined {
+    this.mark(path, node);
+    if (!isMap(node)) return this.problem(node, path, `expected a mapping, got ${this.got(node)}`);
+    const out: Record<string, unknown> = {};
+    const seen = new Set<string>();
+    for (const pair of node.items) {
+      const keyNode = pair.key as Node;
+      const key = isScalar(keyNode) ? String(keyNode.value) : undefined;
+      const itemPath = key === undefined ? path : path === "" ? key : `${path}.${key}`;
+      if (key === undefined) {
+        this.problem(keyNode, path, "keys must be plain names");
+        continue;
+      }
+      this.mark(`${itemPath}#key`, keyNode);
+      seen.add(key);
+      const info = fields[key];
+      if (info === undefined) {
+        this.problem(keyNode, itemPath, `unknown key "${key}"${didYouMeanSuffix(key, Object.keys(fields))}`);
+        continue;
+      }
+      const valueNode = pair.value as Node | null;
+      if (valueNode === null || (isScalar(valueNode) && valueNode.value === null)) {
+        this.problem(valueNode ?? keyNode, itemPath, `expected ${expectation(info.type)}, got nothing`);
+        continue;
+      }
+      const value = this.value(valueNode, info.type, itemPath);
+      if (value !== undefined) out[key] = value;
+    }
+    for (const [key, info] of Object.entries(fields)) {
+      if (info.required === true && !seen.has(key)) this.problem(node, path, `missing required key "${key}"`);
+    }
+    return out;
+  }
+
+  steps(node: Node, path: string): StepSpec[] | undefined {
+    this.mark(path, node);
+    if (!isSeq(node)) return this.problem(node, path, `expected a list of steps, got ${this.got(node)}`);
+    const out: StepSpec[] = [];
+    node.items.forEach((item, i) => {
+      const step = this.step(item as Node, `${path}[${i}]`);
+      if (step !== undefined) out.push(step);
+    });
+    return out;
+  }
+
+  step(node: Node, path: string): StepSpec | undefined {
+    this.mark(path, node);
+    if (isScalar(node) && typeof node.value === "string") {
+      const name = node.value;
+      if (!(name in STEP_TABLE)) {
+        return this.problem(node, path, `unknown operation "${name}"${didYouMeanSuffix(name, STEP_NAMES)}`);
+      }
+      this.mark(`${path}.${name}`, node);
+      const required = Object.entries(STEP_TABLE[name as StepName].fields).filter(
+        ([, info]) => info.required === true,
+      );
+      if (required.length > 0) {
+        return this.problem(
+          node,
+          `${path}.${name}`,
+          `needs operands: ${required.map(([key]) => key).join(", ")}`,
+        );
+      }
+      return { [name]: {} } as StepSpec;
+    }
+    if (!isMap(node)) {
+      return this.problem(
+        node,
+        path,
+        `expected a step (an operation name or a mapping with one), got ${this.got(node)}`,
+      );
+    }
+    const keys = node.items.map((pair) => (isScalar(pair.key) ? String(pair.key.value) : "?"));
+    if (keys.length !== 1) {
+      const first = keys[0];
+      const hint =
+        first !== undefined &&
+        first in STEP_TABLE &&
+        keys.slice(1).every((k) => k in STEP_TABLE[first as StepName].fields)
+          ? ` (indent the operands of "${first}" under it)`
+          : "";
+      return this.problem(
+        node,
+        path,
+        `a step has exactly one operation key, got ${keys.length === 0 ? "none" : keys.join(", ")}${hint}`,
+      );
+    }
+    const pair = node.items[0]!;
+    const name = keys[0]!;
+    const keyNode = pair.key as Node;
+    if (!(name in STEP_TABLE)) {
+      return this.problem(
+        keyNode,
+        `${path}.${name}`,
+        `unknown operation "${name}"${didYouMeanSuffix(name, STEP_NAMES)}`,
+      );
+    }
+    const info = STEP_TABLE[name as StepName];
+    const stepPath = `${path}.${name}`;
+    const valueNode = pair.value as Node | null;
+    if (valueNode === null || (isScalar(valueNode) && valueNode.value === null)) {
+      this.mark(stepPath, valueNode ?? keyNode);
+      const required = Object.entries(info.fields).filter(([, field]) => field.required === true);
+      if (required.length > 0) {
+        return this.problem(
+          valueNode ?? keyNode,
+          stepPath,
+          `needs operands: ${required.map(([key]) => key).join(", ")}`,
+        );
+      }
+      return { [name]: {} } as StepSpec;
+    }
+    if (isMap(valueNode)) {
+      const operands = this.object(valueNode, info.fields, stepPath);
+      return operands === undefined ? undefined : ({ [name]: operands } as StepSpec);
+    }
+    if (isScalar(valueNode)) {
+      this.mark(stepPath, valueNode);
+      let field: string | undefined = "shorthand" in info ? info.shorthand : undefined;
+      if (name === "movToCr3") field = this.integer(valueNode) === undefined ? "space" : "value";
+      if (field !== undefined) {
+        const fieldInfo = info.fields[field as keyof typeof info.fields] as { type: FieldKind } | undefined;
+        if (fieldInfo !== undefined) {
+          const value = this.leaf(valueNode, fieldInfo.type, `${stepPath}.${field}`);
+          return value === undefined ? undefined : ({ [name]: { [field]: value } } as StepSpec);
+        }
+      }
+    }
+    const fieldNames = Object.keys(info.fields);
+    return this.problem(
+      valueNode,
+      stepPath,
+      `expected a mapping of operands (${fieldNames.join(", ")}), got ${this.got(valueNode)}`,
+    );
+  }
+
+  /** The offset for a compiler problem's path: the node at that path, or at the nearest enclosing path. */
+  offsetOf(path: string): number {
+    let current = path;
+    for (;;) {
+      const offset = this.offsets.get(current);
+      if (offset !== undefined) return offset;
+      if (current === "") return 0;
+      const cut = Math.max(current.lastIndexOf("."), current.lastIndexOf("["));
+      current = cut <= 0 ? "" : current.slice(0, cut);
+    }
+  }
+}
+
+function firstLine(message: string): string {
+  const line = message.split("\n")[0] ?? message;
+  return line.replace(/ at line \d+, column \d+:?$/, "");
+}
+
+/**
+ * Parses and checks workload text (YAML or JSON) into a document, without compiling it. Throws
+ * `WorkloadFileError` with every problem of syntax and shape.
+ */
+export function parseWorkloadText(text: string, file = "<workload>"): WorkloadSpec {
+  return read(text, file).spec;
+}
+
+function read(text: string, file: string): { spec: WorkloadSpec; reader: Reader; lines: LineCounter } {
+  const lines = new LineCounter();
+  const doc = parseDocument(text, {
+    lineCounter: lines,
+    intAsBigInt: true,
+    uniqueKeys: true,
+    prettyErrors: false,
+  });
+  const position = (offset: number) => lines.linePos(offset);
+  const toProblem = (located: Located): WorkloadFileProblem => {
+    const { line, col } = position(located.offset);
+    return { line, column: col, path: located.path, message: located.message };
+  };
+  if (doc.errors.length > 0) {
+    throw new WorkloadFileError(
+      file,
+      doc.errors.map((error) =>
+        toProblem({ offset: error.pos[0], path: "", message: `YAML: ${firstLine(error.message)}` }),
+      ),
+    );
+  }
+  const reader = new Reader();
+  const root = doc.contents as Node | null;
+  if (root === null)
+    throw new WorkloadFileError(file, [{ line: 1, column: 1, path: "", message: "the file is empty" }]);
+  const spec = reader.object(root, WORKLOAD_FIELDS, "");
+  if (reader.problems.length > 0 || spec === undefined) {
+    const sorted = [...reader.problems].sort((a, b) => a.offset - b.offset);
+    throw new WorkloadFileError(file, sorted.map(toProblem));
+  }
+  delete spec.$schema;
+  return { spec: spec as unknown as WorkloadSpec, reader, lines };
+}
+
+/**
+ * Loads a workload from YAML or JSON text and compiles it. `file` names the source in messages.
+ * Throws `WorkloadFileError` listing every problem (see the module comment).
+ */
+export function loadWorkload(text: string, file = "<workload>"): WorkloadProgram {
+  const { spec, reader, lines } = read(text, file);
+  try {
+    return compileWorkload(spec);
+  } catch (error) {
+    if (!(error instanceof WorkloadBuildError)) throw error;
+    throw new WorkloadFileError(file, locate(error.problems, reader, lines));
+  }
+}
+
+function locate(
+  problems: readonly WorkloadProblem[],
+  reader: Reader,
+  lines: LineCounter,
+): WorkloadFileProblem[] {
+  return problems
+    .map((problem) => {
+      const offset = reader.offsetOf(problem.path);
+      const { line, col } = lines.linePos(offset);
+      return { offset, problem: { line, column: col, path: problem.path, message: problem.message } };
+    })
+    .sort((a, b) => a.offset - b.offset)
+    .map((entry) => entry.problem);
+}
+
+// ---------------------------------------------------------------------------------------------
+// JSON Schema
+// ---------------------------------------------------------------------------------------------
+
+const INTEGER_TEXT = "^\\s*(0[xX][0-9a-fA-F_]+|0[oO][0-7_]+|0[bB][01_]+|[0-9][0-9_]*)\\s*$";
+const SIZE_TEXT = "^\\s*[0-9][0-9_]*\\s*([BbKkMmGgTt]|[KkMmGgTt][Bb]|[KkMmGgTt][Ii][Bb])?\\s*$";
+const NAME_TEXT = "^[A-Za-z0-9_.+-]{1,64}$";
+
+type Schema = { readonly [key: string]: unknown };
+
+function kindSchema(type: FieldKind): Schema {
+  const integerText = { type: "string", pattern: INTEGER_TEXT };
+  switch (type.kind) {
+    case "int":
+      return { anyOf: [{ type: "integer", minimum: type.min, maximum: type.max }, integerText] };
+    case "u64":
+      return { anyOf: [{ type: "integer", minimum: 0 }, integerText] };
+    case "choice":
+      return { enum: [...type.values] };
+    case "enum":
+      return { type: "string", enum: [...type.values] };
+    case "bool":
+      return { type: "boolean" };
+    case "text":
+      return { type: "string" };
+    case "name":
+      return { type: "string", pattern: NAME_TEXT };
+    case "label":
+      return { type: "string", minLength: 1, maxLength: 64 };
+    case "bytes":
+      return {
+        anyOf: [
+          { type: "integer", minimum: type.min, maximum: type.max, multipleOf: 4096 },
+          { type: "string", pattern: SIZE_TEXT },
+        ],
+      };
+    case "msr":
+      return {
+        anyOf: [
+          { type: "integer", minimum: 0, maximum: 0xffffffff },
+          { type: "string", minLength: 1 },
+        ],
+      };
+    case "space":
+      return {
+        anyOf: [
+          { type: "integer", minimum: 0 },
+          { type: "string", pattern: NAME_TEXT },
+        ],
+      };
+    case "object":
+      return objectSchema(type.fields);
+    case "list":
+      return { type: "array", items: objectSchema(type.fields) };
+    case "steps":
+      return { type: "array", items: { $ref: "#/$defs/step" } };
+  }
+}
+
+function objectSchema(fields: FieldTable): Schema {
+  const properties: Record<string, Schema> = {};
+  for (const [key, info] of Object.entries(fields))
+    properties[key] = { description: info.description, ...kindSchema(info.type) };
+  const required = Object.entries(fields)
+    .filter(([, info]) => info.required === true)
+    .map(([key]) => key);
+  return {
+    type: "object",
+    additionalProperties: false,
+    properties,
+    ...(required.length > 0 ? { required } : {}),
+  };
+}
+
+function stepSchema(): Schema {
+  const bare: string[] = [];
+  const variants: Schema[] = [];
+  for (const name of STEP_NAMES) {
+    const info: { description: string; fields: FieldTable; shorthand?: string } = STEP_TABLE[name];
+    const noneRequired = Object.values(info.fields).every((field) => field.required !== true);
+    if (noneRequired) bare.push(name);
+    const forms: Schema[] = [objectSchema(info.fields)];
+    if (noneRequired) forms.push({ type: "null" });
+    if (info.shorthand !== undefined) forms.push(kindSchema(info.fields[info.shorthand]!.type));
+    if (name === "movToCr3") forms.push(kindSchema({ kind: "space" }), kindSchema({ kind: "u64" }));
+    variants.push({
+      type: "object",
+      description: info.description,
+      additionalProperties: false,
+      required: [name],
+      properties: { [name]: { description: info.description, anyOf: forms } },
+    });
+  }
+  return {
+    oneOf: [{ type: "string", enum: bare, description: "an operation without operands" }, ...variants],
+  };
+}
+
+/**
+ * JSON Schema (draft 2020-12) of workload files, generated from the same field tables as the
+ * validator. Point an editor at it (`# yaml-language-server: $schema=…/workload.schema.json`) to get
+ * completion and hover help. It cannot express everything the validator checks (mapped addresses,
+ * CR values against the paging mode), so a file can pass the schema and still be rejected.
+ */
+export const WORKLOAD_JSON_SCHEMA: Schema = Object.freeze({
+  $schema: "https://json-schema.org/draft/2020-12/schema",
+  title: "nestvisor workload",
+  description: "A guest program of architectural operations for the nestvisor model (YAML or JSON).",
+  ...objectSchema(WORKLOAD_FIELDS),
+  $defs: { step: stepSchema() },
+});

@@ -1,0 +1,3 @@
+import { nestvisorLibrary } from "@nestvisor/tsup-config";
+
+export default nestvisorLibrary();
