@@ -1,4 +1,28 @@
 export {
+  AUDIT_FORMAT,
+  AUDIT_PRESENCE,
+  AUDIT_PROBLEM,
+  AuditError,
+  type AuditFormat,
+  type AuditInconsistency,
+  type AuditPresence,
+  type AuditProblem,
+  type AuditResult,
+  type AuditStats,
+  assertAuditClean,
+  auditTables,
+  TableAuditor,
+  type TableAuditorOptions,
+} from "./audit";
+export {
+  describeRights,
+  eptRightsToAcc,
+  ReferenceMapping,
+  ReferenceTable,
+  type ReferenceTranslator,
+  throughMemslots,
+} from "./audit-reference";
+export {
   type CpuRoleFields,
   cpuRoleBase,
   cpuRoleExt,
@@ -12,8 +36,10 @@ export {
   MMU_EFER_ROLE_BITS_PRE_5_18,
   parseCpuRole,
 } from "./cpu-role";
+export { eptOnEptReference } from "./ept-on-ept-reference";
 export { decodeExtendedRole, EXT_ROLE, type ExtendedRoleFields, encodeExtendedRole } from "./extended-role";
 export { HostPageAllocator, type HostPageAllocatorOptions } from "./host-page-allocator";
+export { MemslotMemory } from "./memslot-memory";
 export {
   MEMSLOT_CHANGE,
   type Memslot,
@@ -121,8 +147,28 @@ export {
   type RootCacheEnv,
   rootsMatchingEptp,
 } from "./root-cache";
+export { ShadowEptMmu } from "./shadow-ept-mmu";
+export { SHADOW_FAULT, SHADOW_FAULT_NAMES, type ShadowFaultOutcome, ShadowFaultResult } from "./shadow-fault";
+export { ShadowMmu, type ShadowMmuOptions, spteIndex } from "./shadow-mmu";
 export { type ShadowPageInfo, SP_FLAG, SP_HASH_BUCKETS, SP_HASH_SHIFT, spHashBucket } from "./shadow-page";
 export { ShadowPageStore, type ShadowPageStoreOptions, type ZapAllFastHooks } from "./shadow-page-store";
+export { ShadowPagingMmu } from "./shadow-paging-mmu";
+export { cr0WpAlternative, shadowPagingReference } from "./shadow-paging-reference";
+export { ShadowRootBackend, type ShadowRootBackendOptions } from "./shadow-root-backend";
+export {
+  leafSpteHi,
+  leafSpteLo,
+  nonLeafSpteHi,
+  nonLeafSpteLo,
+  SPTE_FORMAT,
+  SPTE_WRITABLE,
+  type SpteFormat,
+  spteAccess,
+  writeProtectedSpteHi,
+  writeProtectedSpteLo,
+  X86_SPTE_HI,
+  X86_SPTE_LO,
+} from "./shadow-spte";
 export {
   eptLeafSpteHi,
   eptLeafSpteLo,
@@ -136,6 +182,7 @@ export {
   spteAddress,
 } from "./spte";
 export { TDP_MAP_RESULT, type TdpMapResult, TdpMmu, type TdpMmuOptions } from "./tdp-mmu";
+export { tdpReference } from "./tdp-reference";
 export { TdpRootBackend } from "./tdp-root-backend";
 export {
   DEFAULT_GUEST_CPU,
