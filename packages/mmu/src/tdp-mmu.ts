@@ -12,6 +12,8 @@ import {
   eptNonLeafSpteLo,
   isLastSpte,
   isShadowPresentSpte,
+  SPTE_HI,
+  SPTE_LO,
   SPTES_PER_PAGE,
   spteAddress,
 } from "./spte";
@@ -31,6 +33,12 @@ export const TDP_MAP_RESULT = {
   EMULATE_MMIO: 3,
   /** A write to a read-only memslot (kvm: KVM_PFN_ERR_RO_FAULT → RET_PF_EMULATE): an MMIO exit, no SPTE. */
   EMULATE_READ_ONLY: 4,
+  /**
+   * A write fault on a present leaf of a write-tracked gfn (an EPT12 or guest page table L0
+   * shadows): the write is emulated so the shadow MMU sees it (kvm: page_fault_handle_page_track
+   * → RET_PF_WRITE_PROTECTED, RET_PF_EMULATE before v6.12).
+   */
+  EMULATE_WRITE_PROTECTED: 5,
 } as const;
 export type TdpMapResult = (typeof TDP_MAP_RESULT)[keyof typeof TDP_MAP_RESULT];
 
@@ -201,7 +209,14 @@ export class TdpMmu {
    * linking a table wherever an entry is missing, and installs the leaf (make_spte) for the
    * memslot's host page: R and X always, W unless the slot is read-only, WB with ignore-PAT, A/D
    * per the role's `ad_disabled`. Counts TDP_FAULT, SPTE_WRITE per entry written and
-   * SHADOW_PAGE_ALLOC per table. `writeFault` matters only for read-only slots.
+   * SHADOW_PAGE_ALLOC per table. `writeFault` matters for read-only slots and write-tracked gfns.
+   *
+   * A write-tracked gfn (one the shadow MMU shadows, e.g. a page of L1's EPT12) is mapped without
+   * W (kvm: make_spte → mmu_try_to_unsync_pages fails with -EPERM for kvm_gfn_is_write_tracked),
+   * so L1's writes to it exit and are emulated; a write fault on its present leaf returns
+   * EMULATE_WRITE_PROTECTED (kvm: page_fault_handle_page_track, which needs the fault's P bit —
+   * here: the leaf is present). With `hugePages`, a 2-MiB range holding a tracked gfn is mapped
+   * with 4-KiB leaves (kvm: account_shadowed → kvm_mmu_gfn_disallow_lpage).
    */
   map(rootHpa: number, gpa: Gpa, writeFault: boolean): TdpMapResult {
     this.#count(MMU_EVENTS.TDP_FAULT);
@@ -220,7 +235,8 @@ export class TdpMmu {
     if (slot < 0) return TDP_MAP_RESULT.EMULATE_MMIO;
     const readOnly = memslots.readOnlyAt(slot);
     if (readOnly && writeFault) return TDP_MAP_RESULT.EMULATE_READ_ONLY;
-    const goal = this.hugePages && this.#canMap2M(slot, gfn) ? 2 : 1;
+    const tracked = store.isGfnTracked(gfn);
+    const goal = this.hugePages && this.#canMap2M(slot, gfn) && !this.#anyTracked(gfn) ? 2 : 1;
     const adDisabled = (role & PAGE_ROLE.AD_DISABLED) !== 0;
 
     let table = rootHpa;
@@ -237,9 +253,12 @@ export class TdpMmu {
         // kvm: tdp_mmu_map_handle_target_level → make_spte.
         const leafGfn = gfn - (gfn % span);
         const pageHpa = memslots.hostAddressAt(slot, leafGfn);
-        const writable = !readOnly;
+        if (tracked && writeFault && present && isLastSpte(lo, level)) {
+          return TDP_MAP_RESULT.EMULATE_WRITE_PROTECTED;
+        }
+        const writable = !readOnly && !tracked;
         const newLo = eptLeafSpteLo(pageHpa, level, writable, adDisabled);
-        const newHi = eptLeafSpteHi(pageHpa, writable, writable, adDisabled);
+        const newHi = eptLeafSpteHi(pageHpa, !readOnly, writable, adDisabled);
         if (present && lo === newLo && hi === newHi) return TDP_MAP_RESULT.SPURIOUS;
         if (present && !isLastSpte(lo, level)) throw this.#levelChanged(gfn, level);
         memory.write64(pa, newLo, newHi);
@@ -270,6 +289,50 @@ export class TdpMmu {
       tableId = childId;
       level--;
     }
+  }
+
+  /**
+   * `gfn` became write-tracked (kvm: kvm_mmu_slot_gfn_write_protect → kvm_tdp_mmu_write_protect_gfn,
+   * the `onWriteProtectGfn` hook of `ShadowMmu`): W is cleared from the leaf mapping it in every
+   * valid root, so the guest's next write to it exits and is emulated. A 2-MiB leaf over it is
+   * zapped instead (KVM clears its W and splits it when a later fault needs a 4-KiB leaf; huge-page
+   * splitting is not modelled, the next fault rebuilds the range with 4-KiB leaves). Returns
+   * whether an SPTE changed (a TLB flush is then requested and counted).
+   */
+  writeProtectGfn(gfn: number): boolean {
+    const store = this.store;
+    const memory = store.allocator.memory;
+    let changed = false;
+    for (const id of this.#roots) {
+      if (store.isInvalid(id)) continue;
+      let table = store.hostPage(id);
+      let level = store.level(id);
+      if (!(gfn >= 0 && gfn < SPAN[level]! * SPTES_PER_PAGE)) continue;
+      for (;;) {
+        const pa = table + (Math.floor(gfn / SPAN[level]!) & 511) * 8;
+        const lo = memory.read32(pa);
+        if (!isShadowPresentSpte(lo)) break;
+        const hi = memory.read32(pa + 4);
+        if (!isLastSpte(lo, level)) {
+          table = spteAddress(lo, hi);
+          level--;
+          continue;
+        }
+        if (level > 1) {
+          memory.write64(pa, 0, 0);
+        } else if ((lo & SPTE_LO.WRITABLE) !== 0 || (hi & SPTE_HI.MMU_WRITABLE) !== 0) {
+          // kvm: write_protect_gfn clears PT_WRITABLE_MASK and shadow_mmu_writable_mask.
+          memory.write64(pa, (lo & ~SPTE_LO.WRITABLE) >>> 0, (hi & ~SPTE_HI.MMU_WRITABLE) >>> 0);
+        } else {
+          break;
+        }
+        this.#count(MMU_EVENTS.SPTE_WRITE);
+        changed = true;
+        break;
+      }
+    }
+    if (changed) this.#count(MMU_EVENTS.TLB_FLUSH_REQUEST);
+    return changed;
   }
 
   // ---- internals ----------------------------------------------------------------------------
@@ -372,6 +435,13 @@ export class TdpMmu {
       `TDP fault at gfn 0x${gfn.toString(16)} wants a level-${level} leaf where another level is mapped; ` +
         "huge-page splitting and collapsing are not modelled",
     );
+  }
+
+  /** A gfn of the aligned 512-page range holding `gfn` is write-tracked (kvm: disallow_lpage from account_shadowed). */
+  #anyTracked(gfn: number): boolean {
+    const first = gfn - (gfn % LARGE_PAGES);
+    for (let g = first; g < first + LARGE_PAGES; g++) if (this.store.isGfnTracked(g)) return true;
+    return false;
   }
 
   /**
