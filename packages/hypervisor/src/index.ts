@@ -78,12 +78,105 @@ export {
   latencyBucketLow,
   nearestRank,
 } from "./exit-latency";
+export { GPR, GUEST_KIND, GuestContext, type GuestKind } from "./guest-context";
+export {
+  buildGuestPageTables,
+  GuestPageTableError,
+  type GuestPageTables,
+  guestPageTablePages,
+  type PageTableRegion,
+} from "./guest-page-tables";
+export { ExitInformation, HardwareVmxCpu } from "./hardware-vmx-cpu";
+export type { KvmConfig } from "./hypervisor-config";
 export {
   HYPERVISOR_EVENT_DESCRIPTIONS,
   HYPERVISOR_EVENTS,
   type HypervisorEventName,
 } from "./hypervisor-events";
+export {
+  diffFlags,
+  type FlagAssignment,
+  FlagError,
+  type FlagOverrides,
+  formatFlags,
+  HYPERVISOR_FLAG_INFO,
+  HYPERVISOR_FLAG_NAMES,
+  HYPERVISOR_SWITCH_DEFAULTS,
+  HYPERVISOR_SWITCH_NAMES,
+  type HypervisorFlagInfo,
+  type HypervisorFlagKind,
+  type HypervisorFlagName,
+  type HypervisorFlags,
+  type HypervisorSwitches,
+  type HypervisorSwitchName,
+  isHypervisorFlagName,
+  mmuFlagsOf,
+  OPTIMIZATION_FLAG_NAMES,
+  parseFlagAssignment,
+  parseFlagAssignments,
+  VMX_FLAG_NAMES,
+  type VmxFlagName,
+  type VmxFlags,
+  vmxFlagsOf,
+  withFlags,
+} from "./hypervisor-flags";
+export { InKernelPic, inKernelPort, PM_TIMER_PORT, UserspaceDevices } from "./io-devices";
+export {
+  DEFAULT_PRESET_NAME,
+  type FlagChange,
+  isKernelPresetName,
+  KERNEL_PRESET_NAMES,
+  KERNEL_PRESETS,
+  type KernelPreset,
+  type KernelPresetName,
+  kernelPreset,
+  resolveFlags,
+} from "./kernel-presets";
+export {
+  type GuestBootState,
+  HYPERVISOR_BOOT_STATE,
+  isPassthroughMsr,
+  KVM_PAGE,
+  KVM_PRIVATE_BYTES,
+  Kvm,
+  type KvmOptions,
+  PASSTHROUGH_MSRS,
+} from "./kvm";
+export { KvmNested } from "./kvm-nested";
+export { VcpuRegisterCache } from "./kvm-vcpu-registers";
+export { Machine, type MachineOptions } from "./machine";
+export { msrBitmapIntercepts, writeMsrBitmap } from "./msr-bitmap";
+export { NestedVmcsProcessor, NestedVmxCpu, type ParentMemoryView } from "./nested-vmx-cpu";
 export { CURSOR_END, ProgramCursor } from "./program-cursor";
+export {
+  type ChromeCompleteEvent,
+  type ChromeInstantEvent,
+  type ChromeMetadataEvent,
+  type ChromeTrace,
+  type ChromeTraceEvent,
+  type ChromeTraceOptions,
+  defaultTraceEventName,
+  TRACE_PID,
+  type TraceArgValue,
+  type TraceTimeline,
+  toChromeTraceEvents,
+} from "./trace-events-export";
+export {
+  DEFAULT_TRACE_CAPACITY,
+  MAX_TRACE_DEPTH,
+  NOOP_TRACER,
+  TimelineTracer,
+  type TimelineTracerOptions,
+  TRACE_KIND,
+  TRACE_KIND_LIMIT,
+  type TraceKind,
+  type TraceRecord,
+  type Tracer,
+  traceKindName,
+} from "./tracer";
+export { TransitionLedger } from "./transition-ledger";
+export { VMCS_FIELD } from "./vmcs-field-encodings";
+export type { ExitSink, VmxCpu } from "./vmx-cpu";
 export {
   type AccessOptions,
   type Cr3Target,
@@ -103,6 +196,7 @@ export {
   WorkloadBuildError,
   type WorkloadProblem,
 } from "./workload-compiler";
+export { RIP_BASE, WorkloadExecutor, WorkloadObservations } from "./workload-executor";
 export {
   formatFileProblem,
   loadWorkload,

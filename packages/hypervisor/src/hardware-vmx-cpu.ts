@@ -1,0 +1,225 @@
+import {
+  bitmapIntercepts,
+  type HardwareVmcs,
+  type Meter,
+  meterTable,
+  SECONDARY_EXEC_CTLS,
+  VMX_EVENTS,
+  VMX_RESULT,
+  type VmcsProcessor,
+  type VmcsShadowingBitmaps,
+  type VmxResult,
+} from "@nestvisor/vmx";
+import type { PhysicalMemory } from "@nestvisor/x86-arch";
+import { GUEST_KIND, type GuestContext } from "./guest-context";
+import { HYPERVISOR_EVENTS } from "./hypervisor-events";
+import type { Tracer } from "./tracer";
+import { TransitionLedger } from "./transition-ledger";
+import { VMCS_FIELD as F } from "./vmcs-field-encodings";
+import type { ExitSink, VmxCpu } from "./vmx-cpu";
+
+const EV_EXIT = HYPERVISOR_EVENTS.HARDWARE_VM_EXIT;
+const EV_ENTRY = HYPERVISOR_EVENTS.HARDWARE_VM_ENTRY;
+const EV_VMREAD = VMX_EVENTS.VMREAD;
+const EV_VMWRITE = VMX_EVENTS.VMWRITE;
+const SHADOW_VMCS = SECONDARY_EXEC_CTLS.SECONDARY_EXEC_SHADOW_VMCS;
+
+/** The exit information a VM exit stores (SDM 28.2); the runtime fills it before `vmExit`. */
+export class ExitInformation {
+  reason = 0;
+  qualificationLo = 0;
+  qualificationHi = 0;
+  instructionLength = 0;
+  instructionInfo = 0;
+  linearLo = 0;
+  linearHi = 0;
+  /** Guest-physical address (EPT violations and misconfigurations), a number below 2^53. */
+  gpa = 0;
+  interruptionInfo = 0;
+  errorCode = 0;
+
+  reset(reason: number): this {
+    this.reason = reason;
+    this.qualificationLo = 0;
+    this.qualificationHi = 0;
+    this.instructionLength = 0;
+    this.instructionInfo = 0;
+    this.linearLo = 0;
+    this.linearHi = 0;
+    this.gpa = 0;
+    this.interruptionInfo = 0;
+    this.errorCode = 0;
+    return this;
+  }
+}
+
+/**
+ * The physical processor (DESIGN.md §3): VMX root operation through a `VmcsProcessor`, VM entries
+ * and exits with their guest-state load and save, VMCS shadowing for VMREAD/VMWRITE that a guest
+ * hypervisor executes in VMX non-root operation (SDM 25.10, 26.1.3 and 31.3 VMREAD/VMWRITE), and the
+ * trampoline that runs a guest hypervisor's exit handler when an exit was delivered to it.
+ *
+ * Guest state moved at entry and exit: RIP, RFLAGS, CR0, CR3, CR4, EFER (SDM 27.3.2, 28.3.1). Not
+ * modelled: the hardware's own guest-state and host-state checks (SDM 27.3.1, 27.2.2: every VMCS the
+ * model enters was prepared by KVM code that checks what KVM checks; kvm-vmx.md §9 is enforced on
+ * vmcs12), interrupt and NMI delivery, the preemption timer.
+ */
+export class HardwareVmxCpu implements VmxCpu {
+  readonly hostLevel = 0;
+  readonly processor: VmcsProcessor;
+  readonly memory: PhysicalMemory;
+  readonly meter: Meter;
+  readonly ledger: TransitionLedger;
+  /** The exit being delivered; filled by whoever causes the exit. */
+  readonly exitInfo = new ExitInformation();
+  /** The context running in VMX non-root operation, or null while L0 runs. */
+  running: GuestContext | null = null;
+  /** The VMCS `running` runs on. */
+  runningVmcs: HardwareVmcs | null = null;
+
+  #sink: ExitSink | null = null;
+  readonly #guests = new Map<HardwareVmcs, GuestContext>();
+  readonly #bitmaps = new Map<HardwareVmcs, VmcsShadowingBitmaps>();
+  readonly #counts: Float64Array | null;
+
+  constructor(processor: VmcsProcessor, memory: PhysicalMemory, tracer: Tracer) {
+    this.processor = processor;
+    this.memory = memory;
+    this.meter = processor.meter;
+    this.ledger = new TransitionLedger(processor.meter, tracer);
+    this.#counts = meterTable(this.meter);
+  }
+
+  attach(sink: ExitSink): void {
+    this.#sink = sink;
+  }
+
+  bindGuest(vmcs: HardwareVmcs, guest: GuestContext): void {
+    this.#guests.set(vmcs, guest);
+  }
+
+  guestOf(vmcs: HardwareVmcs): GuestContext | undefined {
+    return this.#guests.get(vmcs);
+  }
+
+  /** Where the VMREAD/VMWRITE bitmaps of a VMCS that enables shadowing live (its VMREAD_BITMAP/VMWRITE_BITMAP). */
+  setShadowingBitmaps(vmcs: HardwareVmcs, bitmaps: VmcsShadowingBitmaps): void {
+    this.#bitmaps.set(vmcs, bitmaps);
+  }
+
+  /** VMLAUNCH/VMRESUME by L0 (SDM 27): basic checks, the cached-VMCS rule of seed 003, guest-state load. */
+  enterGuest(launch: boolean): VmxResult {
+    const p = this.processor;
+    const result = p.vmentryChecks(launch);
+    if (result !== VMX_RESULT.SUCCEED) return result;
+    const vmcs = p.current!;
+    const guest = this.#guests.get(vmcs);
+    if (guest === undefined) throw new Error(`VM entry on ${vmcs.describe()}, which runs no guest`);
+    p.noteVmEntry(vmcs);
+    p.completeVmEntry();
+    this.#tally(EV_ENTRY, 1);
+    this.running = guest;
+    this.runningVmcs = vmcs;
+    this.ledger.enter(guest);
+    return VMX_RESULT.SUCCEED;
+  }
+
+  invept(_type: number, _eptp: number): VmxResult {
+    this.#tally(VMX_EVENTS.INVEPT, 1);
+    return VMX_RESULT.SUCCEED;
+  }
+
+  /**
+   * The running guest causes a VM exit described by `exitInfo` (SDM 28): exit information stored in
+   * its VMCS, L0 takes over and handles it; returns when L0 has entered a guest again.
+   */
+  vmExit(): void {
+    const guest = this.running;
+    const vmcs = this.runningVmcs;
+    if (guest === null || vmcs === null) throw new Error("a VM exit while no guest runs");
+    const info = this.exitInfo;
+    vmcs.write(F.VM_EXIT_REASON, info.reason);
+    vmcs.write(F.EXIT_QUALIFICATION, info.qualificationLo, info.qualificationHi);
+    vmcs.write(F.VM_EXIT_INSTRUCTION_LEN, info.instructionLength);
+    vmcs.write(F.VMX_INSTRUCTION_INFO, info.instructionInfo);
+    vmcs.write(F.GUEST_LINEAR_ADDRESS, info.linearLo, info.linearHi);
+    vmcs.write(F.GUEST_PHYSICAL_ADDRESS, info.gpa >>> 0, Math.floor(info.gpa / 4294967296));
+    vmcs.write(F.VM_EXIT_INTR_INFO, info.interruptionInfo);
+    vmcs.write(F.VM_EXIT_INTR_ERROR_CODE, info.errorCode);
+    vmcs.write(F.IDT_VECTORING_INFO_FIELD, 0);
+    this.#tally(EV_EXIT, 1);
+    this.running = null;
+    this.runningVmcs = null;
+    this.ledger.exit(guest, info.reason);
+    const sink = this.#sink;
+    if (sink === null) throw new Error("no hypervisor attached to the hardware CPU");
+    // SDM 28.5: the host state of the VMCS is loaded, i.e. L0's VM-exit handler runs.
+    const current = this.processor.current;
+    if (current !== vmcs) throw new Error("L0 lost its current VMCS across a VM exit");
+    sink.onVmExit();
+  }
+
+  /**
+   * Runs guest hypervisors whose parent delivered them an exit, until the running context is not
+   * one of them (a workload, or a hypervisor in the middle of its own code).
+   */
+  drive(): void {
+    for (;;) {
+      const guest = this.running;
+      if (guest === null) throw new Error("no guest runs after L0 handled an exit");
+      if (guest.kind !== GUEST_KIND.HYPERVISOR || !guest.pendingExit) return;
+      guest.pendingExit = false;
+      guest.hypervisor!.onVmExit();
+    }
+  }
+
+  /**
+   * A guest hypervisor's VMREAD in VMX non-root operation: served from the shadow VMCS when the
+   * running VMCS enables VMCS shadowing and the VMREAD bitmap does not intercept the field (SDM
+   * 26.1.3, 31.3 VMREAD). Returns the shadow VMCS read (value in `shadowLo`/`shadowHi`), or false when
+   * the instruction causes a VM exit instead.
+   */
+  shadowVmread(encoding: number): boolean {
+    const shadow = this.#shadowFor(encoding, false);
+    if (shadow === null) return false;
+    const lo = shadow.read(encoding);
+    this.shadowLo = Math.max(lo, 0);
+    this.shadowHi = shadow.hi;
+    this.#tally(EV_VMREAD, 1);
+    return true;
+  }
+
+  /** A guest hypervisor's VMWRITE in non-root operation, as `shadowVmread` (SDM 31.3 VMWRITE). */
+  shadowVmwrite(encoding: number, lo: number, hi: number): boolean {
+    const shadow = this.#shadowFor(encoding, true);
+    if (shadow === null) return false;
+    shadow.write(encoding, lo, hi);
+    this.#tally(EV_VMWRITE, 1);
+    return true;
+  }
+
+  /** Value of the last shadow VMREAD. */
+  shadowLo = 0;
+  shadowHi = 0;
+
+  #shadowFor(encoding: number, write: boolean): HardwareVmcs | null {
+    const vmcs = this.runningVmcs;
+    if (vmcs === null) return null;
+    if ((vmcs.read(F.SECONDARY_VM_EXEC_CONTROL) & SHADOW_VMCS) === 0) return null;
+    const bitmaps = this.#bitmaps.get(vmcs);
+    if (bitmaps === undefined) return null;
+    const bitmap = write ? bitmaps.activeVmwriteBitmap : bitmaps.vmreadBitmap;
+    if (bitmapIntercepts(bitmap, encoding)) return null;
+    const linkLo = vmcs.read(F.VMCS_LINK_POINTER);
+    const linkHi = vmcs.hi;
+    if (linkLo === 0xffffffff && linkHi === 0xffffffff) return null;
+    const shadow = this.processor.vmcsAt(linkHi * 4294967296 + linkLo);
+    return shadow?.shadow ? shadow : null;
+  }
+
+  #tally(event: number, n: number): void {
+    const counts = this.#counts;
+    if (counts !== null) counts[event] = counts[event]! + n;
+    else this.meter.count(event, n);
+  }
+}

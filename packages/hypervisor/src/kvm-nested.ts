@@ -1,0 +1,646 @@
+import { SHADOW_FAULT as FAULT } from "@nestvisor/mmu";
+import {
+  CPU_BASED_CTLS,
+  type EntryCheckResult,
+  EXIT_REASON,
+  type HardwareVmcs,
+  VMX_INSTRUCTION_INFO as INFO,
+  isVmxFault,
+  isVmxResultOutcome,
+  NestedVmxState,
+  PIN_BASED_CTLS,
+  SECONDARY_EXEC_CTLS,
+  ShadowVmcsSync,
+  VM_ENTRY_CTLS,
+  VMX_EVENTS,
+  VMX_EXIT_REASONS_FAILED_VMENTRY,
+  VMX_OUTCOME,
+  type Vmcs12,
+  VmxInstructionContext,
+  VmxInstructionEmulator,
+} from "@nestvisor/vmx";
+import { GPR, GUEST_KIND, type GuestContext } from "./guest-context";
+import { HYPERVISOR_EVENTS as HV } from "./hypervisor-events";
+import { KVM_PAGE, type Kvm } from "./kvm";
+import { VMCS_FIELD as F } from "./vmcs-field-encodings";
+
+const TWO_32 = 4294967296;
+const VMCS12_READ_EVENT = VMX_EVENTS.VMCS12_READ;
+const VMCS12_WRITE_EVENT = VMX_EVENTS.VMCS12_WRITE;
+
+/**
+ * vmcs12 fields prepare_vmcs02_rare copies into vmcs02 (kvm-vmx.md §7, "prepare_vmcs02_rare"),
+ * except GUEST_CS/SS_AR_BYTES (rare only with flag A) and GUEST_PDPTR0–3 (added with EPT): 44 here,
+ * 50 with those (with EPT and APICv, 54 — the reference's figure for this host).
+ */
+const RARE_ENTRY_FIELDS: readonly string[] = Object.freeze([
+  ...["ES", "CS", "SS", "DS", "FS", "GS", "LDTR", "TR"].map((s) => `GUEST_${s}_SELECTOR`),
+  ...["ES", "CS", "SS", "DS", "FS", "GS", "LDTR", "TR", "GDTR", "IDTR"].map((s) => `GUEST_${s}_LIMIT`),
+  ...["ES", "DS", "FS", "GS", "LDTR", "TR"].map((s) => `GUEST_${s}_AR_BYTES`),
+  ...["ES", "CS", "SS", "DS", "FS", "GS", "LDTR", "TR", "GDTR", "IDTR"].map((s) => `GUEST_${s}_BASE`),
+  "GUEST_SYSENTER_CS",
+  "GUEST_PENDING_DBG_EXCEPTIONS",
+  "GUEST_SYSENTER_ESP",
+  "GUEST_SYSENTER_EIP",
+  "PAGE_FAULT_ERROR_CODE_MASK",
+  "PAGE_FAULT_ERROR_CODE_MATCH",
+  "EOI_EXIT_BITMAP0",
+  "EOI_EXIT_BITMAP1",
+  "EOI_EXIT_BITMAP2",
+  "EOI_EXIT_BITMAP3",
+  "VM_EXIT_MSR_STORE_COUNT",
+  "VM_EXIT_MSR_LOAD_COUNT",
+  "VM_ENTRY_MSR_LOAD_COUNT",
+  "CR4_GUEST_HOST_MASK",
+]);
+
+const PDPTR_FIELDS = ["GUEST_PDPTR0", "GUEST_PDPTR1", "GUEST_PDPTR2", "GUEST_PDPTR3"];
+const CS_SS_AR = ["GUEST_CS_AR_BYTES", "GUEST_SS_AR_BYTES"];
+
+/** Host segment state load_vmcs12_host_state writes through vmx_set_segment: selector, base, limit, AR. */
+const HOST_SEGMENT_WRITES: readonly string[] = Object.freeze(
+  ["CS", "DS", "ES", "SS", "FS", "GS", "TR", "LDTR"].flatMap((s) => [
+    `GUEST_${s}_SELECTOR`,
+    `GUEST_${s}_BASE`,
+    `GUEST_${s}_LIMIT`,
+    `GUEST_${s}_AR_BYTES`,
+  ]),
+);
+
+/** The VMX capability bits the model offers a guest hypervisor in vmcs12 decisions. */
+const UNCOND_IO = CPU_BASED_CTLS.CPU_BASED_UNCOND_IO_EXITING;
+
+/**
+ * Nested VMX for one KVM vCPU whose guest is itself a hypervisor (kvm: arch/x86/kvm/vmx/nested.c):
+ * the emulation of its VMX instructions (the vmx layer's `VmxInstructionEmulator` with KVM's entry
+ * checks), the nested VM entry (prepare_vmcs02 early/rare/normal, VMCS switch, MMU switch), the
+ * decision to reflect an exit of L2 to L1 (nested_vmx_reflect_vmexit) and the nested VM exit
+ * (sync_vmcs02_to_vmcs12, prepare_vmcs12, load_vmcs12_host_state), with the seed-003 flags deciding
+ * how much of that work is done.
+ */
+export class KvmNested {
+  readonly kvm: Kvm;
+  readonly state: NestedVmxState;
+  readonly vmcs02: HardwareVmcs;
+  readonly shadowVmcs: HardwareVmcs | null;
+  readonly sync: ShadowVmcsSync;
+  readonly emulator: VmxInstructionEmulator;
+  readonly ctx = new VmxInstructionContext();
+  /** kvm: loaded_vmcs->launched of vmcs02. */
+  launched02 = false;
+  /** vmcs02 has had prepare_vmcs02_constant_state (kvm: vmx->nested.vmcs02_initialized). */
+  #vmcs02Initialized = false;
+  /** The last entry-check result (guest-state failures become an entry-failure exit). */
+  #checkResult: EntryCheckResult | null = null;
+  readonly #rareEntry: readonly number[];
+  readonly #pdptrs: readonly number[];
+  readonly #csSsAr: readonly number[];
+  readonly #hostSegments: readonly number[];
+  /** The guest context L2 runs in while this vCPU is in guest mode. */
+  #l2: GuestContext | null = null;
+
+  constructor(kvm: Kvm) {
+    this.kvm = kvm;
+    const p = kvm.processor;
+    const config = kvm.config;
+    this.state = new NestedVmxState();
+    this.vmcs02 = p.createVmcs(KVM_PAGE.VMCS02, { revision: p.revisionId });
+    const useShadow = config.shadowVmcs && p.vmcsShadowing && kvm.guest.kind === GUEST_KIND.HYPERVISOR;
+    this.shadowVmcs = useShadow
+      ? p.createVmcs(KVM_PAGE.SHADOW_VMCS, { revision: p.revisionId, shadow: true })
+      : null;
+    this.sync = new ShadowVmcsSync({
+      controls: kvm.controls,
+      vmcs01: kvm.vmcs01,
+      vmcs02: this.vmcs02,
+      shadowVmcs: this.shadowVmcs,
+      readOnlyShadowFields: config.readOnlyShadowFields,
+      precomputedShadowOffsets: config.precomputedShadowOffsets,
+      lazyRareGuestSync: config.lazyRareGuestSync,
+      controlsShadow: config.controlsShadow,
+      entryVmwriteTrims: config.nestedEntryWriteTrims,
+      ept: true,
+    });
+    const guestMemory = kvm.guestMemory();
+    this.emulator = new VmxInstructionEmulator({
+      memory: guestMemory,
+      sync: this.sync,
+      state: this.state,
+      meter: kvm.meter,
+      maskArBytesOnVmwrite: config.readOnlyShadowFields,
+      entryChecks: (vmcs12) => {
+        const result = kvm.entryChecker.check({
+          vmcs12,
+          caps: kvm.caps,
+          vcpu: kvm.l1Facts,
+          host: kvm.l0Facts,
+          memory: guestMemory,
+        });
+        this.#checkResult = result;
+        if (result.ok) return 0;
+        return result.outcome.kind === "vmfail" ? result.outcome.error : 0;
+      },
+    });
+    const enc = (name: string) => kvm.fieldEncoding(name);
+    this.#rareEntry = RARE_ENTRY_FIELDS.map(enc);
+    this.#pdptrs = PDPTR_FIELDS.map(enc);
+    this.#csSsAr = CS_SS_AR.map(enc);
+    this.#hostSegments = HOST_SEGMENT_WRITES.map(enc);
+  }
+
+  /** L2 runs (kvm: is_guest_mode). */
+  get guestMode(): boolean {
+    return this.state.guestMode;
+  }
+
+  /** vmcs12 enables EPT for L2 (kvm: nested_cpu_has_ept). */
+  get nestedEpt(): boolean {
+    const vmcs12 = this.state.cachedVmcs12;
+    return (
+      (vmcs12.read(F.CPU_BASED_VM_EXEC_CONTROL) & CPU_BASED_CTLS.CPU_BASED_ACTIVATE_SECONDARY_CONTROLS) !==
+        0 && (vmcs12.read(F.SECONDARY_VM_EXEC_CONTROL) & SECONDARY_EXEC_CTLS.SECONDARY_EXEC_ENABLE_EPT) !== 0
+    );
+  }
+
+  /** The context L2 runs in (only meaningful in guest mode). */
+  l2Context(): GuestContext {
+    if (this.#l2 === null) throw new Error(`${this.kvm.name}: no L2 context outside guest mode`);
+    return this.#l2;
+  }
+
+  /** vCPU creation: with shadowing, vmcs01 points at the VMREAD/VMWRITE bitmaps (kvm: init_vmcs). */
+  createVcpu(): void {
+    const kvm = this.kvm;
+    const p = kvm.processor;
+    // vmcs02's region carries the revision identifier like every VMCS (SDM 25.2).
+    kvm.cpu.memory.write32(KVM_PAGE.VMCS02, p.revisionId);
+    if (this.shadowVmcs === null) return;
+    kvm.cpu.memory.write32(KVM_PAGE.SHADOW_VMCS, (p.revisionId | 0x8000_0000) >>> 0);
+    p.vmwrite(F.VMREAD_BITMAP, KVM_PAGE.VMREAD_BITMAP);
+    p.vmwrite(F.VMWRITE_BITMAP, KVM_PAGE.VMWRITE_BITMAP);
+    kvm.registerShadowingBitmaps(this.sync.bitmaps);
+  }
+
+  /** Before L1 runs: refresh the shadow VMCS if a sync is pending (kvm: nested_sync_vmcs12_to_shadow). */
+  syncVmcs12ToShadow(): void {
+    if (this.sync.needVmcs12ToShadowSync) this.sync.syncVmcs12ToShadow(this.state.cachedVmcs12);
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // VMX instructions of the guest hypervisor
+
+  /**
+   * An exit for a VMX instruction of L1 (kvm: handle_vmxon … handle_invvpid). Operands come from the
+   * exiting context's registers as the VMX instruction-information field names them (SDM 28.2.5);
+   * a memory operand (VMXON/VMCLEAR/VMPTRLD pointer, INVEPT descriptor) is taken as the value in the
+   * register Reg2 would name — decoding the address (kvm: get_vmx_mem_address) is counted in the
+   * handler's base cost, not modelled.
+   */
+  handleVmxInstruction(reason: number): void {
+    const kvm = this.kvm;
+    const p = kvm.processor;
+    kvm.meter.count(HV.EXIT_HANDLER_VMX_INSTRUCTION);
+    p.vmread(F.EXIT_QUALIFICATION);
+    const info = p.vmread(F.VMX_INSTRUCTION_INFO);
+    const g = kvm.exitingRegisters();
+    const reg1 = (info & INFO.REG1_MASK) >>> INFO.REG1_SHIFT;
+    const reg2 = (info & INFO.REG2_MASK) >>> INFO.REG2_SHIFT;
+    const ctx = this.ctx;
+    ctx.operandFault = 0;
+    ctx.rflags = kvm.regs.readRflags();
+    const e = this.emulator;
+    const ptrLo = g.gprLo[GPR.RAX]!;
+    const ptrHi = g.gprHi[GPR.RAX]!;
+    let outcome: number;
+    switch (reason) {
+      case EXIT_REASON.VMON:
+        outcome = e.vmxon(ctx, ptrLo, ptrHi);
+        break;
+      case EXIT_REASON.VMOFF:
+        outcome = e.vmxoff(ctx);
+        break;
+      case EXIT_REASON.VMCLEAR:
+        outcome = e.vmclear(ctx, ptrLo, ptrHi);
+        break;
+      case EXIT_REASON.VMPTRLD:
+        outcome = e.vmptrld(ctx, ptrLo, ptrHi);
+        break;
+      case EXIT_REASON.VMPTRST:
+        outcome = e.vmptrst(ctx);
+        if (outcome === 0) g.setGpr(GPR.RAX, e.valueLo, e.valueHi);
+        break;
+      case EXIT_REASON.VMREAD:
+        outcome = e.vmread(ctx, g.gprLo[reg2]!, g.gprHi[reg2]!);
+        if (outcome === 0) g.setGpr(reg1, e.valueLo, e.valueHi);
+        break;
+      case EXIT_REASON.VMWRITE:
+        outcome = e.vmwrite(ctx, g.gprLo[reg2]!, g.gprHi[reg2]!, g.gprLo[reg1]!, g.gprHi[reg1]!);
+        break;
+      case EXIT_REASON.VMLAUNCH:
+        outcome = e.vmlaunch(ctx);
+        break;
+      case EXIT_REASON.VMRESUME:
+        outcome = e.vmresume(ctx);
+        break;
+      case EXIT_REASON.INVEPT:
+        outcome = e.invept(ctx, g.gprLo[reg2]!, g.gprHi[reg2]!, ptrLo, ptrHi);
+        if (outcome === 0) kvm.invalidateNestedEpt(g.gprLo[reg2]!, ptrHi * TWO_32 + ptrLo);
+        break;
+      default:
+        outcome = e.invvpid(ctx, g.gprLo[reg2]!, g.gprHi[reg2]!, ptrLo, ptrHi, 0, 0);
+        break;
+    }
+    g.vmxOutcome = outcome;
+    if (outcome === VMX_OUTCOME.ENTER_NON_ROOT) {
+      this.#nestedVmEntry();
+      return;
+    }
+    if (isVmxResultOutcome(outcome)) {
+      kvm.regs.writeRflags(ctx.rflags);
+      kvm.skipInstruction();
+      return;
+    }
+    if (isVmxFault(outcome)) {
+      // kvm: kvm_queue_exception → vmx_inject_exception at the next entry (VM_ENTRY_INTR_INFO_FIELD).
+      kvm.meter.count(HV.EVENT_INJECTION);
+      p.vmwrite(F.VM_ENTRY_INTR_INFO_FIELD, 0x8000_0300 | (-outcome - 0x100));
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Nested VM entry (kvm: nested_vmx_enter_non_root_mode)
+
+  #nestedVmEntry(): void {
+    const kvm = this.kvm;
+    const config = kvm.config;
+    const vmcs12 = this.state.cachedVmcs12;
+    const meter = kvm.meter;
+    meter.count(HV.NESTED_VM_ENTRY);
+    meter.count(HV.NESTED_ENTRY_CHECKS);
+    // E4: L1's state the exit will need, then E5: switch to vmcs02.
+    kvm.regs.flush();
+    this.#switchVmcs(this.vmcs02);
+    const l1Cpu = kvm.guestCpu;
+    const handle = l1Cpu?.processor.vmcsAt(this.state.currentVmptr);
+    const l2 = handle === undefined ? undefined : l1Cpu!.guestOf(handle);
+    if (l2 === undefined) throw new Error(`${kvm.name}: L1's current VMCS runs no guest the model knows`);
+    this.#l2 = l2;
+    kvm.cpu.bindGuest(this.vmcs02, l2);
+    // E6: prepare_vmcs02_early (+ constant and early-rare state).
+    const dirty = this.sync.dirtyVmcs12;
+    if (!this.#vmcs02Initialized) {
+      this.#vmcs02Initialized = true;
+      meter.count(HV.PREPARE_VMCS02_CONSTANT_STATE);
+      this.#write(F.MSR_BITMAP, KVM_PAGE.MSR_BITMAP);
+      this.#write(F.VM_FUNCTION_CONTROL, 0);
+      this.#write(F.POSTED_INTR_NV, 0);
+      this.#write(F.PML_ADDRESS, 0);
+      if (config.nestedEntryWriteTrims) {
+        this.#write(F.GUEST_PML_INDEX, 511);
+        this.#write(F.ENCLS_EXITING_BITMAP, 0xffffffff, 0xffffffff);
+      }
+      this.#write(F.HOST_CR0, vmcs12Host(kvm, F.HOST_CR0));
+      this.#write(F.HOST_CR4, vmcs12Host(kvm, F.HOST_CR4));
+      this.#write(F.HOST_RIP, vmcs12Host(kvm, F.HOST_RIP));
+      this.#write(F.HOST_CS_SELECTOR, 0x10);
+      this.#write(F.HOST_SS_SELECTOR, 0x18);
+      this.#write(F.HOST_TR_SELECTOR, 0x40);
+      this.#write(F.HOST_IA32_EFER, vmcs12Host(kvm, F.HOST_IA32_EFER));
+    }
+    if (dirty) {
+      // kvm: prepare_vmcs02_early_rare.
+      this.#write(F.VMCS_LINK_POINTER, 0xffffffff, 0xffffffff);
+      this.#write(F.VIRTUAL_PROCESSOR_ID, kvm.level + 2);
+    }
+    // Controls: vmcs01's (from the shadow with flag F, else fixed) merged with vmcs12's.
+    const c = kvm.controls;
+    const pin =
+      (kvm.pin01 | (vmcs12.read(F.PIN_BASED_VM_EXEC_CONTROL) & PIN_BASED_CTLS.PIN_BASED_NMI_EXITING)) >>> 0;
+    const exec = (kvm.exec01 | vmcs12.read(F.CPU_BASED_VM_EXEC_CONTROL)) >>> 0;
+    const secondary =
+      ((kvm.secondary01 & ~SECONDARY_EXEC_CTLS.SECONDARY_EXEC_SHADOW_VMCS) |
+        (vmcs12.read(F.SECONDARY_VM_EXEC_CONTROL) &
+          (SECONDARY_EXEC_CTLS.SECONDARY_EXEC_ENABLE_EPT |
+            SECONDARY_EXEC_CTLS.SECONDARY_EXEC_ENABLE_VPID))) >>>
+      0;
+    const entry =
+      (vmcs12.read(F.VM_ENTRY_CONTROLS) &
+        (VM_ENTRY_CTLS.VM_ENTRY_IA32E_MODE | VM_ENTRY_CTLS.VM_ENTRY_LOAD_IA32_EFER)) |
+      kvm.entry01Base;
+    const exit = kvm.exit01;
+    c.init(0, pin);
+    c.init(1, exec);
+    c.init(2, secondary);
+    c.init(4, entry >>> 0);
+    c.init(5, exit);
+    if (!config.nestedEntryWriteTrims) {
+      // kvm v5.2: GUEST_PML_INDEX rewritten on every entry (PML host); ENCLS bitmap with ENCLS exiting.
+      this.#write(F.GUEST_PML_INDEX, 511);
+    }
+    // Event injection fields (kvm: prepare_vmcs02_early, nested_run_pending).
+    this.#write(F.VM_ENTRY_INTR_INFO_FIELD, vmcs12.read(F.VM_ENTRY_INTR_INFO_FIELD));
+    this.#write(F.VM_ENTRY_EXCEPTION_ERROR_CODE, vmcs12.read(F.VM_ENTRY_EXCEPTION_ERROR_CODE));
+    this.#write(F.VM_ENTRY_INSTRUCTION_LEN, vmcs12.read(F.VM_ENTRY_INSTRUCTION_LEN));
+    this.#write(F.GUEST_INTERRUPTIBILITY_INFO, vmcs12.read(F.GUEST_INTERRUPTIBILITY_INFO));
+    // E10: guest-state checks (run by the checker with the others; a failure exits to L1 here).
+    const check = this.#checkResult;
+    if (check !== null && !check.ok && check.outcome.kind === "entry-failure") {
+      this.#entryFailure(check.outcome.exitReason, check.outcome.qualification);
+      return;
+    }
+    // E11: enter_guest_mode.
+    this.state.guestMode = true;
+    // E12: prepare_vmcs02_rare when vmcs12 is dirty.
+    if (dirty) {
+      meter.count(HV.PREPARE_VMCS02_RARE);
+      for (const field of this.#rareEntry) this.#copy(vmcs12, field);
+      // Flag A moved the CS/SS AR-byte writes here from every entry.
+      if (config.readOnlyShadowFields) for (const field of this.#csSsAr) this.#copy(vmcs12, field);
+      // Group 1 with EPT in L0: PDPTR0–3.
+      for (const field of this.#pdptrs) this.#copy(vmcs12, field);
+      this.sync.dirtyVmcs12 = false;
+    }
+    if (!config.readOnlyShadowFields) {
+      // kvm v5.2: GUEST_CS/SS_AR_BYTES were shadow-RW and written on every entry.
+      for (const field of this.#csSsAr) this.#copy(vmcs12, field);
+    }
+    // E13: prepare_vmcs02 body.
+    this.#copy(vmcs12, F.GUEST_DR7);
+    this.#copy(vmcs12, F.GUEST_IA32_DEBUGCTL);
+    this.#copy(vmcs12, F.GUEST_RFLAGS);
+    this.#write(F.EXCEPTION_BITMAP, (1 << 18) | vmcs12.read(F.EXCEPTION_BITMAP));
+    this.#write(
+      F.CR0_GUEST_HOST_MASK,
+      ~(kvm.cr0GuestOwnedBits() & ~vmcs12.read(F.CR0_GUEST_HOST_MASK)) >>> 0,
+      0xffffffff,
+    );
+    this.#write(F.TSC_OFFSET, 0);
+    const cr0 = vmcs12.read(F.GUEST_CR0);
+    const cr4 = vmcs12.read(F.GUEST_CR4);
+    const cr3 = vmcs12.read(F.GUEST_CR3) + vmcs12.hi * TWO_32;
+    const efer = vmcs12.read(F.GUEST_IA32_EFER);
+    const eptp = vmcs12.read(F.EPT_POINTER) + vmcs12.hi * TWO_32;
+    const nestedEpt = this.nestedEpt;
+    // The MMU switch (kvm: nested_ept_init_mmu_context, vmx_set_cr0/cr4/efer, nested_vmx_load_cr3).
+    kvm.mmu.nestedVmEntry(nestedEpt ? { cr0, cr3, cr4, efer, eptp } : { cr0, cr3, cr4, efer });
+    kvm.loadPgdRequested = true;
+    this.#write(F.CR0_READ_SHADOW, vmcs12.read(F.CR0_READ_SHADOW));
+    this.#write(F.GUEST_CR0, cr0);
+    this.#write(F.CR4_READ_SHADOW, vmcs12.read(F.CR4_READ_SHADOW));
+    this.#write(F.GUEST_CR4, cr4);
+    this.#write(F.GUEST_IA32_EFER, efer);
+    this.#write(F.GUEST_CR3, cr3 >>> 0, Math.floor(cr3 / TWO_32));
+    // PDPTRs again after CR0/CR4/EFER (kvm: prepare_vmcs02): flag E writes them only for a dirty
+    // vmcs12 with nested EPT and PAE paging; before it, on every dirty entry (kvm-vmx.md §10 E).
+    const paePaging = (cr0 & 0x8000_0000) !== 0 && (cr4 & 0x20) !== 0 && (efer & 0x400) === 0;
+    if (dirty && (!config.nestedEntryWriteTrims || (nestedEpt && paePaging))) {
+      for (const field of this.#pdptrs) this.#copy(vmcs12, field);
+    }
+    // kvm: vmx_transition_tlb_flush — without VPID in vmcs12, flush L2's guest TLB.
+    if ((vmcs12.read(F.SECONDARY_VM_EXEC_CONTROL) & SECONDARY_EXEC_CTLS.SECONDARY_EXEC_ENABLE_VPID) === 0) {
+      kvm.tlbFlushGuestRequested = true;
+    }
+    // RSP/RIP go through the register cache and are written at the entry.
+    kvm.regs.reset();
+    kvm.regs.writeRsp(vmcs12.read(F.GUEST_RSP) + vmcs12.hi * TWO_32);
+    kvm.regs.writeRip(vmcs12.read(F.GUEST_RIP) + vmcs12.hi * TWO_32);
+    this.state.nestedRunPending = false;
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Exits of L2
+
+  /**
+   * kvm: nested_vmx_reflect_vmexit — true when L1 wants the exit (nested_vmx_l1_wants_exit), after
+   * which the nested VM exit has been done; false when L0 handles it and resumes L2.
+   */
+  reflectVmexit(reason: number): boolean {
+    const kvm = this.kvm;
+    const vmcs12 = this.state.cachedVmcs12;
+    const p = kvm.processor;
+    kvm.meter.count(VMCS12_READ_EVENT);
+    let wants: boolean;
+    switch (reason) {
+      case EXIT_REASON.EPT_VIOLATION:
+      case EXIT_REASON.EPT_MISCONFIG:
+        // kvm: nested_vmx_l0_wants_exit — with EPT, L0 always handles EPT exits first.
+        return false;
+      case EXIT_REASON.CPUID:
+      case EXIT_REASON.VMCALL:
+      case EXIT_REASON.VMON:
+      case EXIT_REASON.VMOFF:
+      case EXIT_REASON.VMCLEAR:
+      case EXIT_REASON.VMPTRLD:
+      case EXIT_REASON.VMPTRST:
+      case EXIT_REASON.VMREAD:
+      case EXIT_REASON.VMWRITE:
+      case EXIT_REASON.VMLAUNCH:
+      case EXIT_REASON.VMRESUME:
+      case EXIT_REASON.INVEPT:
+      case EXIT_REASON.INVVPID:
+        wants = true;
+        break;
+      case EXIT_REASON.HLT:
+        wants = (vmcs12.read(F.CPU_BASED_VM_EXEC_CONTROL) & CPU_BASED_CTLS.CPU_BASED_HLT_EXITING) !== 0;
+        break;
+      case EXIT_REASON.IO_INSTRUCTION:
+        wants = (vmcs12.read(F.CPU_BASED_VM_EXEC_CONTROL) & UNCOND_IO) !== 0;
+        break;
+      case EXIT_REASON.MSR_READ:
+      case EXIT_REASON.MSR_WRITE: {
+        // kvm: nested_vmx_exit_handled_msr — L1's MSR bitmap (or no bitmap: every MSR exits).
+        const uses =
+          (vmcs12.read(F.CPU_BASED_VM_EXEC_CONTROL) & CPU_BASED_CTLS.CPU_BASED_USE_MSR_BITMAPS) !== 0;
+        const index = kvm.exitingRegisters().gprLo[GPR.RCX]!;
+        wants = !uses || !kvm.guestPassesMsr(index);
+        break;
+      }
+      case EXIT_REASON.CR_ACCESS: {
+        // kvm: nested_vmx_exit_handled_cr — MOV to CR0/CR4 exits to L1 iff it changes a bit L1 owns.
+        const qual = p.vmread(F.EXIT_QUALIFICATION);
+        const cr = qual & 0xf;
+        const gpr = (qual >>> 8) & 0xf;
+        const value = kvm.exitingRegisters().gprLo[gpr]!;
+        if (cr === 0) {
+          wants = (vmcs12.read(F.CR0_GUEST_HOST_MASK) & (value ^ vmcs12.read(F.CR0_READ_SHADOW))) >>> 0 !== 0;
+        } else if (cr === 4) {
+          wants = (vmcs12.read(F.CR4_GUEST_HOST_MASK) & (value ^ vmcs12.read(F.CR4_READ_SHADOW))) >>> 0 !== 0;
+        } else {
+          wants = true;
+        }
+        break;
+      }
+      default:
+        wants = true;
+    }
+    if (!wants) return false;
+    kvm.meter.count(HV.NESTED_EXIT_REFLECTED);
+    const qual = p.vmread(F.EXIT_QUALIFICATION);
+    this.nestedVmexit(reason, qual, p.hi, 0);
+    return true;
+  }
+
+  /**
+   * L0 handles an EPT violation of L2 with nested EPT (kvm: kvm_mmu_page_fault on guest_mmu →
+   * ept_page_fault): build EPT02 from EPT12, or reflect EPT12's violation/misconfiguration to L1.
+   */
+  handleEpt02Violation(gpa: number, qual: number): void {
+    const kvm = this.kvm;
+    const vmcs12 = this.state.cachedVmcs12;
+    const eptp = vmcs12.read(F.EPT_POINTER) + vmcs12.hi * TWO_32;
+    for (let tries = 0; tries < 4; tries++) {
+      const r = kvm.shadowEpt.fault(kvm.mmu.mmu.rootHpa, kvm.ept12Context(eptp), gpa, qual);
+      switch (r.outcome) {
+        case FAULT.FIXED:
+        case FAULT.SPURIOUS:
+          return;
+        case FAULT.RETRY:
+          kvm.mmu.freeObsoleteRoots();
+          if (kvm.mmu.reload()) kvm.loadPgdRequested = true;
+          continue;
+        case FAULT.INJECT_EPT_VIOLATION:
+        case FAULT.INJECT_EPT_MISCONFIG:
+          // kvm: nested_ept_inject_page_fault → nested_vmx_vmexit with vmcs12's exit information.
+          kvm.meter.count(HV.NESTED_EXIT_REFLECTED);
+          vmcs12.write(F.GUEST_PHYSICAL_ADDRESS, r.gpa >>> 0, Math.floor(r.gpa / TWO_32));
+          this.nestedVmexit(r.exitReason, r.qualification, 0, 0);
+          return;
+        default:
+          throw new Error(
+            `${kvm.name}: L2 access to 0x${gpa.toString(16)} ended with shadow-EPT outcome ${r.outcome}`,
+          );
+      }
+    }
+    throw new Error(`${kvm.name}: EPT02 fault at 0x${gpa.toString(16)} not resolved after 4 tries`);
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Nested VM exit (kvm: nested_vmx_vmexit)
+
+  /** Reflect an exit of L2 to L1: sync vmcs12, prepare its exit information, back to vmcs01 and L1's host state. */
+  nestedVmexit(reason: number, qualLo: number, qualHi: number, intrInfo: number): void {
+    const kvm = this.kvm;
+    const p = kvm.processor;
+    const meter = kvm.meter;
+    const vmcs12 = this.state.cachedVmcs12;
+    meter.count(HV.NESTED_VM_EXIT);
+    // X2: leave_guest_mode.
+    this.state.guestMode = false;
+    // X3: sync_vmcs02_to_vmcs12 (vmcs02 still current).
+    this.sync.syncVmcs02ToVmcs12(vmcs12, kvm.cr0GuestOwnedBits(), kvm.cr4GuestOwnedBits());
+    const rip = kvm.regs.readRip();
+    const rsp = kvm.regs.readRsp();
+    vmcs12.write(F.GUEST_RIP, rip >>> 0, Math.floor(rip / TWO_32));
+    vmcs12.write(F.GUEST_RSP, rsp >>> 0, Math.floor(rsp / TWO_32));
+    // X4: prepare_vmcs12.
+    vmcs12.write(F.VM_EXIT_REASON, reason);
+    vmcs12.write(F.EXIT_QUALIFICATION, qualLo, qualHi);
+    vmcs12.launchState = 1;
+    vmcs12.write(F.VM_ENTRY_INTR_INFO_FIELD, vmcs12.read(F.VM_ENTRY_INTR_INFO_FIELD) & 0x7fffffff);
+    vmcs12.write(F.IDT_VECTORING_INFO_FIELD, 0);
+    vmcs12.write(F.VM_EXIT_INTR_INFO, intrInfo);
+    vmcs12.write(F.VM_EXIT_INSTRUCTION_LEN, p.vmread(F.VM_EXIT_INSTRUCTION_LEN));
+    vmcs12.write(F.VMX_INSTRUCTION_INFO, p.vmread(F.VMX_INSTRUCTION_INFO));
+    meter.count(VMCS12_WRITE_EVENT, 12);
+    this.#leaveToL1();
+  }
+
+  /** A guest-state check failed: an entry-failure exit to L1 (kvm: vmentry_fail_vmexit). */
+  #entryFailure(exitReason: number, qualification: number): void {
+    const vmcs12 = this.state.cachedVmcs12;
+    vmcs12.write(F.VM_EXIT_REASON, (exitReason | VMX_EXIT_REASONS_FAILED_VMENTRY) >>> 0);
+    vmcs12.write(F.EXIT_QUALIFICATION, qualification);
+    this.state.nestedRunPending = false;
+    this.#leaveToL1();
+  }
+
+  /** X7–X13: back to vmcs01, refresh it, L1's host state and MMU; L1 gets the exit. */
+  #leaveToL1(): void {
+    const kvm = this.kvm;
+    const vmcs12 = this.state.cachedVmcs12;
+    this.#switchVmcs(kvm.vmcs01);
+    // X9: vmcs01 refresh.
+    this.#write(F.VM_EXIT_MSR_LOAD_COUNT, 0);
+    this.#write(F.VM_ENTRY_MSR_LOAD_COUNT, 0);
+    this.#write(F.TSC_OFFSET, 0);
+    // X11: the shadow VMCS is refreshed before L1 runs.
+    this.sync.requestVmcs12ToShadowSync();
+    // X13: load_vmcs12_host_state.
+    const cr0 = vmcs12.read(F.HOST_CR0);
+    const cr4 = vmcs12.read(F.HOST_CR4);
+    const cr3 = vmcs12.read(F.HOST_CR3) + vmcs12.hi * TWO_32;
+    const efer = vmcs12.read(F.HOST_IA32_EFER);
+    this.#write(F.CR0_READ_SHADOW, cr0);
+    this.#write(F.GUEST_CR0, cr0);
+    this.#write(F.CR4_READ_SHADOW, cr4);
+    this.#write(F.GUEST_CR4, cr4);
+    this.#write(F.GUEST_IA32_EFER, efer);
+    kvm.mmu.nestedVmExit({ cr0, cr3, cr4, efer });
+    kvm.loadPgdRequested = true;
+    kvm.tlbFlushGuestRequested = true;
+    for (const field of [
+      F.GUEST_SYSENTER_CS,
+      F.GUEST_SYSENTER_ESP,
+      F.GUEST_SYSENTER_EIP,
+      F.GUEST_IDTR_BASE,
+      F.GUEST_GDTR_BASE,
+    ]) {
+      this.#write(field, 0);
+    }
+    this.#write(F.GUEST_IDTR_LIMIT, 0xffff);
+    this.#write(F.GUEST_GDTR_LIMIT, 0xffff);
+    for (const field of this.#hostSegments) this.#write(field, 0);
+    this.#write(F.GUEST_DR7, 0x400);
+    this.#write(F.GUEST_IA32_DEBUGCTL, 0);
+    kvm.regs.reset();
+    kvm.regs.writeRsp(vmcs12.read(F.HOST_RSP) + vmcs12.hi * TWO_32);
+    kvm.regs.writeRip(vmcs12.read(F.HOST_RIP) + vmcs12.hi * TWO_32);
+    kvm.regs.writeRflags(0x2);
+    // The guest hypervisor's handler runs when it is entered.
+    kvm.guest.pendingExit = true;
+    this.#l2 = null;
+  }
+
+  /**
+   * kvm: vmx_switch_vmcs. With flag D (v5.3+) only the VMCS load and its bookkeeping; before it, a
+   * full vcpu put (host state restored, PI descriptor) and vcpu load (RDMSR DEBUGCTL, RDPKRU, PI),
+   * after which the next entry re-saves host state.
+   */
+  #switchVmcs(target: HardwareVmcs): void {
+    const kvm = this.kvm;
+    const meter = kvm.meter;
+    if (!kvm.config.noVcpuPutOnVmcsSwitch) {
+      meter.count(HV.VCPU_PUT);
+      meter.count(HV.PI_DESCRIPTOR_UPDATE);
+      kvm.hostStateReloadPending = true;
+    }
+    const r = kvm.processor.vmptrld(target.address);
+    if (r !== 0) throw new Error(`${kvm.name}: VMPTRLD of ${target.describe()} failed (${r})`);
+    if (!kvm.config.noVcpuPutOnVmcsSwitch) {
+      meter.count(HV.VCPU_LOAD);
+      meter.count(HV.RDMSR_DEBUGCTL);
+      meter.count(HV.RDPKRU);
+      meter.count(HV.PI_DESCRIPTOR_UPDATE);
+    } else {
+      meter.count(HV.VMCS_SWITCH);
+    }
+    kvm.controls.switchTo(target);
+    kvm.regs.reset();
+  }
+
+  #write(field: number, lo: number, hi = 0): void {
+    this.kvm.processor.vmwrite(field, lo >>> 0, hi >>> 0);
+  }
+
+  /** vmcs12 → vmcs02 for one field (a memory read of vmcs12 and a VMWRITE). */
+  #copy(vmcs12: Vmcs12, field: number): void {
+    const lo = vmcs12.read(field);
+    if (lo < 0) return;
+    this.kvm.processor.vmwrite(field, lo >>> 0, vmcs12.hi);
+    this.kvm.meter.count(VMCS12_READ_EVENT);
+  }
+}
+
+function vmcs12Host(kvm: Kvm, field: number): number {
+  return kvm.nested.state.cachedVmcs12.read(field);
+}

@@ -1,0 +1,737 @@
+import {
+  HostPageAllocator,
+  INVEPT_TYPE,
+  Memslots,
+  type MmuFlags,
+  ShadowEptMmu,
+  ShadowMmu,
+  ShadowPageStore,
+  ShadowRootBackend,
+  SPTE_FORMAT,
+  TDP_MAP_RESULT,
+  TdpMmu,
+  VcpuMmu,
+} from "@nestvisor/mmu";
+import {
+  adjustControls,
+  CONTROL_CLASS,
+  ControlsShadow,
+  CPU_BASED_CTLS,
+  CR_ACCESS_QUAL,
+  DEFAULT_L0_HOST_FACTS,
+  DEFAULT_L1_VCPU_FACTS,
+  EXIT_REASON,
+  entryCheckControlMsr,
+  fieldByName,
+  type HardwareVmcs,
+  IO_QUAL,
+  KVM_DEFAULT_VMX_CAPABILITIES,
+  type L0HostFacts,
+  type L1VcpuFacts,
+  type Meter,
+  NestedEntryChecker,
+  PIN_BASED_CTLS,
+  SECONDARY_EXEC_CTLS,
+  VM_ENTRY_CTLS,
+  VM_EXIT_CTLS,
+  VMX_RESULT,
+  type VmcsProcessor,
+  type VmcsShadowingBitmaps,
+  type VmxCapabilities,
+} from "@nestvisor/vmx";
+import {
+  CR0,
+  CR4,
+  createEptContext,
+  EFER,
+  EPT_MEMORY_TYPE,
+  type EptContext,
+  encodeEptPointer,
+  type Gpa,
+  MODERN_EPT_CAPABILITIES,
+  type PhysicalMemory,
+  RFLAGS_RESET,
+} from "@nestvisor/x86-arch";
+import { GPR, GUEST_KIND, type GuestContext } from "./guest-context";
+import type { KvmConfig } from "./hypervisor-config";
+import { HYPERVISOR_EVENTS as HV } from "./hypervisor-events";
+import { InKernelPic, inKernelPort, UserspaceDevices } from "./io-devices";
+import { KvmNested } from "./kvm-nested";
+import { VcpuRegisterCache } from "./kvm-vcpu-registers";
+import { msrBitmapIntercepts, writeMsrBitmap } from "./msr-bitmap";
+import { VMCS_FIELD as F } from "./vmcs-field-encodings";
+import type { ExitSink, VmxCpu } from "./vmx-cpu";
+
+const TWO_32 = 4294967296;
+const PAGE = 4096;
+
+/** Where KVM keeps its own pages in its physical memory (a model layout; see `KvmLayout`). */
+export const KVM_PAGE = {
+  VMXON: 0x1000,
+  VMCS01: 0x2000,
+  VMCS02: 0x3000,
+  SHADOW_VMCS: 0x4000,
+  MSR_BITMAP: 0x5000,
+  VMREAD_BITMAP: 0x6000,
+  VMWRITE_BITMAP: 0x7000,
+  /** First page of the pool the MMU allocates page tables from. */
+  POOL: 0x10_0000,
+} as const;
+
+/** Bytes of a hypervisor's physical memory below its guest's RAM: KVM pages and the table pool. */
+export const KVM_PRIVATE_BYTES = 0x80_0000;
+
+/** MSRs KVM's MSR bitmap lets a guest access without exits (kvm: vmx_disable_intercept_for_msr at vCPU creation). */
+export const PASSTHROUGH_MSRS: readonly number[] = Object.freeze([
+  0xc000_0100, // FS_BASE
+  0xc000_0101, // GS_BASE
+  0xc000_0102, // KERNEL_GS_BASE
+  0x174, // SYSENTER_CS
+  0x175, // SYSENTER_ESP
+  0x176, // SYSENTER_EIP
+]);
+
+export function isPassthroughMsr(index: number): boolean {
+  return PASSTHROUGH_MSRS.includes(index >>> 0);
+}
+
+/** The architectural state a guest starts with (from its workload or a default 64-bit kernel). */
+export interface GuestBootState {
+  readonly cr0: number;
+  readonly cr3: number;
+  readonly cr4: number;
+  readonly efer: number;
+  readonly rip: number;
+}
+
+/** A 64-bit kernel with paging, the state a guest hypervisor runs in (long mode, NXE, VMXE). */
+export const HYPERVISOR_BOOT_STATE: GuestBootState = Object.freeze({
+  cr0: (CR0.PE | CR0.MP | CR0.ET | CR0.NE | CR0.WP | CR0.AM | CR0.PG) >>> 0,
+  cr3: 0x9000,
+  cr4: CR4.PAE | CR4.PGE | CR4.OSFXSR | CR4.OSXMMEXCPT | CR4.VMXE,
+  efer: (EFER.SCE | EFER.LME | EFER.LMA | EFER.NXE) >>> 0,
+  rip: 0xffff_8000_0010_0000 % 2 ** 53,
+});
+
+export interface KvmOptions {
+  /** "L0", "L1", … for messages. */
+  readonly name: string;
+  /** The level this KVM runs at (0 = on the physical CPU). */
+  readonly level: number;
+  readonly cpu: VmxCpu;
+  readonly config: KvmConfig;
+  readonly meter: Meter;
+  /** The one vCPU this KVM runs. */
+  readonly guest: GuestContext;
+  readonly guestBoot: GuestBootState;
+  /** Bytes of guest RAM, placed at `KVM_PRIVATE_BYTES` in this KVM's physical memory. */
+  readonly guestMemoryBytes: number;
+}
+
+/**
+ * The KVM model (DESIGN.md §3): one class, used at every level. It owns one vCPU's VMCSs, its MMU
+ * (VcpuMmu over a TDP MMU and a shadow-EPT MMU sharing one page store, as KVM's do), the in-kernel
+ * and user-space devices, the exit handlers and — when its guest is itself a hypervisor — nested
+ * VMX (`KvmNested`). Every VMCS access goes through its `VmxCpu`, so the same code costs hardware
+ * VMREADs at L0 and VM exits (or shadow-VMCS accesses) at L1.
+ */
+export class Kvm implements ExitSink {
+  readonly name: string;
+  readonly level: number;
+  readonly cpu: VmxCpu;
+  readonly processor: VmcsProcessor;
+  readonly config: KvmConfig;
+  readonly meter: Meter;
+  readonly guest: GuestContext;
+  readonly guestMemoryBytes: number;
+  readonly controls: ControlsShadow;
+  readonly regs: VcpuRegisterCache;
+  readonly memslots = new Memslots();
+  readonly allocator: HostPageAllocator;
+  readonly store: ShadowPageStore;
+  readonly tdp: TdpMmu;
+  readonly shadow: ShadowMmu;
+  readonly shadowEpt: ShadowEptMmu;
+  readonly mmu: VcpuMmu;
+  readonly pic = new InKernelPic();
+  readonly userspace = new UserspaceDevices();
+  /** MSR values KVM emulates for its guest (kvm: the vCPU's MSR state). */
+  readonly msrs = new Map<number, number>();
+  readonly vmcs01: HardwareVmcs;
+  /** Nested VMX, for a guest that is a hypervisor. */
+  readonly nested: KvmNested;
+  /** The VMX capabilities this KVM's CPU offers it (used to build valid controls). */
+  readonly caps: VmxCapabilities = KVM_DEFAULT_VMX_CAPABILITIES;
+
+  /** kvm: loaded_vmcs->launched of vmcs01. */
+  launched01 = false;
+  /** KVM_REQ_LOAD_MMU_PGD: write EPT_POINTER before the next entry. */
+  loadPgdRequested = true;
+  /** Flag D off: a vCPU put cleared guest_state_loaded, so the next entry re-saves host state. */
+  hostStateReloadPending = false;
+  /** KVM_REQ_TLB_FLUSH_GUEST pending. */
+  tlbFlushGuestRequested = false;
+  /** The CPU this KVM offers its guest when the guest is a hypervisor (set by the machine). */
+  guestCpu: VmxCpu | null = null;
+  /** KVM's nested entry checks (kvm: nested_vmx_check_controls/_host_state/_guest_state). */
+  readonly entryChecker = new NestedEntryChecker({ includeHardware: false });
+  /** What the entry checks know of the guest hypervisor's vCPU and of this host. */
+  readonly l1Facts: L1VcpuFacts = DEFAULT_L1_VCPU_FACTS;
+  readonly l0Facts: L0HostFacts = DEFAULT_L0_HOST_FACTS;
+  /** vmcs01's controls as KVM computed them (kvm: vmcs_config, the controls shadow of vmcs01). */
+  pin01 = 0;
+  exec01 = 0;
+  secondary01 = 0;
+  entry01Base = 0;
+  exit01 = 0;
+
+  constructor(options: KvmOptions) {
+    this.name = options.name;
+    this.level = options.level;
+    this.cpu = options.cpu;
+    this.processor = options.cpu.processor;
+    this.config = options.config;
+    this.meter = options.meter;
+    this.guest = options.guest;
+    this.guestMemoryBytes = options.guestMemoryBytes;
+    const memory = options.cpu.memory;
+    this.controls = new ControlsShadow(this.processor, { perVmcsShadow: this.config.controlsShadow });
+    this.regs = new VcpuRegisterCache(this.processor);
+
+    // Guest RAM: one memslot at KVM_PRIVATE_BYTES (kvm: KVM_SET_USER_MEMORY_REGION).
+    this.memslots.add({
+      id: 0,
+      baseGfn: 0,
+      npages: options.guestMemoryBytes / PAGE,
+      hostBase: KVM_PRIVATE_BYTES,
+    });
+    const poolPages = (KVM_PRIVATE_BYTES - KVM_PAGE.POOL) / PAGE;
+    this.allocator = new HostPageAllocator(memory, { base: KVM_PAGE.POOL, pages: poolPages, zeroed: true });
+    this.store = new ShadowPageStore({
+      allocator: this.allocator,
+      meter: this.meter,
+      memslots: this.memslots,
+    });
+    const holder: { tdp: TdpMmu | null } = { tdp: null };
+    this.shadow = new ShadowMmu({
+      store: this.store,
+      memslots: this.memslots,
+      format: SPTE_FORMAT.EPT,
+      meter: this.meter,
+      // kvm: kvm_mmu_slot_gfn_write_protect also write-protects the TDP MMU's mapping of the gfn.
+      onWriteProtectGfn: (gfn) => holder.tdp?.writeProtectGfn(gfn),
+    });
+    this.tdp = new TdpMmu({
+      store: this.store,
+      memslots: this.memslots,
+      meter: this.meter,
+      preserveTdpRoots: this.config.preserveTdpRoots,
+    });
+    holder.tdp = this.tdp;
+    this.shadowEpt = new ShadowEptMmu(this.shadow);
+    const mmuFlags: MmuFlags = this.config;
+    this.mmu = new VcpuMmu({
+      backend: new ShadowRootBackend({ shadow: this.shadow, tdp: this.tdp }),
+      meter: this.meter,
+      flags: mmuFlags,
+      tdpEnabled: true,
+    });
+    const boot = options.guestBoot;
+    this.mmu.setSregs({ cr0: boot.cr0, cr3: boot.cr3, cr4: boot.cr4, efer: boot.efer });
+
+    this.vmcs01 = this.processor.createVmcs(KVM_PAGE.VMCS01, { revision: this.processor.revisionId });
+    this.nested = new KvmNested(this);
+    this.cpu.attach(this);
+  }
+
+  /** The guest's physical memory as this KVM reads it (kvm: kvm_read_guest through the memslots). */
+  guestMemory(): PhysicalMemory {
+    return this.shadow.guestMemory;
+  }
+
+  /** A VMCS field's encoding by KVM's name. */
+  fieldEncoding(name: string): number {
+    const field = fieldByName(name);
+    if (field === undefined) throw new Error(`no VMCS field ${name}`);
+    return field.encoding;
+  }
+
+  /** With VMCS shadowing: tell the processor where vmcs01's VMREAD/VMWRITE bitmaps are. */
+  registerShadowingBitmaps(bitmaps: VmcsShadowingBitmaps): void {
+    const cpu = this.cpu as VmxCpu & {
+      setShadowingBitmaps?: (v: HardwareVmcs, b: VmcsShadowingBitmaps) => void;
+    };
+    cpu.setShadowingBitmaps?.(this.vmcs01, bitmaps);
+  }
+
+  /** The guest hypervisor's MSR bitmap lets its guest access `index` without an exit (kvm: nested_vmx_exit_handled_msr). */
+  guestPassesMsr(index: number, write = false): boolean {
+    const vmcs12 = this.nested.state.cachedVmcs12;
+    const address = vmcs12.read(F.MSR_BITMAP) + vmcs12.hi * TWO_32;
+    return !msrBitmapIntercepts(this.guestMemory(), address, index, write);
+  }
+
+  /** The MMU's current root as the EPT pointer KVM writes (kvm: construct_eptp: WB, 4 levels, A/D). */
+  eptPointer(root: number): { lo: number; hi: number } {
+    return encodeEptPointer({
+      memoryType: EPT_MEMORY_TYPE.WB,
+      walkLength: 4,
+      accessedDirty: true,
+      supervisorShadowStack: false,
+      root,
+    });
+  }
+
+  /**
+   * vCPU creation and the first KVM_RUN up to the VM entry (kvm: vmx_create_vcpu, init_vmcs,
+   * vmx_vcpu_reset): VMXON, VMCLEAR + VMPTRLD of vmcs01, its controls and host/guest state.
+   */
+  createVcpu(boot: GuestBootState): void {
+    const p = this.processor;
+    const memory = this.cpu.memory;
+    // VMXON region and vmcs01 carry the revision identifier (SDM 25.2, 25.11.5).
+    memory.write32(KVM_PAGE.VMXON, p.revisionId);
+    memory.write32(KVM_PAGE.VMCS01, p.revisionId);
+    this.#check(p.vmxon(KVM_PAGE.VMXON), "VMXON");
+    this.#check(p.vmclear(KVM_PAGE.VMCS01), "VMCLEAR vmcs01");
+    this.#check(p.vmptrld(KVM_PAGE.VMCS01), "VMPTRLD vmcs01");
+    this.controls.switchTo(this.vmcs01);
+    this.cpu.bindGuest(this.vmcs01, this.guest);
+    this.#initVmcs(boot);
+    this.nested.createVcpu();
+  }
+
+  /** kvm: init_vmcs + vmx_vcpu_reset, reduced to the fields the model's guests and checks read. */
+  #initVmcs(boot: GuestBootState): void {
+    const p = this.processor;
+    const c = this.controls;
+    const caps = this.caps;
+    const ctl = (cls: (typeof CONTROL_CLASS)[keyof typeof CONTROL_CLASS], wanted: number): number => {
+      const msr = entryCheckControlMsr(caps, cls as Exclude<typeof cls, "tertiary">);
+      return adjustControls(msr.lo, msr.hi, wanted);
+    };
+    const long = (boot.efer & EFER.LMA) !== 0;
+    this.pin01 = ctl(
+      CONTROL_CLASS.PIN,
+      PIN_BASED_CTLS.PIN_BASED_EXT_INTR_MASK | PIN_BASED_CTLS.PIN_BASED_NMI_EXITING,
+    );
+    this.exec01 = ctl(
+      CONTROL_CLASS.PRIMARY,
+      CPU_BASED_CTLS.CPU_BASED_HLT_EXITING |
+        CPU_BASED_CTLS.CPU_BASED_UNCOND_IO_EXITING |
+        CPU_BASED_CTLS.CPU_BASED_USE_MSR_BITMAPS |
+        CPU_BASED_CTLS.CPU_BASED_ACTIVATE_SECONDARY_CONTROLS,
+    );
+    // A guest hypervisor gives its guest EPT only with the l1Ept switch.
+    const ept = this.level === 0 || this.config.l1Ept ? SECONDARY_EXEC_CTLS.SECONDARY_EXEC_ENABLE_EPT : 0;
+    this.secondary01 = ctl(
+      CONTROL_CLASS.SECONDARY,
+      ept |
+        SECONDARY_EXEC_CTLS.SECONDARY_EXEC_ENABLE_VPID |
+        (ept !== 0 ? SECONDARY_EXEC_CTLS.SECONDARY_EXEC_UNRESTRICTED_GUEST : 0),
+    );
+    this.entry01Base = ctl(CONTROL_CLASS.ENTRY, 0);
+    const entry = ctl(
+      CONTROL_CLASS.ENTRY,
+      (long ? VM_ENTRY_CTLS.VM_ENTRY_IA32E_MODE : 0) | VM_ENTRY_CTLS.VM_ENTRY_LOAD_IA32_EFER,
+    );
+    this.exit01 = ctl(
+      CONTROL_CLASS.EXIT,
+      VM_EXIT_CTLS.VM_EXIT_HOST_ADDR_SPACE_SIZE |
+        VM_EXIT_CTLS.VM_EXIT_ACK_INTR_ON_EXIT |
+        VM_EXIT_CTLS.VM_EXIT_LOAD_IA32_EFER |
+        VM_EXIT_CTLS.VM_EXIT_SAVE_IA32_EFER,
+    );
+    c.init(0, this.pin01);
+    c.init(1, this.exec01);
+    c.init(2, this.secondary01);
+    c.init(4, entry);
+    c.init(5, this.exit01);
+    writeMsrBitmap(this.cpu.memory, KVM_PAGE.MSR_BITMAP, PASSTHROUGH_MSRS);
+    const w = (field: number, lo: number, hi = 0) => p.vmwrite(field, lo >>> 0, hi >>> 0);
+    w(F.VIRTUAL_PROCESSOR_ID, this.level + 1);
+    w(F.VMCS_LINK_POINTER, 0xffffffff, 0xffffffff);
+    w(F.MSR_BITMAP, KVM_PAGE.MSR_BITMAP);
+    // kvm: with EPT, #PF is not intercepted; #MC and #DB/#AC as KVM does are irrelevant here.
+    w(F.EXCEPTION_BITMAP, 1 << 18);
+    // kvm: KVM_POSSIBLE_CR0_GUEST_BITS — TS always; WP too with EPT since v6.4 (fb509f76acc8).
+    w(F.CR0_GUEST_HOST_MASK, ~this.cr0GuestOwnedBits() >>> 0, 0xffffffff);
+    w(F.CR4_GUEST_HOST_MASK, ~this.cr4GuestOwnedBits() >>> 0, 0xffffffff);
+    w(F.CR0_READ_SHADOW, boot.cr0);
+    w(F.CR4_READ_SHADOW, boot.cr4);
+    w(F.GUEST_CR0, boot.cr0 | CR0.NE);
+    w(F.GUEST_CR4, boot.cr4 | CR4.VMXE);
+    w(F.GUEST_CR3, boot.cr3 >>> 0, Math.floor(boot.cr3 / TWO_32));
+    w(F.GUEST_IA32_EFER, boot.efer);
+    w(F.GUEST_RIP, boot.rip >>> 0, Math.floor(boot.rip / TWO_32));
+    w(F.GUEST_RFLAGS, RFLAGS_RESET);
+    w(F.GUEST_CS_AR_BYTES, long ? 0xa09b : 0xc09b);
+    w(F.GUEST_SS_AR_BYTES, 0xc093);
+    w(F.GUEST_CS_SELECTOR, 0x10);
+    w(F.HOST_CR0, HYPERVISOR_BOOT_STATE.cr0);
+    w(F.HOST_CR3, HYPERVISOR_BOOT_STATE.cr3);
+    w(F.HOST_CR4, HYPERVISOR_BOOT_STATE.cr4);
+    w(F.HOST_IA32_EFER, HYPERVISOR_BOOT_STATE.efer);
+    w(F.HOST_CS_SELECTOR, 0x10);
+    w(F.HOST_SS_SELECTOR, 0x18);
+    w(F.HOST_TR_SELECTOR, 0x40);
+    w(F.HOST_RIP, 0x0010_1000);
+    w(F.HOST_RSP, 0x0020_0000);
+    this.regs.reset();
+  }
+
+  /** CR0 bits the guest owns (kvm: vcpu->arch.cr0_guest_owned_bits): TS, and WP with EPT from v6.4. */
+  cr0GuestOwnedBits(): number {
+    // kvm: fb509f76acc8 "KVM: VMX: Make CR0.WP a guest owned bit" (v6.4), the same series as the
+    // WP-only MMU exemption; modelled under keepRootsOnWpOnlyChange.
+    return this.config.keepRootsOnWpOnlyChange ? CR0.TS | CR0.WP : CR0.TS;
+  }
+
+  /** CR4 bits the guest owns (kvm: KVM_POSSIBLE_CR4_GUEST_BITS minus what EPT/PKE need intercepted). */
+  cr4GuestOwnedBits(): number {
+    return CR4.PCE | CR4.OSFXSR | CR4.OSXMMEXCPT | CR4.TSD | CR4.DE;
+  }
+
+  #check(result: number, what: string): void {
+    if (result !== VMX_RESULT.SUCCEED) throw new Error(`${this.name}: ${what} failed (${result})`);
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Run loop
+
+  /**
+   * The tail of the run loop after a VM exit of its guest (kvm: vmx_vcpu_run after the exit,
+   * vmx_handle_exit, then vcpu_enter_guest up to the next entry).
+   */
+  onVmExit(): void {
+    const p = this.processor;
+    this.meter.count(HV.EXIT_DISPATCH);
+    // kvm: vmx_vcpu_enter_exit reads the exit reason; vmx_vcpu_run the IDT-vectoring information.
+    const reason = p.vmread(F.VM_EXIT_REASON);
+    p.vmread(F.IDT_VECTORING_INFO_FIELD);
+    this.regs.reset();
+    const basic = reason & 0xffff;
+    if (this.nested.guestMode) {
+      if (this.nested.reflectVmexit(basic)) {
+        this.enterGuest();
+        return;
+      }
+      this.meter.count(HV.NESTED_EXIT_HANDLED_BY_L0);
+    }
+    this.#dispatch(basic);
+    this.enterGuest();
+  }
+
+  /** kvm: vcpu_enter_guest from the request checks to the VM entry. */
+  enterGuest(): void {
+    const p = this.processor;
+    const nested = this.nested;
+    if (!nested.guestMode) nested.syncVmcs12ToShadow();
+    if (this.tlbFlushGuestRequested) {
+      this.tlbFlushGuestRequested = false;
+      this.meter.count(HV.TLB_FLUSH_GUEST);
+    }
+    // kvm: kvm_mmu_reload, then KVM_REQ_LOAD_MMU_PGD → vmx_load_mmu_pgd.
+    if (this.mmu.reload()) this.loadPgdRequested = true;
+    if (this.loadPgdRequested) {
+      this.loadPgdRequested = false;
+      const eptp = this.eptPointer(this.mmu.mmu.rootHpa);
+      p.vmwrite(F.EPT_POINTER, eptp.lo, eptp.hi);
+    }
+    if (this.hostStateReloadPending) {
+      // kvm (flag D off): vmx_prepare_switch_to_guest re-saves host segments and writes them.
+      this.hostStateReloadPending = false;
+      this.meter.count(HV.HOST_STATE_RELOAD);
+      p.vmwrite(F.HOST_FS_SELECTOR, 0);
+      p.vmwrite(F.HOST_GS_SELECTOR, 0);
+      p.vmwrite(F.HOST_FS_BASE, 0);
+      p.vmwrite(F.HOST_GS_BASE, 0);
+    }
+    this.regs.flush();
+    const current = p.current;
+    const launched = current === this.vmcs01 ? this.launched01 : nested.launched02;
+    const result = this.cpu.enterGuest(!launched);
+    if (result !== VMX_RESULT.SUCCEED) {
+      throw new Error(
+        `${this.name}: VM entry failed with ${result} (a model bug: KVM's VMCS is always valid)`,
+      );
+    }
+    if (current === this.vmcs01) this.launched01 = true;
+    else nested.launched02 = true;
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Exit handlers
+
+  /** The registers of the vCPU whose exit is being handled (GPRs pass through every level). */
+  exitingRegisters(): GuestContext {
+    const current = this.processor.current;
+    const guest = current === null ? undefined : this.cpu.guestOf(current);
+    if (guest !== undefined) return guest;
+    return this.nested.l2Context();
+  }
+
+  #dispatch(reason: number): void {
+    switch (reason) {
+      case EXIT_REASON.CPUID:
+        this.#handleCpuid();
+        return;
+      case EXIT_REASON.VMCALL:
+        this.#handleVmcall();
+        return;
+      case EXIT_REASON.HLT:
+        this.meter.count(HV.EXIT_HANDLER_HLT);
+        this.skipInstruction();
+        return;
+      case EXIT_REASON.IO_INSTRUCTION:
+        this.#handleIo();
+        return;
+      case EXIT_REASON.MSR_READ:
+      case EXIT_REASON.MSR_WRITE:
+        this.#handleMsr(reason === EXIT_REASON.MSR_WRITE);
+        return;
+      case EXIT_REASON.CR_ACCESS:
+        this.#handleCr();
+        return;
+      case EXIT_REASON.INVLPG:
+        this.meter.count(HV.EXIT_HANDLER_INVLPG);
+        this.processor.vmread(F.EXIT_QUALIFICATION);
+        this.skipInstruction();
+        return;
+      case EXIT_REASON.EPT_VIOLATION:
+        this.#handleEptViolation();
+        return;
+      case EXIT_REASON.EPT_MISCONFIG:
+        this.meter.count(HV.EXIT_HANDLER_EPT_MISCONFIG);
+        this.processor.vmread(F.GUEST_PHYSICAL_ADDRESS);
+        this.skipInstruction();
+        return;
+      case EXIT_REASON.VMON:
+      case EXIT_REASON.VMOFF:
+      case EXIT_REASON.VMCLEAR:
+      case EXIT_REASON.VMPTRLD:
+      case EXIT_REASON.VMPTRST:
+      case EXIT_REASON.VMREAD:
+      case EXIT_REASON.VMWRITE:
+      case EXIT_REASON.VMLAUNCH:
+      case EXIT_REASON.VMRESUME:
+      case EXIT_REASON.INVEPT:
+      case EXIT_REASON.INVVPID:
+        this.nested.handleVmxInstruction(reason);
+        return;
+      default:
+        throw new Error(`${this.name}: no handler for exit reason ${reason}`);
+    }
+  }
+
+  /**
+   * kvm: kvm_skip_emulated_instruction → skip_emulated_instruction: RIP += VM_EXIT_INSTRUCTION_LEN,
+   * clear the interrupt shadow (vmx_set_interrupt_shadow reads GUEST_INTERRUPTIBILITY_INFO), and the
+   * single-step check reads RFLAGS.
+   */
+  skipInstruction(): void {
+    const p = this.processor;
+    const length = p.vmread(F.VM_EXIT_INSTRUCTION_LEN);
+    this.regs.writeRip(this.regs.readRip() + length);
+    const interruptibility = p.vmread(F.GUEST_INTERRUPTIBILITY_INFO);
+    if ((interruptibility & 3) !== 0) p.vmwrite(F.GUEST_INTERRUPTIBILITY_INFO, interruptibility & ~3);
+    this.regs.readRflags();
+  }
+
+  #handleCpuid(): void {
+    this.meter.count(HV.EXIT_HANDLER_CPUID);
+    const g = this.exitingRegisters();
+    const leaf = g.gprLo[GPR.RAX]!;
+    const subleaf = g.gprLo[GPR.RCX]!;
+    // A fixed, deterministic CPUID table: what a guest reads does not depend on flags or levels.
+    const seed = (Math.imul(leaf ^ 0x9e3779b9, 0x85ebca6b) ^ Math.imul(subleaf + 1, 0xc2b2ae35)) >>> 0;
+    g.setGpr(GPR.RAX, seed, 0);
+    g.setGpr(GPR.RBX, Math.imul(seed, 3) >>> 0, 0);
+    g.setGpr(GPR.RCX, (seed ^ 0x5a5a5a5a) >>> 0, 0);
+    g.setGpr(GPR.RDX, (seed >>> 7) ^ leaf, 0);
+    this.skipInstruction();
+  }
+
+  #handleVmcall(): void {
+    this.meter.count(HV.EXIT_HANDLER_VMCALL);
+    const g = this.exitingRegisters();
+    // kvm: kvm_emulate_hypercall — an unknown hypercall returns -KVM_ENOSYS (1000) in RAX.
+    g.setGpr(GPR.RAX, -1000 >>> 0, 0xffffffff);
+    this.skipInstruction();
+  }
+
+  #handleIo(): void {
+    const p = this.processor;
+    const qual = p.vmread(F.EXIT_QUALIFICATION);
+    const bytes = (qual & IO_QUAL.SIZE_MASK) + 1;
+    const port = qual >>> IO_QUAL.PORT_SHIFT;
+    const isIn = (qual & IO_QUAL.DIRECTION_IN) !== 0;
+    const g = this.exitingRegisters();
+    const mask = bytes === 4 ? 0xffffffff : (1 << (bytes * 8)) - 1;
+    // kvm: kvm_fast_pio → kernel_pio on KVM_PIO_BUS, else KVM_EXIT_IO to user space.
+    const kernel = inKernelPort(port);
+    this.meter.count(kernel ? HV.EXIT_HANDLER_IO_KERNEL : HV.EXIT_HANDLER_IO_USERSPACE);
+    if (isIn) {
+      const value = kernel ? this.pic.read(port, bytes) : this.userspace.read(port, bytes);
+      const rax = g.gprLo[GPR.RAX]!;
+      g.gprLo[GPR.RAX] = ((rax & ~mask) | (value & mask)) >>> 0;
+    } else {
+      const value = g.gprLo[GPR.RAX]! & mask;
+      if (kernel) this.pic.write(port, bytes, value);
+      else this.userspace.write(port, bytes, value);
+    }
+    this.skipInstruction();
+  }
+
+  #handleMsr(write: boolean): void {
+    this.meter.count(HV.EXIT_HANDLER_MSR);
+    const g = this.exitingRegisters();
+    const index = g.gprLo[GPR.RCX]!;
+    if (write) {
+      this.msrs.set(
+        index,
+        g.gprHi[GPR.RDX]! === 0
+          ? g.gprLo[GPR.RAX]! + g.gprLo[GPR.RDX]! * TWO_32
+          : g.gprLo[GPR.RAX]! + g.gprLo[GPR.RDX]! * TWO_32,
+      );
+    } else {
+      const value = this.msrs.get(index) ?? 0;
+      g.setGpr(GPR.RAX, value >>> 0, 0);
+      g.setGpr(GPR.RDX, Math.floor(value / TWO_32) >>> 0, 0);
+    }
+    this.skipInstruction();
+  }
+
+  /** kvm: handle_cr for MOV to/from CR0/CR3/CR4. */
+  #handleCr(): void {
+    this.meter.count(HV.EXIT_HANDLER_CR_ACCESS);
+    const p = this.processor;
+    const qual = p.vmread(F.EXIT_QUALIFICATION);
+    const cr = qual & CR_ACCESS_QUAL.CR_NUM_MASK;
+    const type = (qual & CR_ACCESS_QUAL.ACCESS_TYPE_MASK) >>> CR_ACCESS_QUAL.ACCESS_TYPE_SHIFT;
+    const gpr = (qual & CR_ACCESS_QUAL.GPR_MASK) >>> CR_ACCESS_QUAL.GPR_SHIFT;
+    const g = this.exitingRegisters();
+    if (type === 0) {
+      const value = g.gprLo[gpr]!;
+      if (cr === 0) this.setCr0(value);
+      else if (cr === 4) this.setCr4(value);
+      else if (cr === 3) this.setCr3(g.gpr(gpr));
+    } else if (type === 1) {
+      const value = cr === 0 ? this.readCr0() : cr === 4 ? this.readCr4() : this.mmu.cr3;
+      g.setGpr(gpr, value >>> 0, Math.floor(value / TWO_32));
+    }
+    this.skipInstruction();
+  }
+
+  /** kvm: kvm_read_cr0 — guest-owned bits from GUEST_CR0, the rest from the read shadow. */
+  readCr0(): number {
+    const p = this.processor;
+    const owned = this.cr0GuestOwnedBits();
+    const shadow = p.vmread(F.CR0_READ_SHADOW);
+    const real = p.vmread(F.GUEST_CR0);
+    return ((real & owned) | (shadow & ~owned)) >>> 0;
+  }
+
+  readCr4(): number {
+    const p = this.processor;
+    const owned = this.cr4GuestOwnedBits();
+    const shadow = p.vmread(F.CR4_READ_SHADOW);
+    const real = p.vmread(F.GUEST_CR4);
+    return ((real & owned) | (shadow & ~owned)) >>> 0;
+  }
+
+  /** kvm: kvm_set_cr0 → vmx_set_cr0 (read shadow + GUEST_CR0) → kvm_post_set_cr0 (MMU). */
+  setCr0(value: number): void {
+    const p = this.processor;
+    const old = this.mmu.cr0;
+    p.vmwrite(F.CR0_READ_SHADOW, value >>> 0);
+    p.vmwrite(F.GUEST_CR0, (value | CR0.NE) >>> 0);
+    this.mmu.setCr0(value >>> 0);
+    this.mmu.postSetCr0(old, value >>> 0);
+  }
+
+  /** kvm: kvm_set_cr4 → vmx_set_cr4 → kvm_post_set_cr4. */
+  setCr4(value: number): void {
+    const p = this.processor;
+    const old = this.mmu.cr4;
+    p.vmwrite(F.CR4_READ_SHADOW, value >>> 0);
+    p.vmwrite(F.GUEST_CR4, (value | CR4.VMXE) >>> 0);
+    this.mmu.setCr4(value >>> 0);
+    this.mmu.postSetCr4(old, value >>> 0);
+  }
+
+  /** kvm: kvm_set_cr3 with EPT: the MMU's PGD switch is for shadow paging only; GUEST_CR3 is written. */
+  setCr3(value: number): void {
+    this.mmu.setCr3(value);
+    this.processor.vmwrite(F.GUEST_CR3, value >>> 0, Math.floor(value / TWO_32));
+  }
+
+  /**
+   * kvm: handle_ept_violation → kvm_mmu_page_fault: the TDP MMU maps the faulting GPA on the current
+   * root (an L1 fault, or an L2 fault without nested EPT); with nested EPT, `KvmNested` builds EPT02.
+   */
+  #handleEptViolation(): void {
+    this.meter.count(HV.EXIT_HANDLER_EPT_VIOLATION);
+    const p = this.processor;
+    const qual = p.vmread(F.EXIT_QUALIFICATION);
+    const gpaLo = p.vmread(F.GUEST_PHYSICAL_ADDRESS);
+    const gpa = p.hi * TWO_32 + gpaLo;
+    if (this.nested.guestMode && this.nested.nestedEpt) {
+      this.nested.handleEpt02Violation(gpa, qual);
+      return;
+    }
+    const write = (qual & 2) !== 0;
+    for (let tries = 0; tries < 4; tries++) {
+      const r = this.tdp.map(this.mmu.mmu.rootHpa, gpa as Gpa, write);
+      if (r === TDP_MAP_RESULT.RETRY) {
+        this.mmu.freeObsoleteRoots();
+        if (this.mmu.reload()) this.loadPgdRequested = true;
+        continue;
+      }
+      if (r === TDP_MAP_RESULT.EMULATE_WRITE_PROTECTED) {
+        this.#emulateTrackedWrite(gpa);
+        return;
+      }
+      if (r === TDP_MAP_RESULT.EMULATE_MMIO || r === TDP_MAP_RESULT.EMULATE_READ_ONLY) {
+        throw new Error(
+          `${this.name}: guest access to 0x${gpa.toString(16)} hits no RAM (MMIO is not modelled)`,
+        );
+      }
+      return;
+    }
+    throw new Error(`${this.name}: EPT violation at 0x${gpa.toString(16)} not resolved after 4 tries`);
+  }
+
+  /**
+   * A guest hypervisor wrote a page table this KVM shadows (kvm: page_fault_handle_page_track →
+   * emulate the instruction; kvm_mmu_track_write zaps what the write invalidates). The write's value
+   * and size come in RAX/RDX (value) and RCX (bytes) (see `NestedVmxCpu`).
+   */
+  #emulateTrackedWrite(gpa: number): void {
+    const g = this.exitingRegisters();
+    if (g.kind !== GUEST_KIND.HYPERVISOR) {
+      throw new Error(`${this.name}: a workload wrote a write-tracked page at 0x${gpa.toString(16)}`);
+    }
+    const bytes = g.gprLo[GPR.RCX]!;
+    const host = this.memslots.gfnToHpa(Math.floor(gpa / PAGE)) + (gpa % PAGE);
+    const memory = this.cpu.memory;
+    if (bytes === 8) memory.write64(host, g.gprLo[GPR.RAX]!, g.gprLo[GPR.RDX]!);
+    else memory.write32(host, g.gprLo[GPR.RAX]!);
+    this.shadow.trackedWrite(gpa, bytes);
+    this.skipInstruction();
+  }
+
+  /** INVEPT on behalf of a guest hypervisor (kvm: handle_invept after the checks). */
+  invalidateNestedEpt(type: number, eptp: number): void {
+    this.mmu.handleInvept(type === 2 ? INVEPT_TYPE.GLOBAL : INVEPT_TYPE.SINGLE_CONTEXT, eptp);
+  }
+
+  /** The EPT12 walk context for an EPT pointer of the guest hypervisor (its caps, MAXPHYADDR 46). */
+  ept12Context(eptp: number): EptContext {
+    return createEptContext(
+      { eptpLo: eptp >>> 0, eptpHi: Math.floor(eptp / TWO_32) },
+      MODERN_EPT_CAPABILITIES,
+      46,
+    );
+  }
+}

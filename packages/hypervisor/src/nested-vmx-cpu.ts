@@ -1,0 +1,282 @@
+import type { Memslots, ShadowPageStore } from "@nestvisor/mmu";
+import {
+  EXIT_REASON,
+  type HardwareVmcs,
+  VMX_INSTRUCTION_INFO as INFO,
+  INVALID_VMCS_POINTER,
+  type Meter,
+  VMCS12_REVISION,
+  VMX_OUTCOME,
+  VMX_RESULT,
+  VmcsProcessor,
+  type VmxResult,
+} from "@nestvisor/vmx";
+import type { PhysicalMemory } from "@nestvisor/x86-arch";
+import { GPR, type GuestContext } from "./guest-context";
+import type { HardwareVmxCpu } from "./hardware-vmx-cpu";
+import type { ExitSink, VmxCpu } from "./vmx-cpu";
+
+const TWO_32 = 4294967296;
+/** Instruction lengths of the modelled VMX instructions (register forms; SDM Vol. 2 encodings). */
+const VMX_INSTRUCTION_LENGTH = 3;
+/** VMX instruction information for VMREAD/VMWRITE with register operands: Reg1 = RAX, Reg2 = RDX, bit 10 set. */
+const REGISTER_FORM = (GPR.RAX << INFO.REG1_SHIFT) | INFO.REGISTER_OPERAND | (GPR.RDX << INFO.REG2_SHIFT);
+/** INVEPT/INVVPID: the type in Reg2 = RDX; the descriptor (modelled as its EPTP) in RAX. */
+const TYPE_IN_RDX = GPR.RDX << INFO.REG2_SHIFT;
+
+/**
+ * The VMX instructions a guest hypervisor executes, as its parent presents them (DESIGN.md §3, the
+ * nested `VmxCpu`): a `VmcsProcessor` whose instructions are VM exits to the parent — each one a
+ * hardware VM exit of the running context, handled by L0 and, when the context runs under a
+ * hypervisor that is itself a guest, reflected to it — except VMREAD/VMWRITE that the hardware serves
+ * from a shadow VMCS (SDM 25.10). Operands travel in the context's registers as the instruction
+ * information field describes them. The VMCS objects this processor creates are handles: their
+ * contents live in the parent's vmcs12 (and shadow VMCS), never in the handle.
+ */
+export class NestedVmcsProcessor extends VmcsProcessor {
+  readonly #cpu: NestedVmxCpu;
+  #current: HardwareVmcs | null = null;
+
+  constructor(cpu: NestedVmxCpu, meter: Meter) {
+    // KVM offers VMWRITE to any field (IA32_VMX_MISC bit 29); VMCS shadowing for L2's own VMREAD/
+    // VMWRITE is not offered by this model (L0 would emulate it from cached_shadow_vmcs12).
+    super({ meter, revisionId: VMCS12_REVISION, vmwriteAnyField: true, vmcsShadowing: false });
+    this.#cpu = cpu;
+  }
+
+  override get current(): HardwareVmcs | null {
+    return this.#current;
+  }
+
+  override get currentPointer(): number {
+    return this.#current === null ? INVALID_VMCS_POINTER : this.#current.address;
+  }
+
+  override vmxon(address: number): VmxResult {
+    return this.#cpu.trap(EXIT_REASON.VMON, 0, address, 0);
+  }
+
+  override vmxoff(): VmxResult {
+    return this.#cpu.trap(EXIT_REASON.VMOFF, 0, 0, 0);
+  }
+
+  override vmptrld(address: number): VmxResult {
+    const result = this.#cpu.trap(EXIT_REASON.VMPTRLD, 0, address, 0);
+    if (result === VMX_RESULT.SUCCEED) {
+      const vmcs = this.vmcsAt(address);
+      if (vmcs === undefined) throw new Error(`VMPTRLD of 0x${address.toString(16)}: no VMCS handle there`);
+      this.#current = vmcs;
+    }
+    return result;
+  }
+
+  override vmclear(address: number): VmxResult {
+    const result = this.#cpu.trap(EXIT_REASON.VMCLEAR, 0, address, 0);
+    if (result === VMX_RESULT.SUCCEED && this.#current?.address === address) this.#current = null;
+    return result;
+  }
+
+  override vmptrst(): number {
+    return this.currentPointer;
+  }
+
+  override vmread(encoding: number): number {
+    const cpu = this.#cpu;
+    const hw = cpu.hardware;
+    if (hw.running === cpu.context && hw.shadowVmread(encoding)) {
+      this.hi = hw.shadowHi;
+      this.status = VMX_RESULT.SUCCEED;
+      return hw.shadowLo;
+    }
+    const ctx = cpu.context;
+    ctx.setGpr(GPR.RDX, encoding, 0);
+    const result = cpu.trap(EXIT_REASON.VMREAD, REGISTER_FORM, -1, 0);
+    this.status = result;
+    if (result !== VMX_RESULT.SUCCEED) {
+      this.hi = 0;
+      return -1;
+    }
+    this.hi = ctx.gprHi[GPR.RAX]!;
+    return ctx.gprLo[GPR.RAX]!;
+  }
+
+  override vmwrite(encoding: number, lo: number, hi = 0): VmxResult {
+    const cpu = this.#cpu;
+    const hw = cpu.hardware;
+    if (hw.running === cpu.context && hw.shadowVmwrite(encoding, lo >>> 0, hi >>> 0))
+      return VMX_RESULT.SUCCEED;
+    const ctx = cpu.context;
+    ctx.setGpr(GPR.RDX, encoding, 0);
+    ctx.setGpr(GPR.RAX, lo, hi);
+    return cpu.trap(EXIT_REASON.VMWRITE, REGISTER_FORM, -1, 0);
+  }
+
+  override vmentryChecks(): VmxResult {
+    throw new Error("a guest hypervisor enters its guest with VmxCpu.enterGuest");
+  }
+
+  /** The guest hypervisor's record of which VMCS is current changes only through its instructions. */
+  noteCurrent(vmcs: HardwareVmcs | null): void {
+    this.#current = vmcs;
+  }
+}
+
+/** What the parent KVM exposes for write tracking of the guest hypervisor's page tables. */
+export interface ParentMemoryView {
+  readonly memory: PhysicalMemory;
+  readonly memslots: Memslots;
+  readonly store: ShadowPageStore;
+}
+
+/**
+ * The `VmxCpu` a KVM offers its guest hypervisor. `context` is the vCPU the guest hypervisor runs in
+ * (as its parent's guest); `hardware` is the physical CPU every exit goes through.
+ */
+export class NestedVmxCpu implements VmxCpu {
+  readonly hostLevel: number;
+  readonly hardware: HardwareVmxCpu;
+  readonly context: GuestContext;
+  readonly processor: NestedVmcsProcessor;
+  readonly memory: PhysicalMemory;
+  #sink: ExitSink | null = null;
+  readonly #guests = new Map<HardwareVmcs, GuestContext>();
+
+  constructor(hardware: HardwareVmxCpu, context: GuestContext, parent: ParentMemoryView, meter: Meter) {
+    this.hostLevel = context.level;
+    this.hardware = hardware;
+    this.context = context;
+    this.processor = new NestedVmcsProcessor(this, meter);
+    this.memory = new TrackedGuestMemory(this, parent);
+  }
+
+  attach(sink: ExitSink): void {
+    this.#sink = sink;
+    this.context.hypervisor = sink;
+  }
+
+  bindGuest(vmcs: HardwareVmcs, guest: GuestContext): void {
+    this.#guests.set(vmcs, guest);
+  }
+
+  guestOf(vmcs: HardwareVmcs): GuestContext | undefined {
+    return this.#guests.get(vmcs);
+  }
+
+  /** VMLAUNCH/VMRESUME: an exit to the parent, which performs the nested VM entry. */
+  enterGuest(launch: boolean): VmxResult {
+    const outcome = this.trap(launch ? EXIT_REASON.VMLAUNCH : EXIT_REASON.VMRESUME, 0, -1, 0, true);
+    // The checks passed and the nested entry ran (its guest runs, or an entry-failure exit is pending).
+    return outcome === VMX_OUTCOME.ENTER_NON_ROOT ? VMX_RESULT.SUCCEED : outcome;
+  }
+
+  invept(type: number, eptp: number): VmxResult {
+    this.context.setGpr(GPR.RDX, type, 0);
+    return this.trap(EXIT_REASON.INVEPT, TYPE_IN_RDX, eptp, 0);
+  }
+
+  /**
+   * Executes an instruction that causes a VM exit of this hypervisor's context: the operand
+   * (`operand` ≥ 0: a pointer or descriptor value, put in RAX) and the exit information go to the
+   * hardware, which exits to L0; returns when this context runs again (or, for an entry, when its
+   * guest does) with the outcome the handler left in the context.
+   */
+  trap(
+    reason: number,
+    instructionInfo: number,
+    operand: number,
+    qualification: number,
+    entry = false,
+  ): number {
+    const hw = this.hardware;
+    const ctx = this.context;
+    if (hw.running !== ctx) {
+      throw new Error(`${ctx.name} executed a VMX instruction while it was not running`);
+    }
+    if (operand >= 0) ctx.setGpr(GPR.RAX, operand >>> 0, Math.floor(operand / TWO_32));
+    ctx.vmxOutcome = 0;
+    const info = hw.exitInfo.reset(reason);
+    info.instructionLength = VMX_INSTRUCTION_LENGTH;
+    info.instructionInfo = instructionInfo;
+    info.qualificationLo = qualification;
+    hw.vmExit();
+    hw.drive();
+    if (!entry && hw.running !== ctx) {
+      throw new Error(`${ctx.name}'s instruction (exit reason ${reason}) did not return to it`);
+    }
+    if (this.#sink === null) throw new Error(`${ctx.name} has no hypervisor attached`);
+    return ctx.vmxOutcome;
+  }
+
+  /** A write to a page its parent write-protects: an EPT-violation exit; the parent emulates the write. */
+  trackedWrite(gpa: number, bytes: number, lo: number, hi: number): void {
+    const hw = this.hardware;
+    const ctx = this.context;
+    ctx.setGpr(GPR.RAX, lo, 0);
+    ctx.setGpr(GPR.RDX, hi, 0);
+    ctx.setGpr(GPR.RCX, bytes, 0);
+    const info = hw.exitInfo.reset(EXIT_REASON.EPT_VIOLATION);
+    info.instructionLength = 4;
+    // SDM 28.2.1 Table 28-7: a data write (bit 1) to a present, readable, executable entry (bits 3, 5).
+    info.qualificationLo = 0x2 | 0x8 | 0x20;
+    info.gpa = gpa;
+    hw.vmExit();
+    hw.drive();
+  }
+}
+
+/**
+ * The guest hypervisor's physical memory: its parent's memslots over the parent's memory. Writes to
+ * a gfn the parent's shadow MMU write-tracks (a page table it shadows, e.g. EPT12) are EPT-violation
+ * exits that the parent emulates (kvm: page_fault_handle_page_track). Reads and other writes go
+ * straight through: the model does not fault in the guest hypervisor's own pages.
+ */
+class TrackedGuestMemory implements PhysicalMemory {
+  readonly size: number;
+  readonly #cpu: NestedVmxCpu;
+  readonly #parent: ParentMemoryView;
+
+  constructor(cpu: NestedVmxCpu, parent: ParentMemoryView) {
+    this.#cpu = cpu;
+    this.#parent = parent;
+    this.size = parent.memory.size;
+  }
+
+  #tracked(gpa: number): boolean {
+    return this.#parent.store.isGfnTracked(Math.floor(gpa / 4096));
+  }
+
+  read8(gpa: number): number {
+    return this.#parent.memory.read8(gpa);
+  }
+  read16(gpa: number): number {
+    return this.#parent.memory.read16(gpa);
+  }
+  read32(gpa: number): number {
+    return this.#parent.memory.read32(gpa);
+  }
+  read64(gpa: number): number {
+    return this.#parent.memory.read64(gpa);
+  }
+  write8(gpa: number, value: number): void {
+    if (this.#tracked(gpa)) throw new Error("byte writes to shadowed page tables are not modelled");
+    this.#parent.memory.write8(gpa, value);
+  }
+  write16(gpa: number, value: number): void {
+    if (this.#tracked(gpa)) throw new Error("16-bit writes to shadowed page tables are not modelled");
+    this.#parent.memory.write16(gpa, value);
+  }
+  write32(gpa: number, value: number): void {
+    if (this.#tracked(gpa)) this.#cpu.trackedWrite(gpa, 4, value >>> 0, 0);
+    else this.#parent.memory.write32(gpa, value);
+  }
+  write64(gpa: number, lo: number, hi: number): void {
+    if (this.#tracked(gpa)) this.#cpu.trackedWrite(gpa, 8, lo >>> 0, hi >>> 0);
+    else this.#parent.memory.write64(gpa, lo, hi);
+  }
+  readBytes(gpa: number, length: number): Uint8Array {
+    return this.#parent.memory.readBytes(gpa, length);
+  }
+  writeBytes(gpa: number, bytes: Uint8Array): void {
+    this.#parent.memory.writeBytes(gpa, bytes);
+  }
+}

@@ -1,0 +1,86 @@
+import type { Meter } from "@nestvisor/vmx";
+import { CostAccumulator } from "./cost-accumulator";
+import type { GuestContext } from "./guest-context";
+import type { Tracer } from "./tracer";
+import { TRACE_KIND } from "./tracer";
+
+const MAX_OPEN = 16;
+
+/**
+ * Which level is running and which exits are open, for cost attribution and the timeline. A
+ * hardware VM exit opens an exit on behalf of the context that exited; a VM entry into a context
+ * closes the newest exit that context opened and every exit opened after it (all of that was work
+ * done so the context could go on), and otherwise only moves the charged level (a hypervisor that
+ * receives a reflected exit works on behalf of the exit still open below it).
+ */
+export class TransitionLedger {
+  readonly meter: Meter;
+  readonly tracer: Tracer;
+  readonly #accumulator: CostAccumulator | null;
+  readonly #openContext: (GuestContext | null)[] = new Array<GuestContext | null>(MAX_OPEN).fill(null);
+  #depth = 0;
+  /** Simulated time when the meter is a cost accumulator, else a transition count (for the timeline). */
+  #clock = 0;
+
+  constructor(meter: Meter, tracer: Tracer) {
+    this.meter = meter;
+    this.tracer = tracer;
+    this.#accumulator = meter instanceof CostAccumulator ? meter : null;
+  }
+
+  /** Current simulated cycle (the accumulator's total), for timeline stamps. */
+  get now(): number {
+    return this.#accumulator !== null ? this.#accumulator.totalCycles : this.#clock;
+  }
+
+  /** Exits opened and not yet closed. */
+  get depth(): number {
+    return this.#depth;
+  }
+
+  /** A hardware VM exit of `context` with basic reason `reason`: L0 now works on its behalf. */
+  exit(context: GuestContext, reason: number): void {
+    const depth = this.#depth;
+    if (depth === MAX_OPEN) throw new Error(`more than ${MAX_OPEN} VM exits open at once`);
+    this.#openContext[depth] = context;
+    this.#depth = depth + 1;
+    this.#clock++;
+    this.#accumulator?.beginExit(context.level, reason, 0);
+    if (this.tracer.enabled) {
+      this.tracer.instant(TRACE_KIND.VM_EXIT, context.level, reason, this.now);
+      this.tracer.begin(TRACE_KIND.HANDLER, 0, reason, this.now);
+    }
+  }
+
+  /** A hardware VM entry into `context`. */
+  enter(context: GuestContext): void {
+    this.#clock++;
+    let i = this.#depth - 1;
+    while (i >= 0 && this.#openContext[i] !== context) i--;
+    const tracing = this.tracer.enabled;
+    if (i < 0) {
+      // A reflected exit delivered to a hypervisor: same open exit, new level.
+      this.#accumulator?.setLevel(context.level);
+      if (tracing) {
+        this.tracer.end(this.now);
+        this.tracer.begin(TRACE_KIND.HANDLER, context.level, 0, this.now);
+      }
+    } else {
+      while (this.#depth > i) {
+        this.#depth--;
+        this.#openContext[this.#depth] = null;
+        const resume = this.#depth === i ? context.level : undefined;
+        this.#accumulator?.endExit(resume);
+        if (tracing) this.tracer.end(this.now);
+      }
+      this.#accumulator?.setLevel(context.level);
+    }
+    if (tracing) this.tracer.instant(TRACE_KIND.VM_ENTRY, context.level, 0, this.now);
+  }
+
+  /** Forget every open exit (a run ended or was reset). */
+  reset(): void {
+    this.#openContext.fill(null);
+    this.#depth = 0;
+  }
+}

@@ -1,0 +1,414 @@
+import { CPU_BASED_CTLS, EXIT_REASON, type HardwareVmcs, type Meter } from "@nestvisor/vmx";
+import {
+  ACCESS,
+  AD_UPDATE,
+  type CpuFeatures,
+  createEptContext,
+  createPagingContext,
+  type EptContext,
+  FAULT_STAGE,
+  MODERN_CPU,
+  MODERN_EPT_CAPABILITIES,
+  type PagingContext,
+  TwoDimensionalWalker,
+} from "@nestvisor/x86-arch";
+import { GPR, type GuestContext } from "./guest-context";
+import type { HardwareVmxCpu } from "./hardware-vmx-cpu";
+import { HYPERVISOR_EVENTS as HV } from "./hypervisor-events";
+import { msrBitmapIntercepts } from "./msr-bitmap";
+import { CURSOR_END, ProgramCursor } from "./program-cursor";
+import { VMCS_FIELD as F } from "./vmcs-field-encodings";
+import {
+  COMPUTE_SLOT,
+  CPUID_SLOT,
+  CR_SLOT,
+  CR3_FLAG,
+  IO_SLOT,
+  MEM_SLOT,
+  MSR_SLOT,
+  OP,
+  VMCALL_SLOT,
+  type WorkloadProgram,
+} from "./workload-ops";
+
+const TWO_32 = 4294967296;
+/** Guest-linear address of operation i is RIP_BASE + i·16: every operation has its own RIP. */
+export const RIP_BASE = 0x0010_0000;
+const RIP_STRIDE = 16;
+
+/** Instruction lengths the hardware reports (SDM Vol. 2 encodings of the usual forms). */
+const LENGTH = Object.freeze({
+  CPUID: 2,
+  VMCALL: 3,
+  HLT: 1,
+  IO: 1,
+  MSR: 2,
+  MOV_CR: 3,
+  INVLPG: 3,
+  MEMORY: 3,
+});
+
+/** What a workload has done that a guest can see, accumulated as it runs (for differential checks). */
+export class WorkloadObservations {
+  /** FNV-1a over every value read from memory, CPUID/RDMSR/IN result and CR read, in order. */
+  digest = 0x811c9dc5;
+  /** Guest page faults the workload took (the guest kernel's handler is not modelled: the access is skipped). */
+  guestFaults = 0;
+  lastFaultErrorCode = 0;
+  /** ITERATION markers passed. */
+  iterations = 0;
+  /** Operations completed. */
+  operations = 0;
+
+  mix(value: number): void {
+    let h = this.digest;
+    h = Math.imul(h ^ (value & 0xff), 0x01000193);
+    h = Math.imul(h ^ ((value >>> 8) & 0xff), 0x01000193);
+    h = Math.imul(h ^ ((value >>> 16) & 0xff), 0x01000193);
+    h = Math.imul(h ^ (value >>> 24), 0x01000193);
+    this.digest = h >>> 0;
+  }
+}
+
+/**
+ * The physical CPU executing a workload in VMX non-root operation (SDM Vol. 3C 26, "VMX Non-Root
+ * Operation"): each operation either completes inside the guest, or causes a VM exit according to the
+ * current VMCS (CPUID and VMCALL always; HLT, I/O, RDMSR/WRMSR, MOV to CR0/CR4, INVLPG by their
+ * controls, bitmaps, guest/host masks and read shadows; EPT violations and misconfigurations from the
+ * two-dimensional walk). After an exit the operation is retried unless the handler advanced RIP past
+ * it — exactly how the model learns that a handler emulated an instruction.
+ */
+export class WorkloadExecutor {
+  readonly hw: HardwareVmxCpu;
+  readonly program: WorkloadProgram;
+  readonly context: GuestContext;
+  readonly cursor: ProgramCursor;
+  readonly observations = new WorkloadObservations();
+  readonly features: CpuFeatures;
+  readonly #meter: Meter;
+  /** Page tables of each address space (CR3 values), from the machine. */
+  readonly #roots: readonly number[];
+  readonly #walker: TwoDimensionalWalker;
+  readonly #eptContexts = new Map<number, EptContext>();
+  #paging: PagingContext;
+  #pagingKey = "";
+  /** Pass-through MSR values (the ones no bitmap intercepts). */
+  readonly msrs = new Map<number, number>();
+  #pending = false;
+
+  constructor(
+    hw: HardwareVmxCpu,
+    program: WorkloadProgram,
+    context: GuestContext,
+    roots: readonly number[],
+    meter: Meter,
+  ) {
+    this.hw = hw;
+    this.program = program;
+    this.context = context;
+    this.cursor = new ProgramCursor(program);
+    this.features = MODERN_CPU;
+    this.#meter = meter;
+    this.#roots = roots;
+    const setup = program.setup;
+    this.#paging = createPagingContext(
+      { cr0: setup.cr0, cr3: roots[setup.initialAddressSpace] ?? 0, cr4: setup.cr4, efer: setup.efer },
+      this.features,
+    );
+    const placeholder = createEptContext({ eptpLo: 0x1e, eptpHi: 0 }, MODERN_EPT_CAPABILITIES, 46);
+    this.#walker = new TwoDimensionalWalker(hw.memory, this.#paging, placeholder, {
+      guestAdUpdate: AD_UPDATE.HARDWARE,
+      eptAdUpdate: AD_UPDATE.HARDWARE,
+    });
+  }
+
+  /** Runs the program to its end, letting the hypervisors handle every exit on the way. */
+  run(): void {
+    const hw = this.hw;
+    for (;;) {
+      hw.drive();
+      if (hw.running !== this.context) {
+        throw new Error(
+          `the workload's vCPU is not running after its exit was handled (running: ${hw.running?.name})`,
+        );
+      }
+      if (!this.#step()) return;
+    }
+  }
+
+  /** Executes operations until one exits (returns true) or the program ends (false). */
+  #step(): boolean {
+    const hw = this.hw;
+    const cursor = this.cursor;
+    const vmcs = hw.runningVmcs!;
+    this.#refreshPaging(vmcs);
+    for (;;) {
+      let op: number;
+      if (this.#pending) {
+        // The operation that exited: completed if RIP moved past it, else retried.
+        this.#pending = false;
+        const rip = vmcs.read(F.GUEST_RIP) + vmcs.hi * TWO_32;
+        const at = RIP_BASE + cursor.pc * RIP_STRIDE;
+        if (rip !== at) {
+          this.#completeAfterExit(cursor.opcode);
+          this.observations.operations++;
+          op = cursor.next();
+        } else {
+          op = cursor.opcode;
+        }
+      } else {
+        op = cursor.next();
+      }
+      if (op === CURSOR_END) return false;
+      if (this.#execute(op, vmcs)) {
+        this.#pending = true;
+        return true;
+      }
+      this.observations.operations++;
+    }
+  }
+
+  /** After an exit that emulated the operation: fold the guest-visible results into the digest. */
+  #completeAfterExit(op: number): void {
+    const g = this.context;
+    const o = this.observations;
+    switch (op) {
+      case OP.CPUID:
+        o.mix(g.gprLo[GPR.RAX]!);
+        o.mix(g.gprLo[GPR.RBX]!);
+        o.mix(g.gprLo[GPR.RCX]!);
+        o.mix(g.gprLo[GPR.RDX]!);
+        break;
+      case OP.VMCALL:
+      case OP.IN:
+        o.mix(g.gprLo[GPR.RAX]!);
+        break;
+      case OP.RDMSR:
+        o.mix(g.gprLo[GPR.RAX]!);
+        o.mix(g.gprLo[GPR.RDX]!);
+        break;
+      case OP.MOV_FROM_CR0:
+      case OP.MOV_FROM_CR4:
+        o.mix(g.gprLo[GPR.RAX]!);
+        break;
+      default:
+        break;
+    }
+  }
+
+  /** Executes one operation; true when it caused a VM exit (the exit has been handled). */
+  #execute(op: number, vmcs: HardwareVmcs): boolean {
+    const cursor = this.cursor;
+    const g = this.context;
+    switch (op) {
+      case OP.ITERATION:
+        this.observations.iterations++;
+        return false;
+      case OP.COMPUTE: {
+        const cycles =
+          cursor.operand(COMPUTE_SLOT.CYCLES_LO) + cursor.operand(COMPUTE_SLOT.CYCLES_HI) * TWO_32;
+        if (cycles > 0) this.#meter.count(HV.GUEST_COMPUTE_CYCLES, cycles);
+        return false;
+      }
+      case OP.CPUID:
+        g.setGpr(GPR.RAX, cursor.operand(CPUID_SLOT.LEAF), 0);
+        g.setGpr(GPR.RCX, cursor.operand(CPUID_SLOT.SUBLEAF), 0);
+        return this.#exit(EXIT_REASON.CPUID, LENGTH.CPUID, 0);
+      case OP.VMCALL:
+        g.setGpr(GPR.RAX, cursor.operand(VMCALL_SLOT.NR), 0);
+        return this.#exit(EXIT_REASON.VMCALL, LENGTH.VMCALL, 0);
+      case OP.HLT:
+        if ((vmcs.read(F.CPU_BASED_VM_EXEC_CONTROL) & CPU_BASED_CTLS.CPU_BASED_HLT_EXITING) === 0)
+          return false;
+        return this.#exit(EXIT_REASON.HLT, LENGTH.HLT, 0);
+      case OP.IN:
+      case OP.OUT: {
+        const port = cursor.operand(IO_SLOT.PORT);
+        const bytes = cursor.operand(IO_SLOT.SIZE);
+        const exec = vmcs.read(F.CPU_BASED_VM_EXEC_CONTROL);
+        // SDM 26.1.3: unconditional I/O exiting, or the I/O bitmaps (not modelled: they exit too).
+        if (
+          (exec & (CPU_BASED_CTLS.CPU_BASED_UNCOND_IO_EXITING | CPU_BASED_CTLS.CPU_BASED_USE_IO_BITMAPS)) ===
+          0
+        ) {
+          if (op === OP.IN) this.observations.mix(0xffffffff);
+          return false;
+        }
+        if (op === OP.OUT) g.setGpr(GPR.RAX, cursor.operand(IO_SLOT.VALUE), 0);
+        // SDM Table 28-5: size − 1, direction (1 = IN), DX operand, port in bits 31:16.
+        const qual = ((bytes - 1) | (op === OP.IN ? 8 : 0) | (port << 16)) >>> 0;
+        return this.#exit(EXIT_REASON.IO_INSTRUCTION, LENGTH.IO, qual);
+      }
+      case OP.RDMSR:
+      case OP.WRMSR: {
+        const index = cursor.operand(MSR_SLOT.INDEX);
+        const write = op === OP.WRMSR;
+        const exec = vmcs.read(F.CPU_BASED_VM_EXEC_CONTROL);
+        const bitmap = vmcs.read(F.MSR_BITMAP) + vmcs.hi * TWO_32;
+        const intercepted =
+          (exec & CPU_BASED_CTLS.CPU_BASED_USE_MSR_BITMAPS) === 0 ||
+          msrBitmapIntercepts(this.hw.memory, bitmap, index, write);
+        g.setGpr(GPR.RCX, index, 0);
+        if (write) {
+          g.setGpr(GPR.RAX, cursor.operand(MSR_SLOT.VALUE_LO), 0);
+          g.setGpr(GPR.RDX, cursor.operand(MSR_SLOT.VALUE_HI), 0);
+        }
+        if (intercepted)
+          return this.#exit(write ? EXIT_REASON.MSR_WRITE : EXIT_REASON.MSR_READ, LENGTH.MSR, 0);
+        if (write) {
+          this.msrs.set(
+            index,
+            cursor.operand(MSR_SLOT.VALUE_LO) + cursor.operand(MSR_SLOT.VALUE_HI) * TWO_32,
+          );
+        } else {
+          const value = this.msrs.get(index) ?? 0;
+          this.observations.mix(value >>> 0);
+          this.observations.mix(Math.floor(value / TWO_32));
+        }
+        return false;
+      }
+      case OP.MOV_TO_CR0:
+      case OP.MOV_TO_CR4: {
+        const cr0 = op === OP.MOV_TO_CR0;
+        const value = cursor.operand(CR_SLOT.VALUE_LO);
+        const mask = vmcs.read(cr0 ? F.CR0_GUEST_HOST_MASK : F.CR4_GUEST_HOST_MASK);
+        const shadow = vmcs.read(cr0 ? F.CR0_READ_SHADOW : F.CR4_READ_SHADOW);
+        g.setGpr(GPR.RAX, value, cursor.operand(CR_SLOT.VALUE_HI));
+        // SDM 26.1.3: MOV to CR0/CR4 exits iff it would change a host-owned bit from its read shadow.
+        if (((value ^ shadow) & mask) !== 0) {
+          return this.#exit(EXIT_REASON.CR_ACCESS, LENGTH.MOV_CR, cr0 ? 0 : 4);
+        }
+        const field = cr0 ? F.GUEST_CR0 : F.GUEST_CR4;
+        const current = vmcs.read(field);
+        vmcs.write(field, ((current & mask) | (value & ~mask)) >>> 0);
+        this.#refreshPaging(vmcs);
+        return false;
+      }
+      case OP.MOV_TO_CR3: {
+        const flags = cursor.operand(CR_SLOT.FLAGS);
+        let value: number;
+        if ((flags & CR3_FLAG.SPACE) !== 0) value = this.#roots[cursor.operand(CR_SLOT.SPACE)] ?? 0;
+        else if ((flags & CR3_FLAG.RELOAD) !== 0) value = vmcs.read(F.GUEST_CR3) + vmcs.hi * TWO_32;
+        else value = cursor.operand(CR_SLOT.VALUE_LO) + cursor.operand(CR_SLOT.VALUE_HI) * TWO_32;
+        if ((vmcs.read(F.CPU_BASED_VM_EXEC_CONTROL) & CPU_BASED_CTLS.CPU_BASED_CR3_LOAD_EXITING) !== 0) {
+          g.setGpr(GPR.RAX, value >>> 0, Math.floor(value / TWO_32));
+          return this.#exit(EXIT_REASON.CR_ACCESS, LENGTH.MOV_CR, 3);
+        }
+        vmcs.write(F.GUEST_CR3, value >>> 0, Math.floor(value / TWO_32));
+        this.#refreshPaging(vmcs);
+        return false;
+      }
+      case OP.MOV_FROM_CR0:
+      case OP.MOV_FROM_CR4:
+      case OP.MOV_FROM_CR3: {
+        // SDM 26.3 (and 25.6.6): reads of host-owned bits return the read shadow.
+        let value: number;
+        if (op === OP.MOV_FROM_CR3) value = vmcs.read(F.GUEST_CR3);
+        else {
+          const cr0 = op === OP.MOV_FROM_CR0;
+          const mask = vmcs.read(cr0 ? F.CR0_GUEST_HOST_MASK : F.CR4_GUEST_HOST_MASK);
+          const shadow = vmcs.read(cr0 ? F.CR0_READ_SHADOW : F.CR4_READ_SHADOW);
+          value = ((vmcs.read(cr0 ? F.GUEST_CR0 : F.GUEST_CR4) & ~mask) | (shadow & mask)) >>> 0;
+        }
+        this.observations.mix(value);
+        return false;
+      }
+      case OP.INVLPG:
+        if ((vmcs.read(F.CPU_BASED_VM_EXEC_CONTROL) & CPU_BASED_CTLS.CPU_BASED_INVLPG_EXITING) === 0)
+          return false;
+        return this.#exit(EXIT_REASON.INVLPG, LENGTH.INVLPG, cursor.gvaLo);
+      case OP.READ:
+      case OP.WRITE:
+      case OP.FETCH:
+        return this.#access(op, vmcs);
+      default:
+        throw new Error(`operation ${op} at ${cursor.pc} is not executable`);
+    }
+  }
+
+  /** A data or instruction access through the 2D walk (guest tables, then the VMCS's EPT). */
+  #access(op: number, vmcs: HardwareVmcs): boolean {
+    const cursor = this.cursor;
+    const walker = this.#walker;
+    walker.setEptContext(this.#eptContext(vmcs.read(F.EPT_POINTER) + vmcs.hi * TWO_32));
+    const cpl = this.program.setup.cpl;
+    let access = cpl === 3 ? ACCESS.USER : 0;
+    if (op === OP.WRITE) access |= ACCESS.WRITE;
+    else if (op === OP.FETCH) access |= ACCESS.FETCH;
+    if (walker.walk(cursor.gvaLo, cursor.gvaHi, access)) {
+      const pa = walker.result.pa;
+      const memory = this.hw.memory;
+      const size = cursor.operand(MEM_SLOT.SIZE);
+      if (op === OP.WRITE) {
+        const lo = cursor.operand(MEM_SLOT.VALUE_LO);
+        if (size === 8) memory.write64(pa, lo, cursor.operand(MEM_SLOT.VALUE_HI));
+        else if (size === 4) memory.write32(pa, lo);
+        else if (size === 2) memory.write16(pa, lo & 0xffff);
+        else memory.write8(pa, lo & 0xff);
+      } else if (op === OP.READ) {
+        const value = size === 1 ? memory.read8(pa) : size === 2 ? memory.read16(pa) : memory.read32(pa);
+        this.observations.mix(value);
+        if (size === 8) this.observations.mix(memory.read32(pa + 4));
+      }
+      return false;
+    }
+    const result = walker.result;
+    if (result.stage === FAULT_STAGE.GUEST) {
+      this.observations.guestFaults++;
+      this.observations.lastFaultErrorCode = result.errorCode;
+      this.observations.mix(result.errorCode);
+      return false;
+    }
+    const fault = walker.fault;
+    const info = this.hw.exitInfo.reset(
+      fault.misconfig !== 0 ? EXIT_REASON.EPT_MISCONFIG : EXIT_REASON.EPT_VIOLATION,
+    );
+    info.instructionLength = LENGTH.MEMORY;
+    info.qualificationLo = fault.qualification >>> 0;
+    info.gpa = fault.gpa;
+    info.linearLo = fault.laLo;
+    info.linearHi = fault.laHi;
+    this.#saveAndExit(vmcs);
+    return true;
+  }
+
+  #exit(reason: number, length: number, qualification: number): boolean {
+    const info = this.hw.exitInfo.reset(reason);
+    info.instructionLength = length;
+    info.qualificationLo = qualification >>> 0;
+    this.#saveAndExit(this.hw.runningVmcs!);
+    return true;
+  }
+
+  /** SDM 28.3: RIP of the exiting instruction saved in the guest-state area; then the VM exit. */
+  #saveAndExit(vmcs: HardwareVmcs): void {
+    const rip = RIP_BASE + this.cursor.pc * RIP_STRIDE;
+    vmcs.write(F.GUEST_RIP, rip >>> 0, Math.floor(rip / TWO_32));
+    this.hw.vmExit();
+  }
+
+  #refreshPaging(vmcs: HardwareVmcs): void {
+    const cr0 = vmcs.read(F.GUEST_CR0);
+    const cr4 = vmcs.read(F.GUEST_CR4);
+    const cr3 = vmcs.read(F.GUEST_CR3) + vmcs.hi * TWO_32;
+    const efer = vmcs.read(F.GUEST_IA32_EFER);
+    const key = `${cr0}:${cr3}:${cr4}:${efer}`;
+    if (key === this.#pagingKey) return;
+    this.#pagingKey = key;
+    this.#paging = createPagingContext({ cr0, cr3, cr4, efer }, this.features);
+    this.#walker.setGuestContext(this.#paging);
+  }
+
+  #eptContext(eptp: number): EptContext {
+    let ctx = this.#eptContexts.get(eptp);
+    if (ctx === undefined) {
+      ctx = createEptContext(
+        { eptpLo: eptp >>> 0, eptpHi: Math.floor(eptp / TWO_32) },
+        MODERN_EPT_CAPABILITIES,
+        46,
+      );
+      this.#eptContexts.set(eptp, ctx);
+    }
+    return ctx;
+  }
+}
