@@ -149,6 +149,13 @@ export { msrBitmapIntercepts, writeMsrBitmap } from "./msr-bitmap";
 export { NestedVmcsProcessor, NestedVmxCpu, type ParentMemoryView } from "./nested-vmx-cpu";
 export { CURSOR_END, ProgramCursor } from "./program-cursor";
 export {
+  type GuestStateSnapshot,
+  guestStateSnapshot,
+  type RunOptions,
+  type RunResult,
+  runWorkload,
+} from "./run-workload";
+export {
   type ChromeCompleteEvent,
   type ChromeInstantEvent,
   type ChromeMetadataEvent,

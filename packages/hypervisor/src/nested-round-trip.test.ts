@@ -1,0 +1,91 @@
+import { MMU_EVENTS } from "@nestvisor/mmu";
+import { CountingMeter, VMX_EVENTS } from "@nestvisor/vmx";
+import { describe, expect, it } from "vitest";
+import { builtinWorkload } from "./builtin-workloads";
+import { HYPERVISOR_EVENTS } from "./hypervisor-events";
+import { resolveFlags } from "./kernel-presets";
+import { Machine } from "./machine";
+
+/** Steady-state counts of one L2 CPUID round trip: (run of 30) − (run of 10), divided by 20. */
+function perRoundTrip(
+  preset: string,
+  overrides: Record<string, boolean> = {},
+  level = 2,
+): Record<string, number> {
+  const counts = (iterations: number) => {
+    const meter = new CountingMeter([VMX_EVENTS, MMU_EVENTS, HYPERVISOR_EVENTS]);
+    const m = new Machine({
+      program: builtinWorkload("cpuid", { level, iterations }),
+      config: resolveFlags(preset, overrides),
+      meter,
+    });
+    meter.reset();
+    m.run();
+    return meter.snapshot();
+  };
+  const a = counts(10);
+  const b = counts(30);
+  const out: Record<string, number> = {};
+  for (const name of Object.keys(b)) out[name] = ((b[name] ?? 0) - (a[name] ?? 0)) / 20;
+  return out;
+}
+
+describe("nested CPUID round trip, seed-003 counters (kvm-vmx.md §10)", () => {
+  const v52 = perRoundTrip("v5.2");
+  const v53 = perRoundTrip("v5.3");
+  const v612 = perRoundTrip("v6.12");
+
+  it("has two hardware exits (L2's CPUID, L1's VMRESUME) and one nested entry and exit", () => {
+    for (const c of [v52, v53, v612]) {
+      expect(c.HARDWARE_VM_EXIT).toBe(2);
+      expect(c.HARDWARE_VM_ENTRY).toBe(2);
+      expect(c.NESTED_VM_ENTRY).toBe(1);
+      expect(c.NESTED_VM_EXIT).toBe(1);
+      expect(c.NESTED_EXIT_REFLECTED).toBe(1);
+    }
+  });
+
+  it("shadow-field offset lookups: 68 before flag B, 0 after", () => {
+    expect(v52.SHADOW_FIELD_OFFSET_LOOKUP).toBe(68);
+    expect(v53.SHADOW_FIELD_OFFSET_LOOKUP ?? 0).toBe(0);
+  });
+
+  it("vcpu put/load on VMCS switches: 2 before flag D, 0 after", () => {
+    expect(v52.VCPU_PUT).toBe(2);
+    expect(v52.VCPU_LOAD).toBe(2);
+    expect(v53.VCPU_PUT ?? 0).toBe(0);
+    expect(v53.VMCS_SWITCH).toBe(2);
+  });
+
+  it("full consistency check on the nested entry: 1 before flag F, 0 after", () => {
+    expect(v52.VMCS_FULL_CONSISTENCY_CHECK).toBe(1);
+    expect(v53.VMCS_FULL_CONSISTENCY_CHECK ?? 0).toBe(0);
+    expect(v53.CONTROL_SHADOW_WRITE_SKIPPED).toBe(5);
+  });
+
+  it("rare guest fields deferred on every exit with flag C (35 VMREADs)", () => {
+    expect(v52.RARE_FIELD_VMREAD_DEFERRED ?? 0).toBe(0);
+    expect(v53.RARE_FIELD_VMREAD_DEFERRED).toBe(35);
+  });
+
+  it("fewer VMREADs and VMWRITEs per round trip after the series, and the same with all flags as v6.12", () => {
+    expect(v53.VMREAD!).toBeLessThan(v52.VMREAD!);
+    expect(v53.VMWRITE!).toBeLessThan(v52.VMWRITE!);
+    // copy_shadow_to_vmcs12: 34 → 24 (−10 with flag A and the pin-control move of flag F); exit sync 52 → 12.
+    expect(v52.VMREAD! - v53.VMREAD!).toBe(10 + (52 + 2 - 12) + 4 + 0);
+  });
+
+  it("each VMX flag flipped alone on v6.12 changes only its own counters' direction", () => {
+    const off = (flag: string) => perRoundTrip("v6.12", { [flag]: false });
+    expect(off("precomputedShadowOffsets").SHADOW_FIELD_OFFSET_LOOKUP).toBe(59);
+    expect(off("noVcpuPutOnVmcsSwitch").VCPU_PUT).toBe(2);
+    expect(off("controlsShadow").VMCS_FULL_CONSISTENCY_CHECK).toBe(1);
+    expect(off("lazyRareGuestSync").RARE_FIELD_VMREAD_DEFERRED ?? 0).toBe(0);
+  });
+
+  it("an L3 CPUID runs, with L1 emulating L2's VMX instructions (extra L0 exits)", () => {
+    const l3 = perRoundTrip("v6.12", {}, 3);
+    expect(l3.HARDWARE_VM_EXIT!).toBeGreaterThan(10 * v612.HARDWARE_VM_EXIT!);
+    expect(l3.EMULATED_VMREAD! + l3.EMULATED_VMWRITE!).toBeGreaterThan(0);
+  });
+});
