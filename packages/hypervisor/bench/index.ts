@@ -1,6 +1,8 @@
 // `pnpm bench` for @nestvisor/hypervisor. Other parts of the package append their cases to `cases`.
 import { type BenchCase, measure, renderTable } from "@nestvisor/bench";
 import { COST_COUNT_TARGET, costAccumulatorBenchCases } from "./cost-accumulator.bench";
+import { L2_CPUID_TARGET, memoryPerL2Vcpu, nestedRoundTripBenchCases } from "./nested-round-trip.bench";
+import { TRACER_SPAN_TARGET, tracerBenchCases } from "./tracer.bench";
 
 const budgetMs = Number(process.env.BENCH_MS ?? 1000);
 if (!Number.isFinite(budgetMs) || budgetMs <= 0) {
@@ -8,12 +10,24 @@ if (!Number.isFinite(budgetMs) || budgetMs <= 0) {
   process.exit(2);
 }
 
-const cases: BenchCase[] = [...costAccumulatorBenchCases()];
+const cases: BenchCase[] = [
+  ...costAccumulatorBenchCases(),
+  ...tracerBenchCases(),
+  ...nestedRoundTripBenchCases(),
+];
 /** Throughput targets by case name, shown in the table's last column. */
-const targets: Record<string, number> = { "CostAccumulator.count": COST_COUNT_TARGET };
+const targets: Record<string, number> = {
+  "CostAccumulator.count": COST_COUNT_TARGET,
+  "TimelineTracer span (begin + end)": TRACER_SPAN_TARGET,
+  "L2 cpuid round trip (v6.12)": L2_CPUID_TARGET,
+};
 const results = cases.map((c) => {
   const result = measure(c, { budgetMs });
   const target = targets[c.name];
   return target === undefined ? result : { ...result, target };
 });
 process.stdout.write(`${renderTable("@nestvisor/hypervisor (one core)", results)}\n`);
+const perVcpu = memoryPerL2Vcpu();
+process.stdout.write(
+  `memory per simulated L2 vCPU (booted L2 machine, heap): ${(perVcpu / 1024).toFixed(0)} KiB\n`,
+);

@@ -1,0 +1,72 @@
+import type { BenchCase } from "@nestvisor/bench";
+import { builtinWorkload } from "../src/builtin-workloads";
+import { CostAccumulator } from "../src/cost-accumulator";
+import { costProfile } from "../src/cost-profiles";
+import { compileCostTable } from "../src/cost-table";
+import { resolveFlags } from "../src/kernel-presets";
+import { Machine } from "../src/machine";
+
+/** Issue target: simulated nested (L2) CPUID round trips per second of wall time, one core, v6.12. */
+export const L2_CPUID_TARGET = 1_000_000;
+
+const ROUND_TRIPS = 2000;
+
+function cpuidMachine(level: number, preset: string): Machine {
+  const meter = new CostAccumulator(compileCostTable(costProfile("intel-server")));
+  return new Machine({
+    program: builtinWorkload("cpuid", { level, iterations: ROUND_TRIPS }),
+    config: resolveFlags(preset, {}),
+    meter,
+  });
+}
+
+/** Runs the same machine's program again: the vCPU goes on from where it stopped. */
+function rerun(machine: Machine): () => number {
+  return () => {
+    machine.executor.cursor.reset();
+    machine.run();
+    return machine.executor.observations.operations;
+  };
+}
+
+export function nestedRoundTripBenchCases(): BenchCase[] {
+  return [
+    {
+      name: "L1 cpuid round trip (v6.12)",
+      unit: "round trips",
+      ops: ROUND_TRIPS,
+      batch: rerun(cpuidMachine(1, "v6.12")),
+    },
+    {
+      name: "L2 cpuid round trip (v6.12)",
+      unit: "round trips",
+      ops: ROUND_TRIPS,
+      batch: rerun(cpuidMachine(2, "v6.12")),
+    },
+    {
+      name: "L2 cpuid round trip (v5.2)",
+      unit: "round trips",
+      ops: ROUND_TRIPS,
+      batch: rerun(cpuidMachine(2, "v5.2")),
+    },
+    {
+      name: "L3 cpuid round trip (v6.12)",
+      unit: "round trips",
+      ops: 200,
+      batch: rerun(cpuidMachine(3, "v6.12")),
+    },
+  ];
+}
+
+/** Heap bytes per booted L2 machine (L0 + L1 KVM, vmcs01/02/12, MMU tables, the L2 vCPU), averaged over `n`. */
+export function memoryPerL2Vcpu(n = 20): number {
+  const keep: Machine[] = [];
+  const before = process.memoryUsage().heapUsed;
+  for (let i = 0; i < n; i++) {
+    const m = cpuidMachine(2, "v6.12");
+    m.run();
+    keep.push(m);
+  }
+  const after = process.memoryUsage().heapUsed;
+  return keep.length > 0 ? (after - before) / keep.length : 0;
+}
