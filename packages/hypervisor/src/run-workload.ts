@@ -118,7 +118,7 @@ export function guestStateSnapshot(machine: Machine): GuestStateSnapshot {
     const row: Record<string, string> = {};
     for (const name of SNAPSHOT_FIELDS) {
       const lo = image.read(kvm.fieldEncoding(name));
-      row[name] = `0x${(image.hi * 4294967296 + (lo < 0 ? 0 : lo)).toString(16)}`;
+      row[name] = `0x${(image.hi * 4294967296 + Math.max(lo, 0)).toString(16)}`;
     }
     vmcs12.push(row);
   }
