@@ -384,9 +384,10 @@ export class KvmNested {
     // The MMU switch (kvm: nested_ept_init_mmu_context, vmx_set_cr0/cr4/efer, nested_vmx_load_cr3).
     kvm.mmu.nestedVmEntry(nestedEpt ? { cr0, cr3, cr4, efer, eptp } : { cr0, cr3, cr4, efer });
     kvm.loadPgdRequested = true;
-    this.#write(F.CR0_READ_SHADOW, vmcs12.read(F.CR0_READ_SHADOW));
+    // kvm: nested_read_cr0/cr4 — what L2 reads: L1-owned bits from vmcs12's read shadow, the rest from guest_cr0.
+    this.#write(F.CR0_READ_SHADOW, this.nestedReadCr(vmcs12, cr0, F.CR0_GUEST_HOST_MASK, F.CR0_READ_SHADOW));
     this.#write(F.GUEST_CR0, cr0);
-    this.#write(F.CR4_READ_SHADOW, vmcs12.read(F.CR4_READ_SHADOW));
+    this.#write(F.CR4_READ_SHADOW, this.nestedReadCr(vmcs12, cr4, F.CR4_GUEST_HOST_MASK, F.CR4_READ_SHADOW));
     this.#write(F.GUEST_CR4, cr4);
     this.#write(F.GUEST_IA32_EFER, efer);
     this.#write(F.GUEST_CR3, cr3 >>> 0, Math.floor(cr3 / TWO_32));
@@ -405,6 +406,24 @@ export class KvmNested {
     kvm.regs.writeRsp(vmcs12.read(F.GUEST_RSP) + vmcs12.hi * TWO_32);
     kvm.regs.writeRip(vmcs12.read(F.GUEST_RIP) + vmcs12.hi * TWO_32);
     this.state.nestedRunPending = false;
+  }
+
+  /** kvm: nested_read_cr0 / nested_read_cr4 (bits 31:0). */
+  nestedReadCr(vmcs12: Vmcs12, guest: number, maskField: number, shadowField: number): number {
+    const mask = vmcs12.read(maskField);
+    return ((guest & ~mask) | (vmcs12.read(shadowField) & mask)) >>> 0;
+  }
+
+  /**
+   * kvm: handle_set_cr0 / handle_set_cr4 in guest mode — L0 emulates L2's MOV to CR0/CR4 that L1
+   * does not intercept: L1-owned bits keep vmcs12's guest value, and the read shadow gets what L2
+   * wrote. Returns the value to load.
+   */
+  l2CrValue(cr: 0 | 4, value: number): number {
+    const vmcs12 = this.state.cachedVmcs12;
+    const mask = vmcs12.read(cr === 0 ? F.CR0_GUEST_HOST_MASK : F.CR4_GUEST_HOST_MASK);
+    const guest = vmcs12.read(cr === 0 ? F.GUEST_CR0 : F.GUEST_CR4);
+    return ((value & ~mask) | (guest & mask)) >>> 0;
   }
 
   // ------------------------------------------------------------------------------------------

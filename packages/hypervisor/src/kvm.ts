@@ -613,9 +613,14 @@ export class Kvm implements ExitSink {
     const g = this.exitingRegisters();
     if (type === 0) {
       const value = g.gprLo[gpr]!;
-      if (cr === 0) this.setCr0(value);
-      else if (cr === 4) this.setCr4(value);
-      else if (cr === 3) this.setCr3(g.gpr(gpr));
+      const nested = this.nested.guestMode;
+      if (cr === 0) {
+        this.setCr0(nested ? this.nested.l2CrValue(0, value) : value);
+        if (nested) p.vmwrite(F.CR0_READ_SHADOW, value);
+      } else if (cr === 4) {
+        this.setCr4(nested ? this.nested.l2CrValue(4, value) : value);
+        if (nested) p.vmwrite(F.CR4_READ_SHADOW, value);
+      } else if (cr === 3) this.setCr3(g.gpr(gpr));
     } else if (type === 1) {
       const value = cr === 0 ? this.readCr0() : cr === 4 ? this.readCr4() : this.mmu.cr3;
       g.setGpr(gpr, value >>> 0, Math.floor(value / TWO_32));
@@ -643,21 +648,19 @@ export class Kvm implements ExitSink {
   /** kvm: kvm_set_cr0 → vmx_set_cr0 (read shadow + GUEST_CR0) → kvm_post_set_cr0 (MMU). */
   setCr0(value: number): void {
     const p = this.processor;
-    const old = this.mmu.cr0;
     p.vmwrite(F.CR0_READ_SHADOW, value >>> 0);
     p.vmwrite(F.GUEST_CR0, (value | CR0.NE) >>> 0);
+    // VcpuMmu.setCr0 stores the value and runs kvm_post_set_cr0.
     this.mmu.setCr0(value >>> 0);
-    this.mmu.postSetCr0(old, value >>> 0);
   }
 
   /** kvm: kvm_set_cr4 → vmx_set_cr4 → kvm_post_set_cr4. */
   setCr4(value: number): void {
     const p = this.processor;
-    const old = this.mmu.cr4;
     p.vmwrite(F.CR4_READ_SHADOW, value >>> 0);
     p.vmwrite(F.GUEST_CR4, (value | CR4.VMXE) >>> 0);
+    // VcpuMmu.setCr4 stores the value and runs kvm_post_set_cr4.
     this.mmu.setCr4(value >>> 0);
-    this.mmu.postSetCr4(old, value >>> 0);
   }
 
   /** kvm: kvm_set_cr3 with EPT: the MMU's PGD switch is for shadow paging only; GUEST_CR3 is written. */

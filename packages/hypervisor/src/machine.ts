@@ -15,6 +15,12 @@ const PAGE = 4096;
 export interface MachineOptions {
   readonly program: WorkloadProgram;
   readonly config: KvmConfig;
+  /**
+   * The configuration of the guest hypervisors (L1, L2), when it differs from L0's: a guest
+   * hypervisor is its own kernel, so a flag that changes its behaviour changes what L0 sees of it.
+   * Default: `config`.
+   */
+  readonly innerConfig?: KvmConfig;
   /** Where every level counts its work (a `CostAccumulator` attributes it to levels and exits). */
   readonly meter: Meter;
   readonly tracer?: Tracer;
@@ -46,7 +52,7 @@ export class Machine {
     if (!config.ept) {
       throw new RangeError("ept=off (L0 shadow paging) is not modelled by the runtime yet; use ept=on");
     }
-    if (!config.l1Ept && program.setup.level > 1) {
+    if (!(options.innerConfig ?? config).l1Ept && program.setup.level > 1) {
       throw new RangeError(
         "l1Ept=off (a guest hypervisor shadow-paging its guest) is not modelled by the runtime yet",
       );
@@ -91,7 +97,7 @@ export class Machine {
           name: `L${k}`,
           level: k,
           cpu,
-          config,
+          config: k === 0 ? config : (options.innerConfig ?? config),
           meter,
           guest,
           guestBoot: boot,

@@ -30,6 +30,8 @@ export interface GuestStateSnapshot {
 export interface RunOptions {
   readonly program: WorkloadProgram;
   readonly config: KvmConfig;
+  /** Configuration of the guest hypervisors (default: `config`); see `MachineOptions.innerConfig`. */
+  readonly innerConfig?: KvmConfig;
   /** Cost profile (default: the built-in `intel-server`). */
   readonly profile?: CostProfile;
   readonly tracer?: Tracer;
@@ -61,6 +63,7 @@ export function runWorkload(options: RunOptions): RunResult {
   const machine = new Machine({
     program: options.program,
     config: options.config,
+    ...(options.innerConfig === undefined ? {} : { innerConfig: options.innerConfig }),
     meter: accumulator,
     tracer: options.tracer ?? NOOP_TRACER,
   });

@@ -34,9 +34,10 @@ export const TDP_MAP_RESULT = {
   /** A write to a read-only memslot (kvm: KVM_PFN_ERR_RO_FAULT → RET_PF_EMULATE): an MMIO exit, no SPTE. */
   EMULATE_READ_ONLY: 4,
   /**
-   * A write fault on a present leaf of a write-tracked gfn (an EPT12 or guest page table L0
-   * shadows): the write is emulated so the shadow MMU sees it (kvm: page_fault_handle_page_track
-   * → RET_PF_WRITE_PROTECTED, RET_PF_EMULATE before v6.12).
+   * A write fault on a write-tracked gfn (an EPT12 or guest page table L0 shadows), its leaf
+   * present or just installed read-only: the write is emulated so the shadow MMU sees it (kvm:
+   * page_fault_handle_page_track, or `wrprot && fault->write` in tdp_mmu_map_handle_target_level →
+   * RET_PF_WRITE_PROTECTED, RET_PF_EMULATE before v6.12).
    */
   EMULATE_WRITE_PROTECTED: 5,
 } as const;
@@ -215,8 +216,10 @@ export class TdpMmu {
    * W (kvm: make_spte → mmu_try_to_unsync_pages fails with -EPERM for kvm_gfn_is_write_tracked),
    * so L1's writes to it exit and are emulated; a write fault on its present leaf returns
    * EMULATE_WRITE_PROTECTED (kvm: page_fault_handle_page_track, which needs the fault's P bit —
-   * here: the leaf is present). With `hugePages`, a 2-MiB range holding a tracked gfn is mapped
-   * with 4-KiB leaves (kvm: account_shadowed → kvm_mmu_gfn_disallow_lpage).
+   * here: the leaf is present); a write fault on a tracked gfn with no leaf installs the read-only
+   * leaf and returns EMULATE_WRITE_PROTECTED too (kvm: tdp_mmu_map_handle_target_level, `wrprot &&
+   * fault->write`), so the write is never lost to a retry. With `hugePages`, a 2-MiB range holding
+   * a tracked gfn is mapped with 4-KiB leaves (kvm: account_shadowed → kvm_mmu_gfn_disallow_lpage).
    */
   map(rootHpa: number, gpa: Gpa, writeFault: boolean): TdpMapResult {
     this.#count(MMU_EVENTS.TDP_FAULT);
@@ -263,6 +266,9 @@ export class TdpMmu {
         if (present && !isLastSpte(lo, level)) throw this.#levelChanged(gfn, level);
         memory.write64(pa, newLo, newHi);
         this.#count(MMU_EVENTS.SPTE_WRITE);
+        // kvm: tdp_mmu_map_handle_target_level — a write fault whose leaf make_spte had to
+        // write-protect is emulated now, not retried: the new read-only leaf would only fault again.
+        if (tracked && writeFault) return TDP_MAP_RESULT.EMULATE_WRITE_PROTECTED;
         return TDP_MAP_RESULT.FIXED;
       }
 

@@ -1,0 +1,46 @@
+import { isLastSpte, isShadowPresentSpte, MMU_EVENTS, SPTES_PER_PAGE, spteAddress } from "@nestvisor/mmu";
+import { CountingMeter, VMX_EVENTS } from "@nestvisor/vmx";
+import { describe, expect, it } from "vitest";
+import { builtinWorkload } from "./builtin-workloads";
+import { HYPERVISOR_EVENTS } from "./hypervisor-events";
+import { type KernelPresetName, resolveFlags } from "./kernel-presets";
+import type { Kvm } from "./kvm";
+import { Machine } from "./machine";
+
+/** Every present non-leaf entry under `kvm`'s TDP roots points at a live page of its store. */
+function danglingTables(kvm: Kvm): number {
+  const store = kvm.store;
+  const memory = store.allocator.memory;
+  let dangling = 0;
+  const visit = (table: number, level: number): void => {
+    for (let i = 0; i < SPTES_PER_PAGE; i++) {
+      const lo = memory.read32(table + i * 8);
+      if (!isShadowPresentSpte(lo) || isLastSpte(lo, level)) continue;
+      const child = spteAddress(lo, memory.read32(table + i * 8 + 4));
+      if (store.idOfHostPage(child) < 0) dangling++;
+      else visit(child, level - 1);
+    }
+  };
+  for (const root of kvm.tdp.roots()) visit(root, store.level(store.idOfHostPage(root)));
+  return dangling;
+}
+
+describe("Kvm regressions", () => {
+  // L2 toggling CR0.WP made L1 (preserveTdpRoots off) destroy its EPT root; its zapping writes hit
+  // EPT12 pages L0 write-tracks while L0's own root (also rebuilt) had no leaf for them. L0's TDP
+  // fault returned FIXED for those write faults, so the writes were dropped, L1's tables kept
+  // entries to freed pages, and a later zap threw "-1 is not a live shadow page".
+  it.each<KernelPresetName>(["v5.2", "v5.7", "v6.12"])(
+    "toggle_cr0_wp at level 2 under %s keeps every level's TDP tables consistent",
+    (preset) => {
+      const meter = new CountingMeter([VMX_EVENTS, MMU_EVENTS, HYPERVISOR_EVENTS]);
+      const machine = new Machine({
+        program: builtinWorkload("toggle_cr0_wp", { level: 2, iterations: 10 }),
+        config: resolveFlags(preset, {}),
+        meter,
+      });
+      machine.run();
+      for (const kvm of machine.kvms) expect(danglingTables(kvm)).toBe(0);
+    },
+  );
+});
