@@ -200,13 +200,20 @@ export class KvmNested {
     const kvm = this.kvm;
     const p = kvm.processor;
     kvm.meter.count(HV.EXIT_HANDLER_VMX_INSTRUCTION);
-    p.vmread(F.EXIT_QUALIFICATION);
+    kvm.regs.readExitQualification();
     const info = p.vmread(F.VMX_INSTRUCTION_INFO);
     const g = kvm.exitingRegisters();
     const reg1 = (info & INFO.REG1_MASK) >>> INFO.REG1_SHIFT;
     const reg2 = (info & INFO.REG2_MASK) >>> INFO.REG2_SHIFT;
     const ctx = this.ctx;
     ctx.operandFault = 0;
+    if (reason === EXIT_REASON.VMLAUNCH || reason === EXIT_REASON.VMRESUME) {
+      // kvm: nested_vmx_run reads the interrupt shadow before any check (MOV-SS blocking → VMfail 26).
+      ctx.movSsBlocking = (p.vmread(F.GUEST_INTERRUPTIBILITY_INFO) & 2) !== 0;
+    }
+    // kvm: nested_vmx_check_permission → vmx_get_cpl (SS AR bytes through the segment cache).
+    ctx.cpl = kvm.regs.readCpl();
+    if ((info & INFO.REGISTER_OPERAND) !== 0) kvm.regs.read64BitMode();
     ctx.rflags = kvm.regs.readRflags();
     const e = this.emulator;
     const ptrLo = g.gprLo[GPR.RAX]!;
@@ -277,8 +284,13 @@ export class KvmNested {
     const meter = kvm.meter;
     meter.count(HV.NESTED_VM_ENTRY);
     meter.count(HV.NESTED_ENTRY_CHECKS);
-    // E4: L1's state the exit will need, then E5: switch to vmcs02.
-    kvm.regs.flush();
+    // E4 (on vmcs01): a pending APICv interrupt (kvm: vmx_has_apicv_interrupt), and L1's DEBUGCTL
+    // when vmcs12 does not load its own (kvm: vmx_guest_debugctl_read).
+    kvm.processor.vmread(F.GUEST_INTR_STATUS);
+    if ((vmcs12.read(F.VM_ENTRY_CONTROLS) & VM_ENTRY_CTLS.VM_ENTRY_LOAD_DEBUG_CONTROLS) === 0) {
+      kvm.processor.vmread(F.GUEST_IA32_DEBUGCTL);
+    }
+    // E5: switch to vmcs02.
     this.#switchVmcs(this.vmcs02);
     const l1Cpu = kvm.guestCpu;
     const handle = l1Cpu?.processor.vmcsAt(this.state.currentVmptr);
@@ -374,7 +386,10 @@ export class KvmNested {
       ~(kvm.cr0GuestOwnedBits() & ~vmcs12.read(F.CR0_GUEST_HOST_MASK)) >>> 0,
       0xffffffff,
     );
+    // kvm: the PAT is written on every entry when the host can load it; TSC offset and multiplier.
+    this.#write(F.GUEST_IA32_PAT, 0x00070406, 0x00070406);
     this.#write(F.TSC_OFFSET, 0);
+    this.#write(F.TSC_MULTIPLIER, 0, 1);
     const cr0 = vmcs12.read(F.GUEST_CR0);
     const cr4 = vmcs12.read(F.GUEST_CR4);
     const cr3 = vmcs12.read(F.GUEST_CR3) + vmcs12.hi * TWO_32;
@@ -385,12 +400,21 @@ export class KvmNested {
     kvm.mmu.nestedVmEntry(nestedEpt ? { cr0, cr3, cr4, efer, eptp } : { cr0, cr3, cr4, efer });
     kvm.loadPgdRequested = true;
     // kvm: nested_read_cr0/cr4 — what L2 reads: L1-owned bits from vmcs12's read shadow, the rest from guest_cr0.
-    this.#write(F.CR0_READ_SHADOW, this.nestedReadCr(vmcs12, cr0, F.CR0_GUEST_HOST_MASK, F.CR0_READ_SHADOW));
+    // kvm: vmx_set_cr0 writes the read shadow and GUEST_CR0, then prepare_vmcs02 writes the read
+    // shadow again with nested_read_cr0; vmx_set_cr4 first reads GUEST_CR4 (the cache was reset).
+    const readCr0 = this.nestedReadCr(vmcs12, cr0, F.CR0_GUEST_HOST_MASK, F.CR0_READ_SHADOW);
+    const readCr4 = this.nestedReadCr(vmcs12, cr4, F.CR4_GUEST_HOST_MASK, F.CR4_READ_SHADOW);
+    this.#write(F.CR0_READ_SHADOW, cr0);
     this.#write(F.GUEST_CR0, cr0);
-    this.#write(F.CR4_READ_SHADOW, this.nestedReadCr(vmcs12, cr4, F.CR4_GUEST_HOST_MASK, F.CR4_READ_SHADOW));
+    this.#write(F.CR0_READ_SHADOW, readCr0);
+    kvm.processor.vmread(F.GUEST_CR4);
+    this.#write(F.CR4_READ_SHADOW, cr4);
     this.#write(F.GUEST_CR4, cr4);
-    this.#write(F.GUEST_IA32_EFER, efer);
+    this.#write(F.CR4_READ_SHADOW, readCr4);
+    // kvm: vmx_set_efer writes GUEST_IA32_EFER only when it differs from the host's EFER.
+    this.#loadEfer(this.vmcs02, efer);
     this.#write(F.GUEST_CR3, cr3 >>> 0, Math.floor(cr3 / TWO_32));
+    kvm.cr3Dirty = true;
     // PDPTRs again after CR0/CR4/EFER (kvm: prepare_vmcs02): flag E writes them only for a dirty
     // vmcs12 with nested EPT and PAE paging; before it, on every dirty entry (kvm-vmx.md §10 E).
     const paePaging = (cr0 & 0x8000_0000) !== 0 && (cr4 & 0x20) !== 0 && (efer & 0x400) === 0;
@@ -436,7 +460,6 @@ export class KvmNested {
   reflectVmexit(reason: number): boolean {
     const kvm = this.kvm;
     const vmcs12 = this.state.cachedVmcs12;
-    const p = kvm.processor;
     kvm.meter.count(VMCS12_READ_EVENT);
     let wants: boolean;
     switch (reason) {
@@ -476,7 +499,7 @@ export class KvmNested {
       }
       case EXIT_REASON.CR_ACCESS: {
         // kvm: nested_vmx_exit_handled_cr — MOV to CR0/CR4 exits to L1 iff it changes a bit L1 owns.
-        const qual = p.vmread(F.EXIT_QUALIFICATION);
+        const qual = kvm.regs.readExitQualification();
         const cr = qual & 0xf;
         const gpr = (qual >>> 8) & 0xf;
         const value = kvm.exitingRegisters().gprLo[gpr]!;
@@ -494,8 +517,11 @@ export class KvmNested {
     }
     if (!wants) return false;
     kvm.meter.count(HV.NESTED_EXIT_REFLECTED);
-    const qual = p.vmread(F.EXIT_QUALIFICATION);
-    this.nestedVmexit(reason, qual, p.hi, 0);
+    // kvm: nested_vmx_reflect_vmexit reads the interruption information and the qualification of
+    // every exit it reflects.
+    const intrInfo = kvm.regs.readIntrInfo();
+    const qual = kvm.regs.readExitQualification();
+    this.nestedVmexit(reason, qual, kvm.regs.exitQualHi, intrInfo);
     return true;
   }
 
@@ -582,6 +608,8 @@ export class KvmNested {
     this.#write(F.VM_EXIT_MSR_LOAD_COUNT, 0);
     this.#write(F.VM_ENTRY_MSR_LOAD_COUNT, 0);
     this.#write(F.TSC_OFFSET, 0);
+    // kvm: TSC_MULTIPLIER whenever the host has TSC scaling (kvm_caps.has_tsc_control).
+    this.#write(F.TSC_MULTIPLIER, 0, 1);
     // X11: the shadow VMCS is refreshed before L1 runs.
     this.sync.requestVmcs12ToShadowSync();
     // X13: load_vmcs12_host_state.
@@ -589,12 +617,19 @@ export class KvmNested {
     const cr4 = vmcs12.read(F.HOST_CR4);
     const cr3 = vmcs12.read(F.HOST_CR3) + vmcs12.hi * TWO_32;
     const efer = vmcs12.read(F.HOST_IA32_EFER);
+    this.#loadEfer(kvm.vmcs01, efer);
+    kvm.regs.writeRflags(0x2);
+    // kvm: the interrupt shadow is cleared (vmx_set_interrupt_shadow reads it first).
+    kvm.processor.vmread(F.GUEST_INTERRUPTIBILITY_INFO);
     this.#write(F.CR0_READ_SHADOW, cr0);
     this.#write(F.GUEST_CR0, cr0);
+    // kvm: vmx_set_cr4 → kvm_read_cr4 and the guest/host mask are read back first.
+    kvm.processor.vmread(F.CR4_GUEST_HOST_MASK);
+    kvm.processor.vmread(F.GUEST_CR4);
     this.#write(F.CR4_READ_SHADOW, cr4);
     this.#write(F.GUEST_CR4, cr4);
-    this.#write(F.GUEST_IA32_EFER, efer);
     kvm.mmu.nestedVmExit({ cr0, cr3, cr4, efer });
+    kvm.cr3Dirty = true;
     kvm.loadPgdRequested = true;
     kvm.tlbFlushGuestRequested = true;
     for (const field of [
@@ -608,13 +643,13 @@ export class KvmNested {
     }
     this.#write(F.GUEST_IDTR_LIMIT, 0xffff);
     this.#write(F.GUEST_GDTR_LIMIT, 0xffff);
+    // kvm: VM_EXIT_LOAD_IA32_PAT.
+    this.#write(F.GUEST_IA32_PAT, 0x00070406, 0x00070406);
     for (const field of this.#hostSegments) this.#write(field, 0);
     this.#write(F.GUEST_DR7, 0x400);
     this.#write(F.GUEST_IA32_DEBUGCTL, 0);
-    kvm.regs.reset();
     kvm.regs.writeRsp(vmcs12.read(F.HOST_RSP) + vmcs12.hi * TWO_32);
     kvm.regs.writeRip(vmcs12.read(F.HOST_RIP) + vmcs12.hi * TWO_32);
-    kvm.regs.writeRflags(0x2);
     // The guest hypervisor's handler runs when it is entered.
     kvm.guest.pendingExit = true;
     this.#l2 = null;
@@ -644,7 +679,17 @@ export class KvmNested {
       meter.count(HV.VMCS_SWITCH);
     }
     kvm.controls.switchTo(target);
-    kvm.regs.reset();
+    kvm.regs.resetForVmcsSwitch();
+  }
+
+  /**
+   * kvm: vmx_set_efer. KVM 6.12 skips the VMWRITE when the guest's EFER equals the host's (it clears
+   * the load-EFER controls instead, update_transition_efer); the model always loads EFER through the
+   * VMCS — one VMWRITE more per nested entry and exit than KVM when they are equal (a known deviation:
+   * the inner levels' entry checks and EFER computation would otherwise need nested_vmx_calc_efer).
+   */
+  #loadEfer(_vmcs: HardwareVmcs, efer: number): void {
+    this.#write(F.GUEST_IA32_EFER, efer);
   }
 
   #write(field: number, lo: number, hi = 0): void {

@@ -17,16 +17,76 @@ export class VcpuRegisterCache {
   #rspAvailable = false;
   #rspDirty = false;
   #rflagsAvailable = false;
+  #ssArAvailable = false;
+  #csArAvailable = false;
+  #exitQualAvailable = false;
+  #intrInfoAvailable = false;
+  ssAr = 0;
+  csAr = 0;
+  exitQualLo = 0;
+  exitQualHi = 0;
+  intrInfo = 0;
 
   constructor(processor: VmcsProcessor) {
     this.#processor = processor;
   }
 
-  /** kvm: vmx_register_cache_reset — after every VM exit and VMCS switch. */
+  /**
+   * After every VM exit (kvm: vmx_vcpu_enter_exit clears the lazily loaded registers, the segment
+   * cache and the cached exit information).
+   */
   reset(): void {
     this.#ripAvailable = false;
     this.#rspAvailable = false;
     this.#rflagsAvailable = false;
+    this.#ssArAvailable = false;
+    this.#csArAvailable = false;
+    this.#exitQualAvailable = false;
+    this.#intrInfoAvailable = false;
+  }
+
+  /** A VMCS switch (kvm: vmx_switch_vmcs): everything unavailable and pending RIP/RSP writes dropped. */
+  resetForVmcsSwitch(): void {
+    this.reset();
+    this.#ripDirty = false;
+    this.#rspDirty = false;
+  }
+
+  /** kvm: vmx_get_cpl → GUEST_SS_AR_BYTES through the segment cache; returns the CPL (DPL of SS). */
+  readCpl(): number {
+    if (!this.#ssArAvailable) {
+      this.ssAr = this.#processor.vmread(F.GUEST_SS_AR_BYTES);
+      this.#ssArAvailable = true;
+    }
+    return (this.ssAr >>> 5) & 3;
+  }
+
+  /** kvm: is_64_bit_mode → GUEST_CS_AR_BYTES.L through the segment cache. */
+  read64BitMode(): boolean {
+    if (!this.#csArAvailable) {
+      this.csAr = this.#processor.vmread(F.GUEST_CS_AR_BYTES);
+      this.#csArAvailable = true;
+    }
+    return (this.csAr & 0x2000) !== 0;
+  }
+
+  /** kvm: vmx_get_exit_qual (cached per exit). */
+  readExitQualification(): number {
+    if (!this.#exitQualAvailable) {
+      this.exitQualLo = this.#processor.vmread(F.EXIT_QUALIFICATION);
+      this.exitQualHi = this.#processor.hi;
+      this.#exitQualAvailable = true;
+    }
+    return this.exitQualLo;
+  }
+
+  /** kvm: vmx_get_intr_info (cached per exit). */
+  readIntrInfo(): number {
+    if (!this.#intrInfoAvailable) {
+      this.intrInfo = this.#processor.vmread(F.VM_EXIT_INTR_INFO);
+      this.#intrInfoAvailable = true;
+    }
+    return this.intrInfo;
   }
 
   /** kvm: kvm_rip_read. */

@@ -52,6 +52,10 @@ import {
   type PhysicalMemory,
   RFLAGS_RESET,
 } from "@nestvisor/x86-arch";
+
+export { type GuestBootState, HYPERVISOR_BOOT_STATE };
+
+import { type GuestBootState, HYPERVISOR_BOOT_STATE } from "./guest-boot-state";
 import { GPR, GUEST_KIND, type GuestContext } from "./guest-context";
 import type { KvmConfig } from "./hypervisor-config";
 import { HYPERVISOR_EVENTS as HV } from "./hypervisor-events";
@@ -94,24 +98,6 @@ export const PASSTHROUGH_MSRS: readonly number[] = Object.freeze([
 export function isPassthroughMsr(index: number): boolean {
   return PASSTHROUGH_MSRS.includes(index >>> 0);
 }
-
-/** The architectural state a guest starts with (from its workload or a default 64-bit kernel). */
-export interface GuestBootState {
-  readonly cr0: number;
-  readonly cr3: number;
-  readonly cr4: number;
-  readonly efer: number;
-  readonly rip: number;
-}
-
-/** A 64-bit kernel with paging, the state a guest hypervisor runs in (long mode, NXE, VMXE). */
-export const HYPERVISOR_BOOT_STATE: GuestBootState = Object.freeze({
-  cr0: (CR0.PE | CR0.MP | CR0.ET | CR0.NE | CR0.WP | CR0.AM | CR0.PG) >>> 0,
-  cr3: 0x9000,
-  cr4: CR4.PAE | CR4.PGE | CR4.OSFXSR | CR4.OSXMMEXCPT | CR4.VMXE,
-  efer: (EFER.SCE | EFER.LME | EFER.LMA | EFER.NXE) >>> 0,
-  rip: 0xffff_8000_0010_0000 % 2 ** 53,
-});
 
 export interface KvmOptions {
   /** "L0", "L1", … for messages. */
@@ -169,6 +155,8 @@ export class Kvm implements ExitSink {
   loadPgdRequested = true;
   /** Flag D off: a vCPU put cleared guest_state_loaded, so the next entry re-saves host state. */
   hostStateReloadPending = false;
+  /** CR3 changed in the register cache: vmx_load_mmu_pgd writes GUEST_CR3 with the EPT pointer. */
+  cr3Dirty = false;
   /** KVM_REQ_TLB_FLUSH_GUEST pending. */
   tlbFlushGuestRequested = false;
   /** The CPU this KVM offers its guest when the guest is a hypervisor (set by the machine). */
@@ -324,9 +312,12 @@ export class Kvm implements ExitSink {
     );
     // A guest hypervisor gives its guest EPT only with the l1Ept switch.
     const ept = this.level === 0 || this.config.l1Ept ? SECONDARY_EXEC_CTLS.SECONDARY_EXEC_ENABLE_EPT : 0;
+    // kvm: enable_pml (with EPT), offered to a guest hypervisor too (nested PML).
+    const pml = ept !== 0 ? SECONDARY_EXEC_CTLS.SECONDARY_EXEC_ENABLE_PML : 0;
     this.secondary01 = ctl(
       CONTROL_CLASS.SECONDARY,
       ept |
+        pml |
         SECONDARY_EXEC_CTLS.SECONDARY_EXEC_ENABLE_VPID |
         (ept !== 0 ? SECONDARY_EXEC_CTLS.SECONDARY_EXEC_UNRESTRICTED_GUEST : 0),
     );
@@ -411,6 +402,10 @@ export class Kvm implements ExitSink {
     p.vmread(F.IDT_VECTORING_INFO_FIELD);
     this.regs.reset();
     const basic = reason & 0xffff;
+    // kvm: __vmx_handle_exit flushes the PML buffer on every exit outside guest mode.
+    if (!this.nested.guestMode && (this.secondary01 & SECONDARY_EXEC_CTLS.SECONDARY_EXEC_ENABLE_PML) !== 0) {
+      p.vmread(F.GUEST_PML_INDEX);
+    }
     if (this.nested.guestMode) {
       if (this.nested.reflectVmexit(basic)) {
         this.enterGuest();
@@ -426,7 +421,11 @@ export class Kvm implements ExitSink {
   enterGuest(): void {
     const p = this.processor;
     const nested = this.nested;
-    if (!nested.guestMode) nested.syncVmcs12ToShadow();
+    if (!nested.guestMode) {
+      nested.syncVmcs12ToShadow();
+      // kvm: vmx_sync_pir_to_irr → vmx_set_rvi with APICv (the model's host has it), L1 only.
+      p.vmread(F.GUEST_INTR_STATUS);
+    }
     if (this.tlbFlushGuestRequested) {
       this.tlbFlushGuestRequested = false;
       this.meter.count(HV.TLB_FLUSH_GUEST);
@@ -437,7 +436,12 @@ export class Kvm implements ExitSink {
       this.loadPgdRequested = false;
       const eptp = this.eptPointer(this.mmu.mmu.rootHpa);
       p.vmwrite(F.EPT_POINTER, eptp.lo, eptp.hi);
+      if (this.cr3Dirty) {
+        const cr3 = this.mmu.cr3;
+        p.vmwrite(F.GUEST_CR3, cr3 >>> 0, Math.floor(cr3 / TWO_32));
+      }
     }
+    this.cr3Dirty = false;
     if (this.hostStateReloadPending) {
       // kvm (flag D off): vmx_prepare_switch_to_guest re-saves host segments and writes them.
       this.hostStateReloadPending = false;
@@ -495,7 +499,7 @@ export class Kvm implements ExitSink {
         return;
       case EXIT_REASON.INVLPG:
         this.meter.count(HV.EXIT_HANDLER_INVLPG);
-        this.processor.vmread(F.EXIT_QUALIFICATION);
+        this.regs.readExitQualification();
         this.skipInstruction();
         return;
       case EXIT_REASON.EPT_VIOLATION:
@@ -554,6 +558,9 @@ export class Kvm implements ExitSink {
 
   #handleVmcall(): void {
     this.meter.count(HV.EXIT_HANDLER_VMCALL);
+    // kvm: is_64_bit_hypercall and the CPL check read CS and SS AR bytes (segment cache).
+    this.regs.read64BitMode();
+    this.regs.readCpl();
     const g = this.exitingRegisters();
     // kvm: kvm_emulate_hypercall — an unknown hypercall returns -KVM_ENOSYS (1000) in RAX.
     g.setGpr(GPR.RAX, -1000 >>> 0, 0xffffffff);
@@ -561,8 +568,7 @@ export class Kvm implements ExitSink {
   }
 
   #handleIo(): void {
-    const p = this.processor;
-    const qual = p.vmread(F.EXIT_QUALIFICATION);
+    const qual = this.regs.readExitQualification();
     const bytes = (qual & IO_QUAL.SIZE_MASK) + 1;
     const port = qual >>> IO_QUAL.PORT_SHIFT;
     const isIn = (qual & IO_QUAL.DIRECTION_IN) !== 0;
@@ -571,6 +577,11 @@ export class Kvm implements ExitSink {
     // kvm: kvm_fast_pio → kernel_pio on KVM_PIO_BUS, else KVM_EXIT_IO to user space.
     const kernel = inKernelPort(port);
     this.meter.count(kernel ? HV.EXIT_HANDLER_IO_KERNEL : HV.EXIT_HANDLER_IO_USERSPACE);
+    if (!kernel) {
+      // kvm: the user-space exit remembers the linear RIP (kvm_get_linear_rip: CS AR bytes, RIP).
+      this.regs.read64BitMode();
+      this.regs.readRip();
+    }
     if (isIn) {
       const value = kernel ? this.pic.read(port, bytes) : this.userspace.read(port, bytes);
       const rax = g.gprLo[GPR.RAX]!;
@@ -606,12 +617,16 @@ export class Kvm implements ExitSink {
   #handleCr(): void {
     this.meter.count(HV.EXIT_HANDLER_CR_ACCESS);
     const p = this.processor;
-    const qual = p.vmread(F.EXIT_QUALIFICATION);
+    const qual = this.regs.readExitQualification();
     const cr = qual & CR_ACCESS_QUAL.CR_NUM_MASK;
     const type = (qual & CR_ACCESS_QUAL.ACCESS_TYPE_MASK) >>> CR_ACCESS_QUAL.ACCESS_TYPE_SHIFT;
     const gpr = (qual & CR_ACCESS_QUAL.GPR_MASK) >>> CR_ACCESS_QUAL.GPR_SHIFT;
     const g = this.exitingRegisters();
     if (type === 0) {
+      // kvm: kvm_register_read (is_64_bit_mode) and kvm_read_cr0/cr4 of the old value.
+      this.regs.read64BitMode();
+      if (cr === 0) p.vmread(F.GUEST_CR0);
+      else if (cr === 4) p.vmread(F.GUEST_CR4);
       const value = g.gprLo[gpr]!;
       const nested = this.nested.guestMode;
       if (cr === 0) {
@@ -676,7 +691,7 @@ export class Kvm implements ExitSink {
   #handleEptViolation(): void {
     this.meter.count(HV.EXIT_HANDLER_EPT_VIOLATION);
     const p = this.processor;
-    const qual = p.vmread(F.EXIT_QUALIFICATION);
+    const qual = this.regs.readExitQualification();
     const gpaLo = p.vmread(F.GUEST_PHYSICAL_ADDRESS);
     const gpa = p.hi * TWO_32 + gpaLo;
     if (this.nested.guestMode && this.nested.nestedEpt) {

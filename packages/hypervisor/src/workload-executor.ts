@@ -91,7 +91,8 @@ export class WorkloadExecutor {
   readonly #walker: TwoDimensionalWalker;
   readonly #eptContexts = new Map<number, EptContext>();
   #paging: PagingContext;
-  #pagingKey = "";
+  /** The CR0/CR3/CR4/EFER the paging context was built from. */
+  readonly #pagingRegs = new Float64Array([-1, -1, -1, -1]);
   /** Pass-through MSR values (the ones no bitmap intercepts). */
   readonly msrs = new Map<number, number>();
   #pending = false;
@@ -392,9 +393,12 @@ export class WorkloadExecutor {
     const cr4 = vmcs.read(F.GUEST_CR4);
     const cr3 = vmcs.read(F.GUEST_CR3) + vmcs.hi * TWO_32;
     const efer = vmcs.read(F.GUEST_IA32_EFER);
-    const key = `${cr0}:${cr3}:${cr4}:${efer}`;
-    if (key === this.#pagingKey) return;
-    this.#pagingKey = key;
+    const r = this.#pagingRegs;
+    if (r[0] === cr0 && r[1] === cr3 && r[2] === cr4 && r[3] === efer) return;
+    r[0] = cr0;
+    r[1] = cr3;
+    r[2] = cr4;
+    r[3] = efer;
     this.#paging = createPagingContext({ cr0, cr3, cr4, efer }, this.features);
     this.#walker.setGuestContext(this.#paging);
   }
