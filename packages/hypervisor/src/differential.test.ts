@@ -20,7 +20,7 @@ function params(name: string, level: number): Record<string, number> {
 }
 
 function snapshot(
-  name: string,
+  workloadName: string,
   level: number,
   preset: string,
   overrides: Record<string, boolean>,
@@ -28,7 +28,7 @@ function snapshot(
 ) {
   const config = resolveFlags(preset, overrides);
   return runWorkload({
-    program: builtinWorkload(name, params(name, level)),
+    program: builtinWorkload(workloadName, params(workloadName, level)),
     config,
     ...(l0Only ? { innerConfig: resolveFlags("v6.12", {}) } : {}),
   }).snapshot;
@@ -47,6 +47,14 @@ describe("differential: guest-visible state is independent of flags and presets"
         for (const preset of ["none", "v5.3", "all"]) {
           expect(snapshot(name, level, preset, {}, true), `${preset} at L0`).toEqual(reference);
           expect(workloadView(snapshot(name, level, preset, {}, false)), `${preset} everywhere`).toEqual(
+            workloadView(reference),
+          );
+        }
+        // Configuration switches: shadow paging at L0 (level 1 only) or in L1, the legacy MMU, no VMCS
+        // shadowing. The hypervisors work differently; the workload sees the same.
+        const switches = level === 1 ? ["ept", "tdpMmu"] : ["l1Ept", "tdpMmu", "shadowVmcs"];
+        for (const sw of switches) {
+          expect(workloadView(snapshot(name, level, "v6.12", { [sw]: false }, false)), `${sw}=off`).toEqual(
             workloadView(reference),
           );
         }

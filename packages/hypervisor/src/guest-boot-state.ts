@@ -7,6 +7,8 @@ export interface GuestBootState {
   readonly cr4: number;
   readonly efer: number;
   readonly rip: number;
+  /** Current privilege level (the DPL of SS and CS); default 0. */
+  readonly cpl?: number;
 }
 
 /** A 64-bit kernel with paging, the state a guest hypervisor runs in (long mode, NXE, VMXE). */

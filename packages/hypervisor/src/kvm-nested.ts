@@ -485,6 +485,24 @@ export class KvmNested {
       case EXIT_REASON.HLT:
         wants = (vmcs12.read(F.CPU_BASED_VM_EXEC_CONTROL) & CPU_BASED_CTLS.CPU_BASED_HLT_EXITING) !== 0;
         break;
+      case EXIT_REASON.EXCEPTION_NMI: {
+        // kvm: nested_vmx_l0_wants_exit — a #PF is L0's only without EPT; then the exception bitmap
+        // of vmcs12, with PFEC mask/match for #PF (nested_vmx_is_exception_vmexit).
+        const info = kvm.regs.readIntrInfo();
+        const vector = info & 0xff;
+        if (vector === 14 && !kvm.useEpt) return false;
+        const bitmap = vmcs12.read(F.EXCEPTION_BITMAP);
+        let hit = ((bitmap >>> vector) & 1) !== 0;
+        if (vector === 14) {
+          const ec = kvm.processor.vmread(F.VM_EXIT_INTR_ERROR_CODE);
+          const mask = vmcs12.read(F.PAGE_FAULT_ERROR_CODE_MASK);
+          const match = (ec & mask) === vmcs12.read(F.PAGE_FAULT_ERROR_CODE_MATCH);
+          hit = hit === match;
+          vmcs12.write(F.VM_EXIT_INTR_ERROR_CODE, ec);
+        }
+        wants = hit;
+        break;
+      }
       case EXIT_REASON.IO_INSTRUCTION:
         wants = (vmcs12.read(F.CPU_BASED_VM_EXEC_CONTROL) & UNCOND_IO) !== 0;
         break;
@@ -534,7 +552,7 @@ export class KvmNested {
     const vmcs12 = this.state.cachedVmcs12;
     const eptp = vmcs12.read(F.EPT_POINTER) + vmcs12.hi * TWO_32;
     for (let tries = 0; tries < 4; tries++) {
-      const r = kvm.shadowEpt.fault(kvm.mmu.mmu.rootHpa, kvm.ept12Context(eptp), gpa, qual);
+      const r = kvm.shadowEpt!.fault(kvm.mmu.mmu.rootHpa, kvm.ept12Context(eptp), gpa, qual);
       switch (r.outcome) {
         case FAULT.FIXED:
         case FAULT.SPURIOUS:

@@ -21,7 +21,7 @@ function danglingTables(kvm: Kvm): number {
       else visit(child, level - 1);
     }
   };
-  for (const root of kvm.tdp.roots()) visit(root, store.level(store.idOfHostPage(root)));
+  for (const root of kvm.tdp?.roots() ?? []) visit(root, store.level(store.idOfHostPage(root)));
   return dangling;
 }
 

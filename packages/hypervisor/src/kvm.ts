@@ -2,10 +2,13 @@ import {
   HostPageAllocator,
   INVEPT_TYPE,
   Memslots,
+  MMU_EVENTS,
   type MmuFlags,
+  SHADOW_FAULT,
   ShadowEptMmu,
   ShadowMmu,
   ShadowPageStore,
+  ShadowPagingMmu,
   ShadowRootBackend,
   SPTE_FORMAT,
   TDP_MAP_RESULT,
@@ -43,12 +46,15 @@ import {
   CR0,
   CR4,
   createEptContext,
+  createPagingContext,
   EFER,
   EPT_MEMORY_TYPE,
   type EptContext,
   encodeEptPointer,
   type Gpa,
+  MODERN_CPU,
   MODERN_EPT_CAPABILITIES,
+  type PagingContext,
   type PhysicalMemory,
   RFLAGS_RESET,
 } from "@nestvisor/x86-arch";
@@ -112,6 +118,11 @@ export interface KvmOptions {
   readonly guestBoot: GuestBootState;
   /** Bytes of guest RAM, placed at `KVM_PRIVATE_BYTES` in this KVM's physical memory. */
   readonly guestMemoryBytes: number;
+  /**
+   * The CPU offers EPT to this KVM (kvm: cpu_has_vmx_ept; for a guest hypervisor, nested EPT, which
+   * its parent offers only when it uses EPT itself). Default true.
+   */
+  readonly cpuOffersEpt?: boolean;
 }
 
 /**
@@ -135,9 +146,16 @@ export class Kvm implements ExitSink {
   readonly memslots = new Memslots();
   readonly allocator: HostPageAllocator;
   readonly store: ShadowPageStore;
-  readonly tdp: TdpMmu;
+  /** This KVM uses EPT for its guest (kvm: enable_ept): `ept` at L0, `l1Ept` in a guest hypervisor. */
+  readonly useEpt: boolean;
+  /** The TDP MMU for direct roots (kvm: tdp_mmu_enabled); null for the legacy MMU or without EPT. */
+  readonly tdp: TdpMmu | null;
+  /** The shadow MMU: EPT format (nested EPT, legacy direct roots) with EPT, x86 format (shadow paging) without. */
   readonly shadow: ShadowMmu;
-  readonly shadowEpt: ShadowEptMmu;
+  /** Shadow EPT for a nested guest with EPT (EPT format only). */
+  readonly shadowEpt: ShadowEptMmu | null;
+  /** Shadow paging of the guest (x86 format only). */
+  readonly shadowPaging: ShadowPagingMmu | null;
   readonly mmu: VcpuMmu;
   readonly pic = new InKernelPic();
   readonly userspace = new UserspaceDevices();
@@ -200,29 +218,37 @@ export class Kvm implements ExitSink {
       meter: this.meter,
       memslots: this.memslots,
     });
+    this.useEpt = (options.cpuOffersEpt ?? true) && (this.level === 0 ? this.config.ept : this.config.l1Ept);
     const holder: { tdp: TdpMmu | null } = { tdp: null };
     this.shadow = new ShadowMmu({
       store: this.store,
       memslots: this.memslots,
-      format: SPTE_FORMAT.EPT,
+      format: this.useEpt ? SPTE_FORMAT.EPT : SPTE_FORMAT.X86,
       meter: this.meter,
       // kvm: kvm_mmu_slot_gfn_write_protect also write-protects the TDP MMU's mapping of the gfn.
       onWriteProtectGfn: (gfn) => holder.tdp?.writeProtectGfn(gfn),
     });
-    this.tdp = new TdpMmu({
-      store: this.store,
-      memslots: this.memslots,
-      meter: this.meter,
-      preserveTdpRoots: this.config.preserveTdpRoots,
-    });
+    // kvm: tdp_mmu_enabled needs TDP; the legacy MMU builds direct roots from shadow pages.
+    this.tdp =
+      this.useEpt && this.config.tdpMmu
+        ? new TdpMmu({
+            store: this.store,
+            memslots: this.memslots,
+            meter: this.meter,
+            preserveTdpRoots: this.config.preserveTdpRoots,
+          })
+        : null;
     holder.tdp = this.tdp;
-    this.shadowEpt = new ShadowEptMmu(this.shadow);
+    this.shadowEpt = this.useEpt ? new ShadowEptMmu(this.shadow) : null;
+    this.shadowPaging = this.useEpt ? null : new ShadowPagingMmu(this.shadow);
     const mmuFlags: MmuFlags = this.config;
     this.mmu = new VcpuMmu({
-      backend: new ShadowRootBackend({ shadow: this.shadow, tdp: this.tdp }),
+      backend: new ShadowRootBackend(
+        this.tdp === null ? { shadow: this.shadow } : { shadow: this.shadow, tdp: this.tdp },
+      ),
       meter: this.meter,
       flags: mmuFlags,
-      tdpEnabled: true,
+      tdpEnabled: this.useEpt,
     });
     const boot = options.guestBoot;
     this.mmu.setSregs({ cr0: boot.cr0, cr3: boot.cr3, cr4: boot.cr4, efer: boot.efer });
@@ -303,15 +329,21 @@ export class Kvm implements ExitSink {
       CONTROL_CLASS.PIN,
       PIN_BASED_CTLS.PIN_BASED_EXT_INTR_MASK | PIN_BASED_CTLS.PIN_BASED_NMI_EXITING,
     );
+    // kvm: without EPT, CR3 loads/stores and INVLPG exit (vmx_exec_control, shadow paging).
+    const shadowPagingExits = this.useEpt
+      ? 0
+      : CPU_BASED_CTLS.CPU_BASED_CR3_LOAD_EXITING |
+        CPU_BASED_CTLS.CPU_BASED_CR3_STORE_EXITING |
+        CPU_BASED_CTLS.CPU_BASED_INVLPG_EXITING;
     this.exec01 = ctl(
       CONTROL_CLASS.PRIMARY,
       CPU_BASED_CTLS.CPU_BASED_HLT_EXITING |
         CPU_BASED_CTLS.CPU_BASED_UNCOND_IO_EXITING |
         CPU_BASED_CTLS.CPU_BASED_USE_MSR_BITMAPS |
-        CPU_BASED_CTLS.CPU_BASED_ACTIVATE_SECONDARY_CONTROLS,
+        CPU_BASED_CTLS.CPU_BASED_ACTIVATE_SECONDARY_CONTROLS |
+        shadowPagingExits,
     );
-    // A guest hypervisor gives its guest EPT only with the l1Ept switch.
-    const ept = this.level === 0 || this.config.l1Ept ? SECONDARY_EXEC_CTLS.SECONDARY_EXEC_ENABLE_EPT : 0;
+    const ept = this.useEpt ? SECONDARY_EXEC_CTLS.SECONDARY_EXEC_ENABLE_EPT : 0;
     // kvm: enable_pml (with EPT), offered to a guest hypervisor too (nested PML).
     const pml = ept !== 0 ? SECONDARY_EXEC_CTLS.SECONDARY_EXEC_ENABLE_PML : 0;
     this.secondary01 = ctl(
@@ -344,7 +376,8 @@ export class Kvm implements ExitSink {
     w(F.VMCS_LINK_POINTER, 0xffffffff, 0xffffffff);
     w(F.MSR_BITMAP, KVM_PAGE.MSR_BITMAP);
     // kvm: with EPT, #PF is not intercepted; #MC and #DB/#AC as KVM does are irrelevant here.
-    w(F.EXCEPTION_BITMAP, 1 << 18);
+    // kvm: update_exception_bitmap — #MC always; #PF only without EPT (shadow paging).
+    w(F.EXCEPTION_BITMAP, (1 << 18) | (this.useEpt ? 0 : 1 << 14));
     // kvm: KVM_POSSIBLE_CR0_GUEST_BITS — TS always; WP too with EPT since v6.4 (fb509f76acc8).
     w(F.CR0_GUEST_HOST_MASK, ~this.cr0GuestOwnedBits() >>> 0, 0xffffffff);
     w(F.CR4_GUEST_HOST_MASK, ~this.cr4GuestOwnedBits() >>> 0, 0xffffffff);
@@ -356,9 +389,22 @@ export class Kvm implements ExitSink {
     w(F.GUEST_IA32_EFER, boot.efer);
     w(F.GUEST_RIP, boot.rip >>> 0, Math.floor(boot.rip / TWO_32));
     w(F.GUEST_RFLAGS, RFLAGS_RESET);
-    w(F.GUEST_CS_AR_BYTES, long ? 0xa09b : 0xc09b);
-    w(F.GUEST_SS_AR_BYTES, 0xc093);
-    w(F.GUEST_CS_SELECTOR, 0x10);
+    // Flat segments of a protected-mode (or 64-bit) kernel at the boot CPL (kvm: vmx_vcpu_reset then
+    // KVM_SET_SREGS); without unrestricted guest KVM checks them (vmx_guest_state_valid).
+    const cpl = (boot.cpl ?? 0) & 3;
+    const dpl = cpl << 5;
+    const segment = (name: string, selector: number, ar: number, limit: number) => {
+      w(this.fieldEncoding(`GUEST_${name}_SELECTOR`), selector);
+      w(this.fieldEncoding(`GUEST_${name}_AR_BYTES`), ar);
+      w(this.fieldEncoding(`GUEST_${name}_LIMIT`), limit);
+      w(this.fieldEncoding(`GUEST_${name}_BASE`), 0);
+    };
+    segment("CS", 0x10 | cpl, (long ? 0xa09b : 0xc09b) | dpl, 0xffffffff);
+    for (const name of ["SS", "DS", "ES", "FS", "GS"]) segment(name, 0x18 | cpl, 0xc093 | dpl, 0xffffffff);
+    segment("TR", 0x40, 0x8b, 0x67);
+    segment("LDTR", 0, 0x10000, 0);
+    w(F.GUEST_GDTR_LIMIT, 0xffff);
+    w(F.GUEST_IDTR_LIMIT, 0xffff);
     w(F.HOST_CR0, HYPERVISOR_BOOT_STATE.cr0);
     w(F.HOST_CR3, HYPERVISOR_BOOT_STATE.cr3);
     w(F.HOST_CR4, HYPERVISOR_BOOT_STATE.cr4);
@@ -374,8 +420,8 @@ export class Kvm implements ExitSink {
   /** CR0 bits the guest owns (kvm: vcpu->arch.cr0_guest_owned_bits): TS, and WP with EPT from v6.4. */
   cr0GuestOwnedBits(): number {
     // kvm: fb509f76acc8 "KVM: VMX: Make CR0.WP a guest owned bit" (v6.4), the same series as the
-    // WP-only MMU exemption; modelled under keepRootsOnWpOnlyChange.
-    return this.config.keepRootsOnWpOnlyChange ? CR0.TS | CR0.WP : CR0.TS;
+    // WP-only MMU exemption; modelled under keepRootsOnWpOnlyChange. Only with EPT.
+    return this.config.keepRootsOnWpOnlyChange && this.useEpt ? CR0.TS | CR0.WP : CR0.TS;
   }
 
   /** CR4 bits the guest owns (kvm: KVM_POSSIBLE_CR4_GUEST_BITS minus what EPT/PKE need intercepted). */
@@ -434,11 +480,18 @@ export class Kvm implements ExitSink {
     if (this.mmu.reload()) this.loadPgdRequested = true;
     if (this.loadPgdRequested) {
       this.loadPgdRequested = false;
-      const eptp = this.eptPointer(this.mmu.mmu.rootHpa);
-      p.vmwrite(F.EPT_POINTER, eptp.lo, eptp.hi);
-      if (this.cr3Dirty) {
-        const cr3 = this.mmu.cr3;
-        p.vmwrite(F.GUEST_CR3, cr3 >>> 0, Math.floor(cr3 / TWO_32));
+      const root = this.mmu.mmu.rootHpa;
+      if (this.useEpt || this.nested.guestMode) {
+        // With EPT (or L2 without nested EPT on L0's EPT): the EPT pointer; GUEST_CR3 if it changed.
+        const eptp = this.eptPointer(root);
+        p.vmwrite(F.EPT_POINTER, eptp.lo, eptp.hi);
+        if (this.cr3Dirty) {
+          const cr3 = this.mmu.cr3;
+          p.vmwrite(F.GUEST_CR3, cr3 >>> 0, Math.floor(cr3 / TWO_32));
+        }
+      } else {
+        // kvm: vmx_load_mmu_pgd without EPT — the processor walks the shadow root.
+        p.vmwrite(F.GUEST_CR3, root >>> 0, Math.floor(root / TWO_32));
       }
     }
     this.cr3Dirty = false;
@@ -504,6 +557,9 @@ export class Kvm implements ExitSink {
         return;
       case EXIT_REASON.EPT_VIOLATION:
         this.#handleEptViolation();
+        return;
+      case EXIT_REASON.EXCEPTION_NMI:
+        this.#handleException();
         return;
       case EXIT_REASON.EPT_MISCONFIG:
         this.meter.count(HV.EXIT_HANDLER_EPT_MISCONFIG);
@@ -680,8 +736,15 @@ export class Kvm implements ExitSink {
 
   /** kvm: kvm_set_cr3 with EPT: the MMU's PGD switch is for shadow paging only; GUEST_CR3 is written. */
   setCr3(value: number): void {
+    if (this.useEpt) {
+      this.mmu.setCr3(value);
+      this.processor.vmwrite(F.GUEST_CR3, value >>> 0, Math.floor(value / TWO_32));
+      return;
+    }
+    // kvm: kvm_set_cr3 → kvm_mmu_new_pgd (the fast switch over the root cache); the shadow root is
+    // loaded into GUEST_CR3 by vmx_load_mmu_pgd before the entry.
     this.mmu.setCr3(value);
-    this.processor.vmwrite(F.GUEST_CR3, value >>> 0, Math.floor(value / TWO_32));
+    this.loadPgdRequested = true;
   }
 
   /**
@@ -700,7 +763,9 @@ export class Kvm implements ExitSink {
     }
     const write = (qual & 2) !== 0;
     for (let tries = 0; tries < 4; tries++) {
-      const r = this.tdp.map(this.mmu.mmu.rootHpa, gpa as Gpa, write);
+      const root = this.mmu.mmu.rootHpa;
+      const r =
+        this.tdp !== null ? this.tdp.map(root, gpa as Gpa, write) : this.#legacyTdpFault(root, gpa, write);
       if (r === TDP_MAP_RESULT.RETRY) {
         this.mmu.freeObsoleteRoots();
         if (this.mmu.reload()) this.loadPgdRequested = true;
@@ -719,6 +784,91 @@ export class Kvm implements ExitSink {
     }
     throw new Error(`${this.name}: EPT violation at 0x${gpa.toString(16)} not resolved after 4 tries`);
   }
+
+  /**
+   * The legacy MMU's TDP fault (kvm: kvm_tdp_page_fault → direct_page_fault → direct_map without the
+   * TDP MMU): the same checks as the TDP MMU's, then a direct shadow-page walk that allocates missing
+   * tables from the shadow-page hash. Returns a TDP_MAP_RESULT.
+   */
+  #legacyTdpFault(root: number, gpa: number, write: boolean): number {
+    this.meter.count(MMU_EVENTS.TDP_FAULT);
+    const gfn = Math.floor(gpa / PAGE);
+    const memslots = this.memslots;
+    const slot = memslots.lookup(gfn);
+    if (slot < 0) return TDP_MAP_RESULT.EMULATE_MMIO;
+    if (write && memslots.readOnlyAt(slot)) return TDP_MAP_RESULT.EMULATE_READ_ONLY;
+    if (this.shadow.isRootStale(root)) return TDP_MAP_RESULT.RETRY;
+    const outcome = this.shadow.directMap(root, gpa, gfn, slot, write);
+    switch (outcome) {
+      case SHADOW_FAULT.RETRY:
+        return TDP_MAP_RESULT.RETRY;
+      case SHADOW_FAULT.SPURIOUS:
+        return TDP_MAP_RESULT.SPURIOUS;
+      case SHADOW_FAULT.EMULATE_WRITE_PROTECTED:
+        return TDP_MAP_RESULT.EMULATE_WRITE_PROTECTED;
+      default:
+        return TDP_MAP_RESULT.FIXED;
+    }
+  }
+
+  /**
+   * A #PF exit under shadow paging (kvm: handle_exception_nmi → kvm_mmu_page_fault →
+   * FNAME(page_fault)): fix the shadow tables from the guest's, or inject the guest's own #PF.
+   */
+  #handleException(): void {
+    this.meter.count(HV.EXIT_HANDLER_EXCEPTION);
+    const p = this.processor;
+    const info = this.regs.readIntrInfo();
+    const vector = info & 0xff;
+    const errorCode = (info & 0x800) !== 0 ? p.vmread(F.VM_EXIT_INTR_ERROR_CODE) : 0;
+    if (vector !== 14 || this.shadowPaging === null) {
+      throw new Error(`${this.name}: exception ${vector} exits are not modelled beyond shadow-paging #PF`);
+    }
+    const cr2Lo = this.regs.readExitQualification();
+    const cr2Hi = this.regs.exitQualHi;
+    const mmu = this.mmu;
+    for (let tries = 0; tries < 4; tries++) {
+      const ctx = this.#guestPagingContext();
+      const r = this.shadowPaging.fault(mmu.mmu.rootHpa, ctx, cr2Lo, cr2Hi, errorCode);
+      switch (r.outcome) {
+        case SHADOW_FAULT.FIXED:
+        case SHADOW_FAULT.SPURIOUS:
+          return;
+        case SHADOW_FAULT.RETRY:
+          mmu.freeObsoleteRoots();
+          if (mmu.reload()) this.loadPgdRequested = true;
+          continue;
+        case SHADOW_FAULT.INJECT_PAGE_FAULT:
+          // kvm: kvm_inject_emulated_page_fault → vmx_inject_exception at the next entry.
+          this.meter.count(HV.EVENT_INJECTION);
+          p.vmwrite(F.VM_ENTRY_INTR_INFO_FIELD, 0x80000b0e);
+          p.vmwrite(F.VM_ENTRY_EXCEPTION_ERROR_CODE, r.errorCode);
+          return;
+        default:
+          throw new Error(
+            `${this.name}: shadow-paging fault at 0x${(cr2Hi * TWO_32 + cr2Lo).toString(16)} ended with outcome ${r.outcome}, which the model does not emulate`,
+          );
+      }
+    }
+    throw new Error(`${this.name}: #PF not resolved after 4 tries`);
+  }
+
+  /** The guest's paging registers as KVM holds them (kvm: the vCPU's CR0/CR3/CR4/EFER). */
+  #guestPagingContext(): PagingContext {
+    const m = this.mmu;
+    const key = this.#pagingKey;
+    if (key[0] !== m.cr0 || key[1] !== m.cr3 || key[2] !== m.cr4 || key[3] !== m.efer) {
+      key[0] = m.cr0;
+      key[1] = m.cr3;
+      key[2] = m.cr4;
+      key[3] = m.efer;
+      this.#paging = createPagingContext({ cr0: m.cr0, cr3: m.cr3, cr4: m.cr4, efer: m.efer }, MODERN_CPU);
+    }
+    return this.#paging!;
+  }
+
+  readonly #pagingKey = new Float64Array([-1, -1, -1, -1]);
+  #paging: PagingContext | null = null;
 
   /**
    * A guest hypervisor wrote a page table this KVM shadows (kvm: page_fault_handle_page_track →

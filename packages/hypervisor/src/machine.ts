@@ -49,12 +49,9 @@ export class Machine {
   constructor(options: MachineOptions) {
     const { program, config, meter } = options;
     const tracer = options.tracer ?? NOOP_TRACER;
-    if (!config.ept) {
-      throw new RangeError("ept=off (L0 shadow paging) is not modelled by the runtime yet; use ept=on");
-    }
-    if (!(options.innerConfig ?? config).l1Ept && program.setup.level > 1) {
+    if (!config.ept && program.setup.level > 1) {
       throw new RangeError(
-        "l1Ept=off (a guest hypervisor shadow-paging its guest) is not modelled by the runtime yet",
+        "ept=off with a nested guest (shadow paging at L0 under a guest hypervisor, shadow-on-shadow) is not modelled; use ept=on or a level-1 workload",
       );
     }
     this.program = program;
@@ -102,6 +99,8 @@ export class Machine {
           guest,
           guestBoot: boot,
           guestMemoryBytes: sizes[k + 1]!,
+          // A guest hypervisor gets EPT only when its parent uses EPT (nested EPT).
+          cpuOffersEpt: k === 0 ? true : kvms[k - 1]!.useEpt,
         }),
       );
     }
@@ -125,7 +124,7 @@ export class Machine {
 
   #workloadBoot(cr3: number): GuestBootState {
     const s = this.program.setup;
-    return { cr0: s.cr0, cr3, cr4: s.cr4, efer: s.efer, rip: RIP_BASE };
+    return { cr0: s.cr0, cr3, cr4: s.cr4, efer: s.efer, rip: RIP_BASE, cpl: s.cpl };
   }
 
   /** Runs the workload to its end. */

@@ -126,11 +126,17 @@ export function guestStateSnapshot(machine: Machine): GuestStateSnapshot {
     vmcs12.push(row);
   }
   const memory = machine.kvms[machine.level - 1]!.guestMemory();
+  // Every page the workload's address spaces map (what it can have written), each hashed once.
+  const pages = new Set<number>();
+  for (const space of machine.program.setup.addressSpaces) {
+    for (const m of space.mappings) {
+      const bytes = m.pages * m.pageSize;
+      for (let off = 0; off < bytes; off += 4096) pages.add(m.gpa + off);
+    }
+  }
   let h = 0x811c9dc5;
-  const bytes = machine.program.setup.memoryBytes;
-  for (let pa = 0; pa < bytes; pa += 4096) {
-    // Only pages that hold data are hashed (sparse memory reads zero elsewhere).
-    for (let off = 0; off < 4096; off += 64) {
+  for (const pa of [...pages].sort((a, b) => a - b)) {
+    for (let off = 0; off < 4096; off += 8) {
       const v = memory.read32(pa + off);
       if (v !== 0) h = Math.imul(h ^ v ^ (pa + off), 0x01000193) >>> 0;
     }

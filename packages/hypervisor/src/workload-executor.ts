@@ -1,4 +1,10 @@
-import { CPU_BASED_CTLS, EXIT_REASON, type HardwareVmcs, type Meter } from "@nestvisor/vmx";
+import {
+  CPU_BASED_CTLS,
+  EXIT_REASON,
+  type HardwareVmcs,
+  type Meter,
+  SECONDARY_EXEC_CTLS,
+} from "@nestvisor/vmx";
 import {
   ACCESS,
   AD_UPDATE,
@@ -9,8 +15,10 @@ import {
   FAULT_STAGE,
   MODERN_CPU,
   MODERN_EPT_CAPABILITIES,
+  PageWalker,
   type PagingContext,
   TwoDimensionalWalker,
+  type WalkResult,
 } from "@nestvisor/x86-arch";
 import { GPR, type GuestContext } from "./guest-context";
 import type { HardwareVmxCpu } from "./hardware-vmx-cpu";
@@ -89,6 +97,8 @@ export class WorkloadExecutor {
   /** Page tables of each address space (CR3 values), from the machine. */
   readonly #roots: readonly number[];
   readonly #walker: TwoDimensionalWalker;
+  /** The one-dimensional walk of a VMCS without EPT (the processor walks KVM's shadow tables). */
+  readonly #walker1d: PageWalker;
   readonly #eptContexts = new Map<number, EptContext>();
   #paging: PagingContext;
   /** The CR0/CR3/CR4/EFER the paging context was built from. */
@@ -121,6 +131,7 @@ export class WorkloadExecutor {
       guestAdUpdate: AD_UPDATE.HARDWARE,
       eptAdUpdate: AD_UPDATE.HARDWARE,
     });
+    this.#walker1d = new PageWalker(hw.memory, { adUpdate: AD_UPDATE.HARDWARE });
   }
 
   /** Runs the program to its end, letting the hypervisors handle every exit on the way. */
@@ -146,11 +157,19 @@ export class WorkloadExecutor {
     for (;;) {
       let op: number;
       if (this.#pending) {
-        // The operation that exited: completed if RIP moved past it, else retried.
+        // The operation that exited: completed if RIP moved past it, else retried — unless the
+        // hypervisor injected an exception, which the guest takes instead (SDM 27.6).
         this.#pending = false;
         const rip = vmcs.read(F.GUEST_RIP) + vmcs.hi * TWO_32;
         const at = RIP_BASE + cursor.pc * RIP_STRIDE;
-        if (rip !== at) {
+        const injected = vmcs.read(F.VM_ENTRY_INTR_INFO_FIELD);
+        if ((injected & 0x8000_0000) !== 0) {
+          vmcs.write(F.VM_ENTRY_INTR_INFO_FIELD, injected & 0x7fff_ffff);
+          const errorCode = (injected & 0x800) !== 0 ? vmcs.read(F.VM_ENTRY_EXCEPTION_ERROR_CODE) : 0;
+          this.#guestFault(errorCode);
+          this.observations.operations++;
+          op = cursor.next();
+        } else if (rip !== at) {
           this.#completeAfterExit(cursor.opcode);
           this.observations.operations++;
           op = cursor.next();
@@ -190,6 +209,7 @@ export class WorkloadExecutor {
         break;
       case OP.MOV_FROM_CR0:
       case OP.MOV_FROM_CR4:
+      case OP.MOV_FROM_CR3:
         o.mix(g.gprLo[GPR.RAX]!);
         break;
       default:
@@ -263,6 +283,8 @@ export class WorkloadExecutor {
           );
         } else {
           const value = this.msrs.get(index) ?? 0;
+          g.setGpr(GPR.RAX, value >>> 0, 0);
+          g.setGpr(GPR.RDX, Math.floor(value / TWO_32) >>> 0, 0);
           this.observations.mix(value >>> 0);
           this.observations.mix(Math.floor(value / TWO_32));
         }
@@ -291,8 +313,9 @@ export class WorkloadExecutor {
         if ((flags & CR3_FLAG.SPACE) !== 0) value = this.#roots[cursor.operand(CR_SLOT.SPACE)] ?? 0;
         else if ((flags & CR3_FLAG.RELOAD) !== 0) value = vmcs.read(F.GUEST_CR3) + vmcs.hi * TWO_32;
         else value = cursor.operand(CR_SLOT.VALUE_LO) + cursor.operand(CR_SLOT.VALUE_HI) * TWO_32;
+        // The source register holds the value whether or not the MOV exits (MOV CR3, RAX).
+        g.setGpr(GPR.RAX, value >>> 0, Math.floor(value / TWO_32));
         if ((vmcs.read(F.CPU_BASED_VM_EXEC_CONTROL) & CPU_BASED_CTLS.CPU_BASED_CR3_LOAD_EXITING) !== 0) {
-          g.setGpr(GPR.RAX, value >>> 0, Math.floor(value / TWO_32));
           return this.#exit(EXIT_REASON.CR_ACCESS, LENGTH.MOV_CR, 3);
         }
         vmcs.write(F.GUEST_CR3, value >>> 0, Math.floor(value / TWO_32));
@@ -304,13 +327,22 @@ export class WorkloadExecutor {
       case OP.MOV_FROM_CR3: {
         // SDM 26.3 (and 25.6.6): reads of host-owned bits return the read shadow.
         let value: number;
-        if (op === OP.MOV_FROM_CR3) value = vmcs.read(F.GUEST_CR3);
-        else {
+        if (op === OP.MOV_FROM_CR3) {
+          if ((vmcs.read(F.CPU_BASED_VM_EXEC_CONTROL) & CPU_BASED_CTLS.CPU_BASED_CR3_STORE_EXITING) !== 0) {
+            // SDM Table 28-3: CR 3, access type 1 (MOV from CR), GPR RAX.
+            return this.#exit(EXIT_REASON.CR_ACCESS, LENGTH.MOV_CR, 3 | (1 << 4));
+          }
+          value = vmcs.read(F.GUEST_CR3);
+          g.setGpr(GPR.RAX, value, vmcs.hi);
+          this.observations.mix(value);
+          return false;
+        } else {
           const cr0 = op === OP.MOV_FROM_CR0;
           const mask = vmcs.read(cr0 ? F.CR0_GUEST_HOST_MASK : F.CR4_GUEST_HOST_MASK);
           const shadow = vmcs.read(cr0 ? F.CR0_READ_SHADOW : F.CR4_READ_SHADOW);
           value = ((vmcs.read(cr0 ? F.GUEST_CR0 : F.GUEST_CR4) & ~mask) | (shadow & mask)) >>> 0;
         }
+        g.setGpr(GPR.RAX, value, 0);
         this.observations.mix(value);
         return false;
       }
@@ -327,17 +359,32 @@ export class WorkloadExecutor {
     }
   }
 
-  /** A data or instruction access through the 2D walk (guest tables, then the VMCS's EPT). */
+  /**
+   * A data or instruction access: the 2D walk (guest tables, then the VMCS's EPT) when the VMCS
+   * enables EPT, else the 1D walk of the tables at GUEST_CR3 (KVM's shadow tables).
+   */
   #access(op: number, vmcs: HardwareVmcs): boolean {
     const cursor = this.cursor;
-    const walker = this.#walker;
-    walker.setEptContext(this.#eptContext(vmcs.read(F.EPT_POINTER) + vmcs.hi * TWO_32));
     const cpl = this.program.setup.cpl;
     let access = cpl === 3 ? ACCESS.USER : 0;
     if (op === OP.WRITE) access |= ACCESS.WRITE;
     else if (op === OP.FETCH) access |= ACCESS.FETCH;
-    if (walker.walk(cursor.gvaLo, cursor.gvaHi, access)) {
-      const pa = walker.result.pa;
+    const ept =
+      (vmcs.read(F.CPU_BASED_VM_EXEC_CONTROL) & CPU_BASED_CTLS.CPU_BASED_ACTIVATE_SECONDARY_CONTROLS) !== 0 &&
+      (vmcs.read(F.SECONDARY_VM_EXEC_CONTROL) & SECONDARY_EXEC_CTLS.SECONDARY_EXEC_ENABLE_EPT) !== 0;
+    let ok: boolean;
+    let result: WalkResult;
+    if (ept) {
+      const walker = this.#walker;
+      walker.setEptContext(this.#eptContext(vmcs.read(F.EPT_POINTER) + vmcs.hi * TWO_32));
+      ok = walker.walk(cursor.gvaLo, cursor.gvaHi, access);
+      result = walker.result;
+    } else {
+      ok = this.#walker1d.walk(this.#paging, cursor.gvaLo, cursor.gvaHi, access, null);
+      result = this.#walker1d.result;
+    }
+    if (ok) {
+      const pa = result.pa;
       const memory = this.hw.memory;
       const size = cursor.operand(MEM_SLOT.SIZE);
       if (op === OP.WRITE) {
@@ -353,14 +400,26 @@ export class WorkloadExecutor {
       }
       return false;
     }
-    const result = walker.result;
     if (result.stage === FAULT_STAGE.GUEST) {
-      this.observations.guestFaults++;
-      this.observations.lastFaultErrorCode = result.errorCode;
-      this.observations.mix(result.errorCode);
+      // SDM 26.2 / 25.6.3: a #PF exits when the exception bitmap and the PFEC mask/match say so.
+      const errorCode = result.errorCode;
+      const bitmapHit = (vmcs.read(F.EXCEPTION_BITMAP) & (1 << 14)) !== 0;
+      const match =
+        (errorCode & vmcs.read(F.PAGE_FAULT_ERROR_CODE_MASK)) === vmcs.read(F.PAGE_FAULT_ERROR_CODE_MATCH);
+      if (bitmapHit === match) {
+        const info = this.hw.exitInfo.reset(EXIT_REASON.EXCEPTION_NMI);
+        info.instructionLength = LENGTH.MEMORY;
+        info.interruptionInfo = 0x80000b0e;
+        info.errorCode = errorCode;
+        info.qualificationLo = cursor.gvaLo;
+        info.qualificationHi = cursor.gvaHi;
+        this.#saveAndExit(vmcs);
+        return true;
+      }
+      this.#guestFault(errorCode);
       return false;
     }
-    const fault = walker.fault;
+    const fault = this.#walker.fault;
     const info = this.hw.exitInfo.reset(
       fault.misconfig !== 0 ? EXIT_REASON.EPT_MISCONFIG : EXIT_REASON.EPT_VIOLATION,
     );
@@ -371,6 +430,13 @@ export class WorkloadExecutor {
     info.linearHi = fault.laHi;
     this.#saveAndExit(vmcs);
     return true;
+  }
+
+  /** The guest takes a #PF (its own handler is not modelled: the access is recorded and skipped). */
+  #guestFault(errorCode: number): void {
+    this.observations.guestFaults++;
+    this.observations.lastFaultErrorCode = errorCode;
+    this.observations.mix(errorCode);
   }
 
   #exit(reason: number, length: number, qualification: number): boolean {
