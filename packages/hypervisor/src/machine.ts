@@ -127,6 +127,17 @@ export class Machine {
     return { cr0: s.cr0, cr3, cr4: s.cr4, efer: s.efer, rip: RIP_BASE, cpl: s.cpl };
   }
 
+  /**
+   * Starts counting from zero (after the boot): resets the meter when it can be reset (a
+   * `CostAccumulator` or `CountingMeter`), forgets open exits, and charges work to the running level.
+   */
+  resetAccounting(): void {
+    const meter = this.meter as Meter & { reset?: () => void; setLevel?: (level: number) => void };
+    meter.reset?.();
+    this.hardware.ledger.reset();
+    meter.setLevel?.(this.hardware.running?.level ?? 0);
+  }
+
   /** Runs the workload to its end. */
   run(): void {
     this.executor.run();

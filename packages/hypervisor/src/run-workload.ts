@@ -67,9 +67,7 @@ export function runWorkload(options: RunOptions): RunResult {
     meter: accumulator,
     tracer: options.tracer ?? NOOP_TRACER,
   });
-  accumulator.reset();
-  machine.hardware.ledger.reset();
-  accumulator.setLevel(machine.level);
+  machine.resetAccounting();
   const start = performance.now();
   machine.run();
   const wallMs = performance.now() - start;
