@@ -1,3 +1,4 @@
+export { auditMachine, type MachineAuditSummary } from "./audit-machine";
 export {
   BUILTIN_LAYOUT,
   BUILTIN_PORTS,

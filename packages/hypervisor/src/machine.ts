@@ -133,8 +133,8 @@ export class Machine {
    */
   resetAccounting(): void {
     const meter = this.meter as Meter & { reset?: () => void; setLevel?: (level: number) => void };
-    meter.reset?.();
     this.hardware.ledger.reset();
+    meter.reset?.();
     meter.setLevel?.(this.hardware.running?.level ?? 0);
   }
 

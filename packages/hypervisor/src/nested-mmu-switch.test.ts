@@ -8,7 +8,10 @@ import { resolveFlags } from "./kernel-presets";
 import { Machine } from "./machine";
 
 const M = MMU_EVENTS;
-type MmuCounts = Record<"init" | "perm" | "drop" | "load" | "hitCurrent" | "hitPrev" | "miss" | "unload", number>;
+type MmuCounts = Record<
+  "init" | "perm" | "drop" | "load" | "hitCurrent" | "hitPrev" | "miss" | "unload",
+  number
+>;
 
 /** L0's MMU work per steady-state L2 CPUID round trip: (run of 30 − run of 10) / 20, level 0 only. */
 function l0MmuPerRoundTrip(overrides: Record<string, boolean>, preset = "v6.12"): MmuCounts {

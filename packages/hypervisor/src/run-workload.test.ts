@@ -2,6 +2,8 @@ import { describe, expect, it } from "vitest";
 import { builtinWorkload } from "./builtin-workloads";
 import { resolveFlags } from "./kernel-presets";
 import { runWorkload } from "./run-workload";
+import { toChromeTraceEvents } from "./trace-events-export";
+import { TimelineTracer, TRACE_KIND } from "./tracer";
 
 const run = (
   name: string,
@@ -32,5 +34,43 @@ describe("runWorkload", () => {
     expect(r.attribution.byLevel[1]!).toBeGreaterThan(0);
     expect(r.attribution.byLevel[0]!).toBeGreaterThan(r.attribution.byLevel[1]!);
     expect(r.counts.NESTED_EXIT_REFLECTED).toBe(20);
+  });
+});
+
+describe("runWorkload at level 3 and with a tracer", () => {
+  it("an L3 workload sees what it sees at L2 (cpuid, touch_memory), with more exits", () => {
+    for (const [name, params] of [
+      ["cpuid", { iterations: 3 }],
+      ["touch_memory", { pages: 16 }],
+    ] as const) {
+      const l2 = runWorkload({
+        program: builtinWorkload(name, { level: 2, ...params }),
+        config: resolveFlags("v6.12", {}),
+      });
+      const l3 = runWorkload({
+        program: builtinWorkload(name, { level: 3, ...params }),
+        config: resolveFlags("v6.12", {}),
+      });
+      const { vmcs12: _a, ...view2 } = l2.snapshot;
+      const { vmcs12: _b, ...view3 } = l3.snapshot;
+      expect(view3).toEqual(view2);
+      expect(l3.counts.HARDWARE_VM_EXIT!).toBeGreaterThan(5 * l2.counts.HARDWARE_VM_EXIT!);
+      expect(l3.attribution.byLevel[2]!).toBeGreaterThan(0);
+    }
+  });
+
+  it("records a timeline of exits, entries and handler spans that exports to Chrome trace events", () => {
+    const tracer = new TimelineTracer({ capacity: 10_000 });
+    runWorkload({
+      program: builtinWorkload("cpuid", { level: 2, iterations: 3 }),
+      config: resolveFlags("v6.12", {}),
+      tracer,
+    });
+    expect(tracer.length).toBeGreaterThan(0);
+    expect(tracer.openDepth).toBeLessThanOrEqual(2);
+    const spans = tracer.spans();
+    expect(spans.some((s) => s.kind === TRACE_KIND.HANDLER && s.level === 1)).toBe(true);
+    const trace = toChromeTraceEvents(tracer, { cyclesPerMicrosecond: 3000 });
+    expect(JSON.parse(JSON.stringify(trace)).traceEvents.length).toBeGreaterThan(tracer.length);
   });
 });

@@ -21,6 +21,8 @@ export class TransitionLedger {
   #depth = 0;
   /** Simulated time when the meter is a cost accumulator, else a transition count (for the timeline). */
   #clock = 0;
+  /** Time already on the timeline when the meter was last reset (the timeline never runs backwards). */
+  #base = 0;
 
   constructor(meter: Meter, tracer: Tracer) {
     this.meter = meter;
@@ -30,7 +32,7 @@ export class TransitionLedger {
 
   /** Current simulated cycle (the accumulator's total), for timeline stamps. */
   get now(): number {
-    return this.#accumulator !== null ? this.#accumulator.totalCycles : this.#clock;
+    return this.#base + (this.#accumulator !== null ? this.#accumulator.totalCycles : this.#clock);
   }
 
   /** Exits opened and not yet closed. */
@@ -59,9 +61,10 @@ export class TransitionLedger {
     while (i >= 0 && this.#openContext[i] !== context) i--;
     const tracing = this.tracer.enabled;
     if (i < 0) {
-      // A reflected exit delivered to a hypervisor: same open exit, new level.
+      // A reflected exit delivered to a hypervisor: same open exit, new level (or, with no exit
+      // open, a first entry).
       this.#accumulator?.setLevel(context.level);
-      if (tracing) {
+      if (tracing && this.#depth > 0) {
         this.tracer.end(this.now);
         this.tracer.begin(TRACE_KIND.HANDLER, context.level, 0, this.now);
       }
@@ -78,9 +81,16 @@ export class TransitionLedger {
     if (tracing) this.tracer.instant(TRACE_KIND.VM_ENTRY, context.level, 0, this.now);
   }
 
-  /** Forget every open exit (a run ended or was reset). */
+  /**
+   * Forget every open exit (their timeline spans are closed now); call it just before the meter is
+   * reset, so that the timeline continues from the current time.
+   */
   reset(): void {
+    const now = this.now;
+    if (this.tracer.enabled) for (let i = 0; i < this.#depth; i++) this.tracer.end(now);
     this.#openContext.fill(null);
     this.#depth = 0;
+    this.#base = now;
+    this.#clock = 0;
   }
 }
