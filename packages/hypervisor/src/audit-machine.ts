@@ -3,7 +3,6 @@ import {
   assertAuditClean,
   eptOnEptReference,
   INVALID_ROOT,
-  KVM_MMU_NUM_PREV_ROOTS,
   NO_SHADOW_PAGE,
   PAGE_ROLE,
   shadowPagingReference,
@@ -50,7 +49,7 @@ export function auditMachine(machine: Machine): MachineAuditSummary {
     };
     for (const ctx of kvm.mmu.rootContexts) {
       audit(ctx.rootPgd, ctx.rootHpa);
-      for (let i = 0; i < KVM_MMU_NUM_PREV_ROOTS; i++) audit(ctx.prevPgd[i]!, ctx.prevHpa[i]!);
+      for (let i = 0; i < ctx.prevRootCount; i++) audit(ctx.prevPgd[i]!, ctx.prevHpa[i]!);
     }
     roots.push(count);
   }

@@ -54,6 +54,8 @@ export {
   KVM_MMU_NUM_PREV_ROOTS,
   KVM_MMU_ROOT,
   kvmMmuRootPrevious,
+  kvmMmuRootsAll,
+  MAX_PREV_ROOTS,
   MMU_CONTEXT_KIND,
   MMU_FLAVOUR,
   MmuContext,
@@ -147,6 +149,7 @@ export {
   type RootCacheEnv,
   rootsMatchingEptp,
 } from "./root-cache";
+export { KVM_ROOT_CACHE, kvmRootCacheWithSize, type RootCachePolicy } from "./root-cache-policy";
 export { ShadowEptMmu } from "./shadow-ept-mmu";
 export { SHADOW_FAULT, SHADOW_FAULT_NAMES, type ShadowFaultOutcome, ShadowFaultResult } from "./shadow-fault";
 export { ShadowMmu, type ShadowMmuOptions, spteIndex } from "./shadow-mmu";

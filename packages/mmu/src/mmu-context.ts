@@ -45,6 +45,17 @@ export const KVM_MMU_ROOT = {
   ALL: 0xf,
 } as const;
 
+/** Largest root cache a context accepts (current root plus this many previous roots fit in a mask). */
+export const MAX_PREV_ROOTS = 16;
+
+/**
+ * The mask of every root slot of a context with `prevRoots` previous roots (kvm: KVM_MMU_ROOTS_ALL,
+ * 0xf for KVM's three).
+ */
+export function kvmMmuRootsAll(prevRoots: number): number {
+  return (2 ** (prevRoots + 1) - 1) >>> 0;
+}
+
 /** kvm: KVM_MMU_ROOT_PREVIOUS(i) = BIT(1 + i). */
 export function kvmMmuRootPrevious(i: number): number {
   return 1 << (1 + i);
@@ -65,8 +76,12 @@ export class MmuContextStats {
   guestRsvdResets = 0;
   shadowZeroResets = 0;
   hitCurrent = 0;
-  /** Hits on prev[0], prev[1], prev[2]. */
-  readonly hitPrev = new Float64Array(KVM_MMU_NUM_PREV_ROOTS);
+  /** Hits on prev[0], prev[1], … */
+  readonly hitPrev: Float64Array;
+
+  constructor(prevRoots: number = KVM_MMU_NUM_PREV_ROOTS) {
+    this.hitPrev = new Float64Array(prevRoots);
+  }
   misses = 0;
   loads = 0;
   /** Valid root slots released. */
@@ -154,13 +169,31 @@ export class MmuContext {
   /** kvm: root.hpa — INVALID_ROOT when there is no current root. */
   rootHpa: number = INVALID_ROOT;
   /** kvm: prev_roots[i].pgd, most recently used first. */
-  readonly prevPgd = new Float64Array(KVM_MMU_NUM_PREV_ROOTS).fill(INVALID_PGD);
+  readonly prevPgd: Float64Array;
   /** kvm: prev_roots[i].hpa. */
-  readonly prevHpa = new Float64Array(KVM_MMU_NUM_PREV_ROOTS).fill(INVALID_ROOT);
-  readonly stats = new MmuContextStats();
+  readonly prevHpa: Float64Array;
+  readonly stats: MmuContextStats;
+  /** Mask of every root slot (kvm: KVM_MMU_ROOTS_ALL). */
+  readonly allRoots: number;
 
-  constructor(kind: MmuContextKind) {
+  /**
+   * `prevRoots`: size of the previous-root cache (kvm: KVM_MMU_NUM_PREV_ROOTS = 3); a root-cache
+   * policy may choose another size (1 … MAX_PREV_ROOTS).
+   */
+  constructor(kind: MmuContextKind, prevRoots: number = KVM_MMU_NUM_PREV_ROOTS) {
+    if (!Number.isInteger(prevRoots) || prevRoots < 1 || prevRoots > MAX_PREV_ROOTS) {
+      throw new RangeError(`a root cache holds 1 to ${MAX_PREV_ROOTS} previous roots, not ${prevRoots}`);
+    }
     this.kind = kind;
+    this.prevPgd = new Float64Array(prevRoots).fill(INVALID_PGD);
+    this.prevHpa = new Float64Array(prevRoots).fill(INVALID_ROOT);
+    this.stats = new MmuContextStats(prevRoots);
+    this.allRoots = kvmMmuRootsAll(prevRoots);
+  }
+
+  /** Number of previous-root slots. */
+  get prevRootCount(): number {
+    return this.prevHpa.length;
   }
 
   /** kvm: VALID_PAGE(mmu->root.hpa). */
@@ -171,7 +204,7 @@ export class MmuContext {
   /** Number of valid root slots (current and previous). */
   validRootCount(): number {
     let n = this.rootHpa !== INVALID_ROOT ? 1 : 0;
-    for (let i = 0; i < KVM_MMU_NUM_PREV_ROOTS; i++) if (this.prevHpa[i] !== INVALID_ROOT) n++;
+    for (let i = 0; i < this.prevHpa.length; i++) if (this.prevHpa[i] !== INVALID_ROOT) n++;
     return n;
   }
 
@@ -187,8 +220,7 @@ export class MmuContext {
   /** The current root and prev[0..2], for tests and reports (allocates). */
   describeRoots(): { current: RootSlot; prev: RootSlot[] } {
     const prev: RootSlot[] = [];
-    for (let i = 0; i < KVM_MMU_NUM_PREV_ROOTS; i++)
-      prev.push({ pgd: this.prevPgd[i]!, hpa: this.prevHpa[i]! });
+    for (let i = 0; i < this.prevHpa.length; i++) prev.push({ pgd: this.prevPgd[i]!, hpa: this.prevHpa[i]! });
     return { current: { pgd: this.rootPgd, hpa: this.rootHpa }, prev };
   }
 }

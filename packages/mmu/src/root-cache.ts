@@ -1,7 +1,6 @@
 import type { Meter } from "@nestvisor/vmx";
 import {
   INVALID_PGD,
-  KVM_MMU_NUM_PREV_ROOTS,
   KVM_MMU_ROOT,
   kvmMmuRootPrevious,
   MMU_CONTEXT_KIND,
@@ -84,12 +83,14 @@ function dropRoot(ctx: MmuContext, hpa: number, env: RootCacheEnv): void {
  * backend's decision. Throws a RangeError for bits outside KVM_MMU_ROOT.ALL (KVM WARNs).
  */
 export function kvmMmuFreeRoots(ctx: MmuContext, mask: number, env: RootCacheEnv): void {
-  if ((mask & ~KVM_MMU_ROOT.ALL) !== 0) {
-    throw new RangeError(`root mask 0x${mask.toString(16)} has bits outside KVM_MMU_ROOTS_ALL (0xf)`);
+  if ((mask & ~ctx.allRoots) !== 0) {
+    throw new RangeError(
+      `root mask 0x${mask.toString(16)} has bits outside KVM_MMU_ROOTS_ALL (0x${ctx.allRoots.toString(16)})`,
+    );
   }
   const freeCurrent = (mask & KVM_MMU_ROOT.CURRENT) !== 0 && ctx.rootHpa !== INVALID_ROOT;
   const prevHpa = ctx.prevHpa;
-  for (let i = 0; i < KVM_MMU_NUM_PREV_ROOTS; i++) {
+  for (let i = 0; i < ctx.prevHpa.length; i++) {
     const hpa = prevHpa[i]!;
     if ((mask & kvmMmuRootPrevious(i)) !== 0 && hpa !== INVALID_ROOT) {
       dropRoot(ctx, hpa, env);
@@ -125,7 +126,7 @@ export function cachedRootFindAndKeepCurrent(
   }
   const prevPgd = ctx.prevPgd;
   const prevHpa = ctx.prevHpa;
-  for (let i = 0; i < KVM_MMU_NUM_PREV_ROOTS; i++) {
+  for (let i = 0; i < ctx.prevHpa.length; i++) {
     const hpa = prevHpa[i]!;
     const p = prevPgd[i]!;
     prevHpa[i] = ctx.rootHpa;
@@ -154,7 +155,7 @@ export function cachedRootFindWithoutCurrent(
   const prevPgd = ctx.prevPgd;
   const prevHpa = ctx.prevHpa;
   let found = -1;
-  for (let i = 0; i < KVM_MMU_NUM_PREV_ROOTS; i++) {
+  for (let i = 0; i < ctx.prevHpa.length; i++) {
     if (isRootUsable(backend, prevHpa[i]!, prevPgd[i]!, pgd, role, ignoreCr3)) {
       found = i;
       break;
@@ -168,7 +169,7 @@ export function cachedRootFindWithoutCurrent(
   ctx.rootHpa = hpa;
   ctx.rootPgd = p;
   let i = found;
-  for (; i < KVM_MMU_NUM_PREV_ROOTS - 1; i++) {
+  for (; i < ctx.prevHpa.length - 1; i++) {
     prevHpa[i] = prevHpa[i + 1]!;
     prevPgd[i] = prevPgd[i + 1]!;
   }
@@ -266,7 +267,7 @@ export function kvmMmuFreeObsoleteRoots(ctx: MmuContext, env: RootCacheEnv): voi
   const backend = env.backend;
   let mask = 0;
   if (ctx.rootHpa !== INVALID_ROOT && backend.isObsoleteRoot(ctx.rootHpa)) mask |= KVM_MMU_ROOT.CURRENT;
-  for (let i = 0; i < KVM_MMU_NUM_PREV_ROOTS; i++) {
+  for (let i = 0; i < ctx.prevHpa.length; i++) {
     const hpa = ctx.prevHpa[i]!;
     if (hpa !== INVALID_ROOT && backend.isObsoleteRoot(hpa)) mask |= kvmMmuRootPrevious(i);
   }
@@ -283,7 +284,7 @@ export function kvmMmuFreeGuestModeRoots(ctx: MmuContext, env: RootCacheEnv): vo
     throw new Error(`kvm_mmu_free_guest_mode_roots on ${ctx.kind} while its role is a guest-mode one`);
   }
   let mask = 0;
-  for (let i = 0; i < KVM_MMU_NUM_PREV_ROOTS; i++) {
+  for (let i = 0; i < ctx.prevHpa.length; i++) {
     const hpa = ctx.prevHpa[i]!;
     if (hpa === INVALID_ROOT) continue;
     const word = env.backend.rootRoleWord(hpa);
@@ -306,7 +307,7 @@ export function rootsMatchingEptp(ctx: MmuContext, eptp: number): number {
   const target = eptpAddressBits(eptp);
   let mask = 0;
   if (ctx.rootHpa !== INVALID_ROOT && eptpAddressBits(ctx.rootPgd) === target) mask |= KVM_MMU_ROOT.CURRENT;
-  for (let i = 0; i < KVM_MMU_NUM_PREV_ROOTS; i++) {
+  for (let i = 0; i < ctx.prevHpa.length; i++) {
     const pgd = ctx.prevPgd[i]!;
     if (ctx.prevHpa[i] !== INVALID_ROOT && pgd !== INVALID_PGD && eptpAddressBits(pgd) === target) {
       mask |= kvmMmuRootPrevious(i);

@@ -9,7 +9,7 @@ import {
   MMU_EFER_ROLE_BITS,
   MMU_EFER_ROLE_BITS_PRE_5_18,
 } from "./cpu-role";
-import { KVM_MMU_ROOT, MMU_CONTEXT_KIND, MMU_FLAVOUR, MmuContext } from "./mmu-context";
+import { MMU_CONTEXT_KIND, MMU_FLAVOUR, MmuContext } from "./mmu-context";
 import { MMU_EVENTS } from "./mmu-events";
 import { DEFAULT_MMU_FLAGS, type MmuFlags } from "./mmu-flags";
 import {
@@ -29,10 +29,10 @@ import {
   kvmMmuFreeGuestModeRoots,
   kvmMmuFreeObsoleteRoots,
   kvmMmuFreeRoots,
-  kvmMmuNewPgd,
   kvmMmuReload,
   rootsMatchingEptp,
 } from "./root-cache";
+import { KVM_ROOT_CACHE, type RootCachePolicy } from "./root-cache-policy";
 
 /**
  * One vCPU's MMU state as KVM keeps it in `struct kvm_vcpu_arch` (kvm-mmu.md §1.5, §4, §6): the
@@ -86,6 +86,8 @@ export interface VcpuMmuOptions {
   readonly guest?: Partial<GuestCpuModel>;
   readonly host?: Partial<HostMmuModel>;
   readonly nestedEpt?: Partial<NestedEptCaps>;
+  /** How contexts cache roots (size, lookup, replacement). Default: KVM's. */
+  readonly rootCache?: RootCachePolicy;
 }
 
 /** A recent Intel host: 46-bit physical addresses, 1-GiB pages, 4-level EPT with A/D bits. */
@@ -123,6 +125,7 @@ export class VcpuMmu implements MmuInitEnv {
   readonly host: HostMmuModel;
   readonly nestedEpt: NestedEptCaps;
   readonly tdpLevel: number;
+  readonly rootCache: RootCachePolicy;
 
   /** kvm: vcpu->arch.root_mmu. */
   readonly rootMmu: MmuContext;
@@ -156,9 +159,13 @@ export class VcpuMmu implements MmuInitEnv {
     this.nestedEpt = Object.freeze({ ...DEFAULT_NESTED_EPT_CAPS, ...options.nestedEpt });
     this.tdpLevel = tdpRootLevel(this.host.maxTdpLevel, this.host.forcedTdpLevel, this.guest.maxPhysAddr);
     // kvm: kvm_mmu_create — mmu = walk_mmu = &root_mmu; every root slot invalid.
-    this.rootMmu = new MmuContext(MMU_CONTEXT_KIND.ROOT_MMU);
-    this.guestMmu = this.flags.splitGuestMmu ? new MmuContext(MMU_CONTEXT_KIND.GUEST_MMU) : this.rootMmu;
-    this.nestedMmu = new MmuContext(MMU_CONTEXT_KIND.NESTED_MMU);
+    this.rootCache = options.rootCache ?? KVM_ROOT_CACHE;
+    const size = this.rootCache.prevRoots;
+    this.rootMmu = new MmuContext(MMU_CONTEXT_KIND.ROOT_MMU, size);
+    this.guestMmu = this.flags.splitGuestMmu
+      ? new MmuContext(MMU_CONTEXT_KIND.GUEST_MMU, size)
+      : this.rootMmu;
+    this.nestedMmu = new MmuContext(MMU_CONTEXT_KIND.NESTED_MMU, size);
     this.mmu = this.rootMmu;
     this.walkMmu = this.rootMmu;
   }
@@ -196,8 +203,8 @@ export class VcpuMmu implements MmuInitEnv {
   /** kvm: kvm_mmu_unload — free every root of root_mmu and guest_mmu (nested_mmu has none). */
   unload(): void {
     this.meter.count(EV_UNLOAD);
-    kvmMmuFreeRoots(this.rootMmu, KVM_MMU_ROOT.ALL, this);
-    if (this.guestMmu !== this.rootMmu) kvmMmuFreeRoots(this.guestMmu, KVM_MMU_ROOT.ALL, this);
+    kvmMmuFreeRoots(this.rootMmu, this.rootMmu.allRoots, this);
+    if (this.guestMmu !== this.rootMmu) kvmMmuFreeRoots(this.guestMmu, this.guestMmu.allRoots, this);
   }
 
   /** kvm: kvm_mmu_reset_context = kvm_mmu_unload + kvm_init_mmu (still the upstream definition). */
@@ -219,7 +226,7 @@ export class VcpuMmu implements MmuInitEnv {
    */
   newPgd(pgd: number): boolean {
     const role = this.flags.keepRootsOnRoleChange ? this.mmu.rootRole : this.computedRootRole();
-    return kvmMmuNewPgd(this.mmu, pgd, role, this);
+    return this.rootCache.newPgd(this.mmu, pgd, role, this);
   }
 
   private computedRootRole(): number {
@@ -462,7 +469,8 @@ export class VcpuMmu implements MmuInitEnv {
    * all. With `splitGuestMmu` off the single context is the one searched.
    */
   handleInvept(type: InveptType, eptp: number): void {
-    const mask = type === INVEPT_TYPE.GLOBAL ? KVM_MMU_ROOT.ALL : rootsMatchingEptp(this.guestMmu, eptp);
+    const mask =
+      type === INVEPT_TYPE.GLOBAL ? this.guestMmu.allRoots : rootsMatchingEptp(this.guestMmu, eptp);
     if (mask !== 0) kvmMmuFreeRoots(this.guestMmu, mask, this);
   }
 
@@ -476,6 +484,6 @@ export class VcpuMmu implements MmuInitEnv {
 
   /** kvm: free_nested (VMXOFF, nested teardown) — every guest_mmu root. Nothing without a split guest_mmu. */
   freeNested(): void {
-    if (this.guestMmu !== this.rootMmu) kvmMmuFreeRoots(this.guestMmu, KVM_MMU_ROOT.ALL, this);
+    if (this.guestMmu !== this.rootMmu) kvmMmuFreeRoots(this.guestMmu, this.guestMmu.allRoots, this);
   }
 }
