@@ -121,6 +121,7 @@ export {
   vmxFlagsOf,
   withFlags,
 } from "./hypervisor-flags";
+export { createModel, type HypervisorModel, type ModelSpec, modelFromModule } from "./hypervisor-model";
 export { InKernelPic, inKernelPort, PM_TIMER_PORT, UserspaceDevices } from "./io-devices";
 export {
   DEFAULT_PRESET_NAME,
@@ -146,6 +147,12 @@ export {
 export { KvmNested } from "./kvm-nested";
 export { VcpuRegisterCache } from "./kvm-vcpu-registers";
 export { Machine, type MachineOptions } from "./machine";
+export type {
+  ExitReflectionPolicy,
+  ExitReflectionQuery,
+  ModelPolicies,
+  NestedSyncFactory,
+} from "./model-policies";
 export { msrBitmapIntercepts, writeMsrBitmap } from "./msr-bitmap";
 export { NestedVmcsProcessor, NestedVmxCpu, type ParentMemoryView } from "./nested-vmx-cpu";
 export { CURSOR_END, ProgramCursor } from "./program-cursor";

@@ -11,6 +11,7 @@ import {
   PIN_BASED_CTLS,
   SECONDARY_EXEC_CTLS,
   ShadowVmcsSync,
+  type ShadowVmcsSyncOptions,
   VM_ENTRY_CTLS,
   VMX_EVENTS,
   VMX_EXIT_REASONS_FAILED_VMENTRY,
@@ -109,7 +110,7 @@ export class KvmNested {
     this.shadowVmcs = useShadow
       ? p.createVmcs(KVM_PAGE.SHADOW_VMCS, { revision: p.revisionId, shadow: true })
       : null;
-    this.sync = new ShadowVmcsSync({
+    const syncOptions: ShadowVmcsSyncOptions = {
       controls: kvm.controls,
       vmcs01: kvm.vmcs01,
       vmcs02: this.vmcs02,
@@ -120,7 +121,9 @@ export class KvmNested {
       controlsShadow: config.controlsShadow,
       entryVmwriteTrims: config.nestedEntryWriteTrims,
       ept: true,
-    });
+    };
+    const factory = kvm.policies.nestedSync;
+    this.sync = factory === undefined ? new ShadowVmcsSync(syncOptions) : factory(syncOptions);
     const guestMemory = kvm.guestMemory();
     this.emulator = new VmxInstructionEmulator({
       memory: guestMemory,
@@ -533,6 +536,8 @@ export class KvmNested {
       default:
         wants = true;
     }
+    const policy = kvm.policies.reflection;
+    if (policy !== undefined) wants = policy({ reason, level: kvm.level, vmcs12, kvmDecision: wants });
     if (!wants) return false;
     kvm.meter.count(HV.NESTED_EXIT_REFLECTED);
     // kvm: nested_vmx_reflect_vmexit reads the interruption information and the qualification of

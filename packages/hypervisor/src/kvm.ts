@@ -68,6 +68,7 @@ import { HYPERVISOR_EVENTS as HV } from "./hypervisor-events";
 import { InKernelPic, inKernelPort, UserspaceDevices } from "./io-devices";
 import { KvmNested } from "./kvm-nested";
 import { VcpuRegisterCache } from "./kvm-vcpu-registers";
+import type { ModelPolicies } from "./model-policies";
 import { msrBitmapIntercepts, writeMsrBitmap } from "./msr-bitmap";
 import { VMCS_FIELD as F } from "./vmcs-field-encodings";
 import type { ExitSink, VmxCpu } from "./vmx-cpu";
@@ -123,6 +124,8 @@ export interface KvmOptions {
    * its parent offers only when it uses EPT itself). Default true.
    */
   readonly cpuOffersEpt?: boolean;
+  /** Replacement policies (root cache, nested sync, exit reflection); default KVM's. */
+  readonly policies?: ModelPolicies;
 }
 
 /**
@@ -166,6 +169,8 @@ export class Kvm implements ExitSink {
   readonly nested: KvmNested;
   /** The VMX capabilities this KVM's CPU offers it (used to build valid controls). */
   readonly caps: VmxCapabilities = KVM_DEFAULT_VMX_CAPABILITIES;
+  /** The policies this KVM runs with (empty: KVM's own). */
+  readonly policies: ModelPolicies;
 
   /** kvm: loaded_vmcs->launched of vmcs01. */
   launched01 = false;
@@ -200,6 +205,7 @@ export class Kvm implements ExitSink {
     this.meter = options.meter;
     this.guest = options.guest;
     this.guestMemoryBytes = options.guestMemoryBytes;
+    this.policies = options.policies ?? {};
     const memory = options.cpu.memory;
     this.controls = new ControlsShadow(this.processor, { perVmcsShadow: this.config.controlsShadow });
     this.regs = new VcpuRegisterCache(this.processor);
@@ -249,6 +255,7 @@ export class Kvm implements ExitSink {
       meter: this.meter,
       flags: mmuFlags,
       tdpEnabled: this.useEpt,
+      ...(this.policies.rootCache === undefined ? {} : { rootCache: this.policies.rootCache }),
     });
     const boot = options.guestBoot;
     this.mmu.setSregs({ cr0: boot.cr0, cr3: boot.cr3, cr4: boot.cr4, efer: boot.efer });

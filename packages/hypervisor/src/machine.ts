@@ -5,6 +5,7 @@ import { buildGuestPageTables, guestPageTablePages } from "./guest-page-tables";
 import { HardwareVmxCpu } from "./hardware-vmx-cpu";
 import type { KvmConfig } from "./hypervisor-config";
 import { type GuestBootState, HYPERVISOR_BOOT_STATE, KVM_PRIVATE_BYTES, Kvm } from "./kvm";
+import type { ModelPolicies } from "./model-policies";
 import { NestedVmxCpu } from "./nested-vmx-cpu";
 import { NOOP_TRACER, type Tracer } from "./tracer";
 import { RIP_BASE, WorkloadExecutor } from "./workload-executor";
@@ -24,6 +25,8 @@ export interface MachineOptions {
   /** Where every level counts its work (a `CostAccumulator` attributes it to levels and exits). */
   readonly meter: Meter;
   readonly tracer?: Tracer;
+  /** Policies replacing KVM's (root cache, nested sync, exit reflection) at every level. */
+  readonly policies?: ModelPolicies;
 }
 
 /**
@@ -101,6 +104,7 @@ export class Machine {
           guestMemoryBytes: sizes[k + 1]!,
           // A guest hypervisor gets EPT only when its parent uses EPT (nested EPT).
           cpuOffersEpt: k === 0 ? true : kvms[k - 1]!.useEpt,
+          ...(options.policies === undefined ? {} : { policies: options.policies }),
         }),
       );
     }

@@ -6,6 +6,7 @@ import { compileCostTable } from "./cost-table";
 import { GPR } from "./guest-context";
 import type { KvmConfig } from "./hypervisor-config";
 import { Machine } from "./machine";
+import type { ModelPolicies } from "./model-policies";
 import { NOOP_TRACER, type Tracer } from "./tracer";
 import type { WorkloadProgram } from "./workload-ops";
 
@@ -35,6 +36,8 @@ export interface RunOptions {
   /** Cost profile (default: the built-in `intel-server`). */
   readonly profile?: CostProfile;
   readonly tracer?: Tracer;
+  /** Policies replacing KVM's at every level (see `ModelPolicies`). */
+  readonly policies?: ModelPolicies;
 }
 
 export interface RunResult {
@@ -64,6 +67,7 @@ export function runWorkload(options: RunOptions): RunResult {
     program: options.program,
     config: options.config,
     ...(options.innerConfig === undefined ? {} : { innerConfig: options.innerConfig }),
+    ...(options.policies === undefined ? {} : { policies: options.policies }),
     meter: accumulator,
     tracer: options.tracer ?? NOOP_TRACER,
   });
