@@ -20,6 +20,9 @@ function reportPaths() {
       if (existsSync(join(dir, entry, "package.json"))) paths.push(report);
     }
   }
+  // The examples folder is itself one workspace package.
+  if (existsSync(join(root, "examples", "package.json")))
+    paths.push(join(root, "examples", "reports", "vitest.json"));
   return paths;
 }
 

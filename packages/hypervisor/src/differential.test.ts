@@ -42,7 +42,7 @@ function workloadView(s: GuestStateSnapshot): Omit<GuestStateSnapshot, "vmcs12">
 describe("differential: guest-visible state is independent of flags and presets", () => {
   for (const name of BUILTIN_WORKLOAD_NAMES) {
     for (const level of [1, 2]) {
-      it(`${name} at L${level}`, () => {
+      it(`${name} at L${level}`, { timeout: 120_000 }, () => {
         const reference = snapshot(name, level, "v6.12", {}, false);
         for (const preset of ["none", "v5.3", "all"]) {
           expect(snapshot(name, level, preset, {}, true), `${preset} at L0`).toEqual(reference);

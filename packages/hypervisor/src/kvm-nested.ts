@@ -23,6 +23,8 @@ import {
 import { GPR, GUEST_KIND, type GuestContext } from "./guest-context";
 import { HYPERVISOR_EVENTS as HV } from "./hypervisor-events";
 import { KVM_PAGE, type Kvm } from "./kvm";
+import { hasNestedEntryHooks, type NestedEntryHooks } from "./model-policies";
+import { NestedVmxCpu } from "./nested-vmx-cpu";
 import { VMCS_FIELD as F } from "./vmcs-field-encodings";
 
 const TWO_32 = 4294967296;
@@ -99,6 +101,8 @@ export class KvmNested {
   readonly #hostSegments: readonly number[];
   /** The guest context L2 runs in while this vCPU is in guest mode. */
   #l2: GuestContext | null = null;
+  /** The sync's part in the nested entry, when a policy's sync has one (see `NestedEntryHooks`). */
+  readonly #entryHooks: NestedEntryHooks | null;
 
   constructor(kvm: Kvm) {
     this.kvm = kvm;
@@ -122,9 +126,13 @@ export class KvmNested {
       entryVmwriteTrims: config.nestedEntryWriteTrims,
       ept: true,
     };
-    const factory = kvm.policies.nestedSync;
-    this.sync = factory === undefined ? new ShadowVmcsSync(syncOptions) : factory(syncOptions);
     const guestMemory = kvm.guestMemory();
+    const factory = kvm.policies.nestedSync;
+    this.sync =
+      factory === undefined
+        ? new ShadowVmcsSync(syncOptions)
+        : factory(syncOptions, { level: kvm.level, guestMemory, state: this.state, meter: kvm.meter });
+    this.#entryHooks = hasNestedEntryHooks(this.sync) ? this.sync : null;
     this.emulator = new VmxInstructionEmulator({
       memory: guestMemory,
       sync: this.sync,
@@ -171,10 +179,20 @@ export class KvmNested {
     return this.#l2;
   }
 
-  /** vCPU creation: with shadowing, vmcs01 points at the VMREAD/VMWRITE bitmaps (kvm: init_vmcs). */
+  /**
+   * vCPU creation: with shadowing, vmcs01 points at the VMREAD/VMWRITE bitmaps (kvm: init_vmcs). A
+   * `vmcsAccess` policy is installed on the guest hypervisor's processor here (the parent offers it).
+   */
   createVcpu(): void {
     const kvm = this.kvm;
     const p = kvm.processor;
+    const access = kvm.policies.vmcsAccess;
+    const guestCpu = kvm.guestCpu;
+    if (access !== undefined && guestCpu instanceof NestedVmxCpu) {
+      guestCpu.processor.useVmcsAccess(
+        access({ level: guestCpu.hostLevel, memory: guestCpu.memory, meter: kvm.meter }),
+      );
+    }
     // vmcs02's region carries the revision identifier like every VMCS (SDM 25.2).
     kvm.cpu.memory.write32(KVM_PAGE.VMCS02, p.revisionId);
     if (this.shadowVmcs === null) return;
@@ -266,6 +284,8 @@ export class KvmNested {
       return;
     }
     if (isVmxResultOutcome(outcome)) {
+      // kvm: nested_vmx_fail — an enlightened VMCS must show L1 the VM-instruction error.
+      if (outcome > 0) this.#entryHooks?.instructionFailed();
       kvm.regs.writeRflags(ctx.rflags);
       kvm.skipInstruction();
       return;
@@ -301,8 +321,10 @@ export class KvmNested {
     if (l2 === undefined) throw new Error(`${kvm.name}: L1's current VMCS runs no guest the model knows`);
     this.#l2 = l2;
     kvm.cpu.bindGuest(this.vmcs02, l2);
-    // E6: prepare_vmcs02_early (+ constant and early-rare state).
-    const dirty = this.sync.dirtyVmcs12;
+    // E6: prepare_vmcs02_early (+ constant and early-rare state). With an enlightened VMCS the rare
+    // parts run on every entry, for the groups L1 dirtied (kvm: dirty_vmcs12 || hv_evmcs).
+    const hooks = this.#entryHooks;
+    const dirty = this.sync.dirtyVmcs12 || hooks?.rareEntryEveryTime === true;
     if (!this.#vmcs02Initialized) {
       this.#vmcs02Initialized = true;
       meter.count(HV.PREPARE_VMCS02_CONSTANT_STATE);
@@ -368,11 +390,11 @@ export class KvmNested {
     // E12: prepare_vmcs02_rare when vmcs12 is dirty.
     if (dirty) {
       meter.count(HV.PREPARE_VMCS02_RARE);
-      for (const field of this.#rareEntry) this.#copy(vmcs12, field);
+      for (const field of this.#rareEntry) this.#copyRare(vmcs12, field);
       // Flag A moved the CS/SS AR-byte writes here from every entry.
-      if (config.readOnlyShadowFields) for (const field of this.#csSsAr) this.#copy(vmcs12, field);
+      if (config.readOnlyShadowFields) for (const field of this.#csSsAr) this.#copyRare(vmcs12, field);
       // Group 1 with EPT in L0: PDPTR0–3.
-      for (const field of this.#pdptrs) this.#copy(vmcs12, field);
+      for (const field of this.#pdptrs) this.#copyRare(vmcs12, field);
       this.sync.dirtyVmcs12 = false;
     }
     if (!config.readOnlyShadowFields) {
@@ -421,7 +443,8 @@ export class KvmNested {
     // PDPTRs again after CR0/CR4/EFER (kvm: prepare_vmcs02): flag E writes them only for a dirty
     // vmcs12 with nested EPT and PAE paging; before it, on every dirty entry (kvm-vmx.md §10 E).
     const paePaging = (cr0 & 0x8000_0000) !== 0 && (cr4 & 0x20) !== 0 && (efer & 0x400) === 0;
-    if (dirty && (!config.nestedEntryWriteTrims || (nestedEpt && paePaging))) {
+    const pdptrsFromVmcs12 = dirty && (hooks === null || hooks.rareEntryWrites(this.#pdptrs[0]!));
+    if (pdptrsFromVmcs12 && (!config.nestedEntryWriteTrims || (nestedEpt && paePaging))) {
       for (const field of this.#pdptrs) this.#copy(vmcs12, field);
     }
     // kvm: vmx_transition_tlb_flush — without VPID in vmcs12, flush L2's guest TLB.
@@ -717,6 +740,12 @@ export class KvmNested {
 
   #write(field: number, lo: number, hi = 0): void {
     this.kvm.processor.vmwrite(field, lo >>> 0, hi >>> 0);
+  }
+
+  /** `#copy` for prepare_vmcs02_rare, unless the sync's entry hooks say the field's group is clean. */
+  #copyRare(vmcs12: Vmcs12, field: number): void {
+    const hooks = this.#entryHooks;
+    if (hooks === null || hooks.rareEntryWrites(field)) this.#copy(vmcs12, field);
   }
 
   /** vmcs12 → vmcs02 for one field (a memory read of vmcs12 and a VMWRITE). */

@@ -14,6 +14,7 @@ import {
 import type { PhysicalMemory } from "@nestvisor/x86-arch";
 import { GPR, type GuestContext } from "./guest-context";
 import type { HardwareVmxCpu } from "./hardware-vmx-cpu";
+import type { GuestVmcsAccess } from "./model-policies";
 import type { ExitSink, VmxCpu } from "./vmx-cpu";
 
 const TWO_32 = 4294967296;
@@ -32,10 +33,14 @@ const TYPE_IN_RDX = GPR.RDX << INFO.REG2_SHIFT;
  * from a shadow VMCS (SDM 25.10). Operands travel in the context's registers as the instruction
  * information field describes them. The VMCS objects this processor creates are handles: their
  * contents live in the parent's vmcs12 (and shadow VMCS), never in the handle.
+ *
+ * A `GuestVmcsAccess` policy (`useVmcsAccess`) serves VMREAD/VMWRITE of the current VMCS first, with
+ * no exit (e.g. as memory accesses to an enlightened VMCS); what it declines takes the path above.
  */
 export class NestedVmcsProcessor extends VmcsProcessor {
   readonly #cpu: NestedVmxCpu;
   #current: HardwareVmcs | null = null;
+  #access: GuestVmcsAccess | null = null;
 
   constructor(cpu: NestedVmxCpu, meter: Meter) {
     // KVM offers VMWRITE to any field (IA32_VMX_MISC bit 29); VMCS shadowing for L2's own VMREAD/
@@ -46,6 +51,16 @@ export class NestedVmcsProcessor extends VmcsProcessor {
 
   override get current(): HardwareVmcs | null {
     return this.#current;
+  }
+
+  /** The VMCS access policy of this guest hypervisor (null: VMX instructions only). */
+  get vmcsAccess(): GuestVmcsAccess | null {
+    return this.#access;
+  }
+
+  /** Installs (or, with null, removes) the policy that serves VMREAD/VMWRITE without exits. */
+  useVmcsAccess(access: GuestVmcsAccess | null): void {
+    this.#access = access;
   }
 
   override get currentPointer(): number {
@@ -81,6 +96,16 @@ export class NestedVmcsProcessor extends VmcsProcessor {
   }
 
   override vmread(encoding: number): number {
+    const access = this.#access;
+    const current = this.#current;
+    if (access !== null && current !== null) {
+      const lo = access.read(current.address, encoding);
+      if (lo >= 0) {
+        this.hi = access.hi;
+        this.status = VMX_RESULT.SUCCEED;
+        return lo;
+      }
+    }
     const cpu = this.#cpu;
     const hw = cpu.hardware;
     if (hw.running === cpu.context && hw.shadowVmread(encoding)) {
@@ -101,6 +126,11 @@ export class NestedVmcsProcessor extends VmcsProcessor {
   }
 
   override vmwrite(encoding: number, lo: number, hi = 0): VmxResult {
+    const access = this.#access;
+    const current = this.#current;
+    if (access !== null && current !== null && access.write(current.address, encoding, lo >>> 0, hi >>> 0)) {
+      return VMX_RESULT.SUCCEED;
+    }
     const cpu = this.#cpu;
     const hw = cpu.hardware;
     if (hw.running === cpu.context && hw.shadowVmwrite(encoding, lo >>> 0, hi >>> 0))

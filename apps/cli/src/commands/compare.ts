@@ -1,0 +1,258 @@
+import { writeFileSync } from "node:fs";
+import { resolve } from "node:path";
+import type { Command } from "../framework/command";
+import { toCsv } from "../framework/csv";
+import { EXIT, UsageError } from "../framework/errors";
+import { formatNumber } from "../framework/format";
+import {
+  booleanOption,
+  integerOption,
+  JSON_OPTION,
+  listOption,
+  parseInteger,
+  repeatedOption,
+  stringOption,
+} from "../framework/options";
+import { writeJson, writeLines } from "../framework/output";
+import { compareVariants, type Matrix, runMatrix, snapshotMismatches } from "../model/compare-matrix";
+import { compareReport } from "../model/compare-report";
+import { checkPresets, parseFlagOptions } from "../model/flag-args";
+import { loadProfile } from "../model/profile-ref";
+import { resultRow } from "../model/result-row";
+import { renderBarChart } from "../model/svg-chart";
+import { parseParams, resolveWorkload, takesIterations } from "../model/workload-ref";
+
+/** The kvm-unit-tests x86/vmexit.c microbenchmarks the model mirrors, in that file's spirit. */
+export const DEFAULT_COMPARE_WORKLOADS = [
+  "cpuid",
+  "vmcall",
+  "inl_from_kernel",
+  "outl_to_kernel",
+  "inl_from_qemu",
+  "inl_from_pmtimer",
+  "toggle_cr0_wp",
+] as const;
+export const DEFAULT_COMPARE_PRESETS = ["v5.2", "v5.3", "v6.12"] as const;
+export const DEFAULT_COMPARE_LEVELS = [1, 2] as const;
+
+function flagText(overrides: Readonly<Record<string, boolean>>): string {
+  return Object.entries(overrides)
+    .map(([name, on]) => `${name}=${on ? "on" : "off"}`)
+    .join(";");
+}
+
+function csvRows(matrix: Matrix): string {
+  const rows: (string | number)[][] = [];
+  for (const cell of matrix.cells) {
+    if (cell.result === null) continue;
+    const variant = matrix.variants[cell.variant]!;
+    const row = resultRow(
+      matrix.workloads[cell.workload]!.name,
+      variant.preset,
+      variant.overrides,
+      cell.result,
+    );
+    const key = [row.workload, row.level, row.preset, flagText(row.flags)];
+    rows.push([...key, "cyclesPerIteration", row.cyclesPerIteration]);
+    for (const [level, cycles] of Object.entries(row.cyclesByLevel))
+      rows.push([...key, `cycles.${level}`, cycles]);
+    for (const [name, count] of Object.entries(row.counters)) rows.push([...key, `counter.${name}`, count]);
+  }
+  return toCsv(["workload", "level", "preset", "flags", "metric", "value"], rows);
+}
+
+function chart(matrix: Matrix, profileName: string, iterationsText: string): string {
+  const groups = matrix.workloads.flatMap((ref, w) =>
+    matrix.levels.map((level) => ({
+      label: `${ref.name} · L${level}`,
+      bars: matrix.variants.map((variant, v) => ({
+        label: variant.label,
+        value: matrix.cell(w, level, v)?.result?.cyclesPerIteration ?? null,
+      })),
+    })),
+  );
+  return renderBarChart({
+    title: "nestvisor compare: cycles per iteration",
+    subtitle: `profile ${profileName}, ${iterationsText}; bars scaled within each workload and level`,
+    unit: "cycles per iteration",
+    groups,
+  });
+}
+
+export const compareCommand: Command = {
+  name: "compare",
+  summary: "Run workloads at each level under each kernel preset and compare cycles per iteration.",
+  usage: "compare [options]",
+  description:
+    "With no options: the vmexit-style built-ins (" +
+    DEFAULT_COMPARE_WORKLOADS.join(", ") +
+    `) at L1 and L2 under ${DEFAULT_COMPARE_PRESETS.join(", ")}: cycles per iteration under each preset, the change ` +
+    "against the first, the L2/L1 ratio, and the counters that differ most. --flag applies on top of every preset; " +
+    "--ablate adds, for each preset, one variant per optimization flag flipped alone. Every run's guest-visible " +
+    "results are compared across variants: a difference is a failed check (exit 1). With --json every figure is per " +
+    "iteration.",
+  options: [
+    {
+      name: "workloads",
+      short: "w",
+      type: "string",
+      value: "a,b",
+      description: "built-in workloads or workload files",
+      defaultText: "the vmexit-style built-ins",
+    },
+    {
+      name: "levels",
+      short: "l",
+      type: "string",
+      value: "1,2,3",
+      description: "levels the workloads run at",
+      defaultText: "1,2",
+    },
+    {
+      name: "presets",
+      short: "p",
+      type: "string",
+      value: "a,b",
+      description: "kernel presets (nestvisor presets)",
+      defaultText: DEFAULT_COMPARE_PRESETS.join(","),
+    },
+    {
+      name: "flag",
+      short: "f",
+      type: "string",
+      multiple: true,
+      value: "name=on|off",
+      description: "flag set on top of every preset (nestvisor flags)",
+    },
+    {
+      name: "ablate",
+      type: "boolean",
+      description: "add one variant per optimization flag flipped alone, for each preset",
+    },
+    {
+      name: "profile",
+      type: "string",
+      value: "name|file",
+      description: "cost profile (nestvisor profiles)",
+      defaultText: "intel-server",
+    },
+    {
+      name: "iterations",
+      short: "n",
+      type: "string",
+      value: "N",
+      description: "iterations of workloads that take an iterations parameter",
+      defaultText: "1000",
+    },
+    {
+      name: "param",
+      type: "string",
+      multiple: true,
+      value: "name=value",
+      description: "built-in workload parameter (nestvisor workloads)",
+    },
+    {
+      name: "top",
+      type: "string",
+      value: "N",
+      description: "counters listed per workload and level",
+      defaultText: "3, or 1 with --ablate",
+    },
+    {
+      name: "chart",
+      type: "string",
+      value: "file.svg",
+      description: "also write a bar chart of the table as SVG",
+    },
+    JSON_OPTION,
+    {
+      name: "csv",
+      type: "boolean",
+      description: "print long-format CSV: workload,level,preset,flags,metric,value",
+    },
+  ],
+  examples: [
+    { command: "nestvisor compare", description: "the seed-003 era and today on the vmexit microbenchmarks" },
+    {
+      command: "nestvisor compare --workloads cpuid,toggle_cr0_wp --presets v6.12 --ablate",
+      description: "what each optimization is worth on its own",
+    },
+    {
+      command: "nestvisor compare --levels 1,2,3 --flag shadowVmcs=off",
+      description: "three levels without VMCS shadowing",
+    },
+    {
+      command: "nestvisor compare --chart compare.svg --json > compare.json",
+      description: "a chart and machine-readable rows",
+    },
+  ],
+  run(ctx) {
+    const json = booleanOption(ctx.values, "json");
+    const csv = booleanOption(ctx.values, "csv");
+    if (json && csv) throw new UsageError("--json and --csv cannot be used together");
+    const ablate = booleanOption(ctx.values, "ablate");
+    const workloadNames = listOption(ctx.values, "workloads") ?? [...DEFAULT_COMPARE_WORKLOADS];
+    const levels = (listOption(ctx.values, "levels") ?? DEFAULT_COMPARE_LEVELS.map(String)).map((l) =>
+      parseInteger(l.replace(/^L/i, ""), "a level in --levels", 1, 3),
+    );
+    const presets = checkPresets(listOption(ctx.values, "presets") ?? [...DEFAULT_COMPARE_PRESETS]);
+    const overrides = parseFlagOptions(repeatedOption(ctx.values, "flag"));
+    const profile = loadProfile(stringOption(ctx.values, "profile"), ctx.cwd);
+    const iterations = integerOption(ctx.values, "iterations", 1, 0xffffffff);
+    const params = parseParams(repeatedOption(ctx.values, "param"));
+    const top = integerOption(ctx.values, "top", 0, 1000) ?? (ablate ? 1 : 3);
+    const chartPath = stringOption(ctx.values, "chart");
+    const workloads = workloadNames.map((name) => resolveWorkload(name, ctx.cwd));
+    const distinctLevels = [...new Set(levels)].sort((a, b) => a - b);
+    const variants = compareVariants(presets, overrides, ablate);
+    const matrix = runMatrix(workloads, distinctLevels, variants, {
+      settings: { ...(iterations === undefined ? {} : { iterations }), params },
+      profile,
+      progress: ctx.progress(""),
+    });
+    const mismatches = snapshotMismatches(matrix);
+    const counts = [...new Set(matrix.cells.map((c) => c.result?.iterations).filter((n) => n !== undefined))];
+    const iterationsText =
+      counts.length === 1
+        ? `${formatNumber(counts[0]!)} iterations`
+        : `iterations as each workload sets them`;
+    if (iterations !== undefined && !workloads.some(takesIterations)) {
+      ctx.warn("--iterations has no effect: none of these workloads takes an iterations parameter");
+    }
+    if (chartPath !== undefined) {
+      const path = resolve(ctx.cwd, chartPath);
+      try {
+        writeFileSync(path, chart(matrix, profile.name, iterationsText));
+      } catch (error) {
+        throw new UsageError(`cannot write ${chartPath}: ${(error as Error).message}`);
+      }
+      if (!json && !csv) ctx.err.write(`chart written to ${chartPath}\n`);
+    }
+    if (json) {
+      const rows = matrix.cells.flatMap((cell) => {
+        if (cell.result === null) return [];
+        const variant = matrix.variants[cell.variant]!;
+        return [
+          resultRow(matrix.workloads[cell.workload]!.name, variant.preset, variant.overrides, cell.result),
+        ];
+      });
+      writeJson(ctx.out, { rows });
+    } else if (csv) {
+      ctx.out.write(csvRows(matrix));
+    } else {
+      writeLines(
+        ctx.out,
+        compareReport(matrix, { profile, iterationsText, top, mismatches, style: ctx.style }),
+      );
+    }
+    if (mismatches.length > 0) {
+      const m = mismatches[0]!;
+      ctx.warn(
+        `check failed: ${m.workload} at L${m.level} saw different guest-visible results under ${m.a} and ${m.b}` +
+          (mismatches.length > 1 ? ` (and ${mismatches.length - 1} more)` : ""),
+      );
+      return EXIT.FAILED;
+    }
+    return EXIT.OK;
+  },
+};

@@ -1,0 +1,60 @@
+import { spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { beforeAll, describe, expect, it } from "vitest";
+
+/**
+ * The built `nestvisor-test-suite` bin, spawned as a user would run it. The package is built first
+ * (tsup); the workspace packages it imports resolve to their sources through the
+ * `@nestvisor/source` condition with tsx, so the test does not depend on their `dist/` being fresh.
+ */
+const PACKAGE = resolve(import.meta.dirname, "..");
+const BIN = join(PACKAGE, "dist", "cli.js");
+const EXAMPLES = resolve(PACKAGE, "../../examples/models");
+
+function bin(args: string[]) {
+  return spawnSync(process.execPath, ["--conditions=@nestvisor/source", "--import", "tsx", BIN, ...args], {
+    cwd: PACKAGE,
+    encoding: "utf8",
+    timeout: 120_000,
+  });
+}
+
+beforeAll(() => {
+  const build = spawnSync("pnpm", ["exec", "tsup", "--silent"], {
+    cwd: PACKAGE,
+    encoding: "utf8",
+    timeout: 120_000,
+  });
+  if (build.status !== 0) throw new Error(`tsup failed:\n${build.stdout}\n${build.stderr}`);
+});
+
+describe("nestvisor-test-suite (the built bin)", () => {
+  it("is built with its hashbang", () => {
+    expect(existsSync(BIN)).toBe(true);
+  });
+
+  it("passes a filtered run on the project's model: TAP on stdout, progress on stderr, exit 0", () => {
+    const r = bin(["--filter", "^(vmx/conventions|ept/access-rights)$", "--tap"]);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/^TAP version 14\n1\.\.2\n/);
+    expect(r.stdout).toContain("ok 1 - vmx/conventions # 6 cases");
+    expect(r.stdout).toContain("ok 2 - ept/access-rights # 144 cases");
+    expect(r.stderr).toMatch(/\[2\/2\] PASS ept\/access-rights/);
+  });
+
+  it("fails on the broken example model with a message pointing at the root cache, exit 1", () => {
+    const r = bin(["--model", join(EXAMPLES, "broken-root-cache.mjs"), "--filter", "^mmu/", "--quiet"]);
+    expect(r.status).toBe(1);
+    expect(r.stdout).toMatch(/^FAIL mmu\/root-role-invariant/m);
+    expect(r.stdout).toMatch(
+      /guest_mode false instead of true\): the root cache handed out a root without comparing its role \(kvm: is_root_usable\)/,
+    );
+  });
+
+  it("exits 2 on a usage error", () => {
+    const r = bin(["--preset", "v9.9"]);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/unknown kernel preset "v9.9"/);
+  });
+});

@@ -1,0 +1,137 @@
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { describe, expect, it } from "vitest";
+import { parseCommandLine, runCommand, UsageError } from "./command";
+
+function io(cwd = process.cwd()) {
+  const out: string[] = [];
+  const err: string[] = [];
+  return { out, err, io: { stdout: (t: string) => out.push(t), stderr: (t: string) => err.push(t), cwd } };
+}
+
+const EXAMPLES = resolve(import.meta.dirname, "../../../examples/models");
+
+describe("parseCommandLine", () => {
+  it("reads every option", () => {
+    const p = parseCommandLine([
+      "--model",
+      "m.mjs",
+      "--preset",
+      "v5.3",
+      "--flag",
+      "controlsShadow=off",
+      "--flag",
+      "tdpMmu=on,reuseCurrentRoot=0",
+      "--filter",
+      "^vmx/",
+      "--full",
+      "--seed",
+      "7",
+      "--junit",
+      "out.xml",
+      "--tap",
+      "--quiet",
+    ]);
+    expect(p).toMatchObject({
+      model: "m.mjs",
+      preset: "v5.3",
+      full: true,
+      seed: 7,
+      junit: "out.xml",
+      tap: true,
+      quiet: true,
+    });
+    expect(p.flags).toEqual({ controlsShadow: false, tdpMmu: true, reuseCurrentRoot: false });
+    expect(p.filter?.test("vmx/launch")).toBe(true);
+    expect(p.filter?.test("vmx-checks/eptp")).toBe(false);
+  });
+
+  it("rejects mistakes with a message that names them", () => {
+    expect(() => parseCommandLine(["--preset", "5.3"])).toThrow(/did you mean "v5.3"/);
+    expect(() => parseCommandLine(["--flag", "controlShadow=off"])).toThrow(
+      /--flag controlShadow=off: unknown hypervisor flag/,
+    );
+    expect(() => parseCommandLine(["--flag", "tdpMmu=on", "--flag", "tdpMmu=off"])).toThrow(/more than once/);
+    expect(() => parseCommandLine(["--filter", "("])).toThrow(UsageError);
+    expect(() => parseCommandLine(["--seed", "1.5"])).toThrow(/--seed 1.5: expected an integer/);
+    expect(() => parseCommandLine(["--tap", "--json"])).toThrow(/choose one/);
+    expect(() => parseCommandLine(["--bogus"])).toThrow(UsageError);
+  });
+});
+
+describe("runCommand (in process)", () => {
+  it("--help prints the usage", async () => {
+    const c = io();
+    expect(await runCommand(["--help"], c.io)).toBe(0);
+    expect(c.out.join("")).toContain("Usage: nestvisor-test-suite");
+  });
+
+  it("--list prints the groups with case counts and per-suite totals, without running", async () => {
+    const c = io();
+    expect(await runCommand(["--list"], c.io)).toBe(0);
+    const text = c.out.join("");
+    for (const suite of [
+      "access",
+      "vmx",
+      "vmx-checks",
+      "shadow-vmcs",
+      "ept",
+      "mmu",
+      "nested",
+      "differential",
+      "audit",
+    ]) {
+      expect(text).toMatch(new RegExp(`^${suite} +\\d+ groups? +\\d+ cases$`, "m"));
+    }
+    expect(text).toMatch(/^access\/walker +3624960 /m);
+    expect(text).toMatch(/^total +\d+ groups +\d+ cases$/m);
+    expect(c.err).toEqual([]);
+  });
+
+  it("runs a filtered run: text report on stdout, progress on stderr, exit 0", async () => {
+    const c = io();
+    expect(await runCommand(["--filter", "^(vmx/launch|mmu/round-trips)$"], c.io)).toBe(0);
+    const text = c.out.join("");
+    expect(text).toContain("PASS vmx/launch (10 tests)");
+    expect(text).toContain("PASS mmu/round-trips (9 tests)");
+    expect(text).toMatch(/SUMMARY: 19 tests, 0 unexpected failures, 0 expected failures, 0 skipped/);
+    expect(c.err.join("")).toMatch(/^\[1\/2\] PASS vmx\/launch \(10 tests\) [\d.]+ s$/m);
+  });
+
+  it("--tap and --junit", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "nestvisor-junit-"));
+    const c = io(dir);
+    expect(
+      await runCommand(["--filter", "^vmx/launch$", "--tap", "--junit", "report.xml", "--quiet"], c.io),
+    ).toBe(0);
+    expect(c.out.join("")).toMatch(/^TAP version 14\n1\.\.1\n/);
+    expect(c.err).toEqual([]);
+    expect(readFileSync(join(dir, "report.xml"), "utf8")).toContain('name="vmx/launch"');
+  });
+
+  it("--json writes the report object", async () => {
+    const c = io();
+    expect(await runCommand(["--filter", "^mmu/round-trips$", "--json", "--quiet"], c.io)).toBe(0);
+    const report = JSON.parse(c.out.join(""));
+    expect(report.model).toBe("kvm");
+    expect(report.groups[0].verdict).toBe("PASS");
+  });
+
+  it("exits 1 when a group fails (the broken example model) and 2 for usage errors", async () => {
+    const c = io();
+    expect(
+      await runCommand(
+        ["--model", join(EXAMPLES, "broken-root-cache.mjs"), "--filter", "^mmu/root-role", "--quiet"],
+        c.io,
+      ),
+    ).toBe(1);
+    expect(c.out.join("")).toMatch(/FAIL mmu\/root-role-invariant/);
+    const u = io();
+    expect(await runCommand(["--filter", "^nothing-matches$"], u.io)).toBe(2);
+    expect(u.err.join("")).toMatch(/no case group matches/);
+    const m = io();
+    expect(await runCommand(["--model", "missing.mjs"], m.io)).toBe(2);
+    expect(m.err.join("")).toMatch(/--model missing.mjs: no such file/);
+  });
+});

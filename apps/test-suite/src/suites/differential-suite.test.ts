@@ -1,0 +1,41 @@
+import { describe, expect, it } from "vitest";
+import { KVM_MODEL } from "../kvm-model";
+import type { ModelFactory } from "../model";
+import { runSuite, verdicts } from "../testing/run-suite";
+import { DIFFERENTIAL_SUITE } from "./differential-suite";
+
+describe("differential suite", () => {
+  it("has one group per built-in workload and passes on the project's model", () => {
+    const groups = runSuite(DIFFERENTIAL_SUITE, /^differential\/(cpuid|toggle_cr0_wp)$/);
+    expect(verdicts(groups)).toEqual(["differential/cpuid PASS", "differential/toggle_cr0_wp PASS"]);
+    // L1: 4 presets + 3 flags at L0; L2: each also everywhere.
+    expect(groups[0]!.cases).toBe(7 + 14);
+  });
+
+  it("catches a model whose guest-visible state depends on a flag", () => {
+    const leaky: ModelFactory = {
+      name: "leaky",
+      createMachine: (o) => {
+        const m = KVM_MODEL.createMachine(o);
+        return {
+          level: m.level,
+          run: () => m.run(),
+          snapshot: () => {
+            const s = m.snapshot();
+            return o.config.controlsShadow ? s : { ...s, readDigest: (s.readDigest ^ 1) >>> 0 };
+          },
+        };
+      },
+    };
+    const [g] = runSuite(DIFFERENTIAL_SUITE, /^differential\/cpuid$/, { model: leaky });
+    expect(g!.verdict).toBe("FAIL");
+    expect(g!.messages[0]).toMatch(
+      /^L1, preset none at L0: snapshot\.readDigest: \d+ instead of \d+ \(a guest can tell; DESIGN\.md §2\.3\)$/,
+    );
+  });
+
+  it("skips what the runtime does not model (ept=off)", () => {
+    const groups = runSuite(DIFFERENTIAL_SUITE, /^differential\/cpuid$/, { flags: { ept: false } });
+    expect(groups[0]!.verdict).toBe("SKIP");
+  });
+});
