@@ -25,6 +25,10 @@ export function nestvisorProject(overrides = {}) {
     test: {
       include: ["src/**/*.test.ts", "test/**/*.test.ts"],
       environment: "node",
+      // Tests are never timed (speed targets live in `pnpm bench`); the limit only catches hangs,
+      // so property tests near vitest's 5 s default do not fail on a loaded CI machine.
+      testTimeout: 60_000,
+      hookTimeout: 120_000,
       reporters: ["default", ["json", { outputFile: "reports/vitest.json" }]],
       ...test,
     },

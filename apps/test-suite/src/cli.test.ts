@@ -1,5 +1,5 @@
 import { spawnSync } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, readdirSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 
@@ -20,7 +20,21 @@ function bin(args: string[]) {
   });
 }
 
+/** Newest modification time under `dir`, tests excluded. */
+function newest(dir: string): number {
+  let latest = 0;
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) latest = Math.max(latest, newest(path));
+    else if (!entry.name.endsWith(".test.ts")) latest = Math.max(latest, statSync(path).mtimeMs);
+  }
+  return latest;
+}
+
+// Under `pnpm test` turbo builds the package (and the layers below, whose declarations tsup's dts
+// step reads) before this runs; a direct `vitest` run rebuilds only when the bin is stale.
 beforeAll(() => {
+  if (existsSync(BIN) && statSync(BIN).mtimeMs >= newest(join(PACKAGE, "src"))) return;
   const build = spawnSync("pnpm", ["exec", "tsup", "--silent"], {
     cwd: PACKAGE,
     encoding: "utf8",

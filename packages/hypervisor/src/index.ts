@@ -69,6 +69,21 @@ export {
 } from "./cost-profiles";
 export { type CostTable, compileCostTable, cyclesOf, cyclesOfNamed } from "./cost-table";
 export {
+  EnlightenedVmcsAccess,
+  EnlightenedVmcsSync,
+  EVMCS_ALWAYS_COPIED,
+  EVMCS_CLEAN,
+  EVMCS_CLEAN_ALL,
+  EVMCS_CLEAN_FIELDS_OFFSET,
+  EVMCS_GROUP_FIELDS,
+  EVMCS_WHOLE_MASK_FIELDS,
+  EVMCS_WRITE_BACK_FIELDS,
+  type EvmcsCleanGroupName,
+  enlightenedVmcsPolicies,
+  evmcsCopyGroup,
+  evmcsDirtyMask,
+} from "./enlightened-vmcs";
+export {
   DEFAULT_SAMPLE_CAPACITY,
   type ExitLatencyOptions,
   ExitLatencyRecorder,
