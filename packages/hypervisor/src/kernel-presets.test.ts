@@ -142,9 +142,12 @@ describe("KERNEL_PRESETS", () => {
     }
   });
 
-  it("has all equal to v6.12 (no flag models an unmerged proposal yet), and says so", () => {
-    expect(diffFlags(KERNEL_PRESETS.all.flags, KERNEL_PRESETS["v6.12"].flags)).toEqual([]);
-    expect(KERNEL_PRESETS.all.description).toContain("Equal to v6.12");
+  it("has all = v6.12 plus the unmerged seed-001 patch 18, and says so", () => {
+    expect(diffFlags(KERNEL_PRESETS["v6.12"].flags, KERNEL_PRESETS.all.flags)).toEqual([
+      "keepRootsOnAllRoleChanges",
+    ]);
+    expect(KERNEL_PRESETS.all.description).toContain("patch 18");
+    expect(KERNEL_PRESETS.all.changes.map((c) => c.flag)).toEqual(["keepRootsOnAllRoleChanges"]);
   });
 
   it("has v5.2 = v4.20 and v5.6 = v5.3 (the kernels just before a seed landed)", () => {

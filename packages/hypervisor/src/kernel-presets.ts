@@ -220,20 +220,23 @@ const SPECS: Readonly<Record<KernelPresetName, PresetSpec>> = {
       },
     ],
   },
-  // "All" means upstream plus the proposals that did not land. Of those, kvm-mmu.md §4.4/§7.2 names
-  // seed 001's v2 patch 18 ("do not unload MMU roots on all role changes": reset = init + a
-  // KVM_REQ_MMU_UPDATE_ROOT-style PGD reload; unload only for CR0.PG 1→0, CPUID changes and
-  // CR4.SMEP 0→1). No flag models it: `keepRootsOnWpOnlyChange` is the narrower fix that landed in
-  // v6.4 (CR0.WP only, TDP only). Every other flag is already on in v6.12, so today `all` has the
-  // same flags as `v6.12`; it stays a separate name so that a future flag for patch 18 (or any other
-  // unmerged proposal) lands here without renaming presets.
+  // "All" means upstream plus the proposals that did not land: kvm-mmu.md §4.4/§7.2 describes seed
+  // 001's v2 patch 18, which is `keepRootsOnAllRoleChanges`.
   all: {
     kernel: "v6.12 + unmerged proposals",
     description:
-      "Every optimization on (unloadOnExit off). Equal to v6.12 today: the only unmerged proposal the " +
-      "references describe (seed 001 v2 patch 18, no unload on most role changes) has no flag yet",
+      "Every optimization on (unloadOnExit off): v6.12 plus seed 001 v2 patch 18, role changes without unload",
     flags: presetFlags(MMU_FLAG_PRESETS.all, true, true),
-    changes: [],
+    changes: [
+      {
+        flag: "keepRootsOnAllRoleChanges",
+        commitOrSeries:
+          'seed 001 v2 patch 18, Paolo Bonzini, "KVM: x86: do not unload MMU roots on all role changes" (not merged)',
+        note:
+          "kvm_mmu_reset_context = kvm_init_mmu + reload of the current PGD with the new role; unload only for " +
+          "CR0.PG 1→0, CPUID changes and CR4.SMEP 0→1",
+      },
+    ],
   },
 };
 

@@ -10,13 +10,15 @@ import {
 } from "./mmu-flags";
 
 describe("MMU flag presets (kvm-mmu.md §7.4)", () => {
-  it("today is every optimization on and unloadOnExit off", () => {
+  it("today is every merged optimization on; all adds only the unmerged patch 18", () => {
     expect(DEFAULT_MMU_FLAGS).toBe(MMU_FLAG_PRESETS.today);
     expect(mmuFlagPreset("v6.12")).toEqual(DEFAULT_MMU_FLAGS);
-    expect(mmuFlagPreset("all")).toEqual(DEFAULT_MMU_FLAGS);
     expect(DEFAULT_MMU_FLAGS.unloadOnExit).toBe(false);
+    expect(DEFAULT_MMU_FLAGS.keepRootsOnAllRoleChanges).toBe(false);
     for (const name of MMU_FLAG_NAMES)
-      if (name !== "unloadOnExit") expect(DEFAULT_MMU_FLAGS[name]).toBe(true);
+      if (name !== "unloadOnExit" && name !== "keepRootsOnAllRoleChanges")
+        expect(DEFAULT_MMU_FLAGS[name]).toBe(true);
+    expect(diffMmuFlags(DEFAULT_MMU_FLAGS, mmuFlagPreset("all"))).toEqual(["keepRootsOnAllRoleChanges"]);
   });
 
   it("none is every flag off", () => {

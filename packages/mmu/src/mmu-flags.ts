@@ -40,6 +40,16 @@ export interface MmuFlags {
    */
   readonly keepRootsOnWpOnlyChange: boolean;
   /**
+   * Sub-flag of (b), the part of seed 001 that did not land (v2 patch 18, Paolo Bonzini 2022, "do
+   * not unload MMU roots on all role changes"; kvm-mmu.md §4.4, §7.2): kvm_mmu_reset_context becomes
+   * kvm_init_mmu plus a reload of the current PGD with the new root role, so a role change finds the
+   * root of the other role in the cache instead of dropping every root. A full unload remains only
+   * where a TLB flush is architecturally required or the role does not capture the change: CR0.PG
+   * 1→0, a CPUID change, CR4.SMEP 0→1 (and, as upstream, KVM_SET_SREGS and the late VM-fail
+   * unwind). On only in the `all` preset. Ignored while `keepRootsOnRoleChange` is off.
+   */
+  readonly keepRootsOnAllRoleChanges: boolean;
+  /**
    * (c1) seed 002, Sean Christopherson 2020 (v5.7): a direct (TDP) root matches on its role alone
    * and records pgd 0. Off: the guest CR3 is compared even for direct roots, which record the CR3
    * they were loaded with.
@@ -109,6 +119,13 @@ export const MMU_FLAG_INFO: readonly MmuFlagInfo[] = Object.freeze([
     baseline: "a CR0.WP change resets the MMU and frees every root",
   },
   {
+    name: "keepRootsOnAllRoleChanges",
+    seed: "001 (v2 patch 18, not merged)",
+    since: "(unmerged)",
+    summary: "a role change re-initialises and reloads the PGD with the new role; unload only when required",
+    baseline: "kvm_mmu_reset_context unloads every root on any role change",
+  },
+  {
     name: "fastSwitchIgnoresCr3ForDirect",
     seed: "002",
     since: "v5.7",
@@ -134,19 +151,24 @@ export const MMU_FLAG_INFO: readonly MmuFlagInfo[] = Object.freeze([
 /** Every flag name, in declaration order. */
 export const MMU_FLAG_NAMES: readonly MmuFlagName[] = Object.freeze(MMU_FLAG_INFO.map((f) => f.name));
 
-const ALL_ON: MmuFlags = Object.freeze({
+/** Upstream today (v6.4 … v6.12): every merged optimization on. */
+const UPSTREAM: MmuFlags = Object.freeze({
   splitGuestMmu: true,
   skipUnchangedMmuInit: true,
   unloadOnExit: false,
   keepRootsOnRoleChange: true,
   keepRootsOnWpOnlyChange: true,
+  keepRootsOnAllRoleChanges: false,
   fastSwitchIgnoresCr3ForDirect: true,
   reuseCurrentRoot: true,
   preserveTdpRoots: true,
 });
 
+/** Every optimization on, merged or not (`unloadOnExit` is a pessimization, so it stays off). */
+const ALL_ON: MmuFlags = Object.freeze({ ...UPSTREAM, keepRootsOnAllRoleChanges: true });
+
 const V5_7: MmuFlags = Object.freeze({
-  ...ALL_ON,
+  ...UPSTREAM,
   keepRootsOnRoleChange: false,
   keepRootsOnWpOnlyChange: false,
   preserveTdpRoots: false,
@@ -155,7 +177,7 @@ const V5_7: MmuFlags = Object.freeze({
 /**
  * Named flag sets for historical kernels (kvm-mmu.md §7.4; the version boundaries are approximate).
  * `none` is every flag off (roughly pre-v4.20, see §6.4); `today`, `v6.12` and `v6.4` are upstream
- * now; `all` is every optimization on (`unloadOnExit` is a pessimization, so it stays off).
+ * now; `all` adds the unmerged seed-001 patch 18 (`keepRootsOnAllRoleChanges`).
  */
 export const MMU_FLAG_PRESETS = Object.freeze({
   none: Object.freeze({
@@ -164,6 +186,7 @@ export const MMU_FLAG_PRESETS = Object.freeze({
     unloadOnExit: false,
     keepRootsOnRoleChange: false,
     keepRootsOnWpOnlyChange: false,
+    keepRootsOnAllRoleChanges: false,
     fastSwitchIgnoresCr3ForDirect: false,
     reuseCurrentRoot: false,
     preserveTdpRoots: false,
@@ -171,9 +194,9 @@ export const MMU_FLAG_PRESETS = Object.freeze({
   "v4.20": Object.freeze({ ...V5_7, fastSwitchIgnoresCr3ForDirect: false, reuseCurrentRoot: false }),
   "v5.7": V5_7,
   "v5.18": Object.freeze({ ...V5_7, keepRootsOnRoleChange: true }),
-  "v6.4": ALL_ON,
-  "v6.12": ALL_ON,
-  today: ALL_ON,
+  "v6.4": UPSTREAM,
+  "v6.12": UPSTREAM,
+  today: UPSTREAM,
   all: ALL_ON,
 } satisfies Record<string, MmuFlags>);
 

@@ -224,3 +224,83 @@ describe("nested helpers", () => {
     expect(vcpu.reload()).toBe(true);
   });
 });
+
+describe("keepRootsOnAllRoleChanges (seed 001 v2 patch 18, unmerged; kvm-mmu.md §4.4, §7.2)", () => {
+  const PATCH_18 = mmuFlagPreset("all");
+  const shadowPaging = (flags = PATCH_18) => nestedScenario(flags, { tdpEnabled: false });
+
+  it("a shadow-paging CR0.WP toggle re-initialises and finds the other role's root once warm", () => {
+    const { vcpu, meter } = shadowPaging();
+    const wpOn = vcpu.rootMmu.rootRole;
+    vcpu.setCr0(L1_REGS.cr0 & ~CR0.WP);
+    vcpu.reload();
+    // First toggle: a new role, so a miss and one load; the old root stays cached.
+    expect(meter.diff({})).toMatchObject({ MMU_RESET_CONTEXT: 1, PGD_MISS: 1, ROOT_LOAD: 1 });
+    expect(meter.diff({}).MMU_UNLOAD).toBeUndefined();
+    const wpOff = vcpu.rootMmu.rootRole;
+    expect(wpOff).not.toBe(wpOn);
+    const warm = meter.snapshot();
+    for (let i = 0; i < 10; i++) {
+      vcpu.setCr0(i % 2 === 0 ? L1_REGS.cr0 : L1_REGS.cr0 & ~CR0.WP);
+      vcpu.reload();
+    }
+    expect(meter.diff(warm)).toMatchObject({ MMU_RESET_CONTEXT: 10, PGD_HIT_PREV: 10 });
+    const d = meter.diff(warm);
+    expect(d.MMU_UNLOAD ?? 0).toBe(0);
+    expect(d.ROOT_LOAD ?? 0).toBe(0);
+    expect(d.ROOT_DROP ?? 0).toBe(0);
+    expect(vcpu.rootMmu.rootRole).toBe(wpOff); // ten toggles from WP off: back to WP off
+  });
+
+  it("upstream (flag off) unloads on every such toggle", () => {
+    const { vcpu, meter } = shadowPaging(mmuFlagPreset("v6.12"));
+    for (let i = 0; i < 10; i++) {
+      vcpu.setCr0(i % 2 === 0 ? L1_REGS.cr0 & ~CR0.WP : L1_REGS.cr0);
+      vcpu.reload();
+    }
+    expect(meter.diff({})).toMatchObject({ MMU_RESET_CONTEXT: 10, MMU_UNLOAD: 10, ROOT_LOAD: 10 });
+  });
+
+  it("keeps the unload where the patch keeps it: CR0.PG 1→0, CR4.SMEP 0→1, CPUID", () => {
+    const pg = shadowPaging();
+    pg.vcpu.setCr0(L1_REGS.cr0 & ~CR0.PG);
+    expect(pg.meter.diff({})).toMatchObject({ MMU_RESET_CONTEXT: 1, MMU_UNLOAD: 1 });
+    pg.vcpu.reload();
+    const before = pg.meter.snapshot();
+    pg.vcpu.setCr0(L1_REGS.cr0); // PG 0→1: the role captures it
+    expect(pg.meter.diff(before).MMU_UNLOAD ?? 0).toBe(0);
+
+    const smep = shadowPaging();
+    smep.vcpu.setCr4(L1_REGS.cr4 & ~CR4.SMEP); // 1→0: no unload
+    smep.vcpu.reload();
+    expect(smep.meter.diff({}).MMU_UNLOAD ?? 0).toBe(0);
+    smep.vcpu.setCr4(L1_REGS.cr4); // 0→1: unload
+    expect(smep.meter.diff({})).toMatchObject({ MMU_UNLOAD: 1 });
+
+    const cpuid = shadowPaging();
+    cpuid.vcpu.afterSetCpuid();
+    expect(cpuid.meter.diff({})).toMatchObject({ MMU_UNLOAD: 1 });
+  });
+
+  it("EFER.NX and SMM changes keep the roots", () => {
+    const { vcpu, meter } = shadowPaging();
+    vcpu.setEfer(L1_REGS.efer & ~EFER.NXE);
+    vcpu.reload();
+    vcpu.setSmm(true);
+    vcpu.reload();
+    vcpu.setSmm(false);
+    vcpu.setEfer(L1_REGS.efer);
+    vcpu.reload();
+    const d = meter.diff({});
+    expect(d.MMU_RESET_CONTEXT).toBe(4);
+    expect(d.MMU_UNLOAD ?? 0).toBe(0);
+    // Back to the starting role: the original root came back out of the cache.
+    expect(d.PGD_HIT_PREV).toBeGreaterThanOrEqual(1);
+  });
+
+  it("is ignored while keepRootsOnRoleChange is off", () => {
+    const { vcpu, meter } = shadowPaging({ ...PATCH_18, keepRootsOnRoleChange: false });
+    vcpu.setCr0(L1_REGS.cr0 & ~CR0.WP);
+    expect(meter.diff({})).toMatchObject({ MMU_RESET_CONTEXT: 1, MMU_UNLOAD: 1 });
+  });
+});

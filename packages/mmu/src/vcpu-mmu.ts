@@ -214,6 +214,24 @@ export class VcpuMmu implements MmuInitEnv {
     this.initMmu();
   }
 
+  /**
+   * A role-bit change from a register write or an SMM switch. Upstream this is always
+   * kvm_mmu_reset_context. With `keepRootsOnAllRoleChanges` (seed 001 v2 patch 18, unmerged;
+   * kvm-mmu.md §4.4) the reset keeps the roots unless `unloadRequired`: the context is
+   * re-initialised and the current PGD reloaded with the new root role (the patch's
+   * KVM_REQ_MMU_UPDATE_ROOT, done here at once since nothing can run before the next entry), so
+   * toggling a role bit back finds the old root in the cache.
+   */
+  private roleChanged(unloadRequired: boolean): void {
+    if (unloadRequired || !this.flags.keepRootsOnRoleChange || !this.flags.keepRootsOnAllRoleChanges) {
+      this.resetContext();
+      return;
+    }
+    this.meter.count(EV_RESET);
+    this.initMmu();
+    this.newPgd(this.guestPgd(this.mmu));
+  }
+
   /** kvm: kvm_mmu_reload before a VM entry — load a root for `mmu` if it has none. Returns whether it loaded. */
   reload(): boolean {
     return kvmMmuReload(this.mmu, this.guestPgd(this.mmu), this);
@@ -272,7 +290,8 @@ export class VcpuMmu implements MmuInitEnv {
         return;
       }
     }
-    if ((changed & MMU_CR0_ROLE_BITS) !== 0) this.resetContext();
+    // Patch 18 keeps an unload for CR0.PG 1→0, which architecturally flushes the TLB.
+    if ((changed & MMU_CR0_ROLE_BITS) !== 0) this.roleChanged((oldCr0 & ~newCr0 & CR0.PG) !== 0);
   }
 
   /** The MMU side of kvm_set_cr4: store the value, then kvm_post_set_cr4. */
@@ -291,7 +310,8 @@ export class VcpuMmu implements MmuInitEnv {
   postSetCr4(oldCr4: number, newCr4: number): void {
     const changed = (oldCr4 ^ newCr4) >>> 0;
     if (this.flags.keepRootsOnRoleChange) {
-      if ((changed & MMU_CR4_ROLE_BITS) !== 0) this.resetContext();
+      // Patch 18 keeps an unload for CR4.SMEP 0→1 (kvm-mmu.md §4.4).
+      if ((changed & MMU_CR4_ROLE_BITS) !== 0) this.roleChanged((newCr4 & ~oldCr4 & CR4.SMEP) !== 0);
       if (!this.tdpEnabled && (newCr4 & CR4.PCIDE) !== 0 && (oldCr4 & CR4.PCIDE) === 0) this.unload();
       return;
     }
@@ -304,7 +324,7 @@ export class VcpuMmu implements MmuInitEnv {
     const changed = (this.efer ^ value) >>> 0;
     this.efer = value >>> 0;
     const bits = this.flags.keepRootsOnRoleChange ? MMU_EFER_ROLE_BITS : MMU_EFER_ROLE_BITS_PRE_5_18;
-    if ((changed & bits) !== 0) this.resetContext();
+    if ((changed & bits) !== 0) this.roleChanged(false);
   }
 
   /** The MMU side of kvm_set_cr3: a different value switches the PGD (kvm: kvm_mmu_new_pgd). */
@@ -317,7 +337,7 @@ export class VcpuMmu implements MmuInitEnv {
   setSmm(smm: boolean): void {
     if (smm === this.smm) return;
     this.smm = smm;
-    this.resetContext();
+    this.roleChanged(false);
   }
 
   /**
