@@ -33,8 +33,8 @@ const VMCS12_WRITE_EVENT = VMX_EVENTS.VMCS12_WRITE;
 
 /**
  * vmcs12 fields prepare_vmcs02_rare copies into vmcs02 (kvm-vmx.md §7, "prepare_vmcs02_rare"),
- * except GUEST_CS/SS_AR_BYTES (rare only with flag A) and GUEST_PDPTR0–3 (added with EPT): 44 here,
- * 50 with those (with EPT and APICv, 54 — the reference's figure for this host).
+ * except GUEST_CS/SS_AR_BYTES (rare only with flag A) and GUEST_PDPTR0–3 (added with EPT): 48 here
+ * (with the APICv fields this host has), 54 with those — the reference's figure for this host.
  */
 const RARE_ENTRY_FIELDS: readonly string[] = Object.freeze([
   ...["ES", "CS", "SS", "DS", "FS", "GS", "LDTR", "TR"].map((s) => `GUEST_${s}_SELECTOR`),
