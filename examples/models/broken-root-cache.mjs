@@ -20,7 +20,10 @@ export default function brokenRootCache(kit) {
   const { VcpuMmu, PAGE_ROLE, INVALID_ROOT, KVM_MMU_NUM_PREV_ROOTS } = kit.mmu;
 
   class RoleBlindVcpuMmu extends VcpuMmu {
-    /** @param {number} pgd */
+    /**
+     * @override
+     * @param {number} pgd
+     */
     newPgd(pgd) {
       const ctx = this.mmu;
       const direct = (ctx.rootRole & PAGE_ROLE.DIRECT) !== 0;
@@ -39,7 +42,7 @@ export default function brokenRootCache(kit) {
         ctx.prevPgd[i] = ctx.rootPgd;
         ctx.rootHpa = hpa;
         ctx.rootPgd = prevPgd;
-        /** @type {Float64Array} */ (ctx.stats.hitPrev)[i]++;
+        ctx.stats.hitPrev[i] = (ctx.stats.hitPrev[i] ?? 0) + 1;
         return true;
       }
       return super.newPgd(pgd);

@@ -21,7 +21,10 @@ export default function forgetfulRareSync(kit) {
   const forgotten = /** @type {{ encoding: number }} */ (fieldByName("GUEST_ES_SELECTOR")).encoding;
 
   class ForgetfulSync extends ShadowVmcsSync {
-    /** @param {import("@nestvisor/vmx").Vmcs12} vmcs12 */
+    /**
+     * @override
+     * @param {import("@nestvisor/vmx").Vmcs12} vmcs12
+     */
     syncRareFieldsIfPending(vmcs12) {
       if (!this.needSyncVmcs02ToVmcs12Rare) return;
       const kept = vmcs12.read(forgotten);

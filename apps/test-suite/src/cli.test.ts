@@ -10,7 +10,8 @@ import { beforeAll, describe, expect, it } from "vitest";
  */
 const PACKAGE = resolve(import.meta.dirname, "..");
 const BIN = join(PACKAGE, "dist", "cli.js");
-const EXAMPLES = resolve(PACKAGE, "../../examples/models");
+const ROOT_EXAMPLES = resolve(PACKAGE, "../../examples");
+const EXAMPLES = join(ROOT_EXAMPLES, "models");
 
 function bin(args: string[]) {
   return spawnSync(process.execPath, ["--conditions=@nestvisor/source", "--import", "tsx", BIN, ...args], {
@@ -63,6 +64,64 @@ describe("nestvisor-test-suite (the built bin)", () => {
     expect(r.stdout).toMatch(/^FAIL mmu\/root-role-invariant/m);
     expect(r.stdout).toMatch(
       /guest_mode false instead of true\): the root cache handed out a root without comparing its role \(kvm: is_root_usable\)/,
+    );
+  });
+
+  it("takes a ModelSpec module (the nestvisor --model format): every suite passes on the enlightened VMCS, exit 0", () => {
+    const r = bin([
+      "--model",
+      join(ROOT_EXAMPLES, "enlightened-vmcs/model.mjs"),
+      "--preset",
+      "v5.3",
+      "--quiet",
+    ]);
+    expect(r.stderr).toBe("");
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/^nestvisor-test-suite: model kvm-evmcs, preset v5\.3, seed \d+$/m);
+    for (const suite of [
+      "access",
+      "vmx",
+      "vmx-checks",
+      "shadow-vmcs",
+      "ept",
+      "mmu",
+      "nested",
+      "differential",
+      "audit",
+    ])
+      expect(r.stdout).toMatch(new RegExp(`^  ${suite} +\\d+ groups? +\\d+ tests`, "m"));
+    expect(r.stdout).toMatch(/^SUMMARY: \d+ tests, 0 unexpected failures, 0 expected failures, 0 skipped$/m);
+  }, 120_000);
+
+  it("fails on the broken ModelSpec model: its root-cache policy skips the role check, exit 1", () => {
+    const r = bin([
+      "--model",
+      join(EXAMPLES, "broken-root-cache-policy.mjs"),
+      "--filter",
+      "^mmu/",
+      "--quiet",
+    ]);
+    expect(r.status).toBe(1);
+    expect(r.stdout).toMatch(/^nestvisor-test-suite: model broken-root-cache-policy, preset v6\.12/m);
+    expect(r.stdout).toMatch(/^FAIL mmu\/root-role-invariant/m);
+    expect(r.stdout).toMatch(
+      /after a nested VM entry without EPT12 .*\(guest_mode false instead of true\): the root cache handed out a root without comparing its role \(kvm: is_root_usable\)/,
+    );
+  });
+
+  it("reports the DVH model's one deviation: L1 never sees the port-I/O exits it intercepts, exit 1", () => {
+    const r = bin([
+      "--model",
+      join(ROOT_EXAMPLES, "dvh-virtual-passthrough/model.mjs"),
+      "--filter",
+      "^nested/",
+      "--quiet",
+    ]);
+    expect(r.status).toBe(1);
+    expect(r.stdout).toMatch(/^PASS nested\/vmcs12-after-exit/m);
+    expect(r.stdout).toMatch(/^FAIL nested\/machine-exits \(12 tests, 3 unexpected failures\)$/m);
+    expect(r.stdout).toContain(
+      "FAIL: IN EAX from port 0x1234: L1 never saw the exit (vmcs12 untouched: VM_EXIT_REASON 0, GUEST_RIP 0x100000), expected exit 30",
     );
   });
 

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -133,5 +133,25 @@ describe("runCommand (in process)", () => {
     const m = io();
     expect(await runCommand(["--model", "missing.mjs"], m.io)).toBe(2);
     expect(m.err.join("")).toMatch(/--model missing.mjs: no such file/);
+  });
+
+  it("gives a ModelSpec module --preset and --flag as its base spec; the module's own flags win", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "nestvisor-spec-"));
+    writeFileSync(
+      join(dir, "spec.mjs"),
+      "export default (base) => ({ name: 'spec-' + base.preset, flags: { shadowVmcs: false } });",
+    );
+    const c = io(dir);
+    const argv = ["--model", "spec.mjs", "--preset", "v5.3", "--flag", "shadowVmcs=on,controlsShadow=on"];
+    expect(await runCommand([...argv, "--filter", "^mmu/round-trips$", "--json", "--quiet"], c.io)).toBe(0);
+    const report = JSON.parse(c.out.join(""));
+    expect(report.model).toBe("spec-v5.3");
+    expect(report.preset).toBe("v5.3");
+    expect(report.flags).toMatch(/(^|,)shadowVmcs=off(,|$)/);
+    expect(report.flags).toMatch(/(^|,)controlsShadow=on(,|$)/);
+    const bad = io(dir);
+    writeFileSync(join(dir, "bad.mjs"), "export default { flags: { shadowVmcs: 'yes' } };");
+    expect(await runCommand(["--model", "bad.mjs"], bad.io)).toBe(2);
+    expect(bad.err.join("")).toMatch(/--model bad\.mjs: flag "shadowVmcs" must be true or false/);
   });
 });

@@ -32,7 +32,9 @@ Runs the conformance suites (kvm-unit-tests' access, vmx, vmx_tests cases and ou
 against a hypervisor model: the project's KVM model by default, or a module given with --model.
 
 Options:
-  --model <module>      a JavaScript module exporting a model factory (see examples/models/README.md)
+  --model <module>      a JavaScript module exporting a model factory or a hypervisor ModelSpec
+                        (what nestvisor --model takes; see examples/models/README.md); a ModelSpec's
+                        own preset and flags take precedence over --preset and --flag
   --preset <name>       kernel preset the suites run under (default v6.12): ${KERNEL_PRESET_NAMES.join(", ")}
   --flag <name=on|off>  override one flag of the preset (repeatable; also a,b=off lists)
   --filter <regex>      run only the case groups whose id (suite/group) matches
@@ -197,7 +199,7 @@ export async function runCommand(argv: readonly string[], io: CommandIo): Promis
   let model: ModelFactory = KVM_MODEL;
   if (parsed.model !== undefined) {
     try {
-      model = await loadModel(parsed.model, io.cwd);
+      model = await loadModel(parsed.model, io.cwd, { preset: parsed.preset, flags: parsed.flags });
     } catch (error) {
       if (error instanceof ModelLoadError) {
         io.stderr(`nestvisor-test-suite: ${error.message}\n`);

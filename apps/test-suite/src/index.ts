@@ -1,20 +1,23 @@
 /**
  * @nestvisor/test-suite: a conformance suite for hypervisor models built from the nestvisor packages,
  * in the spirit of kvm-unit-tests (issue 7). The runner library, the suites, the reports, the
- * `ModelFactory` interface a user's model implements, and the command behind `nestvisor-test-suite`.
+ * `ModelFactory` interface a user's model implements (or a hypervisor `ModelSpec`, adapted by
+ * `specModelFactory`), and the command behind `nestvisor-test-suite`.
  */
 export { CaseRecorder, MAX_MESSAGES } from "./case-recorder";
 export { type CommandIo, parseCommandLine, runCommand, USAGE, UsageError } from "./command";
 export { KVM_MODEL } from "./kvm-model";
-export { loadModel, MODEL_KIT, ModelLoadError, resolveModelExport } from "./load-model";
+export { loadModel, MODEL_KIT, ModelLoadError, moduleArgument, resolveModelExport } from "./load-model";
 export type {
   EntryChecker,
+  ModelBaseline,
   ModelFactory,
   ModelHooks,
   ModelKit,
   ModelLevel,
   ModelMachine,
   ModelMachineOptions,
+  ModelModuleArgument,
   ModelModuleExport,
 } from "./model";
 export { DEFAULT_PARTS, type ModelParts, modelParts } from "./model-parts";
@@ -38,6 +41,7 @@ export {
   VERDICT,
   type Verdict,
 } from "./runner";
+export { policyNames, specModelFactory } from "./spec-model";
 export type { CaseGroup, Suite, SuiteContext } from "./suite";
 export {
   ACCESS_SUITE,

@@ -1,5 +1,12 @@
 import type * as hypervisorModule from "@nestvisor/hypervisor";
-import type { GuestStateSnapshot, KvmConfig, WorkloadProgram } from "@nestvisor/hypervisor";
+import type {
+  GuestStateSnapshot,
+  HypervisorFlags,
+  KvmConfig,
+  ModelPolicies,
+  ModelSpec,
+  WorkloadProgram,
+} from "@nestvisor/hypervisor";
 import type * as mmuModule from "@nestvisor/mmu";
 import type {
   Memslots,
@@ -52,6 +59,25 @@ export interface ModelFactory {
   createMachine(options: ModelMachineOptions): ModelMachine;
   /** Component factories the access, vmx, shadow-vmcs, ept, mmu and nested suites use. */
   readonly hooks?: ModelHooks;
+  /**
+   * The hypervisor policies (`ModelPolicies` of `@nestvisor/hypervisor`) the component suites apply
+   * where they assemble parts themselves: `rootCache` to every `VcpuMmu` of the mmu suite, `nestedSync`
+   * (and, for an enlightened guest hypervisor, `vmcsAccess`) to the VMX world of the vmx, vmx-checks,
+   * shadow-vmcs and nested suites. `createMachine` must apply them to its machines itself (a ModelSpec
+   * module's factory builds them with `createModel`). Default: none (KVM's behaviour).
+   */
+  readonly policies?: ModelPolicies;
+  /**
+   * The configuration the model fixes, used as every suite's baseline instead of `--preset`/`--flag`
+   * (a ModelSpec module: its preset and flags over the command line's, see `specModelFactory`).
+   */
+  readonly baseline?: ModelBaseline;
+}
+
+/** A model's own preset and flags (L0's; the guest hypervisors' may differ). */
+export interface ModelBaseline {
+  readonly preset: string;
+  readonly config: HypervisorFlags;
 }
 
 /** What a machine is built for: a compiled workload and the flags of each level. */
@@ -142,5 +168,20 @@ export interface ModelKit {
   readonly defaultModel: ModelFactory;
 }
 
-/** What a `--model` module exports as `default` (or `model`): a factory, or a function of the kit. */
-export type ModelModuleExport = ModelFactory | ((kit: ModelKit) => ModelFactory | Promise<ModelFactory>);
+/**
+ * What a function exported by a `--model` module receives: the kit, which is also the base
+ * `ModelSpec` of the run (`preset` and `flags` from `--preset`/`--flag`). A function of the kit
+ * returns a `ModelFactory`; a function of the base spec (the `nestvisor --model` format) returns a
+ * `ModelSpec`, and may spread its argument into it (the kit's members are dropped).
+ */
+export type ModelModuleArgument = ModelKit & Pick<ModelSpec, "preset" | "flags">;
+
+/**
+ * What a `--model` module exports as `default` (or `model`): a model factory, a hypervisor
+ * `ModelSpec` (what `nestvisor --model` takes, assembled with `createModel`), or a function of the
+ * kit and base spec returning either (possibly async).
+ */
+export type ModelModuleExport =
+  | ModelFactory
+  | ModelSpec
+  | ((argument: ModelModuleArgument) => ModelFactory | ModelSpec | Promise<ModelFactory | ModelSpec>);

@@ -1,3 +1,4 @@
+import { resolveFlags } from "@nestvisor/hypervisor";
 import { describe, expect, it } from "vitest";
 import { KVM_MODEL } from "./kvm-model";
 import { exitCodeOf, runGroup, runSuites, selectGroups, suiteContext, totalsOf, VERDICT } from "./runner";
@@ -98,6 +99,14 @@ describe("runner", () => {
     expect(() => suiteContext({ model: KVM_MODEL, suites: [], preset: "v9.9" })).toThrow(
       /no preset models that kernel/,
     );
+  });
+
+  it("takes a model's own baseline (a ModelSpec's preset and flags) instead of preset and flags", () => {
+    const config = resolveFlags("v5.3", { shadowVmcs: false });
+    const model = { ...KVM_MODEL, name: "fixed", baseline: { preset: "v5.3", config } };
+    const ctx = suiteContext({ model, suites: [], preset: "all", flags: { controlsShadow: true } });
+    expect(ctx.preset).toBe("v5.3");
+    expect(ctx.flags).toBe(config);
   });
 
   it("times each group and leaves a failing group's planned count visible", () => {

@@ -34,7 +34,7 @@ export interface GroupResult {
 export interface RunOptions {
   readonly model: ModelFactory;
   readonly suites: readonly Suite[];
-  /** Kernel preset (default today's). */
+  /** Kernel preset (default today's); a model's `baseline` replaces it and `flags`. */
   readonly preset?: string;
   /** `--flag` overrides on top of the preset. */
   readonly flags?: FlagOverrides;
@@ -80,11 +80,13 @@ export const DEFAULT_SEED = 0x6e657374; // "nest"
 
 /** The context a run's groups share. */
 export function suiteContext(options: RunOptions): SuiteContext {
-  const preset = options.preset ?? "v6.12";
+  // A model with its own baseline (a ModelSpec module) was assembled over --preset/--flag already.
+  const baseline = options.model.baseline;
+  const preset = baseline?.preset ?? options.preset ?? "v6.12";
   return {
     model: options.model,
     parts: modelParts(options.model),
-    flags: resolveFlags(preset, options.flags ?? {}),
+    flags: baseline?.config ?? resolveFlags(preset, options.flags ?? {}),
     preset,
     full: options.full ?? false,
     seed: options.seed ?? DEFAULT_SEED,

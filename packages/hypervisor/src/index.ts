@@ -162,11 +162,17 @@ export {
 export { KvmNested } from "./kvm-nested";
 export { VcpuRegisterCache } from "./kvm-vcpu-registers";
 export { Machine, type MachineOptions } from "./machine";
-export type {
-  ExitReflectionPolicy,
-  ExitReflectionQuery,
-  ModelPolicies,
-  NestedSyncFactory,
+export {
+  type ExitReflectionPolicy,
+  type ExitReflectionQuery,
+  type GuestVmcsAccess,
+  type GuestVmcsAccessContext,
+  type GuestVmcsAccessFactory,
+  hasNestedEntryHooks,
+  type ModelPolicies,
+  type NestedEntryHooks,
+  type NestedSyncContext,
+  type NestedSyncFactory,
 } from "./model-policies";
 export { msrBitmapIntercepts, writeMsrBitmap } from "./msr-bitmap";
 export { NestedVmcsProcessor, NestedVmxCpu, type ParentMemoryView } from "./nested-vmx-cpu";

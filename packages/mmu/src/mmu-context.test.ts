@@ -51,4 +51,14 @@ describe("struct kvm_mmu", () => {
     ctx.stats.reset();
     expect(ctx.stats.snapshot().hits).toBe(0);
   });
+
+  it("sums hits over every slot of a cache of any size", () => {
+    for (const size of [1, 2, 3, 8, 16]) {
+      const ctx = new MmuContext(MMU_CONTEXT_KIND.ROOT_MMU, size);
+      ctx.stats.hitCurrent = 1;
+      ctx.stats.hitPrev[size - 1] = 4;
+      expect(ctx.stats.hits).toBe(5);
+      expect(ctx.stats.snapshot().hitPrev).toHaveLength(size);
+    }
+  });
 });

@@ -87,8 +87,11 @@ export class MmuContextStats {
   /** Valid root slots released. */
   drops = 0;
 
+  /** Hits on the current root and on every previous-root slot (the cache may have 1–16). */
   get hits(): number {
-    return this.hitCurrent + this.hitPrev[0]! + this.hitPrev[1]! + this.hitPrev[2]!;
+    let hits = this.hitCurrent;
+    for (let i = 0; i < this.hitPrev.length; i++) hits += this.hitPrev[i]!;
+    return hits;
   }
 
   reset(): void {
@@ -113,7 +116,7 @@ export class MmuContextStats {
       guestRsvdResets: this.guestRsvdResets,
       shadowZeroResets: this.shadowZeroResets,
       hitCurrent: this.hitCurrent,
-      hitPrev: [this.hitPrev[0]!, this.hitPrev[1]!, this.hitPrev[2]!],
+      hitPrev: Array.from(this.hitPrev),
       hits: this.hits,
       misses: this.misses,
       loads: this.loads,
@@ -129,7 +132,8 @@ export interface MmuContextStatsSnapshot {
   readonly guestRsvdResets: number;
   readonly shadowZeroResets: number;
   readonly hitCurrent: number;
-  readonly hitPrev: readonly [number, number, number];
+  /** One count per previous-root slot (three with KVM's cache). */
+  readonly hitPrev: readonly number[];
   readonly hits: number;
   readonly misses: number;
   readonly loads: number;

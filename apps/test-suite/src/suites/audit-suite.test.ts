@@ -47,4 +47,16 @@ describe("audit suite", () => {
     const { problems } = auditLevel(l0);
     expect(problems[0]).toMatch(/^L0 root_mmu current root 0x[0-9a-f]+: /);
   });
+
+  it("finds an active root whose role is not the context's (kvm: is_root_usable)", () => {
+    const machine = KVM_MODEL.createMachine({ program: randomProgram(5, 2, 60), config: resolveFlags() });
+    machine.run();
+    const l0 = machine.levels![0]!;
+    expect(auditLevel(l0).problems).toEqual([]);
+    const active = l0.mmu.mmu;
+    active.rootRole = (active.rootRole ^ PAGE_ROLE.GUEST_MODE) >>> 0;
+    expect(auditLevel(l0).problems[0]).toMatch(
+      /^L0 guest_mmu's current root 0x[0-9a-f]+ has role 0x[0-9a-f]+ but the context's root role is 0x[0-9a-f]+ \(guest_mode true instead of false\): the root cache handed out a root without comparing its role \(kvm: is_root_usable\)$/,
+    );
+  });
 });

@@ -9,7 +9,6 @@ import {
   AUDIT_FORMAT,
   eptOnEptReference,
   INVALID_ROOT,
-  KVM_MMU_NUM_PREV_ROOTS,
   NO_SHADOW_PAGE,
   PAGE_ROLE,
   TableAuditor,
@@ -19,13 +18,15 @@ import { CR0 } from "@nestvisor/x86-arch";
 import type { ModelLevel } from "../model";
 import { Prng } from "../prng";
 import type { CaseGroup, Suite, SuiteContext } from "../suite";
+import { roleDifference } from "./mmu-suite";
 
 /**
  * DESIGN.md §3: the shadow, TDP and EPT02 tables every level keeps must agree with the composed walk
  * (memslots for direct roots; EPT12 then the memslots for shadow-EPT roots). After a random
  * workload runs, every valid root slot of every level's root contexts is audited with the mmu
  * package's `TableAuditor` (present leaves map the right host page with no more rights than the
- * reference; table pages are live shadow pages of the right level and gfn).
+ * reference; table pages are live shadow pages of the right level and gfn), and the active context's
+ * current root must have the context's root role.
  */
 
 const MEMORY = 16 * 2 ** 20;
@@ -105,8 +106,21 @@ export function auditLevel(level: ModelLevel): { problems: string[]; roots: numb
   };
   for (const ctx of level.mmu.rootContexts) {
     slot(ctx.kind, "current", ctx.rootPgd, ctx.rootHpa);
-    for (let i = 0; i < KVM_MMU_NUM_PREV_ROOTS; i++)
+    // Every previous slot the context has (a root-cache policy may keep more than KVM's 3).
+    for (let i = 0; i < ctx.prevHpa.length; i++)
       slot(ctx.kind, `prev[${i}]`, ctx.prevPgd[i]!, ctx.prevHpa[i]!);
+  }
+  // What every VM entry relies on (kvm: kvm_mmu_reload, is_root_usable): the root the hardware uses
+  // has the active context's root role. A root cache that skips the role check breaks it here.
+  const active = level.mmu.mmu;
+  const hpa = active.rootHpa;
+  if (hpa !== INVALID_ROOT && !backend.isObsoleteRoot(hpa)) {
+    const word = backend.rootRoleWord(hpa);
+    if (word !== NO_SHADOW_PAGE && word >>> 0 !== active.rootRole >>> 0) {
+      problems.unshift(
+        `${level.name} ${active.kind}'s current root 0x${hpa.toString(16)} has role 0x${(word >>> 0).toString(16)} but the context's root role is 0x${(active.rootRole >>> 0).toString(16)} (${roleDifference(word, active.rootRole)}): the root cache handed out a root without comparing its role (kvm: is_root_usable)`,
+      );
+    }
   }
   return { problems, roots };
 }

@@ -8,7 +8,7 @@ import {
 } from "@nestvisor/vmx";
 import type { CaseGroup } from "../suite";
 import { loadBaseline } from "./vmcs12-baseline";
-import { L1, VmxWorld } from "./vmx-world";
+import { L1, type VmxWorld, worldFor } from "./vmx-world";
 
 /**
  * What L1 must see from VMLAUNCH (vmx-tests.md §0):
@@ -149,7 +149,7 @@ export function entryGroup(id: string, description: string, cases: readonly Entr
       for (const c of cases) {
         let failure: string | null;
         try {
-          failure = runEntryCase(new VmxWorld(ctx.parts, ctx.flags), c);
+          failure = runEntryCase(worldFor(ctx), c);
         } catch (error) {
           failure = `threw ${(error as Error).message}`;
         }

@@ -1,6 +1,7 @@
 import {
   decodePageRole,
   INVALID_ROOT,
+  KVM_ROOT_CACHE,
   MMU_EVENTS,
   MMU_FLAG_NAMES,
   type MmuContext,
@@ -11,6 +12,7 @@ import {
   type NestedEntryState,
   NO_SHADOW_PAGE,
   PAGE_ROLE,
+  type RootCachePolicy,
   type VcpuMmu,
 } from "@nestvisor/mmu";
 import { CountingMeter, type MeterSnapshot } from "@nestvisor/vmx";
@@ -23,8 +25,11 @@ import { SuiteRootBackend } from "./suite-root-backend";
 
 /**
  * kvm-mmu.md §6.3 and §7: the root cache and the MMU roles per flag, on the model's `VcpuMmu` (its
- * `vcpuMmu` hook) over the suite's own root backend. Registers are a 64-bit L1 and L2 with WP, NX,
- * SMEP, SMAP and PKE (the worked role of kvm-mmu.md §2.9).
+ * `vcpuMmu` hook) with the model's root-cache policy (`ModelPolicies.rootCache`) over the suite's
+ * own root backend. Registers are a 64-bit L1 and L2 with WP, NX, SMEP, SMAP and PKE (the worked role
+ * of kvm-mmu.md §2.9). The counts are KVM's lookup and LRU replacement (kvm: fast_pgd_switch); the
+ * cases that fill the cache are sized to the policy's number of previous roots, so a larger cache
+ * is checked for the same behaviour, not for KVM's 3 slots.
  */
 
 const GUEST_CR0 = (CR0.PE | CR0.MP | CR0.ET | CR0.NE | CR0.WP | CR0.AM | CR0.PG) >>> 0;
@@ -60,11 +65,28 @@ interface Scenario {
   readonly meter: CountingMeter;
 }
 
+/** The root cache the model's MMU contexts use (its policy, else KVM's). */
+export function rootCacheOf(ctx: SuiteContext): RootCachePolicy {
+  return ctx.model.policies?.rootCache ?? KVM_ROOT_CACHE;
+}
+
 /** A vCPU running L1 with its root loaded; counts start after that unless `countSetup`. */
-function scenario(parts: ModelParts, flags: MmuFlags, tdpEnabled = true, countSetup = false): Scenario {
+function scenario(
+  parts: ModelParts,
+  rootCache: RootCachePolicy,
+  flags: MmuFlags,
+  tdpEnabled = true,
+  countSetup = false,
+): Scenario {
   const backend = new SuiteRootBackend();
   const meter = new CountingMeter([MMU_EVENTS]);
-  const vcpu = parts.vcpuMmu({ backend, meter, flags, tdpEnabled });
+  const vcpu = parts.vcpuMmu({
+    backend,
+    meter,
+    flags,
+    tdpEnabled,
+    ...(rootCache === KVM_ROOT_CACHE ? {} : { rootCache }),
+  });
   vcpu.setSregs(L1_REGS);
   vcpu.reload();
   if (!countSetup) {
@@ -107,6 +129,8 @@ interface CountCase {
   run(s: Scenario): MeterSnapshot | { hits: number; misses: number; drops: number; loads: number };
   readonly want: Readonly<Record<string, number>>;
   readonly countSetup?: boolean;
+  /** The case needs at least this many previous roots (its roots must fit in the cache). */
+  readonly minPrevRoots?: number;
 }
 
 const TODAY: Partial<MmuFlags> = {
@@ -126,8 +150,17 @@ function measured(s: Scenario, warm: () => void, steps: () => void): MeterSnapsh
   return s.meter.diff(before);
 }
 
-/** §6.3 and §7.1: what one nested round trip costs the MMU, per case and per flag (a). */
-function roundTripCases(): CountCase[] {
+/** L2 CR3s that overflow a cache with `prev` previous roots (L1's root takes a slot too): 4 for KVM. */
+function thrashingCr3s(prev: number): number[] {
+  return Array.from({ length: prev + 1 }, (_, i) => 0x40_0000 + i * 0x1_0000);
+}
+
+/**
+ * §6.3 and §7.1: what one nested round trip costs the MMU, per case and per flag (a), with `prev`
+ * previous roots per context (KVM: 3).
+ */
+function roundTripCases(prev: number): CountCase[] {
+  const thrash = thrashingCr3s(prev);
   const A = (cr3 = 0x20_0000) => l2State(cr3, true);
   const B = (cr3 = 0x20_0000) => l2State(cr3, false);
   return [
@@ -208,18 +241,17 @@ function roundTripCases(): CountCase[] {
       },
     },
     {
-      name: "§6.3 case C: L1's and L2's shadow roots share 3 prev slots — 4 L2 CR3s thrash",
+      name: `§6.3 case C: L1's and L2's shadow roots share ${prev} prev slots — ${prev + 1} L2 CR3s thrash`,
       flags: TODAY,
       tdpEnabled: false,
       run: (s) => {
-        const four = [0x40_0000, 0x41_0000, 0x42_0000, 0x43_0000];
         const d = measured(
           s,
           () => {
-            for (const cr3 of four) roundTrip(s.vcpu, B(cr3));
+            for (const cr3 of thrash) roundTrip(s.vcpu, B(cr3));
           },
           () => {
-            for (const cr3 of four) roundTrip(s.vcpu, B(cr3));
+            for (const cr3 of thrash) roundTrip(s.vcpu, B(cr3));
           },
         );
         return {
@@ -229,11 +261,12 @@ function roundTripCases(): CountCase[] {
           PGD_HIT_PREV: d.PGD_HIT_PREV ?? 0,
         };
       },
-      want: { PGD_MISS: 4, ROOT_DROP: 4, ROOT_LOAD: 4, PGD_HIT_PREV: 4 },
+      want: { PGD_MISS: prev + 1, ROOT_DROP: prev + 1, ROOT_LOAD: prev + 1, PGD_HIT_PREV: prev + 1 },
     },
     {
       name: "§6.3 INVEPT global frees all of guest_mmu and nothing of root_mmu",
       flags: TODAY,
+      minPrevRoots: 2,
       run: (s) =>
         measured(
           s,
@@ -248,6 +281,7 @@ function roundTripCases(): CountCase[] {
     {
       name: "§6.3 INVEPT single-context frees the slots with the same EPT12 root, whatever the A/D bit",
       flags: TODAY,
+      minPrevRoots: 3,
       run: (s) =>
         measured(
           s,
@@ -299,8 +333,14 @@ function roundTripCases(): CountCase[] {
   ];
 }
 
-/** §7.3: 10 round trips, one vCPU, only L1's root loaded at the start (kvm-mmu.md's table). */
-function rootCacheTableCases(): CountCase[] {
+/**
+ * §7.3: 10 round trips, one vCPU, only L1's root loaded at the start (kvm-mmu.md's table, for
+ * `prev` = 3 previous roots). The cycling row uses `prev + 1` L2 CR3s: with c1 off each is its own
+ * direct root, so every entry misses and the 11 roots loaded overflow the `prev + 1` slots.
+ */
+function rootCacheTableCases(prev: number): CountCase[] {
+  const cycle = thrashingCr3s(prev).length;
+  const overflow = Math.max(0, 11 - cycle);
   const combos = [
     ["c1 off, c2 off", false, false],
     ["c1 on, c2 off", true, false],
@@ -341,12 +381,12 @@ function rootCacheTableCases(): CountCase[] {
       ],
     ],
     [
-      "case B, root_mmu, L2 cycles through 4 CR3s",
+      `case B, root_mmu, L2 cycles through ${cycle} CR3s`,
       false,
-      (i: number) => 0x40_0000 + (i % 4) * 0x1000,
+      (i: number) => 0x40_0000 + (i % cycle) * 0x1000,
       "root",
       [
-        [10, 10, 7, 11],
+        [10, 10, overflow, 11],
         [19, 1, 0, 2],
         [19, 1, 0, 2],
       ],
@@ -370,7 +410,10 @@ function rootCacheTableCases(): CountCase[] {
           run: (s) => {
             for (let r = 0; r < 10; r++) roundTrip(s.vcpu, l2State(cr3(r), withEpt));
             const stats = (which === "guest" ? s.vcpu.guestMmu : s.vcpu.rootMmu).stats;
-            return { hits: stats.hits, misses: stats.misses, drops: stats.drops, loads: stats.loads };
+            // Every previous slot's hits (MmuStats.hits sums KVM's three slots only).
+            let hits = stats.hitCurrent;
+            for (const n of stats.hitPrev) hits += n;
+            return { hits, misses: stats.misses, drops: stats.drops, loads: stats.loads };
           },
           want: { hits, misses, drops, loads },
         });
@@ -380,20 +423,40 @@ function rootCacheTableCases(): CountCase[] {
   return cases;
 }
 
-function countGroup(id: string, description: string, cases: readonly CountCase[]): CaseGroup {
+function countGroup(
+  ctx: SuiteContext,
+  id: string,
+  description: string,
+  all: (prev: number) => readonly CountCase[],
+): CaseGroup {
+  const rootCache = rootCacheOf(ctx);
+  const prev = rootCache.prevRoots;
+  const every = all(prev);
+  const cases = every.filter((c) => (c.minPrevRoots ?? 0) <= prev);
+  const left = every.length - cases.length;
+  const note =
+    rootCache === KVM_ROOT_CACHE
+      ? ""
+      : ` (root cache "${rootCache.name}", ${prev} previous roots${left > 0 ? `; ${left} cases need more and are not run` : ""})`;
   return {
     id,
-    description,
+    description: `${description}${note}`,
     cases: cases.length,
-    run(rec, ctx) {
-      for (const c of cases) {
+    run(rec, c) {
+      for (const k of cases) {
         try {
-          const s = scenario(ctx.parts, flagsWith(ctx, c.flags), c.tdpEnabled ?? true, c.countSetup ?? false);
-          const got = c.run(s) as Record<string, number>;
-          if (sameCounts(got, c.want)) rec.pass();
-          else rec.fail(`${c.name}: counted ${showCounts(got)}, expected ${showCounts(c.want)}`);
+          const s = scenario(
+            c.parts,
+            rootCacheOf(c),
+            flagsWith(c, k.flags),
+            k.tdpEnabled ?? true,
+            k.countSetup ?? false,
+          );
+          const got = k.run(s) as Record<string, number>;
+          if (sameCounts(got, k.want)) rec.pass();
+          else rec.fail(`${k.name}: counted ${showCounts(got)}, expected ${showCounts(k.want)}`);
         } catch (error) {
-          rec.fail(`${c.name}: threw ${(error as Error).message}`);
+          rec.fail(`${k.name}: threw ${(error as Error).message}`);
         }
       }
     },
@@ -414,7 +477,8 @@ const VARIED: readonly MmuFlagName[] = [
   "reuseCurrentRoot",
 ];
 
-function roleDifference(found: number, wanted: number): string {
+/** The role bits in which `found` differs from `wanted`, by name ("guest_mode false instead of true"). */
+export function roleDifference(found: number, wanted: number): string {
   const a = decodePageRole(found) as unknown as Record<string, unknown>;
   const b = decodePageRole(wanted) as unknown as Record<string, unknown>;
   const diff = Object.keys(a).filter((k) => a[k] !== b[k]);
@@ -542,7 +606,7 @@ function invariantGroup(ctx: SuiteContext): CaseGroup {
     run(rec, c) {
       configs.forEach((config, index) => {
         const rng = new Prng(c.seed ^ (index * 0x9e3779b1));
-        const s = scenario(c.parts, config.flags, config.tdpEnabled);
+        const s = scenario(c.parts, rootCacheOf(c), config.flags, config.tdpEnabled);
         const ops = randomOps(config.tdpEnabled);
         for (let step = 0; step < steps; step++) {
           const op = ops[rng.below(ops.length)]!;
@@ -564,18 +628,21 @@ function invariantGroup(ctx: SuiteContext): CaseGroup {
 /** The `mmu` suite: root cache and MMU roles per flag (kvm-mmu.md §6.3, §7). */
 export const MMU_SUITE: Suite = {
   name: "mmu",
-  description: "KVM's MMU root cache and roles per flag (kvm-mmu.md §6.3, §7) on the model's VcpuMmu",
+  description:
+    "KVM's MMU root cache and roles per flag (kvm-mmu.md §6.3, §7) on the model's VcpuMmu and root-cache policy",
   groups(ctx) {
     return [
       countGroup(
+        ctx,
         "mmu/round-trips",
         "per-round-trip MMU work of the nested switch cases and the WP toggle (§6.3, §7.1, §7.2)",
-        roundTripCases(),
+        roundTripCases,
       ),
       countGroup(
+        ctx,
         "mmu/root-cache-table",
         "the §7.3 table: hits, misses, drops and loads per fast-switch flag (c1, c2) and flag b",
-        rootCacheTableCases(),
+        rootCacheTableCases,
       ),
       invariantGroup(ctx),
     ];

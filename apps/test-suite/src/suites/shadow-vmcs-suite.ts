@@ -10,7 +10,7 @@ import { hex } from "../case-recorder";
 import type { CaseGroup, Suite, SuiteContext } from "../suite";
 import { loadBaseline } from "./vmcs12-baseline";
 import { STATUS_FLAGS } from "./vmx-case";
-import { enc, L1, VmxWorld } from "./vmx-world";
+import { enc, L1, type VmxWorld, worldFor } from "./vmx-world";
 
 const OK = VMX_RESULT.SUCCEED;
 const VMREAD_EXIT = 23;
@@ -79,7 +79,7 @@ function l2ShadowGroup(validLink: boolean): CaseGroup {
     description: `L2's VMREAD/VMWRITE of every encoding under L1's bitmaps, VMCS link pointer ${validLink ? "to the shadow VMCS" : "all ones"} (§4.1–4.6)`,
     cases: fields.length * BITMAP_STATES.length,
     run(rec, ctx) {
-      const w = loadBaseline(new VmxWorld(ctx.parts, ctx.flags));
+      const w = loadBaseline(worldFor(ctx));
       if (
         (w.emulator.capabilities.procbasedCtls2.hi & SECONDARY_EXEC_CTLS.SECONDARY_EXEC_SHADOW_VMCS) ===
         0
@@ -206,7 +206,7 @@ function sameValue(f: ShadowField, lo: number, hi: number, want: { lo: number; h
 }
 
 function coherenceGroup(ctx: SuiteContext): CaseGroup {
-  const probe = new VmxWorld(ctx.parts, ctx.flags);
+  const probe = worldFor(ctx);
   const lists = probe.sync.fields;
   const fields = [
     ...lists.rwCopy.map((f) => [f, "RW"] as const),
@@ -219,7 +219,7 @@ function coherenceGroup(ctx: SuiteContext): CaseGroup {
     cases: fields.length,
     ...(ctx.flags.shadowVmcs ? {} : { skip: "shadowVmcs=off: L0 does not shadow L1's VMCS" }),
     run(rec, c) {
-      const w = new VmxWorld(c.parts, c.flags);
+      const w = worldFor(c);
       w.enterVmxWithCurrent(L1.VMCS[0]);
       for (const [f, kind] of fields) {
         const v = fieldValue(f);

@@ -1,7 +1,7 @@
 import { formatVmxOutcome, type VmxOutcome } from "@nestvisor/vmx";
 import { RFLAGS } from "@nestvisor/x86-arch";
 import type { CaseGroup, SuiteContext } from "../suite";
-import { VmxWorld } from "./vmx-world";
+import { type VmxWorld, worldFor } from "./vmx-world";
 
 /** One case on a fresh L1 world: null when it holds, else what went wrong. */
 export interface VmxCase {
@@ -23,7 +23,7 @@ export function vmxGroup(id: string, description: string, cases: readonly VmxCas
       for (const c of cases) {
         let failure: string | null;
         try {
-          failure = c.run(new VmxWorld(ctx.parts, ctx.flags), ctx);
+          failure = c.run(worldFor(ctx), ctx);
         } catch (error) {
           failure = `threw ${(error as Error).name}: ${(error as Error).message}`;
         }

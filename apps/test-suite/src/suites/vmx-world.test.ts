@@ -1,9 +1,10 @@
-import { resolveFlags } from "@nestvisor/hypervisor";
-import { VMX_OUTCOME, VMX_RESULT } from "@nestvisor/vmx";
+import { enlightenedVmcsPolicies, resolveFlags } from "@nestvisor/hypervisor";
+import { ShadowVmcsSync, VM_INSTRUCTION_ERROR, VMX_OUTCOME, VMX_RESULT } from "@nestvisor/vmx";
 import { describe, expect, it } from "vitest";
+import { KVM_MODEL } from "../kvm-model";
 import { DEFAULT_PARTS } from "../model-parts";
 import { loadBaseline } from "./vmcs12-baseline";
-import { enc, GUEST_STATE_FIELDS, L1, VmxWorld } from "./vmx-world";
+import { enc, GUEST_STATE_FIELDS, L1, VmxWorld, worldPolicies } from "./vmx-world";
 
 const world = (preset = "v6.12", flags = {}) => new VmxWorld(DEFAULT_PARTS, resolveFlags(preset, flags));
 
@@ -52,6 +53,51 @@ describe("VmxWorld", () => {
     w.exitToL1(18);
     w.vmptrld(L1.SHADOW_VMCS);
     expect(w.read("GUEST_RIP")).toBe(0x77n);
+  });
+
+  it("runs L1 and L2 on the runtime's hardware CPU: entries, exits and shadow VMREAD/VMWRITE", () => {
+    const w = loadBaseline(world());
+    expect(w.hardware.running).toBe(w.l1);
+    expect(w.hardware.runningVmcs).toBe(w.vmcs01);
+    w.vmlaunch();
+    expect(w.hardware.running).toBe(w.l2);
+    expect(w.hardware.runningVmcs).toBe(w.vmcs02);
+    w.exitToL1(10);
+    expect(w.hardware.running).toBe(w.l1);
+    // The exit the hardware stored in vmcs02 (SDM 28.2) before L0 handled it.
+    expect(w.vmcs02.read(enc("VM_EXIT_REASON"))).toBe(10);
+    // An encoding with bits above 14 set is never shadowed (SDM 26.1.3): an exit, and L0 fails it.
+    expect(w.vmwrite(enc("GUEST_RIP"), 1, 0, 1)).toBe(VM_INSTRUCTION_ERROR.UNSUPPORTED_VMCS_COMPONENT);
+    expect(w.servedByShadow).toBe(false);
+  });
+
+  it("with an enlightened-VMCS policy L1's VMREAD/VMWRITE are memory accesses, and L0 keeps vmcs12 coherent", () => {
+    const w = loadBaseline(new VmxWorld(DEFAULT_PARTS, resolveFlags(), enlightenedVmcsPolicies()));
+    expect(w.vmwrite(enc("GUEST_RSP"), 0x1000)).toBe(VMX_RESULT.SUCCEED);
+    expect(w.servedByAccess).toBe(true);
+    expect(w.servedByShadow).toBe(false);
+    expect(w.vmlaunch()).toBe(VMX_OUTCOME.ENTER_NON_ROOT);
+    expect(w.processor.vmread(enc("GUEST_RSP"))).toBe(0x1000);
+    w.exitToL1(10, 0, (p) => {
+      p.vmwrite(enc("GUEST_RSP"), 0x5000);
+    });
+    expect(w.read("GUEST_RSP")).toBe(0x5000n);
+    expect(w.servedByAccess).toBe(true);
+    expect(w.read("VM_EXIT_REASON")).toBe(10n);
+    // An encoding the page does not hold takes the ordinary path: an exit, and L0 fails it.
+    expect(w.vmread(0x7ffe)).toBe(VM_INSTRUCTION_ERROR.UNSUPPORTED_VMCS_COMPONENT);
+    expect(w.servedByAccess).toBe(false);
+  });
+
+  it("gives kvm-unit-tests' L1 (no enlightenment) KVM's sync when the model pairs its sync with a VMCS access", () => {
+    const evmcs = { ...KVM_MODEL, name: "evmcs", policies: enlightenedVmcsPolicies() };
+    expect(worldPolicies(evmcs, false)).toEqual({});
+    expect(worldPolicies(evmcs, true)).toEqual(evmcs.policies);
+    const nestedSync = (options: ConstructorParameters<typeof ShadowVmcsSync>[0]) =>
+      new ShadowVmcsSync(options);
+    const syncOnly = { ...KVM_MODEL, name: "sync", policies: { nestedSync } };
+    expect(worldPolicies(syncOnly, false)).toEqual({ nestedSync });
+    expect(worldPolicies(KVM_MODEL, true)).toEqual({});
   });
 
   it("copies every guest-state field (and no HIGH alias)", () => {
