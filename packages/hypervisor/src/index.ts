@@ -286,6 +286,7 @@ export {
   MAX_MEMORY_BYTES,
   type MappingSpec,
   type MemoryAccessSpec,
+  type NoOperands,
   PAGE_SIZE_NAMES,
   PAGING_NAMES,
   type PageSizeName,
