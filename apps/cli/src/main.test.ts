@@ -51,6 +51,9 @@ describe("nestvisor (the binary)", () => {
       ["flags"],
       ["presets"],
       ["profiles"],
+      ["sweep"],
+      ["sweep", "merge"],
+      ["test"],
     ]) {
       const help = runCli([...args, "--help"]);
       expect(help.code, args.join(" ")).toBe(0);

@@ -4,6 +4,8 @@ import {
   type CommandContext,
   type CommandGroup,
   isCommandGroup,
+  isPassthrough,
+  type PassthroughCommand,
   type Writer,
 } from "./framework/command";
 import { CliError, EXIT, oneLine, UsageError } from "./framework/errors";
@@ -104,9 +106,16 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
       );
     }
     label = `${PROGRAM} ${entry.name}`;
-    const loaded: Command | CommandGroup = await entry.load();
+    const loaded: Command | CommandGroup | PassthroughCommand = await entry.load();
     let command: Command;
     let rest = words.slice(1);
+    if (isPassthrough(loaded)) {
+      if (hasFlag(rest, "--help", "-h")) {
+        io.out.write(await loaded.help(PROGRAM, style));
+        return EXIT.OK;
+      }
+      return await loaded.run(rest, { out: io.out, err: io.err, env: io.env, cwd: io.cwd });
+    }
     if (isCommandGroup(loaded)) {
       const sub = rest[0];
       const subNames = loaded.subcommands.map((c) => c.name.split(" ").pop()!);
@@ -127,7 +136,15 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
       command = found;
       rest = rest.slice(1);
       label = `${PROGRAM} ${command.name}`;
-    } else command = loaded;
+    } else {
+      command = loaded;
+      const sub = command.subcommands?.find((c) => c.name.split(" ").pop() === rest[0]);
+      if (sub !== undefined) {
+        command = sub;
+        rest = rest.slice(1);
+        label = `${PROGRAM} ${command.name}`;
+      }
+    }
 
     const specs = [...command.options, ...COMMON_OPTIONS];
     if (hasFlag(rest, "--help", "-h")) {

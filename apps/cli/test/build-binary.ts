@@ -5,7 +5,8 @@ import { join, resolve } from "node:path";
 /**
  * Vitest global setup: the command tests spawn the real binary, so build `dist/cli.js` when it is
  * missing or older than anything it bundles (this package's sources and the workspace packages'
- * sources). Under `pnpm test` turbo has usually built it already and this is a cheap check.
+ * sources, the conformance suite's included). Under `pnpm test` turbo has usually built it already
+ * and this is a cheap check.
  */
 const root = resolve(import.meta.dirname, "..");
 const repo = resolve(root, "../..");
@@ -26,6 +27,8 @@ export default function setup(): void {
   const sources = [
     join(root, "src"),
     ...["x86-arch", "vmx", "mmu", "hypervisor"].map((p) => join(repo, "packages", p, "src")),
+    // `nestvisor test` bundles the conformance suite.
+    join(repo, "apps", "test-suite", "src"),
   ];
   const inputs = Math.max(
     ...sources.map(newest),

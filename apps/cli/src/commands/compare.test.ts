@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { OPTIMIZATION_FLAG_NAMES } from "@nestvisor/hypervisor";
 import { describe, expect, it } from "vitest";
 import { runCli, runJson, tempFiles } from "../testing/run-cli";
 import { checkWellFormedSvg } from "../testing/xml";
@@ -8,6 +9,8 @@ interface Row {
   workload: string;
   level: number;
   preset: string;
+  model: string | null;
+  profile: string;
   flags: Record<string, boolean>;
   cyclesPerIteration: number;
   cyclesByLevel: Record<string, number>;
@@ -59,6 +62,8 @@ describe("nestvisor compare", () => {
         "workload",
         "level",
         "preset",
+        "model",
+        "profile",
         "flags",
         "cyclesPerIteration",
         "cyclesByLevel",
@@ -68,7 +73,13 @@ describe("nestvisor compare", () => {
       expect(sum).toBeCloseTo(row.cyclesPerIteration, 3);
     }
     const l2 = out.rows.find((r) => r.level === 2 && r.preset === "v6.12")!;
-    expect(l2).toMatchObject({ workload: "cpuid", flags: {}, cyclesPerIteration: 6937 });
+    expect(l2).toMatchObject({
+      workload: "cpuid",
+      model: null,
+      profile: "intel-server",
+      flags: {},
+      cyclesPerIteration: 6937,
+    });
     expect(Object.keys(l2.cyclesByLevel)).toEqual(["L0", "L1", "L2"]);
     expect(l2.counters.HARDWARE_VM_EXIT).toBe(2);
     const v52 = out.rows.find((r) => r.level === 2 && r.preset === "v5.2")!;
@@ -108,7 +119,7 @@ describe("nestvisor compare", () => {
       "--ablate",
       "--json",
     ]) as { rows: Row[] };
-    expect(out.rows).toHaveLength(14);
+    expect(out.rows).toHaveLength(1 + OPTIMIZATION_FLAG_NAMES.length);
     expect(out.rows[0]!.flags).toEqual({});
     const controls = out.rows.find((r) => "controlsShadow" in r.flags)!;
     expect(controls.flags).toEqual({ controlsShadow: false });
@@ -127,9 +138,9 @@ describe("nestvisor compare", () => {
     );
     expect(r.code).toBe(0);
     const lines = r.stdout.trimEnd().split("\n");
-    expect(lines[0]).toBe("workload,level,preset,flags,metric,value");
-    expect(lines).toContain("cpuid,2,v6.12,,cyclesPerIteration,6937");
-    expect(lines.some((l) => l.startsWith("vmcall,1,v5.3,,counter.HARDWARE_VM_EXIT,"))).toBe(true);
+    expect(lines[0]).toBe("workload,level,preset,model,flags,metric,value");
+    expect(lines).toContain("cpuid,2,v6.12,,,cyclesPerIteration,6937");
+    expect(lines.some((l) => l.startsWith("vmcall,1,v5.3,,,counter.HARDWARE_VM_EXIT,"))).toBe(true);
     const svg = readFileSync(join(dir, "c.svg"), "utf8");
     checkWellFormedSvg(svg);
     expect(svg.match(/<rect x="190"/g)).toHaveLength(8);

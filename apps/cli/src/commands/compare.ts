@@ -14,11 +14,19 @@ import {
   stringOption,
 } from "../framework/options";
 import { writeJson, writeLines } from "../framework/output";
-import { compareVariants, type Matrix, runMatrix, snapshotMismatches } from "../model/compare-matrix";
+import {
+  compareVariants,
+  type Matrix,
+  type ModelSource,
+  runMatrix,
+  snapshotMismatches,
+  type Variant,
+} from "../model/compare-matrix";
 import { compareReport } from "../model/compare-report";
 import { checkPresets, parseFlagOptions } from "../model/flag-args";
+import { importModelModule, modelFromExports } from "../model/model-module";
 import { loadProfile } from "../model/profile-ref";
-import { resultRow } from "../model/result-row";
+import { type ResultRow, resultRow } from "../model/result-row";
 import { renderBarChart } from "../model/svg-chart";
 import { parseParams, resolveWorkload, takesIterations } from "../model/workload-ref";
 
@@ -41,24 +49,37 @@ function flagText(overrides: Readonly<Record<string, boolean>>): string {
     .join(";");
 }
 
+/** The JSON row of a variant's result. */
+function variantRow(
+  workload: string,
+  variant: Variant,
+  result: NonNullable<Matrix["cells"][number]["result"]>,
+): ResultRow {
+  return resultRow(
+    {
+      workload,
+      preset: variant.preset,
+      model: variant.modelName,
+      profile: variant.model.profile.name,
+      flags: variant.overrides,
+    },
+    result,
+  );
+}
+
 function csvRows(matrix: Matrix): string {
   const rows: (string | number)[][] = [];
   for (const cell of matrix.cells) {
     if (cell.result === null) continue;
     const variant = matrix.variants[cell.variant]!;
-    const row = resultRow(
-      matrix.workloads[cell.workload]!.name,
-      variant.preset,
-      variant.overrides,
-      cell.result,
-    );
-    const key = [row.workload, row.level, row.preset, flagText(row.flags)];
+    const row = variantRow(matrix.workloads[cell.workload]!.name, variant, cell.result);
+    const key = [row.workload, row.level, row.preset, row.model ?? "", flagText(row.flags)];
     rows.push([...key, "cyclesPerIteration", row.cyclesPerIteration]);
     for (const [level, cycles] of Object.entries(row.cyclesByLevel))
       rows.push([...key, `cycles.${level}`, cycles]);
     for (const [name, count] of Object.entries(row.counters)) rows.push([...key, `counter.${name}`, count]);
   }
-  return toCsv(["workload", "level", "preset", "flags", "metric", "value"], rows);
+  return toCsv(["workload", "level", "preset", "model", "flags", "metric", "value"], rows);
 }
 
 function chart(matrix: Matrix, profileName: string, iterationsText: string): string {
@@ -88,7 +109,9 @@ export const compareCommand: Command = {
     DEFAULT_COMPARE_WORKLOADS.join(", ") +
     `) at L1 and L2 under ${DEFAULT_COMPARE_PRESETS.join(", ")}: cycles per iteration under each preset, the change ` +
     "against the first, the L2/L1 ratio, and the counters that differ most. --flag applies on top of every preset; " +
-    "--ablate adds, for each preset, one variant per optimization flag flipped alone. Every run's guest-visible " +
+    "--ablate adds, for each preset, one variant per optimization flag flipped alone. --model (repeatable) adds, " +
+    "for each preset, one variant per model module, built on top of that preset and --flag/--profile: the module's " +
+    "policies against the project's KVM model. Every run's guest-visible " +
     "results are compared across variants: a difference is a failed check (exit 1). With --json every figure is per " +
     "iteration.",
   options: [
@@ -128,6 +151,14 @@ export const compareCommand: Command = {
       name: "ablate",
       type: "boolean",
       description: "add one variant per optimization flag flipped alone, for each preset",
+    },
+    {
+      name: "model",
+      short: "m",
+      type: "string",
+      multiple: true,
+      value: "module.mjs",
+      description: "add a variant per preset: a model module's ModelSpec on top of the preset (repeatable)",
     },
     {
       name: "profile",
@@ -182,11 +213,15 @@ export const compareCommand: Command = {
       description: "three levels without VMCS shadowing",
     },
     {
+      command: "nestvisor compare -m examples/root-cache-8/model.mjs -w cr3_switch -l 1 -f ept=off",
+      description: "a model module (8 previous roots) next to today's KVM",
+    },
+    {
       command: "nestvisor compare --chart compare.svg --json > compare.json",
       description: "a chart and machine-readable rows",
     },
   ],
-  run(ctx) {
+  async run(ctx) {
     const json = booleanOption(ctx.values, "json");
     const csv = booleanOption(ctx.values, "csv");
     if (json && csv) throw new UsageError("--json and --csv cannot be used together");
@@ -204,10 +239,14 @@ export const compareCommand: Command = {
     const chartPath = stringOption(ctx.values, "chart");
     const workloads = workloadNames.map((name) => resolveWorkload(name, ctx.cwd));
     const distinctLevels = [...new Set(levels)].sort((a, b) => a - b);
-    const variants = compareVariants(presets, overrides, ablate);
+    const models: ModelSource[] = [];
+    for (const shown of repeatedOption(ctx.values, "model")) {
+      const exports = await importModelModule(shown, ctx.cwd);
+      models.push({ shown, build: (base) => modelFromExports(exports, shown, base) });
+    }
+    const variants = compareVariants(presets, overrides, ablate, profile, models);
     const matrix = runMatrix(workloads, distinctLevels, variants, {
       settings: { ...(iterations === undefined ? {} : { iterations }), params },
-      profile,
       progress: ctx.progress(""),
     });
     const mismatches = snapshotMismatches(matrix);
@@ -232,9 +271,7 @@ export const compareCommand: Command = {
       const rows = matrix.cells.flatMap((cell) => {
         if (cell.result === null) return [];
         const variant = matrix.variants[cell.variant]!;
-        return [
-          resultRow(matrix.workloads[cell.workload]!.name, variant.preset, variant.overrides, cell.result),
-        ];
+        return [variantRow(matrix.workloads[cell.workload]!.name, variant, cell.result)];
       });
       writeJson(ctx.out, { rows });
     } else if (csv) {
@@ -242,7 +279,17 @@ export const compareCommand: Command = {
     } else {
       writeLines(
         ctx.out,
-        compareReport(matrix, { profile, iterationsText, top, mismatches, style: ctx.style }),
+        compareReport(matrix, {
+          profile,
+          iterationsText,
+          top,
+          mismatches,
+          style: ctx.style,
+          models: models.map((m, i) => {
+            const model = variants.filter((v) => v.modelName !== null && v.group === 0)[i]!.model;
+            return { shown: m.shown, name: model.name, policies: Object.keys(model.policies) };
+          }),
+        }),
       );
     }
     if (mismatches.length > 0) {

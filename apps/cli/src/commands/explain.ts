@@ -11,8 +11,10 @@ import {
   stringOption,
 } from "../framework/options";
 import { writeJson, writeLines } from "../framework/output";
-import { parseFlagOptions, presetFlags } from "../model/flag-args";
+import { modelOverrides } from "../model/compare-matrix";
+import { parseFlagOptions } from "../model/flag-args";
 import { type Effects, flagEffects, type StepEffect } from "../model/flag-effects";
+import { baseModel, loadModelModule, modelFailure } from "../model/model-module";
 import { loadProfile } from "../model/profile-ref";
 import { type RoundTrip, recordRoundTrip } from "../model/round-trip";
 import { buildProgram, parseParams, resolveWorkload } from "../model/workload-ref";
@@ -142,6 +144,13 @@ export const explainCommand: Command = {
       defaultText: "intel-server",
     },
     {
+      name: "model",
+      short: "m",
+      type: "string",
+      value: "module.mjs",
+      description: "explain a model module's ModelSpec, built on top of --preset, --flag and --profile",
+    },
+    {
       name: "reason",
       short: "r",
       type: "string",
@@ -163,8 +172,12 @@ export const explainCommand: Command = {
       command: "nestvisor explain toggle_cr0_wp --preset v5.17 --reason CR_ACCESS",
       description: "the CR0.WP toggle of seed 001",
     },
+    {
+      command: "nestvisor explain cpuid --model examples/enlightened-vmcs/model.mjs --no-flags",
+      description: "the same round trip with an enlightened VMCS",
+    },
   ],
-  run(ctx) {
+  async run(ctx) {
     const ref = resolveWorkload(ctx.positionals[0]!, ctx.cwd);
     const level = integerOption(ctx.values, "level", 1, 3) ?? (ref.kind === "builtin" ? 2 : undefined);
     const params = parseParams(repeatedOption(ctx.values, "param"));
@@ -174,20 +187,30 @@ export const explainCommand: Command = {
       if ("pages" in ref.builtin.parameters && !("pages" in params)) params.pages = String(RUN_ITERATIONS);
     }
     const program = buildProgram(ref, { ...(level === undefined ? {} : { level }), params });
-    const preset = stringOption(ctx.values, "preset") ?? DEFAULT_PRESET_NAME;
     const overrides = parseFlagOptions(repeatedOption(ctx.values, "flag"));
-    const flags = presetFlags(preset, overrides);
-    const profile = loadProfile(stringOption(ctx.values, "profile"), ctx.cwd);
+    const base = {
+      preset: stringOption(ctx.values, "preset") ?? DEFAULT_PRESET_NAME,
+      flags: overrides,
+      profile: loadProfile(stringOption(ctx.values, "profile"), ctx.cwd),
+    };
+    const modulePath = stringOption(ctx.values, "model");
+    const model =
+      modulePath === undefined ? baseModel(base) : await loadModelModule(modulePath, ctx.cwd, base);
+    const { preset, profile } = model;
+    const modelName = modulePath === undefined ? null : model.name;
+    const flags = modelName === null ? overrides : modelOverrides(model, overrides);
     const reason = stringOption(ctx.values, "reason");
     const index = integerOption(ctx.values, "round-trip", 1, 1_000_000);
     const select = { ...(reason === undefined ? {} : { reason }), ...(index === undefined ? {} : { index }) };
-    const options = { program, flags, profile, iterations: RUN_ITERATIONS, select };
+    const options = { program, model, iterations: RUN_ITERATIONS, select };
+    const where = `${program.name} at L${program.setup.level}`;
     let recorded: ReturnType<typeof recordRoundTrip>;
     try {
       recorded = recordRoundTrip(options);
     } catch (error) {
       if (error instanceof RangeError && /not modelled/.test(error.message))
         throw new UsageError(error.message);
+      if (modelName !== null) throw modelFailure(error, modelName, where);
       throw error;
     }
     const trip = recorded.trip;
@@ -204,19 +227,25 @@ export const explainCommand: Command = {
     const progress = ctx.progress("");
     let effects: Effects | undefined;
     if (!booleanOption(ctx.values, "no-flags")) {
-      effects = flagEffects(trip, recorded.anchor, options, (i, total, flag) => {
-        if (i === 0) progress.start(total);
-        progress.tick(i, `${flag} flipped`);
-      });
+      try {
+        effects = flagEffects(trip, recorded.anchor, options, (i, total, flag) => {
+          if (i === 0) progress.start(total);
+          progress.tick(i, `${flag} flipped`);
+        });
+      } catch (error) {
+        if (modelName !== null) throw modelFailure(error, modelName, `${where} with a flag flipped`);
+        throw error;
+      }
       progress.finish();
     }
-    const title = `${program.name} at L${program.setup.level}: ${trip.reason} round trip ${trip.index + 1} of ${trip.count}, preset ${preset}${Object.keys(overrides).length > 0 ? " + flags" : ""}, profile ${profile.name}`;
+    const title = `${program.name} at L${program.setup.level}: ${trip.reason} round trip ${trip.index + 1} of ${trip.count}, ${modelName === null ? "" : `model ${modelName}, `}preset ${preset}${Object.keys(flags).length > 0 ? " + flags" : ""}, profile ${profile.name}`;
     if (booleanOption(ctx.values, "json")) {
       writeJson(ctx.out, {
         workload: program.name,
         level: program.setup.level,
         preset,
-        flags: overrides,
+        model: modelName,
+        flags,
         profile: profile.name,
         reason: trip.reason,
         roundTrip: trip.index + 1,

@@ -1,4 +1,4 @@
-import type { Command, CommandGroup } from "../framework/command";
+import type { Command, CommandGroup, PassthroughCommand } from "../framework/command";
 
 /**
  * Every top-level command with its one-line summary. Commands are loaded only when run (each is
@@ -7,7 +7,7 @@ import type { Command, CommandGroup } from "../framework/command";
 export interface CommandEntry {
   readonly name: string;
   readonly summary: string;
-  load(): Promise<Command | CommandGroup>;
+  load(): Promise<Command | CommandGroup | PassthroughCommand>;
 }
 
 export const COMMANDS: readonly CommandEntry[] = [
@@ -25,6 +25,17 @@ export const COMMANDS: readonly CommandEntry[] = [
     name: "explain",
     summary: "walk through one nested round trip step by step, with the flags that change each step",
     load: () => import("./explain").then((m) => m.explainCommand),
+  },
+  {
+    name: "sweep",
+    summary:
+      "run a grid (workloads × levels × presets × flags × profiles × models) on every core; resumable, shardable",
+    load: () => import("./sweep").then((m) => m.sweepCommand),
+  },
+  {
+    name: "test",
+    summary: "run the conformance suites (kvm-unit-tests style) against the KVM model or a model module",
+    load: () => import("./test").then((m) => m.testCommand),
   },
   {
     name: "decode",

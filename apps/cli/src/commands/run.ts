@@ -1,6 +1,6 @@
 import { writeFileSync } from "node:fs";
 import { resolve } from "node:path";
-import { DEFAULT_PRESET_NAME, runWorkload, TimelineTracer } from "@nestvisor/hypervisor";
+import { DEFAULT_PRESET_NAME, type RunResult, TimelineTracer } from "@nestvisor/hypervisor";
 import type { Command } from "../framework/command";
 import { UsageError } from "../framework/errors";
 import { formatAmount, formatNumber, formatShare } from "../framework/format";
@@ -13,7 +13,9 @@ import {
 } from "../framework/options";
 import { writeJson, writeLines } from "../framework/output";
 import { renderTable } from "../framework/table";
-import { parseFlagOptions, presetFlags } from "../model/flag-args";
+import { modelOverrides } from "../model/compare-matrix";
+import { parseFlagOptions } from "../model/flag-args";
+import { baseModel, loadModelModule, modelFailure } from "../model/model-module";
 import { perfettoTrace } from "../model/perfetto";
 import { loadProfile } from "../model/profile-ref";
 import { iterationsOf, resultRow } from "../model/result-row";
@@ -78,6 +80,13 @@ export const runCommand: Command = {
       defaultText: "intel-server",
     },
     {
+      name: "model",
+      short: "m",
+      type: "string",
+      value: "module.mjs",
+      description: "run a model module's ModelSpec, built on top of --preset, --flag and --profile",
+    },
+    {
       name: "perfetto",
       type: "string",
       value: "file.json",
@@ -98,8 +107,12 @@ export const runCommand: Command = {
       description: "a timeline to open in ui.perfetto.dev",
     },
     { command: "nestvisor run my-workload.yaml --json", description: "a workload file, as a JSON row" },
+    {
+      command: "nestvisor run cpuid --model examples/enlightened-vmcs/model.mjs",
+      description: "a model module: an enlightened VMCS instead of shadow VMCS",
+    },
   ],
-  run(ctx) {
+  async run(ctx) {
     const ref = resolveWorkload(ctx.positionals[0]!, ctx.cwd);
     const level = integerOption(ctx.values, "level", 1, 3);
     const iterations = integerOption(ctx.values, "iterations", 1, 0xffffffff);
@@ -113,19 +126,29 @@ export const runCommand: Command = {
       ...(iterations === undefined ? {} : { iterations }),
       params: parseParams(repeatedOption(ctx.values, "param")),
     });
-    const preset = stringOption(ctx.values, "preset") ?? DEFAULT_PRESET_NAME;
     const overrides = parseFlagOptions(repeatedOption(ctx.values, "flag"));
-    const config = presetFlags(preset, overrides);
-    const profile = loadProfile(stringOption(ctx.values, "profile"), ctx.cwd);
+    const base = {
+      preset: stringOption(ctx.values, "preset") ?? DEFAULT_PRESET_NAME,
+      flags: overrides,
+      profile: loadProfile(stringOption(ctx.values, "profile"), ctx.cwd),
+    };
+    const modulePath = stringOption(ctx.values, "model");
+    const model =
+      modulePath === undefined ? baseModel(base) : await loadModelModule(modulePath, ctx.cwd, base);
+    const { preset, profile } = model;
+    const modelName = modulePath === undefined ? null : model.name;
+    const flags = modelName === null ? overrides : modelOverrides(model, overrides);
     const perfetto = stringOption(ctx.values, "perfetto");
     const top = integerOption(ctx.values, "top", 0, 10_000) ?? 15;
     const tracer = perfetto === undefined ? undefined : new TimelineTracer({ capacity: TRACE_CAPACITY });
-    let result: ReturnType<typeof runWorkload>;
+    let result: RunResult;
     try {
-      result = runWorkload({ program, config, profile, ...(tracer === undefined ? {} : { tracer }) });
+      result = model.run(program, tracer === undefined ? {} : { tracer });
     } catch (error) {
       if (error instanceof RangeError && /not modelled/.test(error.message))
         throw new UsageError(error.message);
+      if (modelName !== null)
+        throw modelFailure(error, modelName, `${program.name} at L${program.setup.level}`);
       throw error;
     }
     if (perfetto !== undefined && tracer !== undefined) {
@@ -143,7 +166,10 @@ export const runCommand: Command = {
       if (!booleanOption(ctx.values, "json"))
         ctx.err.write(`timeline written to ${perfetto} (open it in https://ui.perfetto.dev)\n`);
     }
-    const row = resultRow(program.name, preset, overrides, result);
+    const row = resultRow(
+      { workload: program.name, preset, model: modelName, profile: profile.name, flags },
+      result,
+    );
     if (booleanOption(ctx.values, "json")) {
       writeJson(ctx.out, {
         rows: [row],
@@ -172,9 +198,10 @@ export const runCommand: Command = {
     const ghz = profile.tscGHz.value;
     const lines = [
       s.bold(`${program.name} at L${result.level}`) +
+        (modelName === null ? "" : ` · model ${modelName}`) +
         ` · preset ${preset}${
-          Object.keys(overrides).length > 0
-            ? ` + ${Object.entries(overrides)
+          Object.keys(flags).length > 0
+            ? ` + ${Object.entries(flags)
                 .map(([k, v]) => `${k}=${v ? "on" : "off"}`)
                 .join(",")}`
             : ""

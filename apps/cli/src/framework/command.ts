@@ -46,8 +46,41 @@ export interface Command {
   /** How many positional arguments are accepted (default none). */
   readonly positionals?: { readonly min: number; readonly max: number; readonly names: string };
   readonly examples: readonly Example[];
+  /**
+   * Subcommands reached as `<name> <sub>` (`sweep merge`); without one the command itself runs.
+   * Each subcommand's name is the full name ("sweep merge").
+   */
+  readonly subcommands?: readonly Command[];
   /** Returns the exit code. */
   run(context: CommandContext): number | Promise<number>;
+}
+
+/** What a passthrough command gets: the process around it, its arguments untouched. */
+export interface PassthroughIo {
+  readonly out: Writer;
+  readonly err: Writer;
+  readonly env: Readonly<Record<string, string | undefined>>;
+  readonly cwd: string;
+}
+
+/**
+ * A command that parses its own arguments: `nestvisor test` hands them to the conformance suite's
+ * command. Only `--help` is answered here (with the suite's usage and examples).
+ */
+export interface PassthroughCommand {
+  readonly name: string;
+  readonly summary: string;
+  readonly passthrough: true;
+  /** The `--help` text. */
+  help(program: string, style: Style): string | Promise<string>;
+  /** Runs with `argv` (everything after the command name); returns the exit code. */
+  run(argv: readonly string[], io: PassthroughIo): Promise<number>;
+}
+
+export function isPassthrough(
+  value: Command | CommandGroup | PassthroughCommand,
+): value is PassthroughCommand {
+  return "passthrough" in value && value.passthrough === true;
 }
 
 /** A command with subcommands (`vmcs12 layout|dump`, `trace stat|replay`). */
@@ -59,6 +92,6 @@ export interface CommandGroup {
   readonly examples: readonly Example[];
 }
 
-export function isCommandGroup(value: Command | CommandGroup): value is CommandGroup {
-  return "subcommands" in value;
+export function isCommandGroup(value: Command | CommandGroup | PassthroughCommand): value is CommandGroup {
+  return "subcommands" in value && !("run" in value);
 }

@@ -56,7 +56,8 @@ function optionLines(options: readonly OptionSpec[]): string[] {
   return lines;
 }
 
-function exampleLines(examples: readonly Example[], style: Style): string[] {
+/** The examples block of a help text: a dimmed comment line, then the command. */
+export function exampleLines(examples: readonly Example[], style: Style): string[] {
   const lines: string[] = [];
   for (const example of examples) {
     lines.push(...wrapText(`# ${example.description}`, WIDTH - 2, 2).map((l) => `  ${style.dim(l)}`));
@@ -77,6 +78,16 @@ export function commandHelp(
     ...wrapText(command.summary, WIDTH),
   ];
   if (command.description !== undefined) lines.push("", ...wrapText(command.description, WIDTH));
+  const subcommands = command.subcommands ?? [];
+  if (subcommands.length > 0) {
+    const names = subcommands.map((c) => c.name);
+    const width = Math.max(...names.map((n) => n.length)) + 2;
+    lines.push("", style.bold("Subcommands:"));
+    subcommands.forEach((c, i) => {
+      lines.push(...wrapText(c.summary, WIDTH, width + 2, `  ${names[i]!.padEnd(width)}`));
+    });
+    lines.push(`Run '${program} ${names[0]} --help' for its options.`);
+  }
   lines.push("", style.bold("Options:"), ...optionLines(options));
   if (command.examples.length > 0)
     lines.push("", style.bold("Examples:"), ...exampleLines(command.examples, style));

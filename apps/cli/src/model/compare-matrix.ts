@@ -1,51 +1,113 @@
 import {
   type CostProfile,
+  HYPERVISOR_FLAG_NAMES,
   type HypervisorFlagName,
   type HypervisorFlags,
+  type HypervisorModel,
+  type ModelSpec,
   OPTIMIZATION_FLAG_NAMES,
   type RunResult,
-  runWorkload,
 } from "@nestvisor/hypervisor";
 import type { Progress } from "../framework/progress";
 import { presetFlags } from "./flag-args";
+import { baseModel, modelFailure } from "./model-module";
 import { buildProgram, type WorkloadRef, type WorkloadSettings } from "./workload-ref";
 
 /**
  * The runs of `nestvisor compare`: every workload at every level under every variant. A variant
- * is a preset with flag overrides; with --ablate each preset is followed by one variant per
- * optimization flag flipped alone. Variants of one group are compared with the group's first.
+ * is a model: a preset with flag overrides, or a `--model` module's model built on top of that
+ * preset. With --ablate each preset is followed by one variant per optimization flag flipped
+ * alone. With --ablate or --model the variants form one group per preset (the preset first, then
+ * its models, then its flipped flags), each compared with its preset; otherwise one group.
  */
 export interface Variant {
   readonly label: string;
+  /** The label within its group: the flipped flag or the model's name (the label without the preset). */
+  readonly short: string;
+  /** The preset the model runs (a module may set its own). */
   readonly preset: string;
-  /** Overrides applied on top of the preset (the user's --flag ones and the ablated flag). */
+  /** Overrides applied on top of the preset (the user's --flag ones, the ablated flag, a module's flags). */
   readonly overrides: Readonly<Partial<Record<HypervisorFlagName, boolean>>>;
   readonly flags: HypervisorFlags;
+  readonly model: HypervisorModel;
+  /** The --model module's model name, or null for the project's KVM model as the preset sets it. */
+  readonly modelName: string | null;
   /** The flag this variant flips (ablation), if any. */
   readonly flipped?: HypervisorFlagName;
   /** Index of the group; the first variant of a group is its baseline. */
   readonly group: number;
 }
 
+/** A `--model` module, ready to build its model on top of a base spec. */
+export interface ModelSource {
+  /** The path as the user gave it. */
+  readonly shown: string;
+  build(base: ModelSpec): HypervisorModel;
+}
+
+/** The flags a model runs with, as overrides on top of its preset (the user's ones always listed). */
+export function modelOverrides(
+  model: HypervisorModel,
+  overrides: Readonly<Partial<Record<HypervisorFlagName, boolean>>>,
+): Partial<Record<HypervisorFlagName, boolean>> {
+  const out: Partial<Record<HypervisorFlagName, boolean>> = { ...overrides };
+  const reference = presetFlags(model.preset, overrides);
+  for (const name of HYPERVISOR_FLAG_NAMES)
+    if (model.config[name] !== reference[name]) out[name] = model.config[name];
+  return out;
+}
+
 export function compareVariants(
   presets: readonly string[],
   overrides: Readonly<Partial<Record<HypervisorFlagName, boolean>>>,
   ablate: boolean,
+  profile: CostProfile,
+  models: readonly ModelSource[] = [],
 ): Variant[] {
   const variants: Variant[] = [];
+  const grouped = ablate || models.length > 0;
   presets.forEach((preset, i) => {
-    const flags = presetFlags(preset, overrides);
-    const group = ablate ? i : 0;
-    variants.push({ label: preset, preset, overrides, flags, group });
+    const base: ModelSpec = { preset, flags: overrides, profile };
+    const model = baseModel(base);
+    const group = grouped ? i : 0;
+    variants.push({
+      label: preset,
+      short: preset,
+      preset,
+      overrides,
+      flags: model.config,
+      model,
+      modelName: null,
+      group,
+    });
+    for (const source of models) {
+      const custom = source.build(base);
+      const label = presets.length > 1 ? `${custom.preset} ${custom.name}` : custom.name;
+      variants.push({
+        label,
+        short: custom.name,
+        preset: custom.preset,
+        overrides: modelOverrides(custom, overrides),
+        flags: custom.config,
+        model: custom,
+        modelName: custom.name,
+        group,
+      });
+    }
     if (!ablate) return;
     for (const flag of OPTIMIZATION_FLAG_NAMES) {
       if (flag in overrides) continue;
-      const flipped = { ...overrides, [flag]: !flags[flag] };
+      const flipped = { ...overrides, [flag]: !model.config[flag] };
+      const setting = `${flag}=${model.config[flag] ? "off" : "on"}`;
+      const flippedModel = model.with({ flags: { [flag]: !model.config[flag] } });
       variants.push({
-        label: `${preset} ${flag}=${flags[flag] ? "off" : "on"}`,
+        label: `${preset} ${setting}`,
+        short: setting,
         preset,
         overrides: flipped,
-        flags: presetFlags(preset, flipped),
+        flags: flippedModel.config,
+        model: flippedModel,
+        modelName: null,
         flipped: flag,
         group,
       });
@@ -78,7 +140,6 @@ function notModelled(error: unknown): string | undefined {
 
 export interface MatrixOptions {
   readonly settings: Omit<WorkloadSettings, "level">;
-  readonly profile: CostProfile;
   readonly progress?: Progress;
 }
 
@@ -97,11 +158,14 @@ export function runMatrix(
       variants.forEach((variant, v) => {
         options.progress?.tick(cells.length, `${ref.name} L${level} ${variant.label}`);
         try {
-          const result = runWorkload({ program, config: variant.flags, profile: options.profile });
+          const result = variant.model.run(program);
           cells.push({ workload: w, level, variant: v, result });
         } catch (error) {
           const why = notModelled(error);
-          if (why === undefined) throw error;
+          if (why === undefined) {
+            if (variant.modelName === null) throw error;
+            throw modelFailure(error, variant.modelName, `${ref.name} at L${level}`);
+          }
           cells.push({ workload: w, level, variant: v, result: null, skipped: why });
         }
       });
@@ -119,7 +183,7 @@ export function runMatrix(
 }
 
 /** What the workload itself can observe (DESIGN.md §2.3), without the guest hypervisors' vmcs12. */
-function workloadView(result: RunResult): string {
+export function workloadView(result: RunResult): string {
   const s = result.snapshot;
   return JSON.stringify([s.readDigest, s.guestFaults, s.operations, s.iterations, s.gprs, s.memoryDigest]);
 }

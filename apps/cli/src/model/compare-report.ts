@@ -22,9 +22,14 @@ function baselineOf(matrix: Matrix, v: number): number {
 /** A flipped variant as "flag=off", with its preset when several presets are ablated. */
 function variantLabel(matrix: Matrix, v: number): string {
   const variant = matrix.variants[v]!;
-  const several = new Set(matrix.variants.map((x) => x.preset)).size > 1;
+  const several = new Set(matrix.variants.map((x) => x.group)).size > 1;
   if (variant.flipped === undefined || several) return variant.label;
-  return variant.label.split(" ").slice(1).join(" ");
+  return variant.short;
+}
+
+/** Whether the variants form one group per preset (--ablate or --model). */
+function grouped(matrix: Matrix): boolean {
+  return matrix.variants.some((v) => v.flipped !== undefined || v.modelName !== null);
 }
 
 export function cyclesTable(matrix: Matrix, style: Style): string[] {
@@ -41,8 +46,7 @@ export function cyclesTable(matrix: Matrix, style: Style): string[] {
   matrix.workloads.forEach((ref, w) => {
     matrix.variants.forEach((variant, v) => {
       const base = baselineOf(matrix, v);
-      const label =
-        variant.flipped === undefined ? variant.label : `  ${variant.label.split(" ").slice(1).join(" ")}`;
+      const label = v !== base && grouped(matrix) ? `  ${variant.short}` : variant.label;
       const row = [v === 0 ? ref.name : "", label];
       for (const level of matrix.levels) {
         const value = perIteration(matrix, w, level, v);
@@ -221,18 +225,30 @@ export interface ReportOptions {
   readonly top: number;
   readonly mismatches: readonly SnapshotMismatch[];
   readonly style: Style;
+  /** The --model modules, for the legend under the table. */
+  readonly models?: readonly {
+    readonly shown: string;
+    readonly name: string;
+    readonly policies: readonly string[];
+  }[];
 }
 
 export function compareReport(matrix: Matrix, options: ReportOptions): string[] {
   const { style } = options;
   const ablate = matrix.variants.some((v) => v.flipped !== undefined);
+  const perPreset = new Set(matrix.variants.map((v) => v.group)).size > 1;
   const lines = [
     style.bold(
-      `Cycles per iteration (profile ${options.profile.name}, ${options.iterationsText}); Δ against ${ablate ? "each preset" : `the first variant (${matrix.variants[0]!.label})`}`,
+      `Cycles per iteration (profile ${options.profile.name}, ${options.iterationsText}); Δ against ${perPreset ? "each preset" : `the first variant (${matrix.variants[0]!.label})`}`,
     ),
     "",
     ...cyclesTable(matrix, style),
   ];
+  if ((options.models ?? []).length > 0) lines.push("");
+  for (const m of options.models ?? []) {
+    const replaced = m.policies.length === 0 ? "no policy replaced" : `replaces ${m.policies.join(", ")}`;
+    lines.push(style.dim(`${m.name}: --model ${m.shown} (${replaced})`));
+  }
   const counters = countersTable(matrix, options.profile, options.top, style);
   if (counters.length > 0) {
     lines.push(

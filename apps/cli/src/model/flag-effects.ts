@@ -1,9 +1,4 @@
-import {
-  HYPERVISOR_FLAG_NAMES,
-  type HypervisorFlagName,
-  type HypervisorFlags,
-  withFlags,
-} from "@nestvisor/hypervisor";
+import { HYPERVISOR_FLAG_NAMES, type HypervisorFlagName, type HypervisorModel } from "@nestvisor/hypervisor";
 import {
   alignSteps,
   type Recorded,
@@ -66,12 +61,12 @@ export function flagEffects(
   const summary: FlagSummary[] = [];
   HYPERVISOR_FLAG_NAMES.forEach((flag, i) => {
     onFlag?.(i, HYPERVISOR_FLAG_NAMES.length, flag);
-    const value = !options.flags[flag];
-    let flipped: HypervisorFlags;
+    const value = !options.model.config[flag];
+    let flipped: HypervisorModel;
     let recorded: Recorded;
     try {
-      flipped = withFlags(options.flags, { [flag]: value });
-      recorded = recordRoundTrip({ ...options, flags: flipped, select: { fromEnd: anchor } });
+      flipped = options.model.with({ flags: { [flag]: value } });
+      recorded = recordRoundTrip({ ...options, model: flipped, select: { fromEnd: anchor } });
     } catch (error) {
       if (error instanceof RangeError && /not modelled/.test(error.message)) {
         summary.push({ flag, value, cycles: null, delta: null, skipped: "not modelled" });

@@ -1,4 +1,4 @@
-import { builtinWorkload, costProfile, resolveFlags, runWorkload } from "@nestvisor/hypervisor";
+import { builtinWorkload, costProfile, createModel, resolveFlags, runWorkload } from "@nestvisor/hypervisor";
 import { describe, expect, it } from "vitest";
 import { flagEffects } from "./flag-effects";
 import { alignSteps, recordRoundTrip, type Step } from "./round-trip";
@@ -7,7 +7,7 @@ const profile = costProfile();
 
 function cpuid(preset: string) {
   const program = builtinWorkload("cpuid", { level: 2, iterations: 3 });
-  return { program, flags: resolveFlags(preset), profile, iterations: 3, select: {} };
+  return { program, model: createModel({ preset, profile }), iterations: 3, select: {} };
 }
 
 describe("recordRoundTrip", () => {
@@ -19,7 +19,7 @@ describe("recordRoundTrip", () => {
     expect(recorded.trips).toBe(3);
     const run = runWorkload({
       program: builtinWorkload("cpuid", { level: 2, iterations: 50 }),
-      config: options.flags,
+      config: resolveFlags("v6.12"),
       profile,
     });
     expect(trip.cycles).toBe(run.cyclesPerIteration);
@@ -53,7 +53,7 @@ describe("recordRoundTrip", () => {
     expect(old.trip!.reason).toBe("CR_ACCESS");
     const newer = recordRoundTrip({
       ...toggle,
-      flags: resolveFlags("v6.12"),
+      model: createModel({ preset: "v6.12" }),
       select: { fromEnd: old.anchor! },
     });
     expect(newer.trip).toBeUndefined();

@@ -1,9 +1,7 @@
 import {
   CostAccumulator,
-  type CostProfile,
   compileCostTable,
-  type HypervisorFlags,
-  Machine,
+  type HypervisorModel,
   TRACE_KIND,
   type TraceKind,
   type Tracer,
@@ -176,8 +174,8 @@ export interface TripSelection {
 
 export interface RecordOptions {
   readonly program: WorkloadProgram;
-  readonly flags: HypervisorFlags;
-  readonly profile: CostProfile;
+  /** The model that runs the workload (its flags, profile and policies). */
+  readonly model: HypervisorModel;
   readonly iterations: number;
   readonly select: TripSelection;
 }
@@ -191,10 +189,8 @@ export interface Recorded {
 }
 
 export function recordRoundTrip(options: RecordOptions): Recorded {
-  const accumulator = new RecordingAccumulator(compileCostTable(options.profile));
-  const machine = new Machine({
-    program: options.program,
-    config: options.flags,
+  const accumulator = new RecordingAccumulator(compileCostTable(options.model.profile));
+  const machine = options.model.createMachine(options.program, {
     meter: accumulator,
     tracer: recordingTracer(accumulator),
   });

@@ -1,4 +1,4 @@
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -19,7 +19,7 @@ export interface CliOptions {
   readonly cwd?: string;
 }
 
-export function runCli(args: readonly string[], options: CliOptions = {}): CliResult {
+function childEnv(options: CliOptions): NodeJS.ProcessEnv {
   const env: Record<string, string | undefined> = {
     ...process.env,
     NO_COLOR: undefined,
@@ -28,15 +28,40 @@ export function runCli(args: readonly string[], options: CliOptions = {}): CliRe
     ...options.env,
   };
   for (const key of Object.keys(env)) if (env[key] === undefined) delete env[key];
+  return env as NodeJS.ProcessEnv;
+}
+
+export function runCli(args: readonly string[], options: CliOptions = {}): CliResult {
   const result = spawnSync(process.execPath, [BINARY, ...args], {
     input: options.input ?? "",
     encoding: "utf8",
-    env: env as NodeJS.ProcessEnv,
+    env: childEnv(options),
     cwd: options.cwd ?? process.cwd(),
     maxBuffer: 64 * 1024 * 1024,
   });
   if (result.error) throw result.error;
   return { code: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+/** `runCli` without blocking, so that several runs can go in parallel. */
+export function runCliAsync(args: readonly string[], options: CliOptions = {}): Promise<CliResult> {
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(process.execPath, [BINARY, ...args], {
+      env: childEnv(options),
+      cwd: options.cwd ?? process.cwd(),
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
+      stdout += chunk;
+    });
+    child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
+      stderr += chunk;
+    });
+    child.on("error", reject);
+    child.on("close", (code) => resolvePromise({ code, stdout, stderr }));
+    child.stdin.end(options.input ?? "");
+  });
 }
 
 /** Parses stdout as JSON, failing with the output when it is not. */

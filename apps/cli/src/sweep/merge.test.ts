@@ -1,0 +1,63 @@
+import { describe, expect, it } from "vitest";
+import { CliError, UsageError } from "../framework/errors";
+import { fakeRow } from "../testing/sweep-rows";
+import { describeIndices, guestMismatches, mergeRows } from "./merge";
+import { parseRowsText } from "./rows-file";
+import { rowLine, type SweepRow } from "./sweep-row";
+
+function file(shown: string, rows: SweepRow[]) {
+  return { shown, file: parseRowsText(rows.map((r) => `${rowLine(r)}\n`).join(""), shown) };
+}
+
+describe("mergeRows", () => {
+  it("joins shards into rows sorted by index, keeping identical duplicates once", () => {
+    const merged = mergeRows([
+      file("b.jsonl", [fakeRow(3), fakeRow(1)]),
+      file("a.jsonl", [fakeRow(2), fakeRow(0), fakeRow(1)]),
+    ]);
+    expect(merged.rows.map((r) => r.index)).toEqual([0, 1, 2, 3]);
+    expect(merged.lines[0]).toBe(rowLine(fakeRow(0)));
+    expect(merged.missing).toEqual([]);
+    expect(merged.duplicates).toBe(1);
+    expect(merged.gridCells).toBe(4);
+  });
+
+  it("lists the cells no file holds", () => {
+    expect(mergeRows([file("a", [fakeRow(2)])]).missing).toEqual([0, 1, 3]);
+  });
+
+  it("refuses rows of another grid and a cell that differs between files", () => {
+    expect(() =>
+      mergeRows([file("a", [fakeRow(0)]), file("b", [fakeRow(1, { grid: "ffffffffffffffff" })])]),
+    ).toThrow(UsageError);
+    const conflict = () =>
+      mergeRows([file("a", [fakeRow(0)]), file("b", [fakeRow(0, { cyclesPerIteration: 1 })])]);
+    expect(conflict).toThrow(CliError);
+    expect(conflict).toThrow("cell 0 differs between a:1 and b:1");
+    expect(() => mergeRows([file("a", [])])).toThrow("no rows in a");
+  });
+});
+
+describe("describeIndices", () => {
+  it("folds runs into ranges and counts what it leaves out", () => {
+    expect(describeIndices([1, 2, 3, 7, 9, 10])).toBe("1–3, 7, 9–10");
+    expect(describeIndices([0, 2, 4, 6], 2)).toBe("0, 2 and 2 more");
+    expect(describeIndices([])).toBe("");
+  });
+});
+
+describe("guestMismatches", () => {
+  it("finds cells of the same workload whose guest saw different results, ignoring not-modelled cells", () => {
+    const key = (preset: string) =>
+      JSON.stringify({ workload: "cpuid", level: 2, profile: "p", iterations: 5, params: {}, preset });
+    const rows = [
+      fakeRow(0, { key: key("a"), guest: "1" }),
+      fakeRow(1, { key: key("b"), guest: "1" }),
+      fakeRow(2, { key: key("c"), guest: null }),
+    ];
+    expect(guestMismatches(rows)).toEqual([]);
+    expect(guestMismatches([...rows, fakeRow(3, { key: key("d"), guest: "2" })])).toEqual([
+      { what: "cpuid at L2", a: 0, b: 3 },
+    ]);
+  });
+});
