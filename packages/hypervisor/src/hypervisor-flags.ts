@@ -225,7 +225,8 @@ const MMU_FLAG_COMMITS: Readonly<Record<MmuFlagName, string>> = {
     'Mathias Krause (2023, v6.4): 01b31714bd90 "KVM: x86: Do not unload MMU roots when only toggling CR0.WP with ' +
     'TDP enabled", e40bcf9f3a18 "KVM: x86: Ignore CR0.WP toggles in non-paging mode"',
   keepRootsOnAllRoleChanges:
-    'Paolo Bonzini, "KVM: MMU: do not unload MMU roots on all role changes" v2 patch 18 (Feb 2022, not merged; ' +
+    'Paolo Bonzini, "KVM: x86: do not unload MMU roots on all role changes", v2 patch 18 of the series ' +
+    '"KVM: MMU: do not unload MMU roots on all role changes" (Feb 2022, not merged; ' +
     "kvm-mmu.md §4.4)",
   fastSwitchIgnoresCr3ForDirect:
     '"KVM: x86/mmu: Ignore guest CR3 on fast root switch for direct MMU" (Sean Christopherson, ' +

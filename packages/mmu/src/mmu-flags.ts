@@ -45,8 +45,8 @@ export interface MmuFlags {
    * kvm_init_mmu plus a reload of the current PGD with the new root role, so a role change finds the
    * root of the other role in the cache instead of dropping every root. A full unload remains only
    * where a TLB flush is architecturally required or the role does not capture the change: CR0.PG
-   * 1→0, a CPUID change, CR4.SMEP 0→1 (and, as upstream, KVM_SET_SREGS and the late VM-fail
-   * unwind). On only in the `all` preset. Ignored while `keepRootsOnRoleChange` is off.
+   * 1→0, a CPUID change, CR4.SMEP 0→1 — for every caller of the reset, KVM_SET_SREGS and the late
+   * VM-fail unwind included. On only in the `all` preset. Ignored while `keepRootsOnRoleChange` is off.
    */
   readonly keepRootsOnAllRoleChanges: boolean;
   /**

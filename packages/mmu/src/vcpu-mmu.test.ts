@@ -304,3 +304,30 @@ describe("keepRootsOnAllRoleChanges (seed 001 v2 patch 18, unmerged; kvm-mmu.md 
     expect(meter.diff({})).toMatchObject({ MMU_RESET_CONTEXT: 1, MMU_UNLOAD: 1 });
   });
 });
+
+describe("keepRootsOnAllRoleChanges on the other reset callers", () => {
+  it("KVM_SET_SREGS keeps the roots unless PG goes 1→0 or SMEP 0→1", () => {
+    const keep = nestedScenario(mmuFlagPreset("all"), { tdpEnabled: false });
+    keep.vcpu.setSregs({ ...L1_REGS, cr0: L1_REGS.cr0 & ~CR0.WP });
+    expect(keep.meter.diff({})).toMatchObject({ MMU_RESET_CONTEXT: 1 });
+    expect(keep.meter.diff({}).MMU_UNLOAD ?? 0).toBe(0);
+    const unload = nestedScenario(mmuFlagPreset("all"), { tdpEnabled: false });
+    unload.vcpu.setSregs({ ...L1_REGS, cr0: L1_REGS.cr0 & ~CR0.PG });
+    expect(unload.meter.diff({})).toMatchObject({ MMU_RESET_CONTEXT: 1, MMU_UNLOAD: 1 });
+    const upstream = nestedScenario(mmuFlagPreset("v6.12"), { tdpEnabled: false });
+    upstream.vcpu.setSregs({ ...L1_REGS, cr0: L1_REGS.cr0 & ~CR0.WP });
+    expect(upstream.meter.diff({})).toMatchObject({ MMU_RESET_CONTEXT: 1, MMU_UNLOAD: 1 });
+  });
+
+  it("the late VM-fail unwind keeps the roots back to L1's unchanged registers", () => {
+    const { vcpu, meter } = nestedScenario(mmuFlagPreset("all"));
+    vcpu.nestedVmEntry(l2State());
+    vcpu.reload();
+    const before = meter.snapshot();
+    vcpu.nestedVmxRestoreHostState(L1_REGS);
+    const d = meter.diff(before);
+    expect(d.MMU_RESET_CONTEXT).toBe(1);
+    expect(d.MMU_UNLOAD ?? 0).toBe(0);
+    expect(vcpu.mmu).toBe(vcpu.rootMmu);
+  });
+});

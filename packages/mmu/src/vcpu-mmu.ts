@@ -110,6 +110,15 @@ export const DEFAULT_NESTED_EPT_CAPS: NestedEptCaps = Object.freeze({
   hugePageLevel: PG_LEVEL.SIZE_1G,
 });
 
+/**
+ * Where seed 001 v2 patch 18 keeps a full unload, because a TLB flush is architecturally required
+ * or the role does not capture the change (kvm-mmu.md §4.4): CR0.PG 1→0 and CR4.SMEP 0→1. CPUID
+ * changes unload in kvm_mmu_after_set_cpuid.
+ */
+function patch18UnloadRequired(oldCr0: number, newCr0: number, oldCr4: number, newCr4: number): boolean {
+  return (oldCr0 & ~newCr0 & CR0.PG) !== 0 || (newCr4 & ~oldCr4 & CR4.SMEP) !== 0;
+}
+
 /** CR0 after RESET/INIT (SDM Vol. 3A 10.1.1, Table 10-1): CD, NW, ET. */
 const CR0_RESET = 0x60000010;
 
@@ -215,12 +224,15 @@ export class VcpuMmu implements MmuInitEnv {
   }
 
   /**
-   * A role-bit change from a register write or an SMM switch. Upstream this is always
-   * kvm_mmu_reset_context. With `keepRootsOnAllRoleChanges` (seed 001 v2 patch 18, unmerged;
-   * kvm-mmu.md §4.4) the reset keeps the roots unless `unloadRequired`: the context is
-   * re-initialised and the current PGD reloaded with the new root role (the patch's
-   * KVM_REQ_MMU_UPDATE_ROOT, done here at once since nothing can run before the next entry), so
-   * toggling a role bit back finds the old root in the cache.
+   * Every caller of kvm_mmu_reset_context except CPUID (register writes, SMM switches,
+   * KVM_SET_SREGS, the late VM-fail unwind). Upstream it always unloads. With
+   * `keepRootsOnAllRoleChanges` (seed 001 v2 patch 18, unmerged; kvm-mmu.md §4.4) the reset itself
+   * no longer unloads: unless `unloadRequired`, the context is re-initialised and the current PGD
+   * reloaded with the new root role, so toggling a role bit back finds the old root in the cache.
+   * The patch defers that reload to a request (KVM_REQ_MMU_UPDATE_ROOT) served before the next
+   * entry; it is done here at once, which is the same for one register write per exit (all the
+   * runtime does) — a caller making several role changes in a row without an entry in between
+   * would see one PGD lookup per change instead of one in all.
    */
   private roleChanged(unloadRequired: boolean): void {
     if (unloadRequired || !this.flags.keepRootsOnRoleChange || !this.flags.keepRootsOnAllRoleChanges) {
@@ -259,11 +271,12 @@ export class VcpuMmu implements MmuInitEnv {
   setSregs(regs: MmuRegisters): void {
     const changed =
       regs.cr0 !== this.cr0 || regs.cr3 !== this.cr3 || regs.cr4 !== this.cr4 || regs.efer !== this.efer;
+    const unloadRequired = patch18UnloadRequired(this.cr0, regs.cr0, this.cr4, regs.cr4);
     this.cr0 = regs.cr0;
     this.cr3 = regs.cr3;
     this.cr4 = regs.cr4;
     this.efer = regs.efer;
-    if (changed) this.resetContext();
+    if (changed) this.roleChanged(unloadRequired);
   }
 
   // ---- Register writes (x86.c) ---------------------------------------------------------------
@@ -290,8 +303,7 @@ export class VcpuMmu implements MmuInitEnv {
         return;
       }
     }
-    // Patch 18 keeps an unload for CR0.PG 1→0, which architecturally flushes the TLB.
-    if ((changed & MMU_CR0_ROLE_BITS) !== 0) this.roleChanged((oldCr0 & ~newCr0 & CR0.PG) !== 0);
+    if ((changed & MMU_CR0_ROLE_BITS) !== 0) this.roleChanged(patch18UnloadRequired(oldCr0, newCr0, 0, 0));
   }
 
   /** The MMU side of kvm_set_cr4: store the value, then kvm_post_set_cr4. */
@@ -310,8 +322,8 @@ export class VcpuMmu implements MmuInitEnv {
   postSetCr4(oldCr4: number, newCr4: number): void {
     const changed = (oldCr4 ^ newCr4) >>> 0;
     if (this.flags.keepRootsOnRoleChange) {
-      // Patch 18 keeps an unload for CR4.SMEP 0→1 (kvm-mmu.md §4.4).
-      if ((changed & MMU_CR4_ROLE_BITS) !== 0) this.roleChanged((newCr4 & ~oldCr4 & CR4.SMEP) !== 0);
+      if ((changed & MMU_CR4_ROLE_BITS) !== 0)
+        this.roleChanged(patch18UnloadRequired(this.cr0, this.cr0, oldCr4, newCr4));
       if (!this.tdpEnabled && (newCr4 & CR4.PCIDE) !== 0 && (oldCr4 & CR4.PCIDE) === 0) this.unload();
       return;
     }
@@ -476,11 +488,12 @@ export class VcpuMmu implements MmuInitEnv {
    * kvm_mmu_reset_context instead of the PGD switch.
    */
   nestedVmxRestoreHostState(host: MmuRegisters): void {
+    const unloadRequired = patch18UnloadRequired(this.cr0, host.cr0, this.cr4, host.cr4);
     this.leaveGuestMode();
     this.nestedEptUninitMmuContext();
     this.loadControlRegisters(host.cr0, host.cr4, host.efer);
     this.cr3 = host.cr3;
-    this.resetContext();
+    this.roleChanged(unloadRequired);
   }
 
   /**

@@ -473,6 +473,7 @@ const VARIED: readonly MmuFlagName[] = [
   "unloadOnExit",
   "keepRootsOnRoleChange",
   "keepRootsOnWpOnlyChange",
+  "keepRootsOnAllRoleChanges",
   "fastSwitchIgnoresCr3ForDirect",
   "reuseCurrentRoot",
 ];
