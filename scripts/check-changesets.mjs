@@ -16,25 +16,53 @@
 // Without a base it says so and checks only the above.
 //
 // Usage: node scripts/check-changesets.mjs [--root DIR] [--base REF] [--json]
+// Exit status: 0 when the check passes, 1 when it finds a problem, 2 for bad usage (an unknown
+// argument, a missing value, a --root that is not a workspace, a base ref that does not resolve).
 import { spawnSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join, relative, resolve } from "node:path";
 
+const USAGE = "usage: node scripts/check-changesets.mjs [--root DIR] [--base REF] [--json]";
 const BUMPS = new Set(["major", "minor", "patch", "none"]);
 const TEST_FILE = /(?:^|\/)(?:__tests__\/|[^/]+\.(?:test|spec|bench)\.[cm]?[jt]sx?$)/;
 /** package.json fields that do not change what a consumer installs. */
 const UNPUBLISHED_FIELDS = new Set(["scripts", "devDependencies"]);
 
+/** A command-line mistake: one line on stderr, exit status 2. */
+class UsageError extends Error {}
+/** A check that cannot go on (an unreadable file, a failing git): one line on stderr, exit status 1. */
+class CheckFailure extends Error {}
+
 function parseArgs(argv) {
-  const options = { root: resolve(import.meta.dirname, ".."), base: undefined, json: false };
+  const options = { root: resolve(import.meta.dirname, ".."), base: undefined, json: false, help: false };
+  const value = (i) => {
+    const next = argv[i + 1];
+    if (next === undefined || next === "" || next.startsWith("--"))
+      throw new UsageError(`${argv[i]} needs a value`);
+    return next;
+  };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     if (arg === "--json") options.json = true;
-    else if (arg === "--root") options.root = resolve(argv[++i] ?? ".");
-    else if (arg === "--base") options.base = argv[++i];
-    else throw new Error(`unknown argument ${arg}`);
+    else if (arg === "-h" || arg === "--help") options.help = true;
+    else if (arg === "--root") options.root = resolve(value(i++));
+    else if (arg === "--base") options.base = value(i++);
+    else throw new UsageError(`unknown argument ${arg}`);
   }
+  if (!existsSync(options.root) || !statSync(options.root).isDirectory())
+    throw new UsageError(`--root ${options.root}: no such directory`);
+  if (!existsSync(join(options.root, "pnpm-workspace.yaml")))
+    throw new UsageError(`--root ${options.root}: no pnpm-workspace.yaml there`);
   return options;
+}
+
+/** Parses a JSON file of the repository, or fails the check naming it. */
+function readJson(root, path) {
+  try {
+    return JSON.parse(readFileSync(join(root, path), "utf8"));
+  } catch (error) {
+    throw new CheckFailure(`${path}: ${error.message}`);
+  }
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -70,14 +98,14 @@ function readWorkspace(root) {
     } else if (!/[*?]/.test(glob)) {
       dirs.push(join(root, glob));
     } else {
-      throw new Error(`pnpm-workspace.yaml: unsupported glob ${glob}`);
+      throw new CheckFailure(`pnpm-workspace.yaml: unsupported glob ${glob}`);
     }
   }
   const packages = new Map();
   for (const dir of dirs) {
     const file = join(dir, "package.json");
     if (!existsSync(file) || !statSync(dir).isDirectory()) continue;
-    const manifest = JSON.parse(readFileSync(file, "utf8"));
+    const manifest = readJson(root, relative(root, file));
     if (manifest.name)
       packages.set(manifest.name, { name: manifest.name, dir: relative(root, dir), manifest });
   }
@@ -124,7 +152,7 @@ function readChangesets(root) {
 function validate(root, workspace) {
   const errors = [];
   const configPath = join(root, ".changeset", "config.json");
-  const config = existsSync(configPath) ? JSON.parse(readFileSync(configPath, "utf8")) : undefined;
+  const config = existsSync(configPath) ? readJson(root, ".changeset/config.json") : undefined;
   if (config === undefined) errors.push(".changeset/config.json is missing");
   const ignored = new Set(config?.ignore ?? []);
   for (const group of ["fixed", "linked"]) {
@@ -180,11 +208,14 @@ function resolveCommit(root, ref) {
   return result.ok ? result.stdout.trim() : undefined;
 }
 
-/** The base to compare with, or a reason there is none (an explicit base that does not resolve is an error). */
-function chooseBase(root, explicit, baseBranch) {
+/**
+ * The base to compare with, or a reason there is none. `explicit` is the ref given with --base or
+ * CHANGESET_BASE and `source` names which; one that does not resolve is a usage error.
+ */
+function chooseBase(root, explicit, source, baseBranch) {
   if (explicit !== undefined && explicit !== "") {
     const sha = resolveCommit(root, explicit);
-    if (sha === undefined) return { error: `base ref ${explicit} does not resolve to a commit in ${root}` };
+    if (sha === undefined) throw new UsageError(`${source}: does not resolve to a commit in ${root}`);
     return { ref: explicit, sha };
   }
   if (!git(root, ["rev-parse", "--is-inside-work-tree"]).ok) return { reason: "not a git work tree" };
@@ -199,7 +230,7 @@ function changedFiles(root, baseSha) {
   const mergeBase = git(root, ["merge-base", baseSha, "HEAD"]);
   const from = mergeBase.ok ? mergeBase.stdout.trim() : baseSha;
   const diff = git(root, ["diff", "--name-only", "--relative", "--no-renames", "-z", from]);
-  if (!diff.ok) throw new Error(`git diff ${from} failed: ${diff.stderr}`);
+  if (!diff.ok) throw new CheckFailure(`git diff ${from} failed: ${diff.stderr}`);
   const untracked = git(root, ["ls-files", "--others", "--exclude-standard", "-z"]);
   const files = new Set([...diff.stdout.split("\0"), ...(untracked.ok ? untracked.stdout.split("\0") : [])]);
   files.delete("");
@@ -254,19 +285,17 @@ function checkChangedPackages(root, workspace, validation, base) {
 
 // ------------------------------------------------------------------------------------------------
 
-function main() {
-  const options = parseArgs(process.argv.slice(2));
+function check(options) {
   const workspace = readWorkspace(options.root);
   const validation = validate(options.root, workspace);
   const errors = [...validation.errors];
-  const base = chooseBase(
-    options.root,
-    options.base ?? process.env.CHANGESET_BASE,
-    validation.config?.baseBranch ?? "main",
-  );
+  const [explicit, source] =
+    options.base !== undefined
+      ? [options.base, `--base ${options.base}`]
+      : [process.env.CHANGESET_BASE, `CHANGESET_BASE=${process.env.CHANGESET_BASE}`];
+  const base = chooseBase(options.root, explicit, source, validation.config?.baseBranch ?? "main");
   let changes;
-  if (base.error) errors.push(base.error);
-  else if (base.sha !== undefined) {
+  if (base.sha !== undefined) {
     changes = checkChangedPackages(options.root, workspace, validation, base);
     for (const pkg of changes.changed.filter((entry) => !entry.covered)) {
       const shown = pkg.files.slice(0, 5).join(", ") + (pkg.files.length > 5 ? ", ..." : "");
@@ -283,10 +312,7 @@ function main() {
     errors,
     publishable: publishable.map((pkg) => pkg.name),
     changesets: validation.changesets.map(({ file, releases = [] }) => ({ file, releases })),
-    base:
-      base.sha === undefined
-        ? { skipped: base.reason ?? base.error }
-        : { ref: base.ref, sha: base.sha, ...changes },
+    base: base.sha === undefined ? { skipped: base.reason } : { ref: base.ref, sha: base.sha, ...changes },
   };
   if (options.json) {
     process.stdout.write(`${JSON.stringify(result)}\n`);
@@ -311,7 +337,29 @@ function main() {
     for (const error of errors) console.error(`error: ${error}`);
     console.log(result.ok ? "changeset check passed" : `changeset check failed: ${errors.length} problem(s)`);
   }
-  process.exitCode = result.ok ? 0 : 1;
+  return result.ok ? 0 : 1;
 }
 
-main();
+function main() {
+  try {
+    const options = parseArgs(process.argv.slice(2));
+    if (options.help) {
+      console.log(USAGE);
+      return 0;
+    }
+    return check(options);
+  } catch (error) {
+    if (error instanceof UsageError) {
+      console.error(`check-changesets: ${error.message} (${USAGE})`);
+      return 2;
+    }
+    if (error instanceof CheckFailure) {
+      console.error(`error: ${error.message}`);
+      console.error("changeset check failed: it could not run to the end");
+      return 1;
+    }
+    throw error;
+  }
+}
+
+process.exitCode = main();

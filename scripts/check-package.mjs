@@ -14,24 +14,51 @@
 //   packageDir  defaults to the current directory
 //   --tarball   check an existing tarball of that package instead of packing it
 //   --json      print one JSON object (used by tooling/consumer-test) instead of the report
+// Exit status: 0 when the package is clean, 1 when a check fails (or packing it fails), 2 for bad
+// usage (an unknown option, a missing value, a package directory or tarball that is not there).
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 
 const root = resolve(import.meta.dirname, "..");
+const USAGE = "usage: node scripts/check-package.mjs [packageDir] [--tarball file.tgz] [--json]";
 const SOURCE_CONDITION = "@nestvisor/source";
 const ALWAYS_SHIPPED = /^(?:package\.json|README\.md|CHANGELOG\.md|LICEN[CS]E(?:\.md|\.txt)?)$/i;
 const TEST_FILE = /(?:^|\/)(?:__tests__\/|[^/]+\.(?:test|spec|bench)\.[cm]?[jt]sx?$)/;
 
+/** A command-line mistake: one line on stderr, exit status 2. */
+class UsageError extends Error {}
+/** A check that cannot go on (packing, listing the tarball): the message on stderr, exit status 1. */
+class CheckFailure extends Error {}
+
 function parseArgs(argv) {
-  const options = { dir: process.cwd(), tarball: undefined, json: false };
+  const options = { dir: undefined, tarball: undefined, json: false, help: false };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     if (arg === "--json") options.json = true;
-    else if (arg === "--tarball") options.tarball = resolve(argv[++i] ?? "");
-    else if (arg.startsWith("-")) throw new Error(`unknown option ${arg}`);
-    else options.dir = resolve(arg);
+    else if (arg === "-h" || arg === "--help") options.help = true;
+    else if (arg === "--tarball") {
+      const next = argv[++i];
+      if (next === undefined || next === "" || next.startsWith("-"))
+        throw new UsageError("--tarball needs a file");
+      options.tarball = resolve(next);
+    } else if (arg.startsWith("-")) throw new UsageError(`unknown option ${arg}`);
+    else if (options.dir !== undefined)
+      throw new UsageError(`one package directory at a time (got ${options.dir} and ${arg})`);
+    else options.dir = arg;
+  }
+  if (options.tarball !== undefined) {
+    if (options.dir !== undefined)
+      throw new UsageError(`give a package directory or --tarball, not both (${options.dir})`);
+    if (!existsSync(options.tarball) || !statSync(options.tarball).isFile())
+      throw new UsageError(`--tarball ${options.tarball}: no such file`);
+  } else {
+    const dir = resolve(options.dir ?? ".");
+    const named = options.dir ?? dir;
+    if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new UsageError(`${named}: no such directory`);
+    if (!existsSync(join(dir, "package.json"))) throw new UsageError(`${named}: no package.json there`);
+    options.dir = dir;
   }
   return options;
 }
@@ -43,20 +70,24 @@ function run(command, args, cwd) {
     env: { ...process.env, FORCE_COLOR: "0", NO_COLOR: "1" },
     maxBuffer: 64 << 20,
   });
-  if (result.error) throw result.error;
+  if (result.error) throw new CheckFailure(`cannot run ${command}: ${result.error.message}`);
   return { status: result.status ?? 1, output: `${result.stdout}${result.stderr}`.trim() };
 }
 
 /** Packs `dir` with pnpm into `destination` and returns the tarball's path. */
 function packWithPnpm(dir, destination) {
   const { status, output } = run("pnpm", ["pack", "--json", "--pack-destination", destination], dir);
-  if (status !== 0) throw new Error(`pnpm pack failed in ${dir}:\n${output}`);
-  return JSON.parse(output.slice(output.indexOf("{"))).filename;
+  if (status !== 0) throw new CheckFailure(`pnpm pack failed in ${dir}:\n${output}`);
+  try {
+    return JSON.parse(output.slice(output.indexOf("{"))).filename;
+  } catch {
+    throw new CheckFailure(`pnpm pack in ${dir} printed no JSON result:\n${output}`);
+  }
 }
 
 function tarballFiles(tarball) {
   const { status, output } = run("tar", ["-tzf", tarball], root);
-  if (status !== 0) throw new Error(`cannot list ${tarball}:\n${output}`);
+  if (status !== 0) throw new CheckFailure(`cannot list ${tarball}:\n${output}`);
   return output
     .split("\n")
     .filter((line) => line !== "" && !line.endsWith("/"))
@@ -66,7 +97,7 @@ function tarballFiles(tarball) {
 
 function tarballManifest(tarball) {
   const { status, output } = run("tar", ["-xzOf", tarball, "package/package.json"], root);
-  if (status !== 0) throw new Error(`cannot read package.json from ${tarball}:\n${output}`);
+  if (status !== 0) throw new CheckFailure(`cannot read package.json from ${tarball}:\n${output}`);
   return JSON.parse(output);
 }
 
@@ -131,15 +162,14 @@ function checkTarball(tarball) {
   };
 }
 
-function main() {
-  const options = parseArgs(process.argv.slice(2));
+function check(options) {
   let scratch;
-  let tarball = options.tarball;
-  if (tarball === undefined) {
-    scratch = mkdtempSync(join(tmpdir(), "nestvisor-check-package-"));
-    tarball = packWithPnpm(options.dir, scratch);
-  }
   try {
+    let tarball = options.tarball;
+    if (tarball === undefined) {
+      scratch = mkdtempSync(join(tmpdir(), "nestvisor-check-package-"));
+      tarball = packWithPnpm(options.dir, scratch);
+    }
     const result = checkTarball(tarball);
     if (options.json) {
       process.stdout.write(`${JSON.stringify(result)}\n`);
@@ -152,10 +182,31 @@ function main() {
       for (const problem of result.problems) console.log(`   ${problem}`);
       console.log(result.ok ? `${name} is clean` : `${name} is NOT clean`);
     }
-    process.exitCode = result.ok ? 0 : 1;
+    return result.ok ? 0 : 1;
   } finally {
     if (scratch !== undefined) rmSync(scratch, { recursive: true, force: true });
   }
 }
 
-main();
+function main() {
+  try {
+    const options = parseArgs(process.argv.slice(2));
+    if (options.help) {
+      console.log(USAGE);
+      return 0;
+    }
+    return check(options);
+  } catch (error) {
+    if (error instanceof UsageError) {
+      console.error(`check-package: ${error.message} (${USAGE})`);
+      return 2;
+    }
+    if (error instanceof CheckFailure) {
+      console.error(`check-package: ${error.message}`);
+      return 1;
+    }
+    throw error;
+  }
+}
+
+process.exitCode = main();

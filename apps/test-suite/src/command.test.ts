@@ -56,6 +56,8 @@ describe("parseCommandLine", () => {
     expect(() => parseCommandLine(["--filter", "("])).toThrow(UsageError);
     expect(() => parseCommandLine(["--seed", "1.5"])).toThrow(/--seed 1.5: expected an integer/);
     expect(() => parseCommandLine(["--tap", "--json"])).toThrow(/choose one/);
+    expect(() => parseCommandLine(["--list", "--tap"])).toThrow(/--list prints no TAP report/);
+    expect(() => parseCommandLine(["--list", "--junit", "out.xml"])).toThrow(/--list writes no JUnit report/);
     expect(() => parseCommandLine(["--bogus"])).toThrow(UsageError);
   });
 });
@@ -87,6 +89,44 @@ describe("runCommand (in process)", () => {
     expect(text).toMatch(/^access\/walker +3624960 /m);
     expect(text).toMatch(/^total +\d+ groups +\d+ cases$/m);
     expect(c.err).toEqual([]);
+  });
+
+  it("--list --json prints the listed groups as a JSON array, in the text listing's order", async () => {
+    const c = io();
+    expect(await runCommand(["--list", "--json", "--filter", "^(access/walker|vmx/launch)$"], c.io)).toBe(0);
+    expect(c.err).toEqual([]);
+    const listed = JSON.parse(c.out.join(""));
+    expect(listed).toEqual([
+      {
+        id: "access/walker",
+        suite: "access",
+        group: "walker",
+        cases: 3624960,
+        description: expect.any(String),
+      },
+      { id: "vmx/launch", suite: "vmx", group: "launch", cases: 10, description: expect.any(String) },
+    ]);
+    const all = io();
+    expect(await runCommand(["--list", "--json"], all.io)).toBe(0);
+    const groups = JSON.parse(all.out.join("")) as { id: string; suite: string; group: string }[];
+    const text = io();
+    await runCommand(["--list"], text.io);
+    const textIds = text.out
+      .join("")
+      .split("\n")
+      .filter((line) => /^\S+\/\S+ /.test(line))
+      .map((line) => line.slice(0, line.indexOf(" ")));
+    expect(groups.map((g) => g.id)).toEqual(textIds);
+    for (const g of groups) expect(`${g.suite}/${g.group}`).toBe(g.id);
+  });
+
+  it("--list with --tap or --junit is a usage error (exit 2), not a silently ignored option", async () => {
+    const c = io();
+    expect(await runCommand(["--list", "--tap"], c.io)).toBe(2);
+    expect(c.out).toEqual([]);
+    expect(c.err.join("")).toBe(
+      "nestvisor-test-suite: --list prints no TAP report: use --list or --list --json\n(see --help)\n",
+    );
   });
 
   it("runs a filtered run: text report on stdout, progress on stderr, exit 0", async () => {
@@ -133,6 +173,9 @@ describe("runCommand (in process)", () => {
     const m = io();
     expect(await runCommand(["--model", "missing.mjs"], m.io)).toBe(2);
     expect(m.err.join("")).toMatch(/--model missing.mjs: no such file/);
+    const d = io(tmpdir());
+    expect(await runCommand(["--model", "."], d.io)).toBe(2);
+    expect(d.err.join("")).toBe("nestvisor-test-suite: --model .: is a directory, not a module file\n");
   });
 
   it("gives a ModelSpec module --preset and --flag as its base spec; the module's own flags win", async () => {

@@ -15,7 +15,6 @@ import {
   type RunOptions,
   runSuites,
   selectGroups,
-  suiteContext,
 } from "./runner";
 import { SUITES } from "./suites";
 
@@ -38,12 +37,13 @@ Options:
   --preset <name>       kernel preset the suites run under (default v6.12): ${KERNEL_PRESET_NAMES.join(", ")}
   --flag <name=on|off>  override one flag of the preset (repeatable; also a,b=off lists)
   --filter <regex>      run only the case groups whose id (suite/group) matches
-  --list                list the case groups and their case counts, run nothing
+  --list                list the case groups and their case counts, run nothing (with --json:
+                        a JSON array of { id, suite, group, cases, description, skip? })
   --full                the exhaustive matrices instead of the fast default's samples
   --seed <n>            seed of the random workloads and samples (default ${DEFAULT_SEED})
-  --tap                 TAP version 14 on stdout instead of the text report
-  --junit <file>        also write a JUnit XML report to <file>
-  --json                the report as JSON on stdout
+  --tap                 TAP version 14 on stdout instead of the text report (not with --list)
+  --junit <file>        also write a JUnit XML report to <file> (not with --list)
+  --json                the report (or the --list listing) as JSON on stdout
   --quiet               no progress on stderr
   -h, --help            this text
 
@@ -111,6 +111,10 @@ export function parseCommandLine(argv: readonly string[]): Parsed {
       throw new UsageError(`--seed ${values.seed}: expected an integer in [0, 2^32)`);
   }
   if (values.tap && values.json) throw new UsageError("--tap and --json both write to stdout: choose one");
+  if (values.list && values.tap)
+    throw new UsageError("--list prints no TAP report: use --list or --list --json");
+  if (values.list && values.junit !== undefined)
+    throw new UsageError("--list writes no JUnit report: drop --junit or --list");
   return {
     ...(values.model === undefined ? {} : { model: values.model }),
     preset,
@@ -156,20 +160,45 @@ function progressLine(event: ProgressEvent): string | null {
   return `[${String(event.index + 1).padStart(width)}/${event.total}] ${formatGroupLine(r)} ${(r.ms / 1000).toFixed(2)} s\n`;
 }
 
+/** One entry of `--list --json`: a case group a run would execute. */
+export interface ListedGroup {
+  /** `suite/group`, as --filter matches it and the report names it. */
+  readonly id: string;
+  readonly suite: string;
+  readonly group: string;
+  readonly cases: number;
+  readonly description: string;
+  /** Why the group would be reported SKIP in this configuration. */
+  readonly skip?: string;
+}
+
+/** The groups `options` selects, as `--list --json` prints them. */
+export function listedGroups(options: RunOptions): ListedGroup[] {
+  return selectGroups(options).map((g) => {
+    const slash = g.id.indexOf("/");
+    return {
+      id: g.id,
+      suite: g.id.slice(0, slash),
+      group: g.id.slice(slash + 1),
+      cases: g.cases,
+      description: g.description,
+      ...(g.skip === undefined ? {} : { skip: g.skip }),
+    };
+  });
+}
+
 function listing(options: RunOptions): string {
-  const context = suiteContext(options);
-  const groups = selectGroups(options, context);
+  const groups = listedGroups(options);
   const lines: string[] = [];
   const perSuite = new Map<string, { groups: number; cases: number }>();
   for (const g of groups) {
-    const suite = g.id.slice(0, g.id.indexOf("/"));
     lines.push(
       `${g.id.padEnd(40)} ${String(g.cases).padStart(10)}  ${g.skip === undefined ? g.description : `SKIP: ${g.skip}`}`,
     );
-    const s = perSuite.get(suite) ?? { groups: 0, cases: 0 };
+    const s = perSuite.get(g.suite) ?? { groups: 0, cases: 0 };
     s.groups++;
     s.cases += g.cases;
-    perSuite.set(suite, s);
+    perSuite.set(g.suite, s);
   }
   lines.push("");
   for (const [suite, s] of perSuite)
@@ -227,7 +256,7 @@ export async function runCommand(argv: readonly string[], io: CommandIo): Promis
   };
   try {
     if (parsed.list) {
-      io.stdout(listing(options));
+      io.stdout(parsed.json ? `${JSON.stringify(listedGroups(options), null, 2)}\n` : listing(options));
       return 0;
     }
     const report = runSuites(options);

@@ -5,7 +5,15 @@
  * `specModelFactory`), and the command behind `nestvisor-test-suite`.
  */
 export { CaseRecorder, MAX_MESSAGES } from "./case-recorder";
-export { type CommandIo, parseCommandLine, runCommand, USAGE, UsageError } from "./command";
+export {
+  type CommandIo,
+  type ListedGroup,
+  listedGroups,
+  parseCommandLine,
+  runCommand,
+  USAGE,
+  UsageError,
+} from "./command";
 export { KVM_MODEL } from "./kvm-model";
 export { loadModel, MODEL_KIT, ModelLoadError, moduleArgument, resolveModelExport } from "./load-model";
 export type {

@@ -39,6 +39,11 @@ describe("loadModel", () => {
 
   it("explains what is wrong with a module", async () => {
     await expect(loadModel("/no/such/model.mjs")).rejects.toThrow(/no such file/);
+    const dir = resolve(moduleFile("export default 1;"), "..");
+    await expect(loadModel(dir)).rejects.toThrow(
+      new ModelLoadError(`--model ${dir}: is a directory, not a module file`),
+    );
+    await expect(loadModel(".", dir)).rejects.toThrow(/^--model \.: is a directory, not a module file$/);
     await expect(loadModel(moduleFile("export const other = 1;"))).rejects.toThrow(
       /exports no "default", "model" or "createModel" \(exports: other\)/,
     );

@@ -1,4 +1,4 @@
-import { existsSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
 import { isAbsolute, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import type { HypervisorModel, ModelPolicies, ModelSpec } from "@nestvisor/hypervisor";
@@ -138,6 +138,8 @@ export async function loadModel(
 ): Promise<ModelFactory> {
   const path = isAbsolute(specifier) ? specifier : resolve(cwd, specifier);
   if (!existsSync(path)) throw new ModelLoadError(`--model ${specifier}: no such file (${path})`);
+  if (statSync(path).isDirectory())
+    throw new ModelLoadError(`--model ${specifier}: is a directory, not a module file`);
   let module: Record<string, unknown>;
   try {
     module = (await import(pathToFileURL(path).href)) as Record<string, unknown>;

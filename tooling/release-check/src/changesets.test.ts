@@ -66,6 +66,47 @@ describe("this repository", () => {
   });
 });
 
+/** `stderr` when it is exactly one line (without its newline); fails the test otherwise. */
+function oneLine(stderr: string): string {
+  expect(stderr).toMatch(/^[^\n]+\n$/);
+  return stderr.trimEnd();
+}
+
+describe("usage", () => {
+  it.each([
+    ["an unknown argument", ["--bogus"], "unknown argument --bogus"],
+    ["--base without a ref", ["--base"], "--base needs a value"],
+    ["--base followed by an option", ["--base", "--json"], "--base needs a value"],
+    ["--root without a directory", ["--root"], "--root needs a value"],
+    ["a --root that does not exist", ["--root", "/no/such/dir"], "--root /no/such/dir: no such directory"],
+    [
+      "a --root that is not a workspace",
+      ["--root", tmpdir()],
+      `--root ${tmpdir()}: no pnpm-workspace.yaml there`,
+    ],
+    [
+      "a --base that does not resolve",
+      ["--base", "nope"],
+      `--base nope: does not resolve to a commit in ${REPO_ROOT}`,
+    ],
+  ])("rejects %s with one line and exit 2", (_what, args, message) => {
+    const result = spawnSync(process.execPath, [SCRIPT, ...args], { encoding: "utf8" });
+    expect(result.status).toBe(2);
+    expect(result.stdout).toBe("");
+    expect(oneLine(result.stderr)).toBe(
+      `check-changesets: ${message} (usage: node scripts/check-changesets.mjs [--root DIR] [--base REF] [--json])`,
+    );
+  });
+
+  it("--help prints the usage line and exits 0", () => {
+    const result = spawnSync(process.execPath, [SCRIPT, "--help"], { encoding: "utf8" });
+    expect(result.status).toBe(0);
+    expect(result.stdout).toBe(
+      "usage: node scripts/check-changesets.mjs [--root DIR] [--base REF] [--json]\n",
+    );
+  });
+});
+
 describe("fixture workspace", () => {
   let root: string;
 
@@ -165,6 +206,14 @@ describe("fixture workspace", () => {
     });
   });
 
+  it("fails (exit 1, no stack trace) on a .changeset/config.json that is not JSON", () => {
+    write(".changeset/config.json", "{ not json");
+    const result = check(root);
+    expect(result.status).toBe(1);
+    expect(result.stderr).toMatch(/^error: \.changeset\/config\.json: .*JSON.*\nchangeset check failed/);
+    expect(result.stderr).not.toMatch(/\n\s+at /);
+  });
+
   describe("against a base ref", () => {
     const gitEnv = {
       ...process.env,
@@ -250,10 +299,19 @@ describe("fixture workspace", () => {
       expect(fromEnv.stdout).toContain("changed since HEAD");
     });
 
-    it("fails when an explicit base does not resolve", () => {
-      const result = check(root, [], { CHANGESET_BASE: "no-such-ref" });
-      expect(result.status).toBe(1);
-      expect(result.stderr).toContain("base ref no-such-ref does not resolve to a commit");
+    it("treats a base that does not resolve as bad usage: one line, exit 2", () => {
+      const fromEnv = check(root, [], { CHANGESET_BASE: "no-such-ref" });
+      expect(fromEnv.status).toBe(2);
+      expect(fromEnv.stdout).toBe("");
+      expect(oneLine(fromEnv.stderr)).toMatch(
+        /^check-changesets: CHANGESET_BASE=no-such-ref: does not resolve to a commit in .* \(usage: /,
+      );
+      const fromArgument = check(root, ["--base", "nope", "--json"], { CHANGESET_BASE: base });
+      expect(fromArgument.status).toBe(2);
+      expect(fromArgument.stdout).toBe("");
+      expect(oneLine(fromArgument.stderr)).toMatch(
+        /^check-changesets: --base nope: does not resolve to a commit/,
+      );
     });
   });
 });
