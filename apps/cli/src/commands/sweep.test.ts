@@ -1,4 +1,4 @@
-import { copyFileSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { runCli, tempFiles } from "../testing/run-cli";
@@ -309,5 +309,102 @@ describe("nestvisor sweep", () => {
     expect(r.stderr).toMatch(
       /^nestvisor sweep merge: warning: check failed: cpuid at L1 saw different guest-visible results in cells 0 and 1\n/,
     );
+  });
+
+  it("fails naming the cell when a model module ends its worker with process.exit (exit 1, one line)", () => {
+    const modelDir = tempFiles({
+      "exit.mjs":
+        'export default { name: "exits", policies: { rootCache: { name: "x", prevRoots: 3, newPgd() { process.exit(1); } } } };\n',
+    });
+    const r = runCli(
+      [
+        "sweep",
+        "--model",
+        "exit.mjs",
+        "-w",
+        "cr3_switch",
+        "-l",
+        "1",
+        "-f",
+        "ept=off",
+        "-n",
+        "10",
+        "-p",
+        "v6.12",
+        "-j",
+        "1",
+      ],
+      { cwd: modelDir },
+    );
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stderr).toBe(
+      "nestvisor sweep: sweep worker died running cell 1 (cr3_switch L1 v6.12 intel-server exit.mjs ept=off) with exit code 1\n",
+    );
+  });
+
+  it("merge refuses rows moved to another cell's index and keys that are not a cell's JSON (exit 2, one line)", () => {
+    const small = rows(readFileSync(join(dir, "small.jsonl"), "utf8")).sort((a, b) => a.index - b.index);
+    const write = (name: string, list: Row[]): void =>
+      writeFileSync(join(dir, name), list.map((row) => `${JSON.stringify(row)}\n`).join(""));
+    write("swapped.jsonl", [
+      small[0]!,
+      { ...small[2]!, index: 1 },
+      { ...small[1]!, index: 2 },
+      ...small.slice(3),
+    ]);
+    const swapped = runCli(["sweep", "merge", "swapped.jsonl"], { cwd: dir });
+    expect(swapped.code).toBe(2);
+    expect(swapped.stdout).toBe("");
+    expect(swapped.stderr).toMatch(
+      /^nestvisor sweep merge: swapped\.jsonl: the keys of the 8 cells in index order give grid [0-9a-f]{16}, not the rows' grid [0-9a-f]{16}: some row does not match its index \(edited or mixed-up rows\?\)\n$/,
+    );
+    write("moved.jsonl", [{ ...small[2]!, index: 1 }]);
+    // small.jsonl holds the rows in the order the cells finished.
+    const line = rows(readFileSync(join(dir, "small.jsonl"), "utf8")).findIndex((row) => row.index === 2) + 1;
+    const moved = runCli(["sweep", "merge", "small.jsonl", "moved.jsonl"], { cwd: dir });
+    expect(moved.code).toBe(2);
+    expect(moved.stderr).toBe(
+      `nestvisor sweep merge: moved.jsonl:1 is cell 1 but has the key of cell 2 at small.jsonl:${line}: a row does not match its index (edited or mixed-up rows?)\n`,
+    );
+    write("badkey.jsonl", [small[0]!, { ...small[1]!, key: "not json" }]);
+    const badKey = runCli(["sweep", "merge", "badkey.jsonl"], { cwd: dir });
+    expect(badKey.code).toBe(2);
+    expect(badKey.stderr).toBe(
+      `nestvisor sweep merge: badkey.jsonl:2: not a nestvisor sweep row: "key" is not the JSON of a cell's parameters\n`,
+    );
+  });
+
+  it("--dry-run leaves a truncated --out as it is and says what a run would drop", () => {
+    const text = readFileSync(join(dir, "small.jsonl"), "utf8");
+    const cut = `${lines(text).slice(0, 3).join("\n")}\n${lines(text)[3]!.slice(0, 50)}`;
+    writeFileSync(join(dir, "cut.jsonl"), cut);
+    const r = runCli([...SMALL, "--out", "cut.jsonl", "--dry-run"], { cwd: dir });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toBe(
+      "nestvisor sweep: warning: cut.jsonl: a truncated last line (50 bytes, an interrupted run) would be dropped and its cell run again; --dry-run leaves the file as it is\n",
+    );
+    expect(lines(r.stdout)[0]).toMatch(/^8 cells in grid [0-9a-f]{16}; 3 already done$/);
+    expect(readFileSync(join(dir, "cut.jsonl"), "utf8")).toBe(cut);
+  });
+
+  it("merge --out replaces the file whole (even one of its inputs), leaving no temporary file", () => {
+    const before = readdirSync(dir).sort();
+    const text = readFileSync(join(dir, "small.jsonl"), "utf8");
+    const shuffled = lines(text).reverse();
+    writeFileSync(join(dir, "inplace.jsonl"), `${shuffled.join("\n")}\n`);
+    const r = runCli(["sweep", "merge", "inplace.jsonl", "--out", "inplace.jsonl", "--quiet"], { cwd: dir });
+    expect(r.code, r.stderr).toBe(0);
+    expect(readFileSync(join(dir, "inplace.jsonl"), "utf8")).toBe(sorted(text));
+    expect(readdirSync(dir).sort()).toEqual([...new Set([...before, "inplace.jsonl"])].sort());
+    const csv = runCli(["sweep", "merge", "small.jsonl", "--csv", "--out", "small.csv", "--quiet"], {
+      cwd: dir,
+    });
+    expect(csv.code).toBe(0);
+    expect(readFileSync(join(dir, "small.csv"), "utf8")).toBe(
+      runCli(["sweep", "merge", "small.jsonl", "--csv", "--quiet"], { cwd: dir }).stdout,
+    );
+    const nowhere = runCli(["sweep", "merge", "small.jsonl", "--out", "no/such/dir.jsonl"], { cwd: dir });
+    expect(nowhere.code).toBe(2);
+    expect(nowhere.stderr).toMatch(/^nestvisor sweep merge: cannot write no\/such\/dir\.jsonl: ENOENT/);
   });
 });

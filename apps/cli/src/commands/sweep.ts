@@ -1,9 +1,8 @@
-import { closeSync, existsSync, fsyncSync, ftruncateSync, openSync, writeSync } from "node:fs";
+import { closeSync, existsSync, fsyncSync, ftruncateSync, openSync, statSync, writeSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { resolve } from "node:path";
 import { FlagError, type HypervisorFlagName, parseFlagAssignment } from "@nestvisor/hypervisor";
 import type { Command, CommandContext } from "../framework/command";
-import { toCsv } from "../framework/csv";
 import { EXIT, UsageError } from "../framework/errors";
 import { formatNumber } from "../framework/format";
 import {
@@ -34,6 +33,8 @@ import {
   varyFlagSets,
 } from "../sweep/grid";
 import { describeIndices, guestMismatches, mergeRows } from "../sweep/merge";
+import { writeMerged } from "../sweep/merge-output";
+import { BatchedWriter, writeWholeFile } from "../sweep/output-file";
 import { readRowsFile } from "../sweep/rows-file";
 import { rowLine, type SweepRow } from "../sweep/sweep-row";
 import { runPool } from "../sweep/worker-pool";
@@ -145,8 +146,17 @@ async function plan(ctx: CommandContext): Promise<Plan> {
   return { grid, shard, mine: grid.cells.filter((c) => inShard(c.index, shard)) };
 }
 
-/** The rows already in `--out` for this grid; a truncated last line is cut off so that it is written again. */
-function resumeFrom(ctx: CommandContext, path: string, shown: string, grid: Grid): Map<number, SweepRow> {
+/**
+ * The rows already in `--out` for this grid; a truncated last line is cut off so that it is written
+ * again — except under --dry-run, which changes nothing and only says what a run would drop.
+ */
+function resumeFrom(
+  ctx: CommandContext,
+  path: string,
+  shown: string,
+  grid: Grid,
+  dryRun: boolean,
+): Map<number, SweepRow> {
   const done = new Map<number, SweepRow>();
   if (!existsSync(path)) return done;
   const file = readRowsFile(path, shown);
@@ -160,7 +170,12 @@ function resumeFrom(ctx: CommandContext, path: string, shown: string, grid: Grid
       throw new UsageError(`${shown}:${lineNumber}: cell ${row.index} has another key than this grid's`);
     done.set(row.index, row);
   }
-  if (file.truncated) {
+  if (file.truncated && dryRun) {
+    const cut = statSync(path).size - file.completeBytes;
+    ctx.warn(
+      `${shown}: a truncated last line (${formatNumber(cut)} bytes, an interrupted run) would be dropped and its cell run again; --dry-run leaves the file as it is`,
+    );
+  } else if (file.truncated) {
     const fd = openSync(path, "r+");
     try {
       ftruncateSync(fd, file.completeBytes);
@@ -180,14 +195,13 @@ function dryRun(
 ): number {
   const { grid, shard, mine } = plan;
   if (booleanOption(ctx.values, "json")) {
-    ctx.out.write(
-      mine
-        .map(
-          (c) =>
-            `${JSON.stringify({ index: c.index, key: c.key, ...(hasOut ? { done: done.has(c.index) } : {}) })}\n`,
-        )
-        .join(""),
-    );
+    // A million cells are more text than one string holds: written in batches.
+    const out = new BatchedWriter((text) => ctx.out.write(text));
+    for (const c of mine)
+      out.write(
+        `${JSON.stringify({ index: c.index, key: c.key, ...(hasOut ? { done: done.has(c.index) } : {}) })}\n`,
+      );
+    out.flush();
     return EXIT.OK;
   }
   const finished = mine.filter((c) => done.has(c.index)).length;
@@ -284,37 +298,15 @@ export const sweepMergeCommand: Command = {
       return { shown, file };
     });
     const merged = mergeRows(inputs);
-    const text = booleanOption(ctx.values, "csv")
-      ? toCsv(
-          ["index", "workload", "level", "preset", "model", "profile", "flags", "metric", "value"],
-          merged.rows.flatMap((row) => {
-            const key = [
-              row.index,
-              row.workload,
-              row.level,
-              row.preset,
-              row.model ?? "",
-              row.profile,
-              Object.entries(row.flags)
-                .map(([name, on]) => `${name}=${on ? "on" : "off"}`)
-                .join(";"),
-            ];
-            if (row.cyclesPerIteration === null) return [[...key, "notModelled", row.notModelled ?? ""]];
-            return [
-              [...key, "cyclesPerIteration", row.cyclesPerIteration],
-              ...Object.entries(row.cyclesByLevel).map(([level, cycles]) => [
-                ...key,
-                `cycles.${level}`,
-                cycles,
-              ]),
-              ...Object.entries(row.counters).map(([name, count]) => [...key, `counter.${name}`, count]),
-            ];
-          }),
-        )
-      : merged.lines.map((line) => `${line}\n`).join("");
+    const csv = booleanOption(ctx.values, "csv");
     const out = stringOption(ctx.values, "out");
-    if (out === undefined) ctx.out.write(text);
-    else writeWhole(resolve(ctx.cwd, out), out, text);
+    // Line by line (a merged sweep may be more text than one string holds); a whole --out file is
+    // written beside its place and renamed there when complete, so a failure leaves the old file.
+    if (out === undefined) {
+      const writer = new BatchedWriter((text) => ctx.out.write(text));
+      writeMerged(merged, csv, (text) => writer.write(text));
+      writer.flush();
+    } else writeWholeFile(resolve(ctx.cwd, out), out, (write) => writeMerged(merged, csv, write));
     const quiet = booleanOption(ctx.values, "quiet");
     if (!quiet) {
       ctx.err.write(
@@ -334,21 +326,6 @@ export const sweepMergeCommand: Command = {
     return code;
   },
 };
-
-function writeWhole(path: string, shown: string, text: string): void {
-  let fd: number;
-  try {
-    fd = openSync(path, "w");
-  } catch (error) {
-    throw new UsageError(`cannot write ${shown}: ${(error as Error).message}`);
-  }
-  try {
-    writeSync(fd, text);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
 
 export const sweepCommand: Command = {
   name: "sweep",
@@ -499,7 +476,9 @@ export const sweepCommand: Command = {
     const outShown = stringOption(ctx.values, "out");
     const outPath = outShown === undefined ? undefined : resolve(ctx.cwd, outShown);
     const done =
-      outPath === undefined ? new Map<number, SweepRow>() : resumeFrom(ctx, outPath, outShown!, grid);
+      outPath === undefined
+        ? new Map<number, SweepRow>()
+        : resumeFrom(ctx, outPath, outShown!, grid, booleanOption(ctx.values, "dry-run"));
     if (booleanOption(ctx.values, "dry-run")) return dryRun(ctx, planned, done, outPath !== undefined);
 
     const todo = mine.filter((c) => !done.has(c.index));

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { CliError, UsageError } from "../framework/errors";
 import { fakeRow } from "../testing/sweep-rows";
+import { gridId } from "./grid";
 import { describeIndices, guestMismatches, mergeRows } from "./merge";
 import { parseRowsText } from "./rows-file";
 import { rowLine, type SweepRow } from "./sweep-row";
@@ -9,14 +10,17 @@ function file(shown: string, rows: SweepRow[]) {
   return { shown, file: parseRowsText(rows.map((r) => `${rowLine(r)}\n`).join(""), shown) };
 }
 
+/** The id of fakeRow's 4-cell grid: the hash of its keys in index order. */
+const GRID = gridId([0, 1, 2, 3].map((i) => fakeRow(i).key));
+/** A row of that grid. */
+const row = (index: number, more: Partial<SweepRow> = {}): SweepRow =>
+  fakeRow(index, { grid: GRID, ...more });
+
 describe("mergeRows", () => {
   it("joins shards into rows sorted by index, keeping identical duplicates once", () => {
-    const merged = mergeRows([
-      file("b.jsonl", [fakeRow(3), fakeRow(1)]),
-      file("a.jsonl", [fakeRow(2), fakeRow(0), fakeRow(1)]),
-    ]);
+    const merged = mergeRows([file("b.jsonl", [row(3), row(1)]), file("a.jsonl", [row(2), row(0), row(1)])]);
     expect(merged.rows.map((r) => r.index)).toEqual([0, 1, 2, 3]);
-    expect(merged.lines[0]).toBe(rowLine(fakeRow(0)));
+    expect(merged.lines[0]).toBe(rowLine(row(0)));
     expect(merged.missing).toEqual([]);
     expect(merged.duplicates).toBe(1);
     expect(merged.gridCells).toBe(4);
@@ -35,6 +39,35 @@ describe("mergeRows", () => {
     expect(conflict).toThrow(CliError);
     expect(conflict).toThrow("cell 0 differs between a:1 and b:1");
     expect(() => mergeRows([file("a", [])])).toThrow("no rows in a");
+  });
+
+  it("refuses a key found under two indices, naming both places (bad input, exit 2)", () => {
+    const moved = () =>
+      mergeRows([file("a.jsonl", [row(0), row(1)]), file("b.jsonl", [row(2, { key: row(0).key })])]);
+    expect(moved).toThrow(UsageError);
+    expect(moved).toThrow(
+      "b.jsonl:1 is cell 2 but has the key of cell 0 at a.jsonl:1: a row does not match its index (edited or mixed-up rows?)",
+    );
+  });
+
+  it("refuses a complete grid whose keys in index order are not the grid's (rows swapped)", () => {
+    const swapped = () =>
+      mergeRows([file("a.jsonl", [row(0), { ...row(2), index: 1 }, { ...row(1), index: 2 }, row(3)])]);
+    expect(swapped).toThrow(UsageError);
+    expect(swapped).toThrow(
+      `a.jsonl: the keys of the 4 cells in index order give grid ${gridId([0, 2, 1, 3].map((i) => row(i).key))}, not the rows' grid ${GRID}: some row does not match its index`,
+    );
+    // Rows of another grid id altogether (fakeRow's own id is not the hash of its keys).
+    expect(() =>
+      mergeRows([
+        file(
+          "b.jsonl",
+          [0, 1, 2, 3].map((i) => fakeRow(i)),
+        ),
+      ]),
+    ).toThrow(/^b\.jsonl: the keys of the 4 cells in index order give grid/);
+    // Until every cell is there the hash cannot be checked.
+    expect(mergeRows([file("a.jsonl", [row(0), { ...row(2), index: 1 }])]).missing).toEqual([2, 3]);
   });
 });
 

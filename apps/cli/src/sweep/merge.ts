@@ -1,5 +1,5 @@
 import { CliError, EXIT, UsageError } from "../framework/errors";
-import type { CellParams } from "./grid";
+import { type CellParams, gridId } from "./grid";
 import type { RowsFile } from "./rows-file";
 import { stableJson } from "./stable-json";
 import type { SweepRow } from "./sweep-row";
@@ -8,7 +8,9 @@ import type { SweepRow } from "./sweep-row";
  * `nestvisor sweep merge`: shard outputs joined into one table. Every row must come from the same
  * grid; a cell found twice must be the same line (a deterministic simulation gives the same row
  * for the same cell — a difference means different versions or model modules); rows come out
- * sorted by cell index, and the cells no input holds are reported.
+ * sorted by cell index, and the cells no input holds are reported. A row must also sit at its own
+ * index: a key found under two indices, or (when every cell is there) keys whose hash in index order
+ * is not the grid's id, mean edited or mixed-up rows — bad input, as a row of another grid is.
  */
 export interface MergeInput {
   readonly shown: string;
@@ -31,6 +33,7 @@ export interface Merged {
 export function mergeRows(inputs: readonly MergeInput[]): Merged {
   let grid: { id: string; cells: number; where: string } | undefined;
   const byIndex = new Map<number, { row: SweepRow; line: string; where: string }>();
+  const byKey = new Map<string, { index: number; where: string }>();
   let duplicates = 0;
   for (const input of inputs) {
     for (const { row, line, lineNumber } of input.file.rows) {
@@ -39,6 +42,13 @@ export function mergeRows(inputs: readonly MergeInput[]): Merged {
       else if (row.grid !== grid.id || row.gridCells !== grid.cells) {
         throw new UsageError(
           `${where} is a row of grid ${row.grid} (${row.gridCells} cells) but ${grid.where} of grid ${grid.id} (${grid.cells} cells): the files come from different sweeps`,
+        );
+      }
+      const sameKey = byKey.get(row.key);
+      if (sameKey === undefined) byKey.set(row.key, { index: row.index, where });
+      else if (sameKey.index !== row.index) {
+        throw new UsageError(
+          `${where} is cell ${row.index} but has the key of cell ${sameKey.index} at ${sameKey.where}: a row does not match its index (edited or mixed-up rows?)`,
         );
       }
       const seen = byIndex.get(row.index);
@@ -58,6 +68,22 @@ export function mergeRows(inputs: readonly MergeInput[]): Merged {
   for (let i = 0, j = 0; i < grid.cells; i++) {
     if (indices[j] === i) j++;
     else missing.push(i);
+  }
+  // With every cell present the keys in index order must hash to the grid's id (grid.ts), which
+  // catches rows moved to other indices (their keys no longer in the grid's order). A hash does not
+  // say which row moved, so the message names the files.
+  if (missing.length === 0) {
+    const id = gridId(indices.map((i) => byIndex.get(i)!.row.key));
+    if (id !== grid.id) {
+      throw new UsageError(
+        `${inputs
+          .filter((i) => i.file.rows.length > 0)
+          .map((i) => i.shown)
+          .join(
+            ", ",
+          )}: the keys of the ${grid.cells} cells in index order give grid ${id}, not the rows' grid ${grid.id}: some row does not match its index (edited or mixed-up rows?)`,
+      );
+    }
   }
   return {
     grid: grid.id,

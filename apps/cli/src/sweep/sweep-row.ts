@@ -79,6 +79,22 @@ export function rowLine(row: SweepRow): string {
 
 const NUMBER_OR_NULL = (v: unknown): boolean => v === null || typeof v === "number";
 
+/**
+ * A cell's key is the stable JSON of its parameters (grid.ts): an object with at least the workload
+ * and the level, which merging reads back (guest-visible differences are grouped by workload).
+ */
+function isCellKey(key: string): boolean {
+  let value: unknown;
+  try {
+    value = JSON.parse(key);
+  } catch {
+    return false;
+  }
+  if (value === null || typeof value !== "object" || Array.isArray(value)) return false;
+  const params = value as Record<string, unknown>;
+  return typeof params.workload === "string" && typeof params.level === "number";
+}
+
 /** Checks a parsed line is a sweep row; returns what is wrong, or undefined. */
 export function rowProblem(value: unknown): string | undefined {
   if (value === null || typeof value !== "object" || Array.isArray(value)) return "not a JSON object";
@@ -89,6 +105,7 @@ export function rowProblem(value: unknown): string | undefined {
   if (typeof r.index !== "number" || !Number.isSafeInteger(r.index) || r.index < 0 || r.index >= r.gridCells)
     return `"index" is not an integer in [0, ${r.gridCells})`;
   if (typeof r.key !== "string") return '"key" is not a string';
+  if (!isCellKey(r.key)) return '"key" is not the JSON of a cell\'s parameters';
   if (typeof r.workload !== "string" || typeof r.preset !== "string" || typeof r.profile !== "string")
     return "workload, preset or profile is not a string";
   if (typeof r.level !== "number") return '"level" is not a number';

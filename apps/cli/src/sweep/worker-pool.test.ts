@@ -1,3 +1,5 @@
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { CliError } from "../framework/errors";
@@ -63,5 +65,41 @@ describe("runPool", () => {
       exitCode: 2,
       message: "--model no-such-model.mjs: no such file",
     });
+  });
+
+  it("fails naming the cell when a worker exits in the middle of it, whatever the exit code", async () => {
+    // A model module whose root-cache policy ends its thread (process.exit in a worker ends the
+    // worker only): exit code 1 is also what terminate() gives, which must not hide it.
+    const dir = mkdtempSync(join(tmpdir(), "nestvisor-pool-"));
+    for (const code of [0, 1, 3]) {
+      writeFileSync(
+        join(dir, `exit-${code}.mjs`),
+        `export default { name: "exit-${code}", policies: { rootCache: { name: "x", prevRoots: 3, newPgd() { process.exit(${code}); } } } };\n`,
+      );
+    }
+    for (const code of [0, 1, 3]) {
+      const grid = expandGrid({
+        ...SPEC,
+        workloads: ["cr3_switch"],
+        levels: [1],
+        presets: ["v6.12"],
+        models: [null, `exit-${code}.mjs`],
+        common: { ept: false },
+        flagSets: [{}],
+      });
+      const rows: number[] = [];
+      const run = runPool({
+        jobs: 1,
+        data: { cwd: dir, grid: grid.id, gridCells: grid.cells.length },
+        cells: grid.cells,
+        onRow: (row) => rows.push(row.index),
+      });
+      await expect(run).rejects.toBeInstanceOf(CliError);
+      await expect(run).rejects.toMatchObject({
+        exitCode: 1,
+        message: `sweep worker died running cell 1 (cr3_switch L1 v6.12 intel-server exit-${code}.mjs ept=off) with exit code ${code}`,
+      });
+      expect(rows).toEqual([0]);
+    }
   });
 });

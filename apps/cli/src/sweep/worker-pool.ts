@@ -1,13 +1,14 @@
 import { Worker } from "node:worker_threads";
-import { CliError } from "../framework/errors";
-import type { GridCell } from "./grid";
+import { CliError, EXIT } from "../framework/errors";
+import { describeCell, type GridCell } from "./grid";
 import type { SweepRow } from "./sweep-row";
 import type { CellReply, CellRequest, SweepWorkerData } from "./worker-protocol";
 
 /**
  * A pool of `jobs` worker threads running sweep cells. Each worker gets one cell at a time and the
  * next as soon as it replies, so long and short cells balance out. The first failure stops the
- * pool (the workers are terminated) and rejects with the cell's message.
+ * pool (the workers are terminated) and rejects with the cell's message; a worker that exits
+ * without being told to (process.exit() in a model module) is a failure naming its cell.
  */
 
 /** How to start a worker: a script (URL) or module code to evaluate, with Node options. */
@@ -51,22 +52,39 @@ export function runPool(options: PoolOptions): Promise<void> {
   if (cells.length === 0) return Promise.resolve();
   return new Promise<void>((resolve, reject) => {
     const workers: Worker[] = [];
+    /** Workers this pool terminated: their exit (code 1 from terminate()) is expected. */
+    const terminated = new Set<Worker>();
+    /** The cell each worker is running. */
+    const running = new Map<Worker, GridCell>();
     let next = 0;
     let done = 0;
     let failed = false;
+    const terminate = (worker: Worker): void => {
+      if (terminated.has(worker)) return;
+      terminated.add(worker);
+      running.delete(worker);
+      void worker.terminate();
+    };
     const stop = (error: unknown): void => {
       if (failed) return;
       failed = true;
-      for (const w of workers) void w.terminate();
+      for (const w of workers) terminate(w);
       reject(error);
     };
     const feed = (worker: Worker): void => {
       if (next >= cells.length) {
-        void worker.terminate();
+        terminate(worker);
         return;
       }
-      const request: CellRequest = { cell: cells[next++]! };
+      const cell = cells[next++]!;
+      running.set(worker, cell);
+      const request: CellRequest = { cell };
       worker.postMessage(request);
+    };
+    /** "cell 7 (cpuid L2 v6.12 intel-server)", or "no cell" for a worker between cells. */
+    const cellOf = (worker: Worker): string => {
+      const cell = running.get(worker);
+      return cell === undefined ? "no cell" : `cell ${cell.index} (${describeCell(cell.params)})`;
     };
     for (let i = 0; i < size; i++) {
       const worker = new Worker(entry.target, {
@@ -77,6 +95,7 @@ export function runPool(options: PoolOptions): Promise<void> {
       workers.push(worker);
       worker.on("message", (reply: CellReply) => {
         if (failed) return;
+        running.delete(worker);
         if (!reply.ok) {
           stop(new CliError(reply.message, reply.exitCode));
           return;
@@ -89,16 +108,28 @@ export function runPool(options: PoolOptions): Promise<void> {
         }
         done++;
         if (done === cells.length) {
-          for (const w of workers) void w.terminate();
+          for (const w of workers) terminate(w);
           resolve();
           return;
         }
         feed(worker);
       });
-      worker.on("error", (error) => stop(error));
+      // An exception nothing caught in the worker (a model's timer callback, say): the worker stops.
+      worker.on("error", (error) => {
+        if (failed || terminated.has(worker)) return;
+        stop(
+          new CliError(
+            `sweep worker failed running ${cellOf(worker)}: ${error instanceof Error ? error.message : String(error)}`,
+            EXIT.FAILED,
+          ),
+        );
+      });
+      // Any exit the pool did not ask for (process.exit() in a model module, whatever its code, or a
+      // crash) leaves its cell without a row: the sweep fails naming the cell, instead of waiting for
+      // a row that never comes.
       worker.on("exit", (code) => {
-        if (!failed && done < cells.length && code !== 0 && code !== 1)
-          stop(new Error(`a sweep worker exited with code ${code}`));
+        if (failed || terminated.has(worker)) return;
+        stop(new CliError(`sweep worker died running ${cellOf(worker)} with exit code ${code}`, EXIT.FAILED));
       });
       feed(worker);
     }
