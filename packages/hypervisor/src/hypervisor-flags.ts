@@ -263,7 +263,9 @@ const SWITCH_INFO: readonly HypervisorFlagInfo[] = [
     seed: "—",
     since: "v3.10 (approximate)",
     commitOrSeries: "kvm_intel module parameter `enable_shadow_vmcs`",
-    summary: "L1's VMREAD/VMWRITE of shadowed fields run without exits (hardware VMCS shadowing)",
+    summary:
+      "L1's VMREAD/VMWRITE of shadowed fields run without exits (hardware VMCS shadowing); a guest hypervisor " +
+      "with it on shadows its own guest hypervisor's, which L0 emulates on the cached shadow vmcs12",
     baseline: "every L1 VMREAD and VMWRITE exits to L0 and is emulated",
   },
   {

@@ -175,7 +175,13 @@ export {
   type NestedSyncFactory,
 } from "./model-policies";
 export { msrBitmapIntercepts, writeMsrBitmap } from "./msr-bitmap";
-export { NestedVmcsProcessor, NestedVmxCpu, type ParentMemoryView } from "./nested-vmx-cpu";
+export {
+  NestedVmcsProcessor,
+  NestedVmxCpu,
+  type NestedVmxCpuOptions,
+  offersVmcsShadowing,
+  type ParentMemoryView,
+} from "./nested-vmx-cpu";
 export { CURSOR_END, ProgramCursor } from "./program-cursor";
 export {
   type GuestStateSnapshot,

@@ -3,6 +3,7 @@ import {
   CPU_BASED_CTLS,
   type EntryCheckResult,
   EXIT_REASON,
+  FIELD_WIDTH,
   type HardwareVmcs,
   VMX_INSTRUCTION_INFO as INFO,
   isVmxFault,
@@ -13,6 +14,7 @@ import {
   ShadowVmcsSync,
   type ShadowVmcsSyncOptions,
   VM_ENTRY_CTLS,
+  VMCS12_SIZE,
   VMX_EVENTS,
   VMX_EXIT_REASONS_FAILED_VMENTRY,
   VMX_OUTCOME,
@@ -30,6 +32,7 @@ import { VMCS_FIELD as F } from "./vmcs-field-encodings";
 const TWO_32 = 4294967296;
 const VMCS12_READ_EVENT = VMX_EVENTS.VMCS12_READ;
 const VMCS12_WRITE_EVENT = VMX_EVENTS.VMCS12_WRITE;
+const SHADOW_VMCS = SECONDARY_EXEC_CTLS.SECONDARY_EXEC_SHADOW_VMCS;
 
 /**
  * vmcs12 fields prepare_vmcs02_rare copies into vmcs02 (kvm-vmx.md §7, "prepare_vmcs02_rare"),
@@ -110,6 +113,8 @@ export class KvmNested {
     const config = kvm.config;
     this.state = new NestedVmxState();
     this.vmcs02 = p.createVmcs(KVM_PAGE.VMCS02, { revision: p.revisionId });
+    // kvm: enable_shadow_vmcs, cleared by hardware_setup unless the CPU (for a guest hypervisor, the
+    // capabilities its parent offers) has it (cpu_has_vmx_shadow_vmcs); used only for a hypervisor guest.
     const useShadow = config.shadowVmcs && p.vmcsShadowing && kvm.guest.kind === GUEST_KIND.HYPERVISOR;
     this.shadowVmcs = useShadow
       ? p.createVmcs(KVM_PAGE.SHADOW_VMCS, { revision: p.revisionId, shadow: true })
@@ -196,7 +201,12 @@ export class KvmNested {
     // vmcs02's region carries the revision identifier like every VMCS (SDM 25.2).
     kvm.cpu.memory.write32(KVM_PAGE.VMCS02, p.revisionId);
     if (this.shadowVmcs === null) return;
-    kvm.cpu.memory.write32(KVM_PAGE.SHADOW_VMCS, (p.revisionId | 0x8000_0000) >>> 0);
+    const memory = kvm.cpu.memory;
+    memory.write32(KVM_PAGE.SHADOW_VMCS, (p.revisionId | 0x8000_0000) >>> 0);
+    // kvm: init_vmcs_shadowing_bitmaps fills the two pages init_vmcs points vmcs01 at; a parent that
+    // emulates shadowing reads them from this memory (kvm: nested_vmx_exit_handled_vmcs_access).
+    memory.writeBytes(KVM_PAGE.VMREAD_BITMAP, this.sync.bitmaps.vmreadBitmap);
+    memory.writeBytes(KVM_PAGE.VMWRITE_BITMAP, this.sync.bitmaps.activeVmwriteBitmap);
     p.vmwrite(F.VMREAD_BITMAP, KVM_PAGE.VMREAD_BITMAP);
     p.vmwrite(F.VMWRITE_BITMAP, KVM_PAGE.VMWRITE_BITMAP);
     kvm.registerShadowingBitmaps(this.sync.bitmaps);
@@ -456,6 +466,8 @@ export class KvmNested {
     kvm.regs.writeRsp(vmcs12.read(F.GUEST_RSP) + vmcs12.hi * TWO_32);
     kvm.regs.writeRip(vmcs12.read(F.GUEST_RIP) + vmcs12.hi * TWO_32);
     this.state.nestedRunPending = false;
+    // E16 (kvm: nested_vmx_run after a successful entry): the shadow VMCS L1 links for L2.
+    this.#cacheShadowVmcs12(vmcs12);
   }
 
   /** kvm: nested_read_cr0 / nested_read_cr4 (bits 31:0). */
@@ -500,13 +512,17 @@ export class KvmNested {
       case EXIT_REASON.VMCLEAR:
       case EXIT_REASON.VMPTRLD:
       case EXIT_REASON.VMPTRST:
-      case EXIT_REASON.VMREAD:
-      case EXIT_REASON.VMWRITE:
       case EXIT_REASON.VMLAUNCH:
       case EXIT_REASON.VMRESUME:
       case EXIT_REASON.INVEPT:
       case EXIT_REASON.INVVPID:
         wants = true;
+        break;
+      case EXIT_REASON.VMREAD:
+        wants = this.#vmcsAccessExits(vmcs12, F.VMREAD_BITMAP);
+        break;
+      case EXIT_REASON.VMWRITE:
+        wants = this.#vmcsAccessExits(vmcs12, F.VMWRITE_BITMAP);
         break;
       case EXIT_REASON.HLT:
         wants = (vmcs12.read(F.CPU_BASED_VM_EXEC_CONTROL) & CPU_BASED_CTLS.CPU_BASED_HLT_EXITING) !== 0;
@@ -633,7 +649,84 @@ export class KvmNested {
     vmcs12.write(F.VM_EXIT_INSTRUCTION_LEN, p.vmread(F.VM_EXIT_INSTRUCTION_LEN));
     vmcs12.write(F.VMX_INSTRUCTION_INFO, p.vmread(F.VMX_INSTRUCTION_INFO));
     meter.count(VMCS12_WRITE_EVENT, 12);
+    // X5: L2's VMWRITEs that L0 served go back to L1's shadow VMCS page.
+    this.#flushCachedShadowVmcs12(vmcs12);
     this.#leaveToL1();
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // VMCS shadowing emulated for L1 (L2 is itself a hypervisor and L1 gives it a shadow VMCS)
+
+  /** vmcs12 enables VMCS shadowing for L2 (kvm: nested_cpu_has_shadow_vmcs). */
+  #shadowsForL2(vmcs12: Vmcs12): boolean {
+    return (
+      (vmcs12.read(F.CPU_BASED_VM_EXEC_CONTROL) & CPU_BASED_CTLS.CPU_BASED_ACTIVATE_SECONDARY_CONTROLS) !==
+        0 && (vmcs12.read(F.SECONDARY_VM_EXEC_CONTROL) & SHADOW_VMCS) !== 0
+    );
+  }
+
+  /**
+   * kvm: nested_vmx_exit_handled_vmcs_access — does L1 want L2's VMREAD/VMWRITE? Always without
+   * shadowing in vmcs12; otherwise the field encoding (the register VMX_INSTRUCTION_INFO's Reg2 names)
+   * picks a bit of L1's VMREAD or VMWRITE bitmap, a page in L1's memory at vmcs12's `bitmapField`:
+   * set (or an encoding above 0x7fff, or an unreadable byte) → L1's exit; clear → L0 emulates it on
+   * the cached shadow vmcs12.
+   */
+  #vmcsAccessExits(vmcs12: Vmcs12, bitmapField: number): boolean {
+    if (!this.#shadowsForL2(vmcs12)) return true;
+    const kvm = this.kvm;
+    const info = kvm.processor.vmread(F.VMX_INSTRUCTION_INFO);
+    const g = kvm.exitingRegisters();
+    const reg2 = (info & INFO.REG2_MASK) >>> INFO.REG2_SHIFT;
+    const fieldLo = g.gprLo[reg2]!;
+    // kvm: kvm_register_read is 64 bits in 64-bit mode (the model's guest hypervisors are 64-bit).
+    if (g.gprHi[reg2]! !== 0 || fieldLo >>> 15 !== 0) return true;
+    const bitmap = vmcs12.read(bitmapField) + vmcs12.hi * TWO_32;
+    kvm.meter.count(VMCS12_READ_EVENT);
+    const byteAddress = bitmap + (fieldLo >>> 3);
+    const memory = kvm.guestMemory();
+    // kvm: kvm_vcpu_read_guest of one byte; a failed read means the exit goes to L1.
+    if (byteAddress + 1 > memory.size) return true;
+    return ((memory.read8(byteAddress) >>> (fieldLo & 7)) & 1) !== 0;
+  }
+
+  /**
+   * kvm: nested_cache_shadow_vmcs12 — with shadowing in vmcs12 and a link pointer, read the 4-KiB
+   * shadow VMCS from L1's memory into the cached shadow vmcs12 (an unmapped page is skipped).
+   */
+  #cacheShadowVmcs12(vmcs12: Vmcs12): void {
+    const gpa = this.#shadowVmcs12Address(vmcs12);
+    if (gpa < 0) return;
+    const memory = this.kvm.guestMemory();
+    const cache = this.state.cachedShadowVmcs12;
+    for (let offset = 0; offset < VMCS12_SIZE; offset += 4) {
+      cache.writeAt(offset, FIELD_WIDTH.U32, memory.read32(gpa + offset));
+    }
+    this.kvm.meter.count(VMX_EVENTS.VMCS12_IMAGE_LOAD);
+  }
+
+  /** kvm: nested_flush_cached_shadow_vmcs12 — the cached shadow vmcs12 back to L1's page. */
+  #flushCachedShadowVmcs12(vmcs12: Vmcs12): void {
+    const gpa = this.#shadowVmcs12Address(vmcs12);
+    if (gpa < 0) return;
+    const memory = this.kvm.guestMemory();
+    const cache = this.state.cachedShadowVmcs12;
+    for (let offset = 0; offset < VMCS12_SIZE; offset += 4) {
+      memory.write32(gpa + offset, cache.readAt(offset, FIELD_WIDTH.U32));
+    }
+    this.kvm.meter.count(VMX_EVENTS.VMCS12_IMAGE_FLUSH);
+  }
+
+  /** The shadow vmcs12's address in L1's memory, or -1 (no shadowing, link pointer −1, or unmapped). */
+  #shadowVmcs12Address(vmcs12: Vmcs12): number {
+    if (!this.#shadowsForL2(vmcs12)) return -1;
+    const lo = vmcs12.read(F.VMCS_LINK_POINTER);
+    const hi = vmcs12.hi;
+    this.kvm.meter.count(VMCS12_READ_EVENT);
+    if (lo === 0xffffffff && hi === 0xffffffff) return -1;
+    const gpa = hi * TWO_32 + lo;
+    // kvm: kvm_gfn_to_hva_cache_init fails without a memslot for the whole page.
+    return gpa + VMCS12_SIZE > this.kvm.guestMemory().size ? -1 : gpa;
   }
 
   /** A guest-state check failed: an entry-failure exit to L1 (kvm: vmentry_fail_vmexit). */

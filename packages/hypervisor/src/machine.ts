@@ -6,7 +6,7 @@ import { HardwareVmxCpu } from "./hardware-vmx-cpu";
 import type { KvmConfig } from "./hypervisor-config";
 import { type GuestBootState, HYPERVISOR_BOOT_STATE, KVM_PRIVATE_BYTES, Kvm } from "./kvm";
 import type { ModelPolicies } from "./model-policies";
-import { NestedVmxCpu } from "./nested-vmx-cpu";
+import { NestedVmxCpu, offersVmcsShadowing } from "./nested-vmx-cpu";
 import { NOOP_TRACER, type Tracer } from "./tracer";
 import { RIP_BASE, WorkloadExecutor } from "./workload-executor";
 import type { WorkloadProgram } from "./workload-ops";
@@ -90,7 +90,11 @@ export class Machine {
       const cpu =
         k === 0
           ? this.hardware
-          : new NestedVmxCpu(this.hardware, contexts[k - 1]!, parentView(kvms[k - 1]!), meter);
+          : new NestedVmxCpu(this.hardware, contexts[k - 1]!, parentView(kvms[k - 1]!), meter, {
+              // What the parent's capability MSRs offer (kvm: nested_vmx_setup_ctls_msrs); the guest
+              // hypervisor uses it only when its own shadowVmcs switch is on (kvm: enable_shadow_vmcs).
+              vmcsShadowing: offersVmcsShadowing(kvms[k - 1]!.caps),
+            });
       if (k > 0) kvms[k - 1]!.guestCpu = cpu;
       kvms.push(
         new Kvm({

@@ -5,10 +5,13 @@ import {
   VMX_INSTRUCTION_INFO as INFO,
   INVALID_VMCS_POINTER,
   type Meter,
+  SECONDARY_EXEC_CTLS,
   VMCS12_REVISION,
+  VMX_MISC,
   VMX_OUTCOME,
   VMX_RESULT,
   VmcsProcessor,
+  type VmxCapabilities,
   type VmxResult,
 } from "@nestvisor/vmx";
 import type { PhysicalMemory } from "@nestvisor/x86-arch";
@@ -24,6 +27,29 @@ const VMX_INSTRUCTION_LENGTH = 3;
 const REGISTER_FORM = (GPR.RAX << INFO.REG1_SHIFT) | INFO.REGISTER_OPERAND | (GPR.RDX << INFO.REG2_SHIFT);
 /** INVEPT/INVVPID: the type in Reg2 = RDX; the descriptor (modelled as its EPTP) in RAX. */
 const TYPE_IN_RDX = GPR.RDX << INFO.REG2_SHIFT;
+
+/**
+ * The guest hypervisor can use VMCS shadowing on the CPU its parent offers (kvm: cpu_has_vmx_shadow_vmcs,
+ * read by the guest kernel from the capability MSRs it sees): the secondary control SHADOW_VMCS may be
+ * 1 and IA32_VMX_MISC reports VMWRITE to any field. KVM 6.12 offers both to every L1 whatever the
+ * host has (kvm: nested_vmx_setup_secondary_ctls "can emulate VMCS shadowing", nested_vmx_setup_misc_data).
+ */
+export function offersVmcsShadowing(caps: VmxCapabilities): boolean {
+  return (
+    (caps.procbasedCtls2.hi & SECONDARY_EXEC_CTLS.SECONDARY_EXEC_SHADOW_VMCS) !== 0 &&
+    (caps.misc.lo & VMX_MISC.VMX_MISC_VMWRITE_SHADOW_RO_FIELDS) !== 0
+  );
+}
+
+/** Options of a `NestedVmxCpu`. */
+export interface NestedVmxCpuOptions {
+  /**
+   * The parent offers VMCS shadowing (see `offersVmcsShadowing`): the guest hypervisor's processor
+   * reports the capability, so its KVM may use a shadow VMCS for its own guest hypervisor; L0 then
+   * emulates the shadowing from its cached shadow vmcs12. Default false.
+   */
+  readonly vmcsShadowing?: boolean;
+}
 
 /**
  * The VMX instructions a guest hypervisor executes, as its parent presents them (DESIGN.md §3, the
@@ -42,10 +68,11 @@ export class NestedVmcsProcessor extends VmcsProcessor {
   #current: HardwareVmcs | null = null;
   #access: GuestVmcsAccess | null = null;
 
-  constructor(cpu: NestedVmxCpu, meter: Meter) {
-    // KVM offers VMWRITE to any field (IA32_VMX_MISC bit 29); VMCS shadowing for L2's own VMREAD/
-    // VMWRITE is not offered by this model (L0 would emulate it from cached_shadow_vmcs12).
-    super({ meter, revisionId: VMCS12_REVISION, vmwriteAnyField: true, vmcsShadowing: false });
+  constructor(cpu: NestedVmxCpu, meter: Meter, vmcsShadowing = false) {
+    // KVM offers VMWRITE to any field (IA32_VMX_MISC bit 29) and emulates VMCS shadowing: L0 serves
+    // the VMREAD/VMWRITE its guest's guest executes from the cached shadow vmcs12 (kvm:
+    // nested_vmx_exit_handled_vmcs_access, get_shadow_vmcs12). The hardware never shadows for it.
+    super({ meter, revisionId: VMCS12_REVISION, vmwriteAnyField: true, vmcsShadowing });
     this.#cpu = cpu;
   }
 
@@ -171,11 +198,17 @@ export class NestedVmxCpu implements VmxCpu {
   #sink: ExitSink | null = null;
   readonly #guests = new Map<HardwareVmcs, GuestContext>();
 
-  constructor(hardware: HardwareVmxCpu, context: GuestContext, parent: ParentMemoryView, meter: Meter) {
+  constructor(
+    hardware: HardwareVmxCpu,
+    context: GuestContext,
+    parent: ParentMemoryView,
+    meter: Meter,
+    options: NestedVmxCpuOptions = {},
+  ) {
     this.hostLevel = context.level;
     this.hardware = hardware;
     this.context = context;
-    this.processor = new NestedVmcsProcessor(this, meter);
+    this.processor = new NestedVmcsProcessor(this, meter, options.vmcsShadowing ?? false);
     this.memory = new TrackedGuestMemory(this, parent);
   }
 

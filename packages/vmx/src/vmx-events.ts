@@ -83,8 +83,9 @@ export const VMX_EVENT_DESCRIPTIONS: Readonly<Record<VmxEventName, string>> = Ob
   EMULATED_INVEPT: "L1's INVEPT emulated by L0 (kvm: handle_invept), counted whatever its outcome",
   EMULATED_INVVPID: "L1's INVVPID emulated by L0 (kvm: handle_invvpid), counted whatever its outcome",
   VMCS12_IMAGE_LOAD:
-    "4-KiB vmcs12 image copied from L1's memory into KVM's cached vmcs12 (kvm: handle_vmptrld)",
-  VMCS12_IMAGE_FLUSH: "4-KiB cached vmcs12 written back to L1's memory (kvm: nested_release_vmcs12)",
+    "4-KiB vmcs12 image copied from L1's memory into KVM's cache (kvm: handle_vmptrld; the shadow vmcs12 in nested_cache_shadow_vmcs12)",
+  VMCS12_IMAGE_FLUSH:
+    "4-KiB cached vmcs12 written back to L1's memory (kvm: nested_release_vmcs12; the shadow vmcs12 in nested_flush_cached_shadow_vmcs12)",
   VMCS02_RARE_SYNC:
     "lazy sync of the rarely used guest fields from vmcs02 into vmcs12, on L1's demand (kvm ≥ v5.3: " +
     "copy_vmcs02_to_vmcs12_rare; VMPTRLD vmcs02, 35 VMREADs, VMPTRLD vmcs01)",
