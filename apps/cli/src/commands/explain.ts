@@ -11,11 +11,9 @@ import {
   stringOption,
 } from "../framework/options";
 import { writeJson, writeLines } from "../framework/output";
-import { modelOverrides } from "../model/compare-matrix";
-import { parseFlagOptions } from "../model/flag-args";
+import { commandModel, onCommandModel } from "../model/command-model";
 import { type Effects, flagEffects, type StepEffect } from "../model/flag-effects";
-import { baseModel, loadModelModule, modelFailure } from "../model/model-module";
-import { loadProfile } from "../model/profile-ref";
+import { modelFailure } from "../model/model-module";
 import { type RoundTrip, recordRoundTrip } from "../model/round-trip";
 import { buildProgram, parseParams, resolveWorkload } from "../model/workload-ref";
 
@@ -187,32 +185,15 @@ export const explainCommand: Command = {
       if ("pages" in ref.builtin.parameters && !("pages" in params)) params.pages = String(RUN_ITERATIONS);
     }
     const program = buildProgram(ref, { ...(level === undefined ? {} : { level }), params });
-    const overrides = parseFlagOptions(repeatedOption(ctx.values, "flag"));
-    const base = {
-      preset: stringOption(ctx.values, "preset") ?? DEFAULT_PRESET_NAME,
-      flags: overrides,
-      profile: loadProfile(stringOption(ctx.values, "profile"), ctx.cwd),
-    };
-    const modulePath = stringOption(ctx.values, "model");
-    const model =
-      modulePath === undefined ? baseModel(base) : await loadModelModule(modulePath, ctx.cwd, base);
+    const chosen = await commandModel(ctx.values, ctx.cwd);
+    const { model, modelName, flags } = chosen;
     const { preset, profile } = model;
-    const modelName = modulePath === undefined ? null : model.name;
-    const flags = modelName === null ? overrides : modelOverrides(model, overrides);
     const reason = stringOption(ctx.values, "reason");
     const index = integerOption(ctx.values, "round-trip", 1, 1_000_000);
     const select = { ...(reason === undefined ? {} : { reason }), ...(index === undefined ? {} : { index }) };
     const options = { program, model, iterations: RUN_ITERATIONS, select };
     const where = `${program.name} at L${program.setup.level}`;
-    let recorded: ReturnType<typeof recordRoundTrip>;
-    try {
-      recorded = recordRoundTrip(options);
-    } catch (error) {
-      if (error instanceof RangeError && /not modelled/.test(error.message))
-        throw new UsageError(error.message);
-      if (modelName !== null) throw modelFailure(error, modelName, where);
-      throw error;
-    }
+    const recorded = onCommandModel(chosen, where, () => recordRoundTrip(options));
     const trip = recorded.trip;
     if (trip === undefined || recorded.anchor === undefined) {
       if (recorded.trips === 0) {

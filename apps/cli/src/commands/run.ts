@@ -13,11 +13,8 @@ import {
 } from "../framework/options";
 import { writeJson, writeLines } from "../framework/output";
 import { renderTable } from "../framework/table";
-import { modelOverrides } from "../model/compare-matrix";
-import { parseFlagOptions } from "../model/flag-args";
-import { baseModel, loadModelModule, modelFailure } from "../model/model-module";
+import { commandModel, onCommandModel } from "../model/command-model";
 import { perfettoTrace } from "../model/perfetto";
-import { loadProfile } from "../model/profile-ref";
 import { iterationsOf, resultRow } from "../model/result-row";
 import { buildProgram, parseParams, resolveWorkload } from "../model/workload-ref";
 
@@ -126,31 +123,15 @@ export const runCommand: Command = {
       ...(iterations === undefined ? {} : { iterations }),
       params: parseParams(repeatedOption(ctx.values, "param")),
     });
-    const overrides = parseFlagOptions(repeatedOption(ctx.values, "flag"));
-    const base = {
-      preset: stringOption(ctx.values, "preset") ?? DEFAULT_PRESET_NAME,
-      flags: overrides,
-      profile: loadProfile(stringOption(ctx.values, "profile"), ctx.cwd),
-    };
-    const modulePath = stringOption(ctx.values, "model");
-    const model =
-      modulePath === undefined ? baseModel(base) : await loadModelModule(modulePath, ctx.cwd, base);
+    const chosen = await commandModel(ctx.values, ctx.cwd);
+    const { model, modelName, flags } = chosen;
     const { preset, profile } = model;
-    const modelName = modulePath === undefined ? null : model.name;
-    const flags = modelName === null ? overrides : modelOverrides(model, overrides);
     const perfetto = stringOption(ctx.values, "perfetto");
     const top = integerOption(ctx.values, "top", 0, 10_000) ?? 15;
     const tracer = perfetto === undefined ? undefined : new TimelineTracer({ capacity: TRACE_CAPACITY });
-    let result: RunResult;
-    try {
-      result = model.run(program, tracer === undefined ? {} : { tracer });
-    } catch (error) {
-      if (error instanceof RangeError && /not modelled/.test(error.message))
-        throw new UsageError(error.message);
-      if (modelName !== null)
-        throw modelFailure(error, modelName, `${program.name} at L${program.setup.level}`);
-      throw error;
-    }
+    const result: RunResult = onCommandModel(chosen, `${program.name} at L${program.setup.level}`, () =>
+      model.run(program, tracer === undefined ? {} : { tracer }),
+    );
     if (perfetto !== undefined && tracer !== undefined) {
       const trace = perfettoTrace(tracer, profile, program.name, result.level);
       try {

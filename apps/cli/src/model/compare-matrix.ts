@@ -11,6 +11,7 @@ import {
 import type { Progress } from "../framework/progress";
 import { presetFlags } from "./flag-args";
 import { baseModel, modelFailure } from "./model-module";
+import { notModelledMessage } from "./not-modelled";
 import { buildProgram, type WorkloadRef, type WorkloadSettings } from "./workload-ref";
 
 /**
@@ -133,11 +134,6 @@ export interface Matrix {
   cell(workload: number, level: number, variant: number): Cell | undefined;
 }
 
-/** Configurations the model refuses with a RangeError saying they are not modelled. */
-function notModelled(error: unknown): string | undefined {
-  return error instanceof RangeError && /not modelled/.test(error.message) ? error.message : undefined;
-}
-
 export interface MatrixOptions {
   readonly settings: Omit<WorkloadSettings, "level">;
   readonly progress?: Progress;
@@ -161,7 +157,7 @@ export function runMatrix(
           const result = variant.model.run(program);
           cells.push({ workload: w, level, variant: v, result });
         } catch (error) {
-          const why = notModelled(error);
+          const why = notModelledMessage(error);
           if (why === undefined) {
             if (variant.modelName === null) throw error;
             throw modelFailure(error, variant.modelName, `${ref.name} at L${level}`);

@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import type { CostProfile, HypervisorModel, ModelSpec, WorkloadProgram } from "@nestvisor/hypervisor";
 import { modelOverrides, workloadView } from "../model/compare-matrix";
 import { baseModel, importModelModule, modelFailure, modelFromExports } from "../model/model-module";
+import { notModelledMessage } from "../model/not-modelled";
 import { loadProfile } from "../model/profile-ref";
 import { resultRow } from "../model/result-row";
 import { buildProgram, resolveWorkload, type WorkloadRef } from "../model/workload-ref";
@@ -81,8 +82,8 @@ export class CellRunner {
       const guest = createHash("sha256").update(workloadView(result)).digest("hex").slice(0, 16);
       return sweepRow(full, resultRow(label, result), guest);
     } catch (error) {
-      if (error instanceof RangeError && /not modelled/.test(error.message))
-        return notModelledRow(full, label, p.level, error.message);
+      const why = notModelledMessage(error);
+      if (why !== undefined) return notModelledRow(full, label, p.level, why);
       throw modelFailure(error, label.model ?? `kvm-${p.preset}`, `cell ${cell.index} (${describeCell(p)})`);
     }
   }
