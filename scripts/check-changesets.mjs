@@ -21,17 +21,12 @@
 import { spawnSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join, relative, resolve } from "node:path";
+import { CheckFailure, runCheckScript, TEST_FILE, UsageError } from "./check-script.mjs";
 
 const USAGE = "usage: node scripts/check-changesets.mjs [--root DIR] [--base REF] [--json]";
 const BUMPS = new Set(["major", "minor", "patch", "none"]);
-const TEST_FILE = /(?:^|\/)(?:__tests__\/|[^/]+\.(?:test|spec|bench)\.[cm]?[jt]sx?$)/;
 /** package.json fields that do not change what a consumer installs. */
 const UNPUBLISHED_FIELDS = new Set(["scripts", "devDependencies"]);
-
-/** A command-line mistake: one line on stderr, exit status 2. */
-class UsageError extends Error {}
-/** A check that cannot go on (an unreadable file, a failing git): one line on stderr, exit status 1. */
-class CheckFailure extends Error {}
 
 function parseArgs(argv) {
   const options = { root: resolve(import.meta.dirname, ".."), base: undefined, json: false, help: false };
@@ -340,26 +335,10 @@ function check(options) {
   return result.ok ? 0 : 1;
 }
 
-function main() {
-  try {
-    const options = parseArgs(process.argv.slice(2));
-    if (options.help) {
-      console.log(USAGE);
-      return 0;
-    }
-    return check(options);
-  } catch (error) {
-    if (error instanceof UsageError) {
-      console.error(`check-changesets: ${error.message} (${USAGE})`);
-      return 2;
-    }
-    if (error instanceof CheckFailure) {
-      console.error(`error: ${error.message}`);
-      console.error("changeset check failed: it could not run to the end");
-      return 1;
-    }
-    throw error;
-  }
-}
-
-process.exitCode = main();
+process.exitCode = runCheckScript({
+  name: "check-changesets",
+  usage: USAGE,
+  parseArgs,
+  check,
+  failureLines: (message) => [`error: ${message}`, "changeset check failed: it could not run to the end"],
+});

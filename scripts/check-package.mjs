@@ -20,17 +20,12 @@ import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { CheckFailure, runCheckScript, TEST_FILE, UsageError } from "./check-script.mjs";
 
 const root = resolve(import.meta.dirname, "..");
 const USAGE = "usage: node scripts/check-package.mjs [packageDir] [--tarball file.tgz] [--json]";
 const SOURCE_CONDITION = "@nestvisor/source";
 const ALWAYS_SHIPPED = /^(?:package\.json|README\.md|CHANGELOG\.md|LICEN[CS]E(?:\.md|\.txt)?)$/i;
-const TEST_FILE = /(?:^|\/)(?:__tests__\/|[^/]+\.(?:test|spec|bench)\.[cm]?[jt]sx?$)/;
-
-/** A command-line mistake: one line on stderr, exit status 2. */
-class UsageError extends Error {}
-/** A check that cannot go on (packing, listing the tarball): the message on stderr, exit status 1. */
-class CheckFailure extends Error {}
 
 function parseArgs(argv) {
   const options = { dir: undefined, tarball: undefined, json: false, help: false };
@@ -188,25 +183,10 @@ function check(options) {
   }
 }
 
-function main() {
-  try {
-    const options = parseArgs(process.argv.slice(2));
-    if (options.help) {
-      console.log(USAGE);
-      return 0;
-    }
-    return check(options);
-  } catch (error) {
-    if (error instanceof UsageError) {
-      console.error(`check-package: ${error.message} (${USAGE})`);
-      return 2;
-    }
-    if (error instanceof CheckFailure) {
-      console.error(`check-package: ${error.message}`);
-      return 1;
-    }
-    throw error;
-  }
-}
-
-process.exitCode = main();
+process.exitCode = runCheckScript({
+  name: "check-package",
+  usage: USAGE,
+  parseArgs,
+  check,
+  failureLines: (message) => [`check-package: ${message}`],
+});
