@@ -28,6 +28,7 @@ import { KVM_PAGE, type Kvm } from "./kvm";
 import { hasNestedEntryHooks, type NestedEntryHooks } from "./model-policies";
 import { NestedVmxCpu } from "./nested-vmx-cpu";
 import { VMCS_FIELD as F } from "./vmcs-field-encodings";
+import { FixedVmwrites, Vmcs12Copies } from "./vmwrite-block";
 
 const TWO_32 = 4294967296;
 const VMCS12_READ_EVENT = VMX_EVENTS.VMCS12_READ;
@@ -101,7 +102,17 @@ export class KvmNested {
   readonly #rareEntry: readonly number[];
   readonly #pdptrs: readonly number[];
   readonly #csSsAr: readonly number[];
-  readonly #hostSegments: readonly number[];
+  /** X9: the vmcs01 refresh after a nested VM exit. */
+  readonly #vmcs01Refresh: FixedVmwrites;
+  /** X13: the constant part of load_vmcs12_host_state after the control registers. */
+  readonly #hostStateLoad: FixedVmwrites;
+  /** prepare_vmcs02: PAT, TSC offset and multiplier. */
+  readonly #entryTscPat: FixedVmwrites;
+  /** prepare_vmcs02_early: the event-injection fields and the interruptibility state from vmcs12. */
+  readonly #entryEventCopies: Vmcs12Copies;
+  /** prepare_vmcs02_rare (without per-group hooks), and prepare_vmcs02's DR7, DEBUGCTL and RFLAGS. */
+  readonly #rareCopies: Vmcs12Copies;
+  readonly #bodyCopies: Vmcs12Copies;
   /** The guest context L2 runs in while this vCPU is in guest mode. */
   #l2: GuestContext | null = null;
   /** The sync's part in the nested entry, when a policy's sync has one (see `NestedEntryHooks`). */
@@ -161,7 +172,47 @@ export class KvmNested {
     this.#rareEntry = RARE_ENTRY_FIELDS.map(enc);
     this.#pdptrs = PDPTR_FIELDS.map(enc);
     this.#csSsAr = CS_SS_AR.map(enc);
-    this.#hostSegments = HOST_SEGMENT_WRITES.map(enc);
+    const vmcs12 = this.state.cachedVmcs12;
+    this.#vmcs01Refresh = new FixedVmwrites([
+      [F.VM_EXIT_MSR_LOAD_COUNT, 0],
+      [F.VM_ENTRY_MSR_LOAD_COUNT, 0],
+      [F.TSC_OFFSET, 0],
+      // kvm: TSC_MULTIPLIER whenever the host has TSC scaling (kvm_caps.has_tsc_control).
+      [F.TSC_MULTIPLIER, 0, 1],
+    ]);
+    this.#hostStateLoad = new FixedVmwrites([
+      ...[
+        F.GUEST_SYSENTER_CS,
+        F.GUEST_SYSENTER_ESP,
+        F.GUEST_SYSENTER_EIP,
+        F.GUEST_IDTR_BASE,
+        F.GUEST_GDTR_BASE,
+      ].map((field) => [field, 0] as const),
+      [F.GUEST_IDTR_LIMIT, 0xffff],
+      [F.GUEST_GDTR_LIMIT, 0xffff],
+      // kvm: VM_EXIT_LOAD_IA32_PAT.
+      [F.GUEST_IA32_PAT, 0x00070406, 0x00070406],
+      ...HOST_SEGMENT_WRITES.map((name) => [enc(name), 0] as const),
+      [F.GUEST_DR7, 0x400],
+      [F.GUEST_IA32_DEBUGCTL, 0],
+    ]);
+    // kvm: the PAT is written on every entry when the host can load it; TSC offset and multiplier.
+    this.#entryTscPat = new FixedVmwrites([
+      [F.GUEST_IA32_PAT, 0x00070406, 0x00070406],
+      [F.TSC_OFFSET, 0],
+      [F.TSC_MULTIPLIER, 0, 1],
+    ]);
+    this.#entryEventCopies = new Vmcs12Copies(
+      [
+        F.VM_ENTRY_INTR_INFO_FIELD,
+        F.VM_ENTRY_EXCEPTION_ERROR_CODE,
+        F.VM_ENTRY_INSTRUCTION_LEN,
+        F.GUEST_INTERRUPTIBILITY_INFO,
+      ],
+      vmcs12,
+    );
+    this.#rareCopies = new Vmcs12Copies(this.#rareEntry, vmcs12);
+    this.#bodyCopies = new Vmcs12Copies([F.GUEST_DR7, F.GUEST_IA32_DEBUGCTL, F.GUEST_RFLAGS], vmcs12);
   }
 
   /** L2 runs (kvm: is_guest_mode). */
@@ -385,10 +436,7 @@ export class KvmNested {
       this.#write(F.GUEST_PML_INDEX, 511);
     }
     // Event injection fields (kvm: prepare_vmcs02_early, nested_run_pending).
-    this.#write(F.VM_ENTRY_INTR_INFO_FIELD, vmcs12.read(F.VM_ENTRY_INTR_INFO_FIELD));
-    this.#write(F.VM_ENTRY_EXCEPTION_ERROR_CODE, vmcs12.read(F.VM_ENTRY_EXCEPTION_ERROR_CODE));
-    this.#write(F.VM_ENTRY_INSTRUCTION_LEN, vmcs12.read(F.VM_ENTRY_INSTRUCTION_LEN));
-    this.#write(F.GUEST_INTERRUPTIBILITY_INFO, vmcs12.read(F.GUEST_INTERRUPTIBILITY_INFO));
+    this.#entryEventCopies.run(kvm.processor, vmcs12);
     // E10: guest-state checks (run by the checker with the others; a failure exits to L1 here).
     const check = this.#checkResult;
     if (check !== null && !check.ok && check.outcome.kind === "entry-failure") {
@@ -400,7 +448,8 @@ export class KvmNested {
     // E12: prepare_vmcs02_rare when vmcs12 is dirty.
     if (dirty) {
       meter.count(HV.PREPARE_VMCS02_RARE);
-      for (const field of this.#rareEntry) this.#copyRare(vmcs12, field);
+      if (hooks === null) this.#copyAll(vmcs12, this.#rareCopies);
+      else for (const field of this.#rareEntry) this.#copyRare(vmcs12, field);
       // Flag A moved the CS/SS AR-byte writes here from every entry.
       if (config.readOnlyShadowFields) for (const field of this.#csSsAr) this.#copyRare(vmcs12, field);
       // Group 1 with EPT in L0: PDPTR0–3.
@@ -412,19 +461,14 @@ export class KvmNested {
       for (const field of this.#csSsAr) this.#copy(vmcs12, field);
     }
     // E13: prepare_vmcs02 body.
-    this.#copy(vmcs12, F.GUEST_DR7);
-    this.#copy(vmcs12, F.GUEST_IA32_DEBUGCTL);
-    this.#copy(vmcs12, F.GUEST_RFLAGS);
+    this.#copyAll(vmcs12, this.#bodyCopies);
     this.#write(F.EXCEPTION_BITMAP, (1 << 18) | vmcs12.read(F.EXCEPTION_BITMAP));
     this.#write(
       F.CR0_GUEST_HOST_MASK,
       ~(kvm.cr0GuestOwnedBits() & ~vmcs12.read(F.CR0_GUEST_HOST_MASK)) >>> 0,
       0xffffffff,
     );
-    // kvm: the PAT is written on every entry when the host can load it; TSC offset and multiplier.
-    this.#write(F.GUEST_IA32_PAT, 0x00070406, 0x00070406);
-    this.#write(F.TSC_OFFSET, 0);
-    this.#write(F.TSC_MULTIPLIER, 0, 1);
+    this.#entryTscPat.run(kvm.processor);
     const cr0 = vmcs12.read(F.GUEST_CR0);
     const cr4 = vmcs12.read(F.GUEST_CR4);
     const cr3 = vmcs12.read(F.GUEST_CR3) + vmcs12.hi * TWO_32;
@@ -744,11 +788,7 @@ export class KvmNested {
     const vmcs12 = this.state.cachedVmcs12;
     this.#switchVmcs(kvm.vmcs01);
     // X9: vmcs01 refresh.
-    this.#write(F.VM_EXIT_MSR_LOAD_COUNT, 0);
-    this.#write(F.VM_ENTRY_MSR_LOAD_COUNT, 0);
-    this.#write(F.TSC_OFFSET, 0);
-    // kvm: TSC_MULTIPLIER whenever the host has TSC scaling (kvm_caps.has_tsc_control).
-    this.#write(F.TSC_MULTIPLIER, 0, 1);
+    this.#vmcs01Refresh.run(kvm.processor);
     // X11: the shadow VMCS is refreshed before L1 runs.
     this.sync.requestVmcs12ToShadowSync();
     // X13: load_vmcs12_host_state.
@@ -771,22 +811,8 @@ export class KvmNested {
     kvm.cr3Dirty = true;
     kvm.loadPgdRequested = true;
     kvm.tlbFlushGuestRequested = true;
-    for (const field of [
-      F.GUEST_SYSENTER_CS,
-      F.GUEST_SYSENTER_ESP,
-      F.GUEST_SYSENTER_EIP,
-      F.GUEST_IDTR_BASE,
-      F.GUEST_GDTR_BASE,
-    ]) {
-      this.#write(field, 0);
-    }
-    this.#write(F.GUEST_IDTR_LIMIT, 0xffff);
-    this.#write(F.GUEST_GDTR_LIMIT, 0xffff);
-    // kvm: VM_EXIT_LOAD_IA32_PAT.
-    this.#write(F.GUEST_IA32_PAT, 0x00070406, 0x00070406);
-    for (const field of this.#hostSegments) this.#write(field, 0);
-    this.#write(F.GUEST_DR7, 0x400);
-    this.#write(F.GUEST_IA32_DEBUGCTL, 0);
+    // Sysenter MSRs, IDTR/GDTR, PAT, the host segments (vmx_set_segment), DR7 and DEBUGCTL.
+    this.#hostStateLoad.run(kvm.processor);
     kvm.regs.writeRsp(vmcs12.read(F.HOST_RSP) + vmcs12.hi * TWO_32);
     kvm.regs.writeRip(vmcs12.read(F.HOST_RIP) + vmcs12.hi * TWO_32);
     // The guest hypervisor's handler runs when it is entered.
@@ -839,6 +865,12 @@ export class KvmNested {
   #copyRare(vmcs12: Vmcs12, field: number): void {
     const hooks = this.#entryHooks;
     if (hooks === null || hooks.rareEntryWrites(field)) this.#copy(vmcs12, field);
+  }
+
+  /** vmcs12 → vmcs02 for a run of fields (a memory read of vmcs12 and a VMWRITE each). */
+  #copyAll(vmcs12: Vmcs12, copies: Vmcs12Copies): void {
+    copies.run(this.kvm.processor, vmcs12);
+    this.kvm.meter.count(VMCS12_READ_EVENT, copies.length);
   }
 
   /** vmcs12 → vmcs02 for one field (a memory read of vmcs12 and a VMWRITE). */

@@ -312,6 +312,7 @@ export {
   type VmcsShadowingBitmapOptions,
   VmcsShadowingBitmaps,
 } from "./vmcs-shadowing-bitmaps";
+export { VmcsFieldList, type VmcsFieldRef } from "./vmcs-field-list";
 export { Vmcs12, type Vmcs12FieldValue } from "./vmcs12";
 export {
   DEFAULT_VMCS12_ERA,

@@ -45,6 +45,7 @@ import {
   shadowFieldByName,
   shadowFieldSet,
 } from "./shadow-fields";
+import { VmcsFieldList } from "./vmcs-field-list";
 import type { VmcsProcessor } from "./vmcs-processor";
 import { VmcsShadowingBitmaps } from "./vmcs-shadowing-bitmaps";
 import type { Vmcs12 } from "./vmcs12";
@@ -149,20 +150,6 @@ export function rareSyncFields(options: ExitSyncOptions = {}): readonly ShadowFi
   );
 }
 
-/** A list as parallel typed arrays, for allocation-free loops. */
-class FieldArray {
-  readonly encodings: Int32Array;
-  readonly offsets: Int32Array;
-  readonly widths: Uint8Array;
-  readonly length: number;
-  constructor(fields: readonly ShadowField[]) {
-    this.encodings = Int32Array.from(fields, (f) => f.encoding);
-    this.offsets = Int32Array.from(fields, (f) => f.offset);
-    this.widths = Uint8Array.from(fields, (f) => f.width);
-    this.length = fields.length;
-  }
-}
-
 export interface ShadowVmcsSyncOptions extends ExitSyncOptions {
   /** KVM's controls shadow for this vCPU; its processor is the one every instruction runs on. */
   readonly controls: ControlsShadow;
@@ -216,10 +203,10 @@ export class ShadowVmcsSync implements NestedSyncPort {
 
   #needVmcs12ToShadowSync = false;
   #needRareSync = false;
-  readonly #shadowToVmcs12: FieldArray;
-  readonly #vmcs12ToShadow: FieldArray;
-  readonly #exitSync: FieldArray;
-  readonly #rareSync: FieldArray;
+  readonly #shadowToVmcs12: VmcsFieldList;
+  readonly #vmcs12ToShadow: VmcsFieldList;
+  readonly #exitSync: VmcsFieldList;
+  readonly #rareSync: VmcsFieldList;
   readonly #counts: Float64Array | null;
 
   constructor(options: ShadowVmcsSyncOptions) {
@@ -261,9 +248,12 @@ export class ShadowVmcsSync implements NestedSyncPort {
     );
     // kvm v5.2 copy_shadow_to_vmcs12: RW, then RO when L1 may VMWRITE them; flag A: RW only.
     const copyBackRo = !this.readOnlyShadowFields && this.l1VmwriteAnyField;
-    this.#shadowToVmcs12 = new FieldArray([...this.fields.rwCopy, ...(copyBackRo ? this.fields.roCopy : [])]);
+    this.#shadowToVmcs12 = new VmcsFieldList([
+      ...this.fields.rwCopy,
+      ...(copyBackRo ? this.fields.roCopy : []),
+    ]);
     // kvm: copy_vmcs12_to_shadow — RW then RO, in every era.
-    this.#vmcs12ToShadow = new FieldArray([...this.fields.rwCopy, ...this.fields.roCopy]);
+    this.#vmcs12ToShadow = new VmcsFieldList([...this.fields.rwCopy, ...this.fields.roCopy]);
     const exitOptions: ExitSyncOptions = {
       lazyRareGuestSync: this.lazyRareGuestSync,
       entryVmwriteTrims: this.entryVmwriteTrims,
@@ -271,8 +261,8 @@ export class ShadowVmcsSync implements NestedSyncPort {
       bndcfgsFromVmcs02: options.bndcfgsFromVmcs02 ?? false,
     };
     // The first four entries are the CR0/CR4 merge reads, done separately.
-    this.#exitSync = new FieldArray(exitSyncFields(exitOptions).slice(4));
-    this.#rareSync = new FieldArray(rareSyncFields(exitOptions));
+    this.#exitSync = new VmcsFieldList(exitSyncFields(exitOptions).slice(4));
+    this.#rareSync = new VmcsFieldList(rareSyncFields(exitOptions));
     this.#counts = meterTable(this.processor.meter);
   }
 
@@ -335,13 +325,10 @@ export class ShadowVmcsSync implements NestedSyncPort {
     const previous = this.#loadShadow(shadow);
     const cpu = this.processor;
     const list = this.#shadowToVmcs12;
-    const { encodings, offsets, widths } = list;
+    const { encodings, widths } = list;
     const n = list.length;
     if (this.precomputedShadowOffsets) {
-      for (let i = 0; i < n; i++) {
-        const lo = cpu.vmread(encodings[i]!);
-        vmcs12.writeAt(offsets[i]!, widths[i]! as FieldWidth, lo, cpu.hi);
-      }
+      cpu.vmreadIntoVmcs12(list, vmcs12);
     } else {
       const era = vmcs12.era;
       for (let i = 0; i < n; i++) {
@@ -369,13 +356,10 @@ export class ShadowVmcsSync implements NestedSyncPort {
     const previous = this.#loadShadow(shadow);
     const cpu = this.processor;
     const list = this.#vmcs12ToShadow;
-    const { encodings, offsets, widths } = list;
+    const { encodings, widths } = list;
     const n = list.length;
     if (this.precomputedShadowOffsets) {
-      for (let i = 0; i < n; i++) {
-        const lo = vmcs12.readAt(offsets[i]!, widths[i]! as FieldWidth);
-        cpu.vmwrite(encodings[i]!, lo, vmcs12.hi);
-      }
+      cpu.vmwriteFromVmcs12(list, vmcs12);
     } else {
       const era = vmcs12.era;
       for (let i = 0; i < n; i++) {
@@ -516,15 +500,9 @@ export class ShadowVmcsSync implements NestedSyncPort {
   }
 
   /** VMREADs a list from the current VMCS into vmcs12 at precomputed offsets (fixed KVM code). */
-  #readFromCurrent(vmcs12: Vmcs12, list: FieldArray): void {
-    const cpu = this.processor;
-    const { encodings, offsets, widths } = list;
-    const n = list.length;
-    for (let i = 0; i < n; i++) {
-      const lo = cpu.vmread(encodings[i]!);
-      vmcs12.writeAt(offsets[i]!, widths[i]! as FieldWidth, lo, cpu.hi);
-    }
-    this.#tally(EV_VMCS12_WRITE, n);
+  #readFromCurrent(vmcs12: Vmcs12, list: VmcsFieldList): void {
+    this.processor.vmreadIntoVmcs12(list, vmcs12);
+    this.#tally(EV_VMCS12_WRITE, list.length);
   }
 
   /** kvm: vmcs12_guest_cr0 / vmcs12_guest_cr4. */

@@ -18,6 +18,7 @@
 
 import { MODERN_CPU } from "@nestvisor/x86-arch";
 import { fieldByName } from "./field-catalog";
+import type { FieldWidth } from "./field-encoding";
 import {
   ACCESS,
   HardwareVmcs,
@@ -30,6 +31,8 @@ import {
 } from "./hardware-vmcs";
 import { type Meter, meterTable, NOOP_METER } from "./meter";
 import { VM_INSTRUCTION_ERROR } from "./vm-instruction-error";
+import type { VmcsFieldList } from "./vmcs-field-list";
+import type { Vmcs12 } from "./vmcs12";
 import { LAUNCH_STATE } from "./vmcs12-layout";
 import { VMX_EVENTS } from "./vmx-events";
 import { VMX_RESULT, type VmxResult } from "./vmx-result";
@@ -99,6 +102,11 @@ export class VmcsProcessor {
   #vmxon = -1;
   readonly #regions = new Map<number, HardwareVmcs>();
   readonly #addressLimit: number;
+  /**
+   * `vmread` and `vmwrite` are this class's own (not overridden), so a field list may run as a block;
+   * a subclass that redefines them (e.g. instructions that exit) gets one call per field instead.
+   */
+  readonly #ownInstructions: boolean;
   /** The meter's count table when it has one (see `meterTable`). */
   readonly #counts: Float64Array | null;
 
@@ -114,6 +122,9 @@ export class VmcsProcessor {
     this.vmcsShadowing = options.vmcsShadowing ?? true;
     this.dropArReservedBits = options.dropArReservedBits ?? true;
     this.#addressLimit = 2 ** this.maxPhysAddr;
+    const proto = Object.getPrototypeOf(this) as VmcsProcessor;
+    this.#ownInstructions =
+      proto.vmread === VmcsProcessor.prototype.vmread && proto.vmwrite === VmcsProcessor.prototype.vmwrite;
   }
 
   /** The current VMCS, or null. */
@@ -285,6 +296,154 @@ export class VmcsProcessor {
     return VMX_RESULT.SUCCEED;
   }
 
+  /** The part of VMWRITE after the current-VMCS check, for field lists: false when it VMfails. */
+  #store(data: Uint32Array, vmcs: HardwareVmcs, code: number, lo: number, hi: number): boolean {
+    if (code < 0) {
+      this.vmfail(ERR.UNSUPPORTED_VMCS_COMPONENT);
+      return false;
+    }
+    if ((code & ACCESS.READ_ONLY) !== 0 && !this.vmwriteAnyField) {
+      this.vmfail(ERR.VMWRITE_READ_ONLY_COMPONENT);
+      return false;
+    }
+    if ((code & ACCESS.AR_BYTES) !== 0 && this.dropArReservedBits) lo &= AR_BYTES_STORED;
+    storeField(data, code, lo, hi);
+    if ((code & ACCESS.MAJOR_CONTROL) !== 0) vmcs.controlsDirty = true;
+    return true;
+  }
+
+  /**
+   * One VMWRITE per field of `list`, in order, each with the field's value from `vmcs12` (kvm:
+   * copy_vmcs12_to_shadow and the other loops over a field array). Same outcomes, VM-instruction
+   * errors and counts as calling `vmwrite` for each; returns how many of them failed. A field vmcs12
+   * does not store is written with 0 (a list is built from fields vmcs12 has).
+   */
+  vmwriteFromVmcs12(list: VmcsFieldList, vmcs12: Vmcs12): number {
+    const n = list.length;
+    const { encodings, vmcs12Offsets, widths } = list;
+    if (!this.#ownInstructions) {
+      let failed = 0;
+      for (let i = 0; i < n; i++) {
+        const offset = vmcs12Offsets[i]!;
+        const lo = offset < 0 ? 0 : vmcs12.readAt(offset, widths[i]! as FieldWidth);
+        const hi = offset < 0 ? 0 : vmcs12.hi;
+        if (this.vmwrite(encodings[i]!, lo, hi) !== VMX_RESULT.SUCCEED) failed++;
+      }
+      return failed;
+    }
+    if (n === 0) return 0;
+    if (this.#vmxon < 0) this.#requireVmxOperation("VMWRITE");
+    this.#tallyN(EV_VMWRITE, n);
+    const vmcs = this.#current;
+    if (vmcs === null) return n;
+    const codes = list.codes;
+    const data = vmcs.data;
+    let failed = 0;
+    for (let i = 0; i < n; i++) {
+      const offset = vmcs12Offsets[i]!;
+      let lo = 0;
+      let hi = 0;
+      if (offset >= 0) {
+        lo = vmcs12.readAt(offset, widths[i]! as FieldWidth);
+        hi = vmcs12.hi;
+      }
+      if (!this.#store(data, vmcs, codes[i]!, lo, hi)) failed++;
+    }
+    return failed;
+  }
+
+  /**
+   * One VMWRITE per field of `list`, in order, with the values `lo[i]`, `hi[i]` (kvm: the constant
+   * parts of load_vmcs12_host_state). Same outcomes and counts as `vmwrite` per field; returns how
+   * many failed.
+   */
+  vmwriteValues(list: VmcsFieldList, lo: Uint32Array, hi: Uint32Array): number {
+    const n = list.length;
+    if (lo.length < n || hi.length < n) {
+      throw new RangeError(`vmwriteValues: ${n} fields but ${lo.length}/${hi.length} values`);
+    }
+    if (!this.#ownInstructions) {
+      let failed = 0;
+      for (let i = 0; i < n; i++) if (this.vmwrite(list.encodings[i]!, lo[i]!, hi[i]!) !== 0) failed++;
+      return failed;
+    }
+    if (n === 0) return 0;
+    if (this.#vmxon < 0) this.#requireVmxOperation("VMWRITE");
+    this.#tallyN(EV_VMWRITE, n);
+    const vmcs = this.#current;
+    if (vmcs === null) return n;
+    const codes = list.codes;
+    const data = vmcs.data;
+    let failed = 0;
+    for (let i = 0; i < n; i++) if (!this.#store(data, vmcs, codes[i]!, lo[i]!, hi[i]!)) failed++;
+    return failed;
+  }
+
+  /**
+   * One VMREAD per field of `list`, in order, each stored into `vmcs12` (kvm: copy_shadow_to_vmcs12,
+   * the fixed part of sync_vmcs02_to_vmcs12). Same outcomes and counts as `vmread` per field — a
+   * failed VMREAD stores its -1 result truncated to the width, as the per-field loop does; `hi` and
+   * `status` are left as the last VMREAD left them. Fields vmcs12 does not store are read but not
+   * stored. Returns how many failed.
+   */
+  vmreadIntoVmcs12(list: VmcsFieldList, vmcs12: Vmcs12): number {
+    const n = list.length;
+    const { encodings, vmcs12Offsets, widths } = list;
+    if (!this.#ownInstructions) {
+      let failed = 0;
+      for (let i = 0; i < n; i++) {
+        const lo = this.vmread(encodings[i]!);
+        if (this.status !== VMX_RESULT.SUCCEED) failed++;
+        const offset = vmcs12Offsets[i]!;
+        if (offset >= 0) vmcs12.writeAt(offset, widths[i]! as FieldWidth, lo, this.hi);
+      }
+      return failed;
+    }
+    if (n === 0) return 0;
+    if (this.#vmxon < 0) this.#requireVmxOperation("VMREAD");
+    this.#tallyN(EV_VMREAD, n);
+    const vmcs = this.#current;
+    let failed = 0;
+    if (vmcs === null) {
+      this.hi = 0;
+      this.status = VMX_RESULT.FAIL_INVALID;
+      for (let i = 0; i < n; i++) {
+        const offset = vmcs12Offsets[i]!;
+        if (offset >= 0) vmcs12.writeAt(offset, widths[i]! as FieldWidth, -1, 0);
+      }
+      return n;
+    }
+    const codes = list.codes;
+    const data = vmcs.data;
+    let hi = 0;
+    let status: VmxResult = VMX_RESULT.SUCCEED;
+    for (let i = 0; i < n; i++) {
+      const code = codes[i]!;
+      let lo: number;
+      if (code < 0) {
+        status = this.vmfail(ERR.UNSUPPORTED_VMCS_COMPONENT);
+        failed++;
+        lo = -1;
+        hi = 0;
+      } else {
+        status = VMX_RESULT.SUCCEED;
+        const w = (code >>> ACCESS.SLOT_SHIFT) << 1;
+        if ((code & ACCESS.KIND_MASK) === ACCESS.KIND_HIGH) {
+          lo = data[w + 1]!;
+          hi = 0;
+        } else {
+          lo = data[w]!;
+          hi = data[w + 1]!;
+        }
+      }
+      const offset = vmcs12Offsets[i]!;
+      if (offset >= 0) vmcs12.writeAt(offset, widths[i]! as FieldWidth, lo, hi);
+    }
+    this.hi = hi;
+    this.status = status;
+    return failed;
+  }
+
   /**
    * VMfail(error) as the SDM defines it (31.2): VMfailInvalid when there is no current VMCS, else
    * VMfailValid(error) with `error` written to the current VMCS's VM-instruction-error field. For
@@ -344,6 +503,13 @@ export class VmcsProcessor {
     const counts = this.#counts;
     if (counts !== null) counts[event] = counts[event]! + 1;
     else this.meter.count(event);
+  }
+
+  /** Counts `n` of one event at once (a field list's instructions). */
+  #tallyN(event: number, n: number): void {
+    const counts = this.#counts;
+    if (counts !== null) counts[event] = counts[event]! + n;
+    else this.meter.count(event, n);
   }
 
   /** 4-KiB aligned and below 2^MAXPHYADDR (SDM 31.3, VMXON/VMPTRLD/VMCLEAR operand checks). */
