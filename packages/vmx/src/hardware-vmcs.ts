@@ -36,6 +36,9 @@ export const VMCS_REGION_SIZE = 0x1000;
 const KIND_MASK = 7;
 /** Access kinds 0..3 are FIELD_WIDTH (U16, U64, U32, NATURAL); 4 is the high half of a 64-bit field. */
 const KIND_HIGH = 4;
+// Plain constants for `storeField`'s switch (a property read of FIELD_WIDTH per case costs on hot paths).
+const KIND_U16 = FIELD_WIDTH.U16;
+const KIND_U32 = FIELD_WIDTH.U32;
 /** A "major" control (seed 003): writing it makes the next VM entry run every check. */
 const FLAG_MAJOR_CONTROL = 8;
 /** A guest segment access-rights field (0x4814–0x4822). */
@@ -231,10 +234,10 @@ export class HardwareVmcs {
 export function storeField(data: Uint32Array, code: number, lo: number, hi: number): void {
   const i = (code >>> SLOT_SHIFT) << 1;
   switch (code & KIND_MASK) {
-    case FIELD_WIDTH.U16:
+    case KIND_U16:
       data[i] = lo & 0xffff;
       return;
-    case FIELD_WIDTH.U32:
+    case KIND_U32:
       data[i] = lo;
       return;
     case KIND_HIGH:

@@ -52,6 +52,14 @@ const ERR = VM_INSTRUCTION_ERROR;
 /** Slot of VM_INSTRUCTION_ERROR (encoding 0x4400), where VMfailValid records its number. */
 const VM_INSTRUCTION_ERROR_SLOT = hardwareVmcsSlot(fieldByName("VM_INSTRUCTION_ERROR")!.encoding);
 
+// Access-code parts as plain constants: hot loops read them as literals, not as object properties.
+const A_SLOT_SHIFT = ACCESS.SLOT_SHIFT;
+const A_KIND_MASK = ACCESS.KIND_MASK;
+const A_KIND_HIGH = ACCESS.KIND_HIGH;
+const A_READ_ONLY = ACCESS.READ_ONLY;
+const A_AR_BYTES = ACCESS.AR_BYTES;
+const A_MAJOR_CONTROL = ACCESS.MAJOR_CONTROL;
+
 /** Mask of the access-rights bits some Intel CPUs keep on VMWRITE (kvm: handle_vmwrite comment, 0x1f0ff). */
 const AR_BYTES_STORED = 0x1f0ff;
 
@@ -267,8 +275,8 @@ export class VmcsProcessor {
     }
     this.status = VMX_RESULT.SUCCEED;
     const data = vmcs.data;
-    const i = (code >>> ACCESS.SLOT_SHIFT) << 1;
-    if ((code & ACCESS.KIND_MASK) === ACCESS.KIND_HIGH) return data[i + 1]!;
+    const i = (code >>> A_SLOT_SHIFT) << 1;
+    if ((code & A_KIND_MASK) === A_KIND_HIGH) return data[i + 1]!;
     this.hi = data[i + 1]!;
     return data[i]!;
   }
@@ -287,29 +295,18 @@ export class VmcsProcessor {
     if (vmcs === null) return VMX_RESULT.FAIL_INVALID;
     const code = vmcsAccessCode(encoding);
     if (code < 0) return this.vmfail(ERR.UNSUPPORTED_VMCS_COMPONENT);
-    if ((code & ACCESS.READ_ONLY) !== 0 && !this.vmwriteAnyField) {
+    if ((code & A_READ_ONLY) !== 0 && !this.vmwriteAnyField) {
       return this.vmfail(ERR.VMWRITE_READ_ONLY_COMPONENT);
     }
-    if ((code & ACCESS.AR_BYTES) !== 0 && this.dropArReservedBits) lo &= AR_BYTES_STORED;
+    if ((code & A_AR_BYTES) !== 0 && this.dropArReservedBits) lo &= AR_BYTES_STORED;
     storeField(vmcs.data, code, lo, hi);
-    if ((code & ACCESS.MAJOR_CONTROL) !== 0) vmcs.controlsDirty = true;
+    if ((code & A_MAJOR_CONTROL) !== 0) vmcs.controlsDirty = true;
     return VMX_RESULT.SUCCEED;
   }
 
-  /** The part of VMWRITE after the current-VMCS check, for field lists: false when it VMfails. */
-  #store(data: Uint32Array, vmcs: HardwareVmcs, code: number, lo: number, hi: number): boolean {
-    if (code < 0) {
-      this.vmfail(ERR.UNSUPPORTED_VMCS_COMPONENT);
-      return false;
-    }
-    if ((code & ACCESS.READ_ONLY) !== 0 && !this.vmwriteAnyField) {
-      this.vmfail(ERR.VMWRITE_READ_ONLY_COMPONENT);
-      return false;
-    }
-    if ((code & ACCESS.AR_BYTES) !== 0 && this.dropArReservedBits) lo &= AR_BYTES_STORED;
-    storeField(data, code, lo, hi);
-    if ((code & ACCESS.MAJOR_CONTROL) !== 0) vmcs.controlsDirty = true;
-    return true;
+  /** A field-list VMWRITE that fails: no such field (error 12) or a read-only one (error 13). */
+  #failStore(code: number): void {
+    this.vmfail(code < 0 ? ERR.UNSUPPORTED_VMCS_COMPONENT : ERR.VMWRITE_READ_ONLY_COMPONENT);
   }
 
   /**
@@ -338,8 +335,16 @@ export class VmcsProcessor {
     if (vmcs === null) return n;
     const codes = list.codes;
     const data = vmcs.data;
+    const readOnlyFails = !this.vmwriteAnyField;
+    const dropAr = this.dropArReservedBits;
     let failed = 0;
     for (let i = 0; i < n; i++) {
+      const code = codes[i]!;
+      if (code < 0 || ((code & A_READ_ONLY) !== 0 && readOnlyFails)) {
+        this.#failStore(code);
+        failed++;
+        continue;
+      }
       const offset = vmcs12Offsets[i]!;
       let lo = 0;
       let hi = 0;
@@ -347,7 +352,9 @@ export class VmcsProcessor {
         lo = vmcs12.readAt(offset, widths[i]! as FieldWidth);
         hi = vmcs12.hi;
       }
-      if (!this.#store(data, vmcs, codes[i]!, lo, hi)) failed++;
+      if ((code & A_AR_BYTES) !== 0 && dropAr) lo &= AR_BYTES_STORED;
+      storeField(data, code, lo, hi);
+      if ((code & A_MAJOR_CONTROL) !== 0) vmcs.controlsDirty = true;
     }
     return failed;
   }
@@ -374,8 +381,21 @@ export class VmcsProcessor {
     if (vmcs === null) return n;
     const codes = list.codes;
     const data = vmcs.data;
+    const readOnlyFails = !this.vmwriteAnyField;
+    const dropAr = this.dropArReservedBits;
     let failed = 0;
-    for (let i = 0; i < n; i++) if (!this.#store(data, vmcs, codes[i]!, lo[i]!, hi[i]!)) failed++;
+    for (let i = 0; i < n; i++) {
+      const code = codes[i]!;
+      if (code < 0 || ((code & A_READ_ONLY) !== 0 && readOnlyFails)) {
+        this.#failStore(code);
+        failed++;
+        continue;
+      }
+      let value = lo[i]!;
+      if ((code & A_AR_BYTES) !== 0 && dropAr) value &= AR_BYTES_STORED;
+      storeField(data, code, value, hi[i]!);
+      if ((code & A_MAJOR_CONTROL) !== 0) vmcs.controlsDirty = true;
+    }
     return failed;
   }
 
@@ -427,8 +447,8 @@ export class VmcsProcessor {
         hi = 0;
       } else {
         status = VMX_RESULT.SUCCEED;
-        const w = (code >>> ACCESS.SLOT_SHIFT) << 1;
-        if ((code & ACCESS.KIND_MASK) === ACCESS.KIND_HIGH) {
+        const w = (code >>> A_SLOT_SHIFT) << 1;
+        if ((code & A_KIND_MASK) === A_KIND_HIGH) {
           lo = data[w + 1]!;
           hi = 0;
         } else {
