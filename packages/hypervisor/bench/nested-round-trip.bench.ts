@@ -1,3 +1,5 @@
+import v8 from "node:v8";
+import vm from "node:vm";
 import type { BenchCase } from "@nestvisor/bench";
 import { builtinWorkload } from "../src/builtin-workloads";
 import { CostAccumulator } from "../src/cost-accumulator";
@@ -60,15 +62,32 @@ export function nestedRoundTripBenchCases(): BenchCase[] {
   ];
 }
 
+/**
+ * A full garbage collection, so that heap figures count live objects only (without one, a collection
+ * in the middle of the measurement made the difference negative). Uses `globalThis.gc` when node runs
+ * with --expose-gc, else enables it for this process (node:v8 flags, read back through node:vm).
+ */
+function collectGarbage(): void {
+  let gc = (globalThis as { gc?: () => void }).gc;
+  if (gc === undefined) {
+    v8.setFlagsFromString("--expose-gc");
+    gc = vm.runInNewContext("gc") as () => void;
+  }
+  gc();
+}
+
 /** Heap bytes per booted L2 machine (L0 + L1 KVM, vmcs01/02/12, MMU tables, the L2 vCPU), averaged over `n`. */
 export function memoryPerL2Vcpu(n = 20): number {
   const keep: Machine[] = [];
+  collectGarbage();
   const before = process.memoryUsage().heapUsed;
   for (let i = 0; i < n; i++) {
     const m = cpuidMachine(2, "v6.12");
     m.run();
     keep.push(m);
   }
+  collectGarbage();
   const after = process.memoryUsage().heapUsed;
-  return keep.length > 0 ? (after - before) / keep.length : 0;
+  if (keep.length !== n) throw new Error("machines were dropped before the measurement");
+  return (after - before) / n;
 }
