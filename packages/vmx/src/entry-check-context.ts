@@ -1,7 +1,11 @@
 import { type CpuFeatures, CR4, EFER, MODERN_CPU, type PhysicalMemory } from "@nestvisor/x86-arch";
 import { KVM_DEFAULT_VMX_CAPABILITIES, type VmxCapabilities } from "./capability-msrs";
 import { CPU_BASED_CTLS } from "./controls";
+import { EntryCheckDependencies } from "./entry-check-dependencies";
 import { fieldByName } from "./field-catalog";
+import { FIELD_WIDTH, type FieldWidth, vmcsFieldWidth } from "./field-encoding";
+import { Vmcs12 } from "./vmcs12";
+import type { Vmcs12Layout } from "./vmcs12-layout";
 
 /**
  * What the nested VM-entry checks read (`entry-check-rules.ts`, run by `entry-checks.ts`): a
@@ -295,11 +299,12 @@ export function guestSegmentFields(seg: number): {
 }
 
 /**
- * Small cache slots for the fields the checks read, so that a field several rules consult is read
- * from vmcs12 once per entry: slot of each encoding (encodings are below 0x8000), -1 for none.
+ * Context slots: one per vmcs12 field the checks read (encodings are below 0x8000; -1 for a field
+ * without a slot), so that a field several rules consult is read from vmcs12 once per entry, plus
+ * derived values. A rule's slots are what `entry-check-dependencies.ts` records for it.
  */
 const CACHE_SLOT = new Int16Array(0x8000).fill(-1);
-let cacheSlots = 0;
+const SLOT_ENCODINGS: number[] = [];
 for (const encoding of [
   ...Object.values(ENTRY_FIELD),
   ...SEG_SELECTOR,
@@ -307,12 +312,67 @@ for (const encoding of [
   ...SEG_LIMIT,
   ...SEG_AR,
 ]) {
-  if (CACHE_SLOT[encoding] === -1) CACHE_SLOT[encoding] = cacheSlots++;
+  if (CACHE_SLOT[encoding] === -1) {
+    CACHE_SLOT[encoding] = SLOT_ENCODINGS.length;
+    SLOT_ENCODINGS.push(encoding);
+  }
+}
+/** Slots backed by a vmcs12 field: 0 .. FIELD_SLOTS − 1. */
+const FIELD_SLOTS = SLOT_ENCODINGS.length;
+/** Derived slot: the secondary controls as nested_cpu_has2 sees them (0 unless activated). */
+const EFFECTIVE_PROC2_SLOT = FIELD_SLOTS;
+
+/** Number of context slots (vmcs12 fields and derived values) a rule's dependencies range over. */
+export const ENTRY_CHECK_SLOT_COUNT = FIELD_SLOTS + 1;
+
+/** The context slot of a vmcs12 encoding, or -1 when reads of it are not cached (nor tracked). */
+export function entryCheckSlot(encoding: number): number {
+  return (encoding & 0x7fff) === encoding ? CACHE_SLOT[encoding]! : -1;
+}
+
+const PIN_SLOT = CACHE_SLOT[ENTRY_FIELD.PIN]!;
+const PROC_SLOT = CACHE_SLOT[ENTRY_FIELD.PROC]!;
+const PROC2_SLOT = CACHE_SLOT[ENTRY_FIELD.PROC2]!;
+const EXIT_SLOT = CACHE_SLOT[ENTRY_FIELD.EXIT]!;
+const ENTRY_SLOT = CACHE_SLOT[ENTRY_FIELD.ENTRY]!;
+
+/** Where each field slot lives in a `Vmcs12` of one era: byte offset (-1 when not stored) and width. */
+interface SlotLayout {
+  readonly offsets: Int32Array;
+  readonly widths: Uint8Array;
+}
+
+const SLOT_LAYOUTS = new WeakMap<Vmcs12Layout, SlotLayout>();
+
+function slotLayout(vmcs12: Vmcs12): SlotLayout {
+  let layout = SLOT_LAYOUTS.get(vmcs12.layout);
+  if (layout === undefined) {
+    const offsets = new Int32Array(FIELD_SLOTS);
+    const widths = new Uint8Array(FIELD_SLOTS);
+    for (let slot = 0; slot < FIELD_SLOTS; slot++) {
+      const encoding = SLOT_ENCODINGS[slot]!;
+      offsets[slot] = vmcs12.offsetOf(encoding);
+      widths[slot] = vmcsFieldWidth(encoding);
+    }
+    layout = { offsets, widths };
+    SLOT_LAYOUTS.set(vmcs12.layout, layout);
+  }
+  return layout;
 }
 
 /**
  * The state one run of the checks shares: the input plus the five control words read once. Reused
  * across entries (`reset`) so that checking allocates nothing.
+ *
+ * A tracked context (`track`) also records, for the rule being run (`enterRule`), which slots the
+ * rule read and whether it did anything else that its slots do not determine: reading guest memory
+ * content (`readGuest32`, `readGuest8`), writing an MSR (`setMsr`) or reading a field without a
+ * slot. Rules therefore reach vmcs12, guest memory and the MSR writer only through these methods;
+ * `memory` itself may be passed to `isBacked`, which depends on the memory's size alone.
+ *
+ * Read cache: a slot is valid when its generation is the current one. `reset` starts a generation;
+ * `refresh` keeps it, re-validating every slot cached in it (the dependencies' union) against
+ * vmcs12 and reporting which changed.
  */
 export class EntryCheckContext {
   vmcs12!: Vmcs12Reader;
@@ -321,71 +381,341 @@ export class EntryCheckContext {
   host: L0HostFacts = DEFAULT_L0_HOST_FACTS;
   memory!: PhysicalMemory;
   writeMsr: MsrWriter | undefined;
-  /** Pin-based, primary, raw secondary, VM-exit and VM-entry controls. */
-  pin = 0;
-  proc = 0;
-  procRaw2 = 0;
-  /** Secondary controls as KVM's nested_cpu_has2 sees them: 0 unless "activate secondary controls". */
-  proc2 = 0;
-  exit = 0;
-  entry = 0;
   /** High 32 bits of the last field read through `read`. */
   hi = 0;
+  #pin = 0;
+  #proc = 0;
+  #procRaw2 = 0;
+  #proc2 = 0;
+  #exit = 0;
+  #entry = 0;
   /** Per-entry read cache: values and the generation that filled each slot. */
-  readonly #cacheLo = new Uint32Array(cacheSlots);
-  readonly #cacheHi = new Uint32Array(cacheSlots);
-  readonly #cacheGeneration = new Uint32Array(cacheSlots);
+  readonly #cacheLo = new Uint32Array(ENTRY_CHECK_SLOT_COUNT);
+  readonly #cacheHi = new Uint32Array(ENTRY_CHECK_SLOT_COUNT);
+  readonly #cacheGeneration = new Uint32Array(ENTRY_CHECK_SLOT_COUNT);
   #generation = 0;
+  /** `vmcs12` when it is a `Vmcs12`, read by precomputed offsets; else null. */
+  #fast: Vmcs12 | null = null;
+  #offsets: Int32Array = new Int32Array(0);
+  #widths: Uint8Array = new Uint8Array(0);
+  /** Dependency recording (the tables of `#dependencies`); `#ruleBit` is 0 outside a rule. */
+  #dependencies: EntryCheckDependencies;
+  #tracked = false;
+  #readers: Uint32Array;
+  #union: Uint32Array;
+  #opaque: Uint32Array;
+  #ruleWords: number;
+  #ruleWord = 0;
+  #ruleBit = 0;
+  /**
+   * Change detection for `refresh`: the union's field slots as (vmcs12 word, mask, last value,
+   * slot) entries for a `Vmcs12`, and as a slot list for any other reader. Rebuilt when the union
+   * has grown (a cache miss).
+   */
+  #entriesStale = true;
+  #entryCount = 0;
+  readonly #entryWord = new Int32Array(2 * FIELD_SLOTS);
+  readonly #entryMask = new Int32Array(2 * FIELD_SLOTS);
+  readonly #entryValue = new Int32Array(2 * FIELD_SLOTS);
+  readonly #entrySlot = new Int16Array(2 * FIELD_SLOTS);
+  #slotListCount = 0;
+  readonly #slotList = new Int16Array(FIELD_SLOTS);
 
-  /** Points the context at one entry's input and reads the controls. */
-  reset(input: NestedEntryInput): this {
-    this.vmcs12 = input.vmcs12;
-    // A new entry invalidates every cached field (vmcs12 does not change during the checks).
+  constructor() {
+    this.#dependencies = new EntryCheckDependencies(0, ENTRY_CHECK_SLOT_COUNT);
+    this.#readers = this.#dependencies.readers;
+    this.#union = this.#dependencies.union;
+    this.#opaque = this.#dependencies.opaque;
+    this.#ruleWords = this.#dependencies.ruleWords;
+  }
+
+  /** Records into `dependencies` from now on (its slot count must be `ENTRY_CHECK_SLOT_COUNT`). */
+  track(dependencies: EntryCheckDependencies): this {
+    if (dependencies.slotCount !== ENTRY_CHECK_SLOT_COUNT) {
+      throw new RangeError(
+        `dependencies over ${dependencies.slotCount} slots, not ${ENTRY_CHECK_SLOT_COUNT}`,
+      );
+    }
+    this.#dependencies = dependencies;
+    this.#tracked = true;
+    this.#readers = dependencies.readers;
+    this.#union = dependencies.union;
+    this.#opaque = dependencies.opaque;
+    this.#ruleWords = dependencies.ruleWords;
+    this.#ruleBit = 0;
+    // The new union is not this generation's: start a new one.
+    this.#nextGeneration();
+    return this;
+  }
+
+  /** Starts recording for rule `rule` (no-op unless tracked); the rule is not opaque until it says so. */
+  enterRule(rule: number): void {
+    if (!this.#tracked) return;
+    this.#ruleWord = rule >>> 5;
+    this.#ruleBit = 1 << (rule & 31);
+    this.#opaque[this.#ruleWord]! &= ~this.#ruleBit;
+  }
+
+  #note(slot: number): void {
+    this.#readers[slot * this.#ruleWords + this.#ruleWord]! |= this.#ruleBit;
+  }
+
+  #nextGeneration(): void {
     if (this.#generation === 0xffffffff) {
       this.#cacheGeneration.fill(0);
       this.#generation = 0;
     }
     this.#generation++;
+    // The union (and what the rules read) restarts with the generation.
+    if (this.#tracked) this.#dependencies.clear();
+    this.#entriesStale = true;
+  }
+
+  /** Points the context at one entry's input and reads the controls (a new cache generation). */
+  reset(input: NestedEntryInput): this {
+    this.#ruleBit = 0;
+    this.vmcs12 = input.vmcs12;
+    const vmcs12 = input.vmcs12;
+    if (vmcs12 instanceof Vmcs12) {
+      if (this.#fast === null || this.#fast.layout !== vmcs12.layout) {
+        const layout = slotLayout(vmcs12);
+        this.#offsets = layout.offsets;
+        this.#widths = layout.widths;
+      }
+      this.#fast = vmcs12;
+    } else {
+      this.#fast = null;
+    }
+    // A new entry invalidates every cached field (vmcs12 does not change during the checks).
+    this.#nextGeneration();
     this.caps = input.caps;
     this.vcpu = input.vcpu;
     this.host = input.host;
     this.memory = input.memory;
     this.writeMsr = input.writeMsr;
-    this.pin = this.read(ENTRY_FIELD.PIN);
-    this.proc = this.read(ENTRY_FIELD.PROC);
-    this.procRaw2 = this.read(ENTRY_FIELD.PROC2);
-    this.proc2 = (this.proc & CPU_BASED_CTLS.CPU_BASED_ACTIVATE_SECONDARY_CONTROLS) !== 0 ? this.procRaw2 : 0;
-    this.exit = this.read(ENTRY_FIELD.EXIT);
-    this.entry = this.read(ENTRY_FIELD.ENTRY);
+    this.#loadControls();
     return this;
+  }
+
+  /**
+   * Starts an entry with the input objects of the last `reset` (tracked contexts only): keeps the
+   * cache generation, re-reads from vmcs12 every slot cached in it and sets, in `changed` (a set of
+   * slots), the bit of each whose value differs; reloads the control words. True if any changed.
+   */
+  refresh(changed: Uint32Array): boolean {
+    if (!this.#tracked) throw new Error("refresh needs a tracked context");
+    this.#ruleBit = 0;
+    changed.fill(0);
+    if (this.#entriesStale) this.#rebuildEntries();
+    const cacheLo = this.#cacheLo;
+    const cacheHi = this.#cacheHi;
+    let any = false;
+    const fast = this.#fast;
+    if (fast !== null) {
+      const words = fast.words;
+      const entryWord = this.#entryWord;
+      const entryMask = this.#entryMask;
+      const entryValue = this.#entryValue;
+      for (let k = 0; k < this.#entryCount; k++) {
+        const value = words[entryWord[k]!]! & entryMask[k]!;
+        if (value === entryValue[k]) continue;
+        entryValue[k] = value;
+        const slot = this.#entrySlot[k]!;
+        const lo = fast.readAt(this.#offsets[slot]!, this.#widths[slot]! as FieldWidth);
+        const hi = fast.hi;
+        // Both halves of a 64-bit field have entries: the second finds the cache up to date.
+        if (lo !== cacheLo[slot] || hi !== cacheHi[slot]) {
+          cacheLo[slot] = lo;
+          cacheHi[slot] = hi;
+          changed[slot >>> 5]! |= 1 << (slot & 31);
+          any = true;
+        }
+      }
+    } else {
+      const slots = this.#slotList;
+      for (let k = 0; k < this.#slotListCount; k++) {
+        const slot = slots[k]!;
+        const lo = this.#readField(SLOT_ENCODINGS[slot]!);
+        if (lo !== cacheLo[slot] || this.hi !== cacheHi[slot]) {
+          cacheLo[slot] = lo;
+          cacheHi[slot] = this.hi;
+          changed[slot >>> 5]! |= 1 << (slot & 31);
+          any = true;
+        }
+      }
+    }
+    if (this.#loadControls()) {
+      changed[EFFECTIVE_PROC2_SLOT >>> 5]! |= 1 << (EFFECTIVE_PROC2_SLOT & 31);
+      any = true;
+    }
+    return any;
+  }
+
+  /** Change-detection entries for the union's field slots, from the cached (last entry's) values. */
+  #rebuildEntries(): void {
+    const union = this.#union;
+    const offsets = this.#offsets;
+    const widths = this.#widths;
+    const fast = this.#fast !== null;
+    let n = 0;
+    let m = 0;
+    for (let slot = 0; slot < FIELD_SLOTS; slot++) {
+      if ((union[slot >>> 5]! & (1 << (slot & 31))) === 0) continue;
+      this.#slotList[m++] = slot;
+      if (!fast) continue;
+      const offset = offsets[slot]!;
+      if (offset < 0) continue; // not stored in this era: always 0
+      const lo = this.#cacheLo[slot]!;
+      const word = offset >>> 2;
+      switch (widths[slot]) {
+        case FIELD_WIDTH.U16: {
+          const shift = (offset & 2) << 3;
+          n = this.#addEntry(n, slot, word, 0xffff << shift, lo << shift);
+          break;
+        }
+        case FIELD_WIDTH.U32:
+          n = this.#addEntry(n, slot, word, -1, lo);
+          break;
+        default:
+          n = this.#addEntry(n, slot, word, -1, lo);
+          n = this.#addEntry(n, slot, word + 1, -1, this.#cacheHi[slot]!);
+      }
+    }
+    this.#entryCount = n;
+    this.#slotListCount = m;
+    this.#entriesStale = false;
+  }
+
+  #addEntry(n: number, slot: number, word: number, mask: number, value: number): number {
+    this.#entrySlot[n] = slot;
+    this.#entryWord[n] = word;
+    this.#entryMask[n] = mask;
+    this.#entryValue[n] = value & mask;
+    return n + 1;
+  }
+
+  /** Reads the five control words; true when the effective secondary controls changed. */
+  #loadControls(): boolean {
+    this.#pin = this.read(ENTRY_FIELD.PIN);
+    this.#proc = this.read(ENTRY_FIELD.PROC);
+    this.#procRaw2 = this.read(ENTRY_FIELD.PROC2);
+    this.#proc2 =
+      (this.#proc & CPU_BASED_CTLS.CPU_BASED_ACTIVATE_SECONDARY_CONTROLS) !== 0 ? this.#procRaw2 : 0;
+    this.#exit = this.read(ENTRY_FIELD.EXIT);
+    this.#entry = this.read(ENTRY_FIELD.ENTRY);
+    const changed = this.#proc2 !== this.#cacheLo[EFFECTIVE_PROC2_SLOT];
+    this.#cacheLo[EFFECTIVE_PROC2_SLOT] = this.#proc2;
+    return changed;
+  }
+
+  /** A field from vmcs12 itself, 0 when not stored; the high half goes to `hi`. */
+  #readField(encoding: number): number {
+    const lo = this.vmcs12.read(encoding);
+    if (lo < 0) {
+      this.hi = 0;
+      return 0;
+    }
+    this.hi = this.vmcs12.hi >>> 0;
+    return lo >>> 0;
   }
 
   /** A field's low 32 bits (0 when vmcs12 does not store it); the high half goes to `hi`. */
   read(encoding: number): number {
     const slot = (encoding & 0x7fff) === encoding ? CACHE_SLOT[encoding]! : -1;
-    if (slot >= 0 && this.#cacheGeneration[slot] === this.#generation) {
+    if (slot < 0) {
+      // Without a slot its value is not compared between entries: the rule must always run.
+      this.#opaque[this.#ruleWord]! |= this.#ruleBit;
+      return this.#readField(encoding);
+    }
+    this.#readers[slot * this.#ruleWords + this.#ruleWord]! |= this.#ruleBit;
+    if (this.#cacheGeneration[slot] === this.#generation) {
       this.hi = this.#cacheHi[slot]!;
       return this.#cacheLo[slot]!;
     }
-    let lo = this.vmcs12.read(encoding);
-    if (lo < 0) {
-      lo = 0;
-      this.hi = 0;
+    // First read in this generation: the slot joins the union that `refresh` re-validates.
+    this.#union[slot >>> 5]! |= 1 << (slot & 31);
+    this.#entriesStale = true;
+    let lo: number;
+    const fast = this.#fast;
+    if (fast !== null) {
+      const offset = this.#offsets[slot]!;
+      if (offset >= 0) {
+        lo = fast.readAt(offset, this.#widths[slot]! as FieldWidth);
+        this.hi = fast.hi;
+      } else {
+        lo = 0;
+        this.hi = 0;
+      }
     } else {
-      lo >>>= 0;
-      this.hi = this.vmcs12.hi >>> 0;
+      lo = this.#readField(encoding);
     }
-    if (slot >= 0) {
-      this.#cacheLo[slot] = lo;
-      this.#cacheHi[slot] = this.hi;
-      this.#cacheGeneration[slot] = this.#generation;
-    }
+    this.#cacheLo[slot] = lo;
+    this.#cacheHi[slot] = this.hi;
+    this.#cacheGeneration[slot] = this.#generation;
     return lo;
+  }
+
+  /** Pin-based VM-execution controls. */
+  get pin(): number {
+    this.#note(PIN_SLOT);
+    return this.#pin;
+  }
+
+  /** Primary processor-based VM-execution controls. */
+  get proc(): number {
+    this.#note(PROC_SLOT);
+    return this.#proc;
+  }
+
+  /** Secondary controls as written, whether or not they are activated. */
+  get procRaw2(): number {
+    this.#note(PROC2_SLOT);
+    return this.#procRaw2;
+  }
+
+  /** Secondary controls as KVM's nested_cpu_has2 sees them: 0 unless "activate secondary controls". */
+  get proc2(): number {
+    this.#note(EFFECTIVE_PROC2_SLOT);
+    return this.#proc2;
+  }
+
+  /** VM-exit controls. */
+  get exit(): number {
+    this.#note(EXIT_SLOT);
+    return this.#exit;
+  }
+
+  /** VM-entry controls. */
+  get entry(): number {
+    this.#note(ENTRY_SLOT);
+    return this.#entry;
   }
 
   /** kvm: nested_cpu_has2 — a secondary control counts only when secondary controls are active. */
   has2(bit: number): boolean {
-    return (this.proc2 & bit) !== 0;
+    this.#note(EFFECTIVE_PROC2_SLOT);
+    return (this.#proc2 & bit) !== 0;
+  }
+
+  /** A 32-bit word of L1's memory (check `isBacked` first). Makes the reading rule opaque. */
+  readGuest32(pa: number): number {
+    this.#opaque[this.#ruleWord]! |= this.#ruleBit;
+    return this.memory.read32(pa);
+  }
+
+  /** A byte of L1's memory (check `isBacked` first). Makes the reading rule opaque. */
+  readGuest8(pa: number): number {
+    this.#opaque[this.#ruleWord]! |= this.#ruleBit;
+    return this.memory.read8(pa);
+  }
+
+  /**
+   * Writes an MSR of the VM-entry MSR-load list through `writeMsr` (kvm: kvm_set_msr); true when
+   * accepted, as every write is without a writer. Makes the writing rule opaque.
+   */
+  setMsr(index: number, lo: number, hi: number): boolean {
+    this.#opaque[this.#ruleWord]! |= this.#ruleBit;
+    return this.writeMsr === undefined || this.writeMsr(index, lo, hi);
   }
 
   /** The MAXPHYADDR of L1's CPUID. */

@@ -728,7 +728,7 @@ function linkPointerReadable(c: EntryCheckContext): number {
 function linkPointerHeader(c: EntryCheckContext): number {
   if (!linkPointerInUse(c) || !c.pageAddressValid(F.VMCS_LINK_POINTER) || !linkPointerMapped(c)) return -1;
   const lo = c.read(F.VMCS_LINK_POINTER);
-  return c.memory.read32(c.hi * 4294967296 + lo);
+  return c.readGuest32(c.hi * 4294967296 + lo);
 }
 
 function linkPointerRevision(c: EntryCheckContext): number {
@@ -907,7 +907,7 @@ function guestPdptesFromMemory(c: EntryCheckContext): number {
   const base = hi * 4294967296 + (lo >>> 0);
   const reservedHi = pdpteReservedHi(c.maxPhysAddr);
   for (let i = 0; i < 4; i++) {
-    if (pdpteBad(c.memory.read32(base + i * 8), c.memory.read32(base + i * 8 + 4), reservedHi)) return FAIL;
+    if (pdpteBad(c.readGuest32(base + i * 8), c.readGuest32(base + i * 8 + 4), reservedHi)) return FAIL;
   }
   return PASS;
 }
@@ -935,15 +935,15 @@ function entryMsrLoad(c: EntryCheckContext): number {
     const hi = addrHi + Math.floor(offset / 4294967296);
     if (!isBacked(memory, lo, hi, 16)) return i + 1;
     const pa = hi * 4294967296 + lo;
-    const index = memory.read32(pa);
-    const reserved = memory.read32(pa + 4);
+    const index = c.readGuest32(pa);
+    const reserved = c.readGuest32(pa + 4);
     if (index === MSR.IA32_FS_BASE || index === MSR.IA32_GS_BASE || index === MSR.IA32_SMM_MONITOR_CTL) {
       return i + 1;
     }
     if (c.vcpu.x2apicEnabled && index >>> 8 === 0x8) return i + 1;
     if (index === MSR_UCODE_WRITE || index === MSR_UCODE_REV) return i + 1;
     if (reserved !== 0) return i + 1;
-    if (c.writeMsr !== undefined && !c.writeMsr(index, memory.read32(pa + 8), memory.read32(pa + 12))) {
+    if (!c.setMsr(index, c.readGuest32(pa + 8), c.readGuest32(pa + 12))) {
       return i + 1;
     }
   }
@@ -996,7 +996,7 @@ function tprThresholdAboveVtpr(c: EntryCheckContext): number {
     return PASS;
   }
   const page = c.read(F.VIRTUAL_APIC_PAGE_ADDR) & ~0xfff;
-  const vtpr = c.memory.read8(c.hi * 4294967296 + (page >>> 0) + 0x80);
+  const vtpr = c.readGuest8(c.hi * 4294967296 + (page >>> 0) + 0x80);
   return failIf((c.read(F.TPR_THRESHOLD) & 0xf) > vtpr >>> 4);
 }
 

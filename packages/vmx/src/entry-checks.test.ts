@@ -1,4 +1,13 @@
-import { CR0, CR4, EFER, MSR, RFLAGS } from "@nestvisor/x86-arch";
+import {
+  CR0,
+  CR4,
+  cpuFeatures,
+  DenseMemory,
+  EFER,
+  MSR,
+  type PhysicalMemory,
+  RFLAGS,
+} from "@nestvisor/x86-arch";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import {
@@ -18,18 +27,32 @@ import {
   VM_EXIT_CTLS,
   vmxMiscMaxMsrListEntries,
 } from "./controls";
-import { l0HostFacts, l1VcpuFacts } from "./entry-check-context";
-import { ENTRY_CHECK_RULES } from "./entry-check-rules";
+import {
+  DEFAULT_L0_HOST_FACTS,
+  DEFAULT_L1_VCPU_FACTS,
+  EntryCheckContext,
+  type L0HostFacts,
+  type L1VcpuFacts,
+  l0HostFacts,
+  l1VcpuFacts,
+  type MsrWriter,
+  type NestedEntryInput,
+  type Vmcs12Reader,
+} from "./entry-check-context";
+import { ENTRY_CHECK_RULES, ENTRY_CHECK_STAGE, type EntryCheckRule } from "./entry-check-rules";
 import {
   checkNestedVmEntry,
   checkNestedVmEntryAll,
   ENTRY_CHECK_OK,
+  type EntryCheckFailure,
   type EntryCheckOutcome,
+  type EntryCheckResult,
+  entryCheckOutcome,
   entryFailureExitReason,
   formatEntryCheckFailure,
   NestedEntryChecker,
 } from "./entry-checks";
-import { baselineFixture, type EntryFixture, FIXTURE_GPA } from "./testing/entry-fixture";
+import { baselineFixture, EntryFixture, FIXTURE_GPA } from "./testing/entry-fixture";
 import { VMCS12_REVISION } from "./vmcs12-layout";
 
 const P = PIN_BASED_CTLS;
@@ -1643,6 +1666,709 @@ describe("properties", () => {
       ),
       { numRuns: 300 },
     );
+  });
+});
+
+describe("incremental checking", () => {
+  type Rules = readonly EntryCheckRule[];
+  const ALL_RULES: Rules = ENTRY_CHECK_RULES;
+  const SOFTWARE_RULES: Rules = ENTRY_CHECK_RULES.filter((r) => r.stage !== ENTRY_CHECK_STAGE.HARDWARE);
+
+  /** The oracle: a fresh context and every rule in KVM's order, stopping at the first failure. */
+  function fullEvaluation(rules: Rules, input: NestedEntryInput): EntryCheckResult {
+    const ctx = new EntryCheckContext().reset(input);
+    for (const rule of rules) {
+      const detail = rule.test(ctx);
+      if (detail !== 0) return { ok: false, rule, outcome: entryCheckOutcome(rule, detail) };
+    }
+    return ENTRY_CHECK_OK;
+  }
+
+  function fullReport(rules: Rules, input: NestedEntryInput): EntryCheckFailure[] {
+    const ctx = new EntryCheckContext().reset(input);
+    const out: EntryCheckFailure[] = [];
+    for (const rule of rules) {
+      const detail = rule.test(ctx);
+      if (detail !== 0) out.push({ ok: false, rule, outcome: entryCheckOutcome(rule, detail) });
+    }
+    return out;
+  }
+
+  function expectSameResult(actual: EntryCheckResult, expected: EntryCheckResult): void {
+    if (expected.ok) {
+      expect(actual).toBe(ENTRY_CHECK_OK);
+      return;
+    }
+    expect(actual.ok ? "ok" : actual.rule.id).toBe(expected.rule.id);
+    if (!actual.ok) {
+      expect(actual.rule).toBe(expected.rule);
+      expect(actual.outcome).toEqual(expected.outcome);
+    }
+  }
+
+  /** An MSR writer that logs every write and refuses MSR 0x1234. */
+  function msrLog(): { readonly writes: number[][]; readonly writer: MsrWriter } {
+    const writes: number[][] = [];
+    return {
+      writes,
+      writer: (index, lo, hi) => {
+        writes.push([index, lo, hi]);
+        return index !== 0x1234;
+      },
+    };
+  }
+
+  const shadowVmcs = (f: EntryFixture): EntryFixture =>
+    f
+      .secondary(S2.SECONDARY_EXEC_SHADOW_VMCS)
+      .set("VMREAD_BITMAP", FIXTURE_GPA.VMREAD_BITMAP)
+      .set("VMWRITE_BITMAP", FIXTURE_GPA.VMWRITE_BITMAP)
+      .set("VMCS_LINK_POINTER", FIXTURE_GPA.SHADOW_VMCS);
+
+  /** What a random scenario starts from: the baseline plus features that make rules read memory. */
+  const featuresArb = fc.record({
+    tprShadow: fc.boolean(),
+    pae: fc.boolean(),
+    ept: fc.boolean(),
+    unrestricted: fc.boolean(),
+    link: fc.constantFrom("none", "plain", "shadow"),
+    msrEntries: fc.integer({ min: 0, max: 4 }),
+  });
+  type Features = typeof featuresArb extends fc.Arbitrary<infer T> ? T : never;
+
+  function build(features: Features): EntryFixture {
+    const f = baselineFixture();
+    f.memory.write8(FIXTURE_GPA.VIRTUAL_APIC + 0x80, 0x50);
+    for (let i = 0; i < 4; i++) f.memory.write64(FIXTURE_GPA.PDPT + i * 8, 0x40001 + i * 0x1000, 0);
+    f.memory.write32(
+      FIXTURE_GPA.SHADOW_VMCS,
+      (VMCS12_REVISION | (features.link === "shadow" ? 0x80000000 : 0)) >>> 0,
+    );
+    if (features.tprShadow) tprShadow(f).set("TPR_THRESHOLD", 3);
+    if (features.pae) f.guest32(true).set("GUEST_CR3", FIXTURE_GPA.PDPT);
+    if (features.ept || features.unrestricted) {
+      f.ept();
+      for (let i = 0; i < 4; i++) f.set(`GUEST_PDPTR${i}`, 0x40001 + i * 0x1000);
+    }
+    if (features.unrestricted) f.unrestricted();
+    if (features.link === "plain") f.set("VMCS_LINK_POINTER", FIXTURE_GPA.SHADOW_VMCS);
+    if (features.link === "shadow") shadowVmcs(f);
+    if (features.msrEntries > 0) {
+      f.entryMsrList(
+        Array.from(
+          { length: features.msrEntries },
+          (_, i) => [MSR.IA32_TIME_STAMP_COUNTER, 0, 1000 + i] as const,
+        ),
+      );
+    }
+    return f;
+  }
+
+  /** Fields the rules read (controls, addresses, host and guest state), a few they do not, and neighbours. */
+  const FIELDS = [
+    "PIN_BASED_VM_EXEC_CONTROL",
+    "CPU_BASED_VM_EXEC_CONTROL",
+    "SECONDARY_VM_EXEC_CONTROL",
+    "VM_EXIT_CONTROLS",
+    "VM_ENTRY_CONTROLS",
+    "CR3_TARGET_COUNT",
+    "IO_BITMAP_A",
+    "MSR_BITMAP",
+    "VIRTUAL_APIC_PAGE_ADDR",
+    "APIC_ACCESS_ADDR",
+    "POSTED_INTR_NV",
+    "VIRTUAL_PROCESSOR_ID",
+    "EPT_POINTER",
+    "VM_FUNCTION_CONTROL",
+    "TPR_THRESHOLD",
+    "TSC_MULTIPLIER",
+    "VM_EXIT_MSR_LOAD_COUNT",
+    "VM_ENTRY_INTR_INFO_FIELD",
+    "VM_ENTRY_EXCEPTION_ERROR_CODE",
+    "VM_ENTRY_INSTRUCTION_LEN",
+    "VM_ENTRY_MSR_LOAD_COUNT",
+    "VM_ENTRY_MSR_LOAD_ADDR",
+    "HOST_CR0",
+    "HOST_CR3",
+    "HOST_CR4",
+    "HOST_IA32_PAT",
+    "HOST_IA32_EFER",
+    "HOST_RIP",
+    "HOST_CS_SELECTOR",
+    "HOST_ES_SELECTOR",
+    "HOST_TR_SELECTOR",
+    "HOST_FS_BASE",
+    "GUEST_CR0",
+    "GUEST_CR3",
+    "GUEST_CR4",
+    "GUEST_DR7",
+    "GUEST_IA32_EFER",
+    "VMCS_LINK_POINTER",
+    "GUEST_ACTIVITY_STATE",
+    "GUEST_INTERRUPTIBILITY_INFO",
+    "GUEST_PENDING_DBG_EXCEPTIONS",
+    "GUEST_RIP",
+    "GUEST_RFLAGS",
+    "GUEST_CS_SELECTOR",
+    "GUEST_CS_AR_BYTES",
+    "GUEST_SS_SELECTOR",
+    "GUEST_SS_AR_BYTES",
+    "GUEST_DS_AR_BYTES",
+    "GUEST_TR_AR_BYTES",
+    "GUEST_LDTR_AR_BYTES",
+    "GUEST_FS_BASE",
+    "GUEST_GDTR_LIMIT",
+    "GUEST_PDPTR0",
+    "GUEST_PDPTR3",
+    // Not read by any rule (GUEST_INTR_STATUS shares a word with HOST_ES_SELECTOR).
+    "GUEST_RSP",
+    "GUEST_INTR_STATUS",
+    "EXCEPTION_BITMAP",
+  ] as const;
+  const CONTROL_FIELDS = FIELDS.slice(0, 5);
+  /** (field, bit) of every control bit the default capabilities leave to L1 (allowed-1, not allowed-0). */
+  const FLEXIBLE_CONTROL_BITS: readonly (readonly [(typeof FIELDS)[number], number])[] = (
+    [
+      ["PIN_BASED_VM_EXEC_CONTROL", KVM_DEFAULT_VMX_CAPABILITIES.truePinbasedCtls],
+      ["CPU_BASED_VM_EXEC_CONTROL", KVM_DEFAULT_VMX_CAPABILITIES.trueProcbasedCtls],
+      ["SECONDARY_VM_EXEC_CONTROL", KVM_DEFAULT_VMX_CAPABILITIES.procbasedCtls2],
+      ["VM_EXIT_CONTROLS", KVM_DEFAULT_VMX_CAPABILITIES.trueExitCtls],
+      ["VM_ENTRY_CONTROLS", KVM_DEFAULT_VMX_CAPABILITIES.trueEntryCtls],
+    ] as const
+  ).flatMap(([field, msr]) =>
+    Array.from({ length: 32 }, (_, bit) => bit)
+      .filter((bit) => ((msr.hi & ~msr.lo) >>> bit) & 1)
+      .map((bit) => [field, bit] as const),
+  );
+  const INTERESTING = [
+    0n,
+    1n,
+    0xffffffffffffffffn,
+    BigInt(FIXTURE_GPA.SHADOW_VMCS),
+    BigInt(FIXTURE_GPA.MSR_LIST),
+    BigInt(FIXTURE_GPA.PDPT),
+    BigInt(FIXTURE_GPA.VIRTUAL_APIC),
+    0x400000n,
+    0xffffffff81000000n,
+    NONCANONICAL,
+  ];
+
+  const CAPS: readonly VmxCapabilities[] = [
+    KVM_DEFAULT_VMX_CAPABILITIES,
+    kvmNestedVmxCapabilities(),
+    kvmNestedVmxCapabilities(nestedVmxHost({ enableEptAdBits: false })),
+    kvmNestedVmxCapabilities(nestedVmxHost({ enableUnrestrictedGuest: false })),
+  ];
+  const VCPUS: readonly L1VcpuFacts[] = [
+    DEFAULT_L1_VCPU_FACTS,
+    l1VcpuFacts(),
+    l1VcpuFacts({ x2apicEnabled: false }),
+    l1VcpuFacts({ cpu: cpuFeatures({ maxPhysAddr: 39 }) }),
+    l1VcpuFacts({ efer: EFER.SCE }),
+  ];
+  const HOSTS: readonly L0HostFacts[] = [
+    DEFAULT_L0_HOST_FACTS,
+    l0HostFacts(),
+    l0HostFacts({ la57: false }),
+    l0HostFacts({ unrestrictedGuest: false, rtm: true }),
+  ];
+
+  /** Memory the memory-reading rules look at: MSR-load entries, PDPTEs, link-pointer header, VTPR. */
+  const MSR_LIST_WORDS = Array.from({ length: 16 }, (_, i) => FIXTURE_GPA.MSR_LIST + i * 4);
+  const PDPT_WORDS = Array.from({ length: 8 }, (_, i) => FIXTURE_GPA.PDPT + i * 4);
+  const LINK_WORDS = [FIXTURE_GPA.SHADOW_VMCS];
+  const VTPR_WORDS = [FIXTURE_GPA.VIRTUAL_APIC + 0x80];
+  const MEMORY_REGIONS: readonly (readonly number[])[] = [MSR_LIST_WORDS, PDPT_WORDS, LINK_WORDS, VTPR_WORDS];
+  const MEMORY_WORDS = MEMORY_REGIONS.flat();
+  const MSR_INDICES = [MSR.IA32_TIME_STAMP_COUNTER, 0x1234, MSR.IA32_FS_BASE, 0x808, 0];
+
+  const u64 = fc.bigInt({ min: 0n, max: (1n << 64n) - 1n });
+  const stepArb = fc.oneof(
+    {
+      weight: 6,
+      arbitrary: fc.record({
+        kind: fc.constant("flip" as const),
+        field: fc.constantFrom(...FIELDS),
+        bit: fc.integer({ min: 0, max: 63 }),
+      }),
+    },
+    {
+      weight: 3,
+      arbitrary: fc.record({
+        kind: fc.constant("flip" as const),
+        field: fc.constantFrom(...CONTROL_FIELDS),
+        bit: fc.integer({ min: 0, max: 31 }),
+      }),
+    },
+    {
+      // A control KVM lets L1 choose: the entry often stays valid while the rules' read sets change.
+      weight: 5,
+      arbitrary: fc
+        .constantFrom(...FLEXIBLE_CONTROL_BITS)
+        .map(([field, bit]) => ({ kind: "flip" as const, field, bit })),
+    },
+    {
+      weight: 3,
+      arbitrary: fc.record({
+        kind: fc.constant("set" as const),
+        field: fc.constantFrom(...FIELDS),
+        value: fc.oneof(u64, fc.constantFrom(...INTERESTING), fc.bigInt({ min: 0n, max: 20n })),
+      }),
+    },
+    {
+      weight: 2,
+      arbitrary: fc.record({
+        kind: fc.constant("restore-field" as const),
+        field: fc.constantFrom(...FIELDS),
+      }),
+    },
+    {
+      weight: 4,
+      arbitrary: fc.record({
+        kind: fc.constant("rip" as const),
+        rip: fc.integer({ min: 0, max: 0x7fffffff }),
+        rsp: fc.integer({ min: 0, max: 0x7fffffff }),
+      }),
+    },
+    {
+      weight: 4,
+      arbitrary: fc.record({
+        kind: fc.constant("memory" as const),
+        region: fc.integer({ min: 0, max: 3 }),
+        word: fc.nat(),
+        value: fc.oneof(
+          fc.integer({ min: 0, max: 0xffffffff }),
+          fc.constantFrom(...MSR_INDICES),
+          fc.constant(VMCS12_REVISION),
+          fc.constant((VMCS12_REVISION | 0x80000000) >>> 0),
+        ),
+        bit: fc.option(fc.integer({ min: 0, max: 31 })),
+      }),
+    },
+    {
+      weight: 2,
+      arbitrary: fc.record({
+        kind: fc.constant("swap" as const),
+        caps: fc.integer({ min: 0, max: CAPS.length - 1 }),
+        vcpu: fc.integer({ min: 0, max: VCPUS.length - 1 }),
+        host: fc.integer({ min: 0, max: HOSTS.length - 1 }),
+        memory: fc.integer({ min: 0, max: 4 }),
+        writer: fc.integer({ min: 0, max: 3 }),
+      }),
+    },
+    {
+      weight: 1,
+      arbitrary: fc.record({ kind: fc.constant("vtpr" as const), value: fc.integer({ min: 0, max: 0xff }) }),
+    },
+    { weight: 2, arbitrary: fc.constant({ kind: "restore" as const }) },
+    { weight: 2, arbitrary: fc.constant({ kind: "again" as const }) },
+    { weight: 1, arbitrary: fc.constant({ kind: "other-vmcs12" as const }) },
+    { weight: 1, arbitrary: fc.constant({ kind: "report" as const }) },
+  );
+  type Step = typeof stepArb extends fc.Arbitrary<infer T> ? T : never;
+
+  /** How often each path ran, over all runs (so that the property is known to exercise them). */
+  const seen = { incremental: 0, incrementalFailures: 0, memoryOnlyFailures: 0, msrWrites: 0 };
+
+  function scenario(
+    rules: Rules,
+    hardware: boolean,
+    generic: boolean,
+    features: Features,
+    steps: readonly Step[],
+  ): void {
+    const f = build(features);
+    // The checker reads vmcs12 through the `Vmcs12` fast path, or through any `Vmcs12Reader`.
+    const vmcs12 = f.vmcs12;
+    const reader: Vmcs12Reader = generic
+      ? {
+          read: (encoding) => vmcs12.read(encoding),
+          get hi() {
+            return vmcs12.hi;
+          },
+        }
+      : vmcs12;
+    const initial = f.vmcs12.serialize();
+    const initialMemory = MEMORY_WORDS.map((pa) => f.memory.read32(pa));
+    const active = [
+      features.msrEntries > 0 ? MSR_LIST_WORDS : null,
+      features.pae && !features.ept && !features.unrestricted ? PDPT_WORDS : null,
+      features.link !== "none" ? LINK_WORDS : null,
+      features.tprShadow && hardware ? VTPR_WORDS : null,
+    ].filter((region) => region !== null);
+    const small = new DenseMemory(0x40000);
+    small.writeBytes(0, f.memory.readBytes(0, 0x40000));
+    const other = baselineFixture();
+    const checker = new NestedEntryChecker({ includeHardware: hardware });
+    // Each side logs its own WRMSRs; the writer identity seen by the checker changes only on "swap".
+    const mine = msrLog();
+    const theirs = msrLog();
+    const mineAlt = msrLog();
+    let caps = 0;
+    let vcpu = 0;
+    let host = 0;
+    let memory = 0;
+    let writer = 1;
+    let last: EntryCheckResult | null = null;
+    let lastKey = "";
+    const inputs = (): [NestedEntryInput, NestedEntryInput, string] => {
+      const mem = memory === 4 ? small : f.memory;
+      const base = {
+        vmcs12: reader,
+        caps: CAPS[caps]!,
+        vcpu: VCPUS[vcpu]!,
+        host: HOSTS[host]!,
+        memory: mem,
+      };
+      const key = `${caps}/${vcpu}/${host}/${memory === 4 ? 1 : 0}/${writer}`;
+      if (writer === 0) return [base, base, key];
+      const w = writer === 2 ? mineAlt.writer : mine.writer;
+      return [{ ...base, writeMsr: w }, { ...base, writeMsr: theirs.writer }, key];
+    };
+    const compare = (memoryOnly: boolean) => {
+      const [input, oracleInput, key] = inputs();
+      mine.writes.length = 0;
+      mineAlt.writes.length = 0;
+      theirs.writes.length = 0;
+      const incremental = last?.ok === true && key === lastKey;
+      const actual = checker.check(input);
+      const expected = fullEvaluation(rules, oracleInput);
+      expectSameResult(actual, expected);
+      expect([...mine.writes, ...mineAlt.writes]).toEqual(theirs.writes);
+      if (incremental) {
+        seen.incremental++;
+        if (!actual.ok) seen.incrementalFailures++;
+        if (!actual.ok && memoryOnly) seen.memoryOnlyFailures++;
+        seen.msrWrites += theirs.writes.length;
+      }
+      last = actual;
+      lastKey = key;
+    };
+    compare(false);
+    for (const step of steps) {
+      let memoryOnly = false;
+      switch (step.kind) {
+        case "flip": {
+          const v = f.get(step.field);
+          f.set(step.field, v ^ (1n << BigInt(step.bit)));
+          break;
+        }
+        case "set":
+          f.set(step.field, step.value);
+          break;
+        case "restore-field": {
+          const pristine = new EntryFixture();
+          pristine.vmcs12.load(initial);
+          f.set(step.field, pristine.get(step.field));
+          break;
+        }
+        case "rip":
+          f.set("GUEST_RIP", step.rip).set("GUEST_RSP", step.rsp);
+          break;
+        case "memory": {
+          memoryOnly = true;
+          // A region some rule of this scenario reads, when there is one.
+          const regions = active.length > 0 ? active : MEMORY_REGIONS;
+          const region = regions[step.region % regions.length]!;
+          const address = region[step.word % region.length]!;
+          const current = f.memory.read32(address);
+          const value = step.bit === null ? step.value : (current ^ (1 << step.bit)) >>> 0;
+          f.memory.write32(address, value);
+          small.write32(address, value);
+          break;
+        }
+        case "vtpr":
+          memoryOnly = true;
+          f.memory.write8(FIXTURE_GPA.VIRTUAL_APIC + 0x80, step.value);
+          small.write8(FIXTURE_GPA.VIRTUAL_APIC + 0x80, step.value);
+          break;
+        case "swap":
+          caps = step.caps;
+          vcpu = step.vcpu;
+          host = step.host;
+          memory = step.memory;
+          writer = step.writer === 3 ? 1 : step.writer;
+          break;
+        case "restore":
+          f.vmcs12.load(initial);
+          MEMORY_WORDS.forEach((pa, i) => {
+            f.memory.write32(pa, initialMemory[i]!);
+            small.write32(pa, initialMemory[i]!);
+          });
+          caps = 0;
+          vcpu = 0;
+          host = 0;
+          memory = 0;
+          writer = 1;
+          break;
+        case "again":
+          memoryOnly = true;
+          break;
+        case "other-vmcs12": {
+          // The checker is shared with another vCPU's entry in between.
+          const input = other.input();
+          expectSameResult(checker.check(input), fullEvaluation(rules, input));
+          last = null;
+          break;
+        }
+        case "report": {
+          const [input, oracleInput] = inputs();
+          const report = checker.checkAll(input);
+          const expected = fullReport(rules, oracleInput);
+          expect(report.map((r) => r.rule)).toEqual(expected.map((r) => r.rule));
+          expect(report.map((r) => r.outcome)).toEqual(expected.map((r) => r.outcome));
+          last = null;
+          break;
+        }
+      }
+      compare(memoryOnly);
+    }
+  }
+
+  for (const [name, rules, hardware] of [
+    ["all rules", ALL_RULES, true],
+    ["KVM's software rules (includeHardware: false)", SOFTWARE_RULES, false],
+  ] as const) {
+    it(`${name}: every check equals a full evaluation, WRMSRs included, over random entry sequences`, () => {
+      fc.assert(
+        fc.property(
+          fc.boolean(),
+          featuresArb,
+          fc.array(stepArb, { minLength: 1, maxLength: 30 }),
+          (generic, features, steps) => {
+            scenario(rules, hardware, generic, features, steps);
+          },
+        ),
+        { numRuns: 250 },
+      );
+    });
+  }
+
+  it("the property above exercised incremental checks that fail, also on memory-only changes, and the MSR-load list", () => {
+    expect(seen.incremental).toBeGreaterThan(500);
+    expect(seen.incrementalFailures).toBeGreaterThan(50);
+    expect(seen.memoryOnlyFailures).toBeGreaterThan(5);
+    expect(seen.msrWrites).toBeGreaterThan(50);
+  });
+
+  it("guest memory content alone (no vmcs12 change): every check equals a full evaluation", () => {
+    /** One setup per memory-reading rule, and the memory it reads. */
+    const setups = [
+      { features: { msrEntries: 4 }, words: MSR_LIST_WORDS },
+      { features: { pae: true }, words: PDPT_WORDS },
+      { features: { link: "plain" }, words: LINK_WORDS },
+      { features: { link: "shadow" }, words: LINK_WORDS },
+      { features: { tprShadow: true }, words: VTPR_WORDS },
+    ] as const;
+    const none: Features = {
+      tprShadow: false,
+      pae: false,
+      ept: false,
+      unrestricted: false,
+      link: "none",
+      msrEntries: 0,
+    };
+    const caught = new Set<string>();
+    fc.assert(
+      fc.property(
+        fc.constantFrom(...setups),
+        fc.array(
+          fc.record({
+            word: fc.nat(),
+            value: fc.oneof(
+              fc.integer({ min: 0, max: 0xffffffff }),
+              fc.constantFrom(...MSR_INDICES),
+              fc.constant((VMCS12_REVISION | 0x80000000) >>> 0),
+            ),
+            bit: fc.option(fc.integer({ min: 0, max: 31 }), { freq: 2 }),
+            restore: fc.boolean(),
+          }),
+          { minLength: 1, maxLength: 12 },
+        ),
+        (setup, steps) => {
+          const f = build({ ...none, ...setup.features });
+          const { writes, writer } = msrLog();
+          const theirs = msrLog();
+          const checker = new NestedEntryChecker();
+          const input = { ...f.input(), writeMsr: writer };
+          const oracleInput = { ...input, writeMsr: theirs.writer };
+          const pristine = setup.words.map((pa) => f.memory.read32(pa));
+          expect(checker.check(input)).toBe(ENTRY_CHECK_OK);
+          let last: EntryCheckResult = ENTRY_CHECK_OK;
+          for (const step of steps) {
+            const i = step.word % setup.words.length;
+            const pa = setup.words[i]!;
+            if (step.restore) f.memory.write32(pa, pristine[i]!);
+            else
+              f.memory.write32(
+                pa,
+                step.bit === null ? step.value : (f.memory.read32(pa) ^ (1 << step.bit)) >>> 0,
+              );
+            writes.length = 0;
+            theirs.writes.length = 0;
+            const actual = checker.check(input);
+            expectSameResult(actual, fullEvaluation(ALL_RULES, oracleInput));
+            expect(writes).toEqual(theirs.writes);
+            if (last.ok && !actual.ok) caught.add(actual.rule.id);
+            last = actual;
+          }
+        },
+      ),
+      { numRuns: 300 },
+    );
+    // Each rule that reads guest memory caught a change of that memory on the incremental path.
+    expect([...caught].sort()).toEqual([
+      "controls.tpr-threshold.vtpr",
+      "guest.pdptes.load",
+      "guest.vmcs-link.revision",
+      "guest.vmcs-link.shadow-indicator",
+      "msr-load.entries",
+    ]);
+  });
+
+  /** Capabilities that count how often each member is read (each class is read by its reserved-bits rule). */
+  function countingCaps(): { readonly caps: VmxCapabilities; readonly reads: Map<string, number> } {
+    const reads = new Map<string, number>();
+    const caps = new Proxy(KVM_DEFAULT_VMX_CAPABILITIES, {
+      get(target, key, receiver) {
+        if (typeof key === "string") reads.set(key, (reads.get(key) ?? 0) + 1);
+        return Reflect.get(target, key, receiver);
+      },
+    });
+    return { caps, reads };
+  }
+
+  it("re-runs only the rules that read a changed field; an unchanged entry runs no pure rule", () => {
+    const f = baselineFixture();
+    const { caps, reads } = countingCaps();
+    f.caps = caps;
+    const checker = new NestedEntryChecker();
+    expect(checker.check(f.input())).toBe(ENTRY_CHECK_OK);
+    expect(reads.get("truePinbasedCtls")).toBe(1);
+    expect(reads.get("trueExitCtls")).toBe(1);
+    // Only GUEST_RIP changed: neither control rule runs again.
+    f.set("GUEST_RIP", 0x401000);
+    expect(checker.check(f.input())).toBe(ENTRY_CHECK_OK);
+    expect(reads.get("truePinbasedCtls")).toBe(1);
+    expect(reads.get("trueExitCtls")).toBe(1);
+    // A pin-based control bit flips (the preemption timer, which KVM offers): its readers run again.
+    f.setBits("PIN_BASED_VM_EXEC_CONTROL", P.PIN_BASED_VMX_PREEMPTION_TIMER);
+    expect(checker.check(f.input())).toBe(ENTRY_CHECK_OK);
+    expect(reads.get("truePinbasedCtls")).toBe(2);
+    expect(reads.get("trueExitCtls")).toBe(1);
+    // The same contents in a new vCPU-facts object: a full evaluation.
+    f.vcpu = l1VcpuFacts();
+    expect(checker.check(f.input())).toBe(ENTRY_CHECK_OK);
+    expect(reads.get("truePinbasedCtls")).toBe(3);
+    expect(reads.get("trueExitCtls")).toBe(2);
+  });
+
+  it("a checker with incremental: false evaluates every rule on every entry", () => {
+    const f = baselineFixture();
+    const { caps, reads } = countingCaps();
+    f.caps = caps;
+    const checker = new NestedEntryChecker({ incremental: false });
+    for (let i = 0; i < 3; i++) expect(checker.check(f.input())).toBe(ENTRY_CHECK_OK);
+    expect(reads.get("trueExitCtls")).toBe(3);
+  });
+
+  it("after a failure the next entry is evaluated in full", () => {
+    const f = baselineFixture();
+    const { caps, reads } = countingCaps();
+    f.caps = caps;
+    const checker = new NestedEntryChecker();
+    const input = f.input();
+    expect(checker.check(input)).toBe(ENTRY_CHECK_OK);
+    f.set("GUEST_ACTIVITY_STATE", 2);
+    const failure = checker.check(input);
+    expect(failure.ok ? "ok" : failure.rule.id).toBe("guest.activity-state");
+    expect(reads.get("trueExitCtls")).toBe(1);
+    f.set("GUEST_ACTIVITY_STATE", 0);
+    expect(checker.check(input)).toBe(ENTRY_CHECK_OK);
+    expect(reads.get("trueExitCtls")).toBe(2);
+  });
+
+  it("a rule that reads guest memory runs on every entry: a changed link-pointer header alone fails", () => {
+    const f = shadowVmcs(baselineFixture());
+    f.memory.write32(FIXTURE_GPA.SHADOW_VMCS, (VMCS12_REVISION | 0x80000000) >>> 0);
+    const checker = new NestedEntryChecker();
+    const input = f.input();
+    expect(checker.check(input)).toBe(ENTRY_CHECK_OK);
+    expect(checker.check(input)).toBe(ENTRY_CHECK_OK);
+    f.memory.write32(FIXTURE_GPA.SHADOW_VMCS, VMCS12_REVISION);
+    const result = checker.check(input);
+    expect(result.ok ? "ok" : result.rule.id).toBe("guest.vmcs-link.shadow-indicator");
+  });
+
+  it("the VM-entry MSR-load list is written on every entry, also when nothing changed", () => {
+    const f = baselineFixture().entryMsrList([
+      [MSR.IA32_TIME_STAMP_COUNTER, 0, 7],
+      [MSR.IA32_TIME_STAMP_COUNTER, 0, 8],
+    ]);
+    const { writes, writer } = msrLog();
+    f.writeMsr = writer;
+    const checker = new NestedEntryChecker({ includeHardware: false });
+    const input = f.input();
+    for (let i = 0; i < 3; i++) expect(checker.check(input)).toBe(ENTRY_CHECK_OK);
+    expect(writes.map((w) => w[1])).toEqual([7, 8, 7, 8, 7, 8]);
+    // The list's memory changes alone: the refused MSR is seen at once.
+    f.memory.write32(FIXTURE_GPA.MSR_LIST + 16, 0x1234);
+    expect(checker.check(input)).toEqual({
+      ok: false,
+      rule: ENTRY_CHECK_RULES.find((r) => r.id === "msr-load.entries"),
+      outcome: exit34(2),
+    });
+  });
+
+  it("a rule that starts reading a field (a control bit turned on) is re-run when that field changes", () => {
+    const f = baselineFixture();
+    const checker = new NestedEntryChecker();
+    const input = f.input();
+    expect(checker.check(input)).toBe(ENTRY_CHECK_OK);
+    // Load debug controls: guest.dr7.reserved now reads GUEST_DR7 (0x400, valid).
+    f.setBits("VM_ENTRY_CONTROLS", N.VM_ENTRY_LOAD_DEBUG_CONTROLS);
+    expect(checker.check(input)).toBe(ENTRY_CHECK_OK);
+    f.set("GUEST_DR7", 0x100000400n);
+    const result = checker.check(input);
+    expect(result.ok ? "ok" : result.rule.id).toBe("guest.dr7.reserved");
+  });
+
+  it("memory whose size changes is a new input (isBacked depends on it)", () => {
+    const f = baselineFixture().set("VMCS_LINK_POINTER", 0x800000);
+    f.memory.write32(0x800000, VMCS12_REVISION);
+    let size = f.memory.size;
+    const backing = f.memory;
+    const resizable: PhysicalMemory = {
+      get size() {
+        return size;
+      },
+      read8: (pa) => backing.read8(pa),
+      read16: (pa) => backing.read16(pa),
+      read32: (pa) => backing.read32(pa),
+      read64: (pa) => backing.read64(pa),
+      write8: (pa, v) => backing.write8(pa, v),
+      write16: (pa, v) => backing.write16(pa, v),
+      write32: (pa, v) => backing.write32(pa, v),
+      write64: (pa, lo, hi) => backing.write64(pa, lo, hi),
+      readBytes: (pa, length) => backing.readBytes(pa, length),
+      writeBytes: (pa, bytes) => backing.writeBytes(pa, bytes),
+    };
+    const input = { ...f.input(), memory: resizable };
+    const checker = new NestedEntryChecker();
+    expect(checker.check(input)).toBe(ENTRY_CHECK_OK);
+    size = 0x100000;
+    const result = checker.check(input);
+    expect(result.ok ? "ok" : result.rule.id).toBe("guest.vmcs-link.readable");
+  });
+
+  it("a memory of another size is a new input", () => {
+    const f = baselineFixture().set("VMCS_LINK_POINTER", 0x800000);
+    f.memory.write32(0x800000, VMCS12_REVISION);
+    const checker = new NestedEntryChecker();
+    expect(checker.check(f.input())).toBe(ENTRY_CHECK_OK);
+    const smaller = new DenseMemory(0x100000);
+    const result = checker.check({ ...f.input(), memory: smaller });
+    expect(result.ok ? "ok" : result.rule.id).toBe("guest.vmcs-link.readable");
   });
 });
 

@@ -1,4 +1,15 @@
-import { EntryCheckContext, type NestedEntryInput } from "./entry-check-context";
+import type { PhysicalMemory } from "@nestvisor/x86-arch";
+import type { VmxCapabilities } from "./capability-msrs";
+import {
+  ENTRY_CHECK_SLOT_COUNT,
+  EntryCheckContext,
+  type L0HostFacts,
+  type L1VcpuFacts,
+  type MsrWriter,
+  type NestedEntryInput,
+  type Vmcs12Reader,
+} from "./entry-check-context";
+import { EntryCheckDependencies } from "./entry-check-dependencies";
 import {
   ENTRY_CHECK_CATEGORY,
   ENTRY_CHECK_RULES,
@@ -90,37 +101,68 @@ export interface NestedEntryCheckerOptions {
    * that runs vmcs02 through its own hardware checks turns this off.
    */
   readonly includeHardware?: boolean;
+  /**
+   * Re-run only the rules whose inputs changed since the last entry, when that entry passed every
+   * check and used the same input objects (default true). The result is the same either way; false
+   * evaluates every rule on every entry.
+   */
+  readonly incremental?: boolean;
 }
 
 /**
  * A reusable checker: one context, no allocation on an entry that passes. The VM-entry MSR-load
  * rule calls `input.writeMsr` for each entry it accepts, in list order (as KVM writes them).
+ *
+ * Incremental checking (a simulator speed-up; KVM itself checks everything on every entry): while
+ * running the rules the context records which slots each rule read (`EntryCheckDependencies`).
+ * When the next entry comes with the same vmcs12, capabilities, facts, memory (same size) and MSR
+ * writer objects and the last result was `ENTRY_CHECK_OK`, the checker re-reads those slots,
+ * and re-runs, in KVM's order, only the rules that read a changed slot plus the opaque ones (guest
+ * memory content, MSR writes). Every other rule passed last time on the same values, so it passes
+ * again, and the first failure among the re-run rules is the first failure of a full evaluation.
+ * The capability and fact objects are taken as immutable values (their interfaces are read-only):
+ * pass new objects to change them.
  */
 export class NestedEntryChecker {
   readonly rules: readonly EntryCheckRule[];
   readonly #context = new EntryCheckContext();
+  readonly #dependencies: EntryCheckDependencies;
+  /** Scratch sets: the slots that changed since the last entry and the rules to re-run. */
+  readonly #changed: Uint32Array;
+  readonly #rerun: Uint32Array;
+  readonly #incremental: boolean;
+  /** The last entry passed every rule and `#dependencies` describes every rule's last run. */
+  #valid = false;
+  /** The last entry's input objects. */
+  #vmcs12: Vmcs12Reader | null = null;
+  #caps: VmxCapabilities | null = null;
+  #vcpu: L1VcpuFacts | null = null;
+  #host: L0HostFacts | null = null;
+  #memory: PhysicalMemory | null = null;
+  #memorySize = -1;
+  #writeMsr: MsrWriter | undefined = undefined;
 
   constructor(options: NestedEntryCheckerOptions = {}) {
     this.rules =
       options.includeHardware === false
         ? Object.freeze(ENTRY_CHECK_RULES.filter((r) => r.stage !== ENTRY_CHECK_STAGE.HARDWARE))
         : ENTRY_CHECK_RULES;
+    this.#incremental = options.incremental !== false;
+    this.#dependencies = new EntryCheckDependencies(this.rules.length, ENTRY_CHECK_SLOT_COUNT);
+    this.#changed = new Uint32Array(this.#dependencies.slotWords);
+    this.#rerun = new Uint32Array(this.#dependencies.ruleWords);
+    if (this.#incremental) this.#context.track(this.#dependencies);
   }
 
   /** KVM's result: the first failing check in KVM's order, or `ENTRY_CHECK_OK`. */
   check(input: NestedEntryInput): EntryCheckResult {
-    const ctx = this.#context.reset(input);
-    const rules = this.rules;
-    for (let i = 0; i < rules.length; i++) {
-      const rule = rules[i]!;
-      const detail = rule.test(ctx);
-      if (detail !== 0) return { ok: false, rule, outcome: entryCheckOutcome(rule, detail) };
-    }
-    return ENTRY_CHECK_OK;
+    if (this.#valid && this.#sameInput(input)) return this.#checkChanged();
+    return this.#checkFull(input);
   }
 
   /** Every failing check, in KVM's order (for a report; KVM itself stops at the first). */
   checkAll(input: NestedEntryInput): EntryCheckFailure[] {
+    this.#valid = false;
     const ctx = this.#context.reset(input);
     const failures: EntryCheckFailure[] = [];
     for (const rule of this.rules) {
@@ -128,6 +170,68 @@ export class NestedEntryChecker {
       if (detail !== 0) failures.push({ ok: false, rule, outcome: entryCheckOutcome(rule, detail) });
     }
     return failures;
+  }
+
+  #sameInput(input: NestedEntryInput): boolean {
+    return (
+      input.vmcs12 === this.#vmcs12 &&
+      input.caps === this.#caps &&
+      input.vcpu === this.#vcpu &&
+      input.host === this.#host &&
+      input.memory === this.#memory &&
+      input.memory.size === this.#memorySize &&
+      input.writeMsr === this.#writeMsr
+    );
+  }
+
+  /** Runs every rule in order, recording what each reads. */
+  #checkFull(input: NestedEntryInput): EntryCheckResult {
+    this.#valid = false;
+    const ctx = this.#context.reset(input);
+    const rules = this.rules;
+    for (let i = 0; i < rules.length; i++) {
+      const rule = rules[i]!;
+      ctx.enterRule(i);
+      const detail = rule.test(ctx);
+      if (detail !== 0) return { ok: false, rule, outcome: entryCheckOutcome(rule, detail) };
+    }
+    if (this.#incremental) {
+      this.#vmcs12 = input.vmcs12;
+      this.#caps = input.caps;
+      this.#vcpu = input.vcpu;
+      this.#host = input.host;
+      this.#memory = input.memory;
+      this.#memorySize = input.memory.size;
+      this.#writeMsr = input.writeMsr;
+      this.#valid = true;
+    }
+    return ENTRY_CHECK_OK;
+  }
+
+  /** Same input objects as the last entry, which passed: re-runs the rules whose inputs changed. */
+  #checkChanged(): EntryCheckResult {
+    // Invalid until every rule is known to pass again (a failure or an exception leaves it so).
+    this.#valid = false;
+    const ctx = this.#context;
+    const changed = this.#changed;
+    const rerun = this.#rerun;
+    ctx.refresh(changed);
+    this.#dependencies.affected(changed, rerun);
+    const rules = this.rules;
+    for (let w = 0; w < rerun.length; w++) {
+      let bits = rerun[w]!;
+      while (bits !== 0) {
+        const low = bits & -bits;
+        bits ^= low;
+        const i = (w << 5) | (31 - Math.clz32(low));
+        const rule = rules[i]!;
+        ctx.enterRule(i);
+        const detail = rule.test(ctx);
+        if (detail !== 0) return { ok: false, rule, outcome: entryCheckOutcome(rule, detail) };
+      }
+    }
+    this.#valid = true;
+    return ENTRY_CHECK_OK;
   }
 }
 

@@ -300,6 +300,7 @@ export {
   vmInstructionErrorName,
   vmInstructionErrorNumber,
 } from "./vm-instruction-error";
+export { VmcsFieldList, type VmcsFieldRef } from "./vmcs-field-list";
 export {
   DEFAULT_VMCS_REVISION_ID,
   INVALID_VMCS_POINTER,
@@ -312,7 +313,6 @@ export {
   type VmcsShadowingBitmapOptions,
   VmcsShadowingBitmaps,
 } from "./vmcs-shadowing-bitmaps";
-export { VmcsFieldList, type VmcsFieldRef } from "./vmcs-field-list";
 export { Vmcs12, type Vmcs12FieldValue } from "./vmcs12";
 export {
   DEFAULT_VMCS12_ERA,

@@ -138,6 +138,14 @@ export class Vmcs12 {
     }
   }
 
+  /**
+   * The 1024 32-bit words of vmcs12, a live view of the same bytes (for read-only fast paths such
+   * as change detection; write through `write`/`writeAt`).
+   */
+  get words(): Uint32Array {
+    return this.#u32;
+  }
+
   /** Revision identifier, bits 30:0 of the first word (SDM 25.2). */
   get revision(): number {
     return this.#u32[0]! & VMCS12_HEADER.REVISION_MASK;
