@@ -293,15 +293,22 @@ export class Kvm implements ExitSink {
   }
 
   /** The MMU's current root as the EPT pointer KVM writes (kvm: construct_eptp: WB, 4 levels, A/D). */
-  eptPointer(root: number): { lo: number; hi: number } {
-    return encodeEptPointer({
-      memoryType: EPT_MEMORY_TYPE.WB,
-      walkLength: 4,
-      accessedDirty: true,
-      supervisorShadowStack: false,
-      root,
-    });
+  eptPointer(root: number): { readonly lo: number; readonly hi: number } {
+    // The root changes rarely; the encoding of the last one is kept (no allocation per entry).
+    if (root !== this.#eptpRoot) {
+      this.#eptp = encodeEptPointer({
+        memoryType: EPT_MEMORY_TYPE.WB,
+        walkLength: 4,
+        accessedDirty: true,
+        supervisorShadowStack: false,
+        root,
+      });
+      this.#eptpRoot = root;
+    }
+    return this.#eptp;
   }
+  #eptpRoot = -1;
+  #eptp: { readonly lo: number; readonly hi: number } = { lo: 0, hi: 0 };
 
   /**
    * vCPU creation and the first KVM_RUN up to the VM entry (kvm: vmx_create_vcpu, init_vmcs,

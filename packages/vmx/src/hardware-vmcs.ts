@@ -36,9 +36,10 @@ export const VMCS_REGION_SIZE = 0x1000;
 const KIND_MASK = 7;
 /** Access kinds 0..3 are FIELD_WIDTH (U16, U64, U32, NATURAL); 4 is the high half of a 64-bit field. */
 const KIND_HIGH = 4;
-// Plain constants for `storeField`'s switch (a property read of FIELD_WIDTH per case costs on hot paths).
-const KIND_U16 = FIELD_WIDTH.U16;
-const KIND_U32 = FIELD_WIDTH.U32;
+// `storeField` switches on these kinds written as literals (a bundled module's constants become
+// `var`s that V8 reloads on every use); this keeps them equal.
+if (FIELD_WIDTH.U16 !== 0 || FIELD_WIDTH.U32 !== 2 || KIND_HIGH !== 4)
+  throw new Error("access kinds changed");
 /** A "major" control (seed 003): writing it makes the next VM entry run every check. */
 const FLAG_MAJOR_CONTROL = 8;
 /** A guest segment access-rights field (0x4814–0x4822). */
@@ -46,6 +47,7 @@ const FLAG_AR_BYTES = 16;
 /** The VM-exit information type (bits 11:10 = 1), read-only unless VMWRITE-to-any is supported. */
 const FLAG_READ_ONLY = 32;
 const SLOT_SHIFT = 6;
+if (SLOT_SHIFT !== 6 || KIND_MASK !== 7) throw new Error("access-code layout changed");
 /** Encodings use bits 14:0; bit 15 and above are reserved (SDM 25.11.2). */
 const ENCODING_SPACE = 0x8000;
 
@@ -232,15 +234,15 @@ export class HardwareVmcs {
 
 /** Width-correct store by access code (shared with `VmcsProcessor.vmwrite`). */
 export function storeField(data: Uint32Array, code: number, lo: number, hi: number): void {
-  const i = (code >>> SLOT_SHIFT) << 1;
-  switch (code & KIND_MASK) {
-    case KIND_U16:
+  const i = (code >>> 6) << 1; // SLOT_SHIFT
+  switch (code & 7 /* KIND_MASK */) {
+    case 0 /* FIELD_WIDTH.U16 */:
       data[i] = lo & 0xffff;
       return;
-    case KIND_U32:
+    case 2 /* FIELD_WIDTH.U32 */:
       data[i] = lo;
       return;
-    case KIND_HIGH:
+    case 4 /* KIND_HIGH */:
       data[i + 1] = lo;
       return;
     default:

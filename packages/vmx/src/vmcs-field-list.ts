@@ -11,7 +11,7 @@
  */
 
 import { type FieldWidth, vmcsFieldWidth } from "./field-encoding";
-import { vmcsAccessCode } from "./hardware-vmcs";
+import { ACCESS, vmcsAccessCode } from "./hardware-vmcs";
 import { DEFAULT_VMCS12_ERA, lookupVmcs12Offset, type Vmcs12Era, vmcs12Layout } from "./vmcs12-layout";
 
 /** A field given by encoding, optionally with its vmcs12 offset already known (e.g. a `ShadowField`). */
@@ -31,6 +31,10 @@ export class VmcsFieldList {
   readonly length: number;
   /** The vmcs12 layout the offsets are for. */
   readonly era: Vmcs12Era;
+  /** Every field exists for the processor (no VMREAD/VMWRITE of the list fails for want of a field). */
+  readonly allExist: boolean;
+  /** Some field is VM-exit information (its VMWRITE fails without VMWRITE-to-any support). */
+  readonly hasReadOnly: boolean;
 
   constructor(fields: readonly (number | VmcsFieldRef)[], era: Vmcs12Era = DEFAULT_VMCS12_ERA) {
     const encodings = fields.map((f) => (typeof f === "number" ? f : f.encoding));
@@ -46,5 +50,7 @@ export class VmcsFieldList {
     this.codes = Int32Array.from(encodings, vmcsAccessCode);
     this.vmcs12Offsets = Int32Array.from(encodings, (e) => lookupVmcs12Offset(offsets, e));
     this.widths = Uint8Array.from(encodings, (e) => vmcsFieldWidth(e) as FieldWidth);
+    this.allExist = this.codes.every((code) => code >= 0);
+    this.hasReadOnly = this.codes.some((code) => code >= 0 && (code & ACCESS.READ_ONLY) !== 0);
   }
 }

@@ -18,7 +18,7 @@
 
 import { MODERN_CPU } from "@nestvisor/x86-arch";
 import { fieldByName } from "./field-catalog";
-import type { FieldWidth } from "./field-encoding";
+import { FIELD_WIDTH, type FieldWidth } from "./field-encoding";
 import {
   ACCESS,
   HardwareVmcs,
@@ -52,13 +52,29 @@ const ERR = VM_INSTRUCTION_ERROR;
 /** Slot of VM_INSTRUCTION_ERROR (encoding 0x4400), where VMfailValid records its number. */
 const VM_INSTRUCTION_ERROR_SLOT = hardwareVmcsSlot(fieldByName("VM_INSTRUCTION_ERROR")!.encoding);
 
-// Access-code parts as plain constants: hot loops read them as literals, not as object properties.
-const A_SLOT_SHIFT = ACCESS.SLOT_SHIFT;
-const A_KIND_MASK = ACCESS.KIND_MASK;
-const A_KIND_HIGH = ACCESS.KIND_HIGH;
-const A_READ_ONLY = ACCESS.READ_ONLY;
-const A_AR_BYTES = ACCESS.AR_BYTES;
-const A_MAJOR_CONTROL = ACCESS.MAJOR_CONTROL;
+// The access-code layout of `hardware-vmcs.ts` (ACCESS) and two FIELD_WIDTH values as literal
+// constants: V8 folds a literal module constant into the hot loops below, but reloads one that is
+// computed from an object. The check under them keeps the copies honest.
+const A_SLOT_SHIFT = 6;
+const A_KIND_MASK = 7;
+const A_KIND_HIGH = 4;
+const A_MAJOR_CONTROL = 8;
+const A_AR_BYTES = 16;
+const A_READ_ONLY = 32;
+const K_U16 = 0;
+const K_U32 = 2;
+if (
+  A_SLOT_SHIFT !== ACCESS.SLOT_SHIFT ||
+  A_KIND_MASK !== ACCESS.KIND_MASK ||
+  A_KIND_HIGH !== ACCESS.KIND_HIGH ||
+  A_MAJOR_CONTROL !== ACCESS.MAJOR_CONTROL ||
+  A_AR_BYTES !== ACCESS.AR_BYTES ||
+  A_READ_ONLY !== ACCESS.READ_ONLY ||
+  K_U16 !== FIELD_WIDTH.U16 ||
+  K_U32 !== FIELD_WIDTH.U32
+) {
+  throw new Error("vmcs-processor's access-code constants disagree with hardware-vmcs.ts");
+}
 
 /** Mask of the access-rights bits some Intel CPUs keep on VMWRITE (kvm: handle_vmwrite comment, 0x1f0ff). */
 const AR_BYTES_STORED = 0x1f0ff;
@@ -337,6 +353,39 @@ export class VmcsProcessor {
     const data = vmcs.data;
     const readOnlyFails = !this.vmwriteAnyField;
     const dropAr = this.dropArReservedBits;
+    if (list.allExist && !(list.hasReadOnly && readOnlyFails)) {
+      // No VMWRITE of the list can fail: the loop is stores only. Its access-code constants are
+      // written as literals (see A_SLOT_SHIFT … above, checked at load): the bundler turns module
+      // constants into `var`s, which V8 reloads on every use in a loop.
+      for (let i = 0; i < n; i++) {
+        const code = codes[i]!;
+        const offset = vmcs12Offsets[i]!;
+        let lo = 0;
+        let hi = 0;
+        if (offset >= 0) {
+          lo = vmcs12.readAt(offset, widths[i]! as FieldWidth);
+          hi = vmcs12.hi;
+        }
+        if ((code & 16) !== 0 && dropAr) lo &= AR_BYTES_STORED;
+        const w = (code >>> 6) << 1;
+        switch (code & 7) {
+          case 0:
+            data[w] = lo & 0xffff;
+            break;
+          case 2:
+            data[w] = lo;
+            break;
+          case 4:
+            data[w + 1] = lo;
+            break;
+          default:
+            data[w] = lo;
+            data[w + 1] = hi;
+        }
+        if ((code & 8) !== 0) vmcs.controlsDirty = true;
+      }
+      return 0;
+    }
     let failed = 0;
     for (let i = 0; i < n; i++) {
       const code = codes[i]!;
@@ -383,6 +432,31 @@ export class VmcsProcessor {
     const data = vmcs.data;
     const readOnlyFails = !this.vmwriteAnyField;
     const dropAr = this.dropArReservedBits;
+    if (list.allExist && !(list.hasReadOnly && readOnlyFails)) {
+      // No VMWRITE of the list can fail: the loop is stores only (literal constants, as above).
+      for (let i = 0; i < n; i++) {
+        const code = codes[i]!;
+        let value = lo[i]!;
+        if ((code & 16) !== 0 && dropAr) value &= AR_BYTES_STORED;
+        const w = (code >>> 6) << 1;
+        switch (code & 7) {
+          case 0:
+            data[w] = value & 0xffff;
+            break;
+          case 2:
+            data[w] = value;
+            break;
+          case 4:
+            data[w + 1] = value;
+            break;
+          default:
+            data[w] = value;
+            data[w + 1] = hi[i]!;
+        }
+        if ((code & 8) !== 0) vmcs.controlsDirty = true;
+      }
+      return 0;
+    }
     let failed = 0;
     for (let i = 0; i < n; i++) {
       const code = codes[i]!;
@@ -436,6 +510,26 @@ export class VmcsProcessor {
     const codes = list.codes;
     const data = vmcs.data;
     let hi = 0;
+    if (list.allExist) {
+      // Every VMREAD of the list succeeds (literal constants, as in vmwriteValues).
+      for (let i = 0; i < n; i++) {
+        const code = codes[i]!;
+        const w = (code >>> 6) << 1;
+        let lo: number;
+        if ((code & 7) === 4) {
+          lo = data[w + 1]!;
+          hi = 0;
+        } else {
+          lo = data[w]!;
+          hi = data[w + 1]!;
+        }
+        const offset = vmcs12Offsets[i]!;
+        if (offset >= 0) vmcs12.writeAt(offset, widths[i]! as FieldWidth, lo, hi);
+      }
+      this.hi = hi;
+      this.status = VMX_RESULT.SUCCEED;
+      return 0;
+    }
     let status: VmxResult = VMX_RESULT.SUCCEED;
     for (let i = 0; i < n; i++) {
       const code = codes[i]!;

@@ -14,6 +14,9 @@ import {
 
 // vmcs12 is little-endian (x86); the typed-array views below use the host's byte order.
 if (!HOST_IS_LITTLE_ENDIAN) throw new Error("Vmcs12 requires a little-endian host");
+// The hot accessors below switch on FIELD_WIDTH values written as literals (a bundled module's
+// constants become `var`s that V8 reloads on every use); this keeps them equal.
+if (FIELD_WIDTH.U16 !== 0 || FIELD_WIDTH.U32 !== 2) throw new Error("FIELD_WIDTH values changed");
 
 /** One stored field with its value, for display (`Vmcs12.toFields`). */
 export interface Vmcs12FieldValue {
@@ -76,7 +79,10 @@ export class Vmcs12 {
       return VMCS12_UNSUPPORTED;
     }
     // kvm: vmcs_field_width — bit 0 set means a 32-bit access to the upper half.
-    return this.readAt(offset, encoding & 1 ? FIELD_WIDTH.U32 : (((encoding >>> 13) & 3) as FieldWidth));
+    return this.readAt(
+      offset,
+      encoding & 1 ? 2 /* FIELD_WIDTH.U32 */ : (((encoding >>> 13) & 3) as FieldWidth),
+    );
   }
 
   /**
@@ -86,17 +92,22 @@ export class Vmcs12 {
   write(encoding: number, lo: number, hi = 0): boolean {
     const offset = lookupVmcs12Offset(this.#offsets, encoding);
     if (offset < 0) return false;
-    this.writeAt(offset, encoding & 1 ? FIELD_WIDTH.U32 : (((encoding >>> 13) & 3) as FieldWidth), lo, hi);
+    this.writeAt(
+      offset,
+      encoding & 1 ? 2 /* FIELD_WIDTH.U32 */ : (((encoding >>> 13) & 3) as FieldWidth),
+      lo,
+      hi,
+    );
     return true;
   }
 
   /** Fast path by a precomputed offset and `vmcsFieldWidth`: returns the low half, sets `hi`. */
   readAt(offset: number, width: FieldWidth): number {
     switch (width) {
-      case FIELD_WIDTH.U16:
+      case 0 /* FIELD_WIDTH.U16 */:
         this.hi = 0;
         return this.#u16[offset >>> 1]!;
-      case FIELD_WIDTH.U32:
+      case 2 /* FIELD_WIDTH.U32 */:
         this.hi = 0;
         return this.#u32[offset >>> 2]!;
       default:
@@ -108,10 +119,10 @@ export class Vmcs12 {
   /** Fast path by a precomputed offset and `vmcsFieldWidth`; truncates like a C store of that width. */
   writeAt(offset: number, width: FieldWidth, lo: number, hi = 0): void {
     switch (width) {
-      case FIELD_WIDTH.U16:
+      case 0 /* FIELD_WIDTH.U16 */:
         this.#u16[offset >>> 1] = lo;
         return;
-      case FIELD_WIDTH.U32:
+      case 2 /* FIELD_WIDTH.U32 */:
         this.#u32[offset >>> 2] = lo;
         return;
       default:
