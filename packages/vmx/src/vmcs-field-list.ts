@@ -10,7 +10,7 @@
  * the model's own dispatch per entry is done once per list.
  */
 
-import { type FieldWidth, vmcsFieldWidth } from "./field-encoding";
+import { FIELD_WIDTH, FIELD_WIDTH_BYTES, type FieldWidth, vmcsFieldWidth } from "./field-encoding";
 import { ACCESS, vmcsAccessCode } from "./hardware-vmcs";
 import { DEFAULT_VMCS12_ERA, lookupVmcs12Offset, type Vmcs12Era, vmcs12Layout } from "./vmcs12-layout";
 
@@ -26,6 +26,11 @@ export class VmcsFieldList {
   readonly codes: Int32Array;
   /** Byte offset in vmcs12 of each encoding for `era`, or -1 (kvm: get_vmcs12_field_offset). */
   readonly vmcs12Offsets: Int32Array;
+  /**
+   * Where each field sits in vmcs12's typed views: an index into `Vmcs12.halves` for a 16-bit field,
+   * into `Vmcs12.words` otherwise (every vmcs12 field is aligned to its width), or -1.
+   */
+  readonly vmcs12Index: Int32Array;
   /** Access width of each encoding (kvm: vmcs_field_width; a `_HIGH` encoding is 32-bit). */
   readonly widths: Uint8Array;
   readonly length: number;
@@ -50,6 +55,14 @@ export class VmcsFieldList {
     this.codes = Int32Array.from(encodings, vmcsAccessCode);
     this.vmcs12Offsets = Int32Array.from(encodings, (e) => lookupVmcs12Offset(offsets, e));
     this.widths = Uint8Array.from(encodings, (e) => vmcsFieldWidth(e) as FieldWidth);
+    this.vmcs12Index = Int32Array.from(this.vmcs12Offsets, (offset, i) => {
+      if (offset < 0) return -1;
+      const width = this.widths[i]!;
+      const size = FIELD_WIDTH_BYTES[width]!;
+      // struct vmcs12 keeps each member aligned to its size (a `_HIGH` half to 4).
+      if (offset % Math.min(size, 4) !== 0) throw new Error(`vmcs12 field at ${offset} is not aligned`);
+      return width === FIELD_WIDTH.U16 ? offset >>> 1 : offset >>> 2;
+    });
     this.allExist = this.codes.every((code) => code >= 0);
     this.hasReadOnly = this.codes.some((code) => code >= 0 && (code & ACCESS.READ_ONLY) !== 0);
   }

@@ -357,14 +357,24 @@ export class VmcsProcessor {
       // No VMWRITE of the list can fail: the loop is stores only. Its access-code constants are
       // written as literals (see A_SLOT_SHIFT … above, checked at load): the bundler turns module
       // constants into `var`s, which V8 reloads on every use in a loop.
+      const index = list.vmcs12Index;
+      const words = vmcs12.words;
+      const halves = vmcs12.halves;
+      let hi = 0;
       for (let i = 0; i < n; i++) {
         const code = codes[i]!;
-        const offset = vmcs12Offsets[i]!;
+        const at = index[i]!;
         let lo = 0;
-        let hi = 0;
-        if (offset >= 0) {
-          lo = vmcs12.readAt(offset, widths[i]! as FieldWidth);
-          hi = vmcs12.hi;
+        hi = 0;
+        if (at >= 0) {
+          // As Vmcs12.readAt: 16-bit and 32-bit fields zero-extended, 64-bit ones in two words.
+          const width = widths[i]!;
+          if (width === 0) lo = halves[at]!;
+          else if (width === 2) lo = words[at]!;
+          else {
+            lo = words[at]!;
+            hi = words[at + 1]!;
+          }
         }
         if ((code & 16) !== 0 && dropAr) lo &= AR_BYTES_STORED;
         const w = (code >>> 6) << 1;
@@ -384,6 +394,7 @@ export class VmcsProcessor {
         }
         if ((code & 8) !== 0) vmcs.controlsDirty = true;
       }
+      vmcs12.hi = hi;
       return 0;
     }
     let failed = 0;
@@ -512,6 +523,9 @@ export class VmcsProcessor {
     let hi = 0;
     if (list.allExist) {
       // Every VMREAD of the list succeeds (literal constants, as in vmwriteValues).
+      const index = list.vmcs12Index;
+      const words = vmcs12.words;
+      const halves = vmcs12.halves;
       for (let i = 0; i < n; i++) {
         const code = codes[i]!;
         const w = (code >>> 6) << 1;
@@ -523,8 +537,17 @@ export class VmcsProcessor {
           lo = data[w]!;
           hi = data[w + 1]!;
         }
-        const offset = vmcs12Offsets[i]!;
-        if (offset >= 0) vmcs12.writeAt(offset, widths[i]! as FieldWidth, lo, hi);
+        // As Vmcs12.writeAt: truncated to 16 or 32 bits, 64-bit fields in two words.
+        const at = index[i]!;
+        if (at >= 0) {
+          const width = widths[i]!;
+          if (width === 0) halves[at] = lo;
+          else if (width === 2) words[at] = lo;
+          else {
+            words[at] = lo;
+            words[at + 1] = hi;
+          }
+        }
       }
       this.hi = hi;
       this.status = VMX_RESULT.SUCCEED;

@@ -151,10 +151,16 @@ export class Vmcs12 {
 
   /**
    * The 1024 32-bit words of vmcs12, a live view of the same bytes (for read-only fast paths such
-   * as change detection; write through `write`/`writeAt`).
+   * as change detection, and for the field-list instructions of `VmcsProcessor`, which store as
+   * `writeAt` would; other code writes through `write`/`writeAt`).
    */
   get words(): Uint32Array {
     return this.#u32;
+  }
+
+  /** The 2048 16-bit halves of vmcs12, a live view of the same bytes (16-bit fields; see `words`). */
+  get halves(): Uint16Array {
+    return this.#u16;
   }
 
   /** Revision identifier, bits 30:0 of the first word (SDM 25.2). */
