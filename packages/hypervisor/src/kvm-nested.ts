@@ -3,7 +3,6 @@ import {
   CPU_BASED_CTLS,
   type EntryCheckResult,
   EXIT_REASON,
-  FIELD_WIDTH,
   type HardwareVmcs,
   VMX_INSTRUCTION_INFO as INFO,
   isVmxFault,
@@ -741,11 +740,7 @@ export class KvmNested {
   #cacheShadowVmcs12(vmcs12: Vmcs12): void {
     const gpa = this.#shadowVmcs12Address(vmcs12);
     if (gpa < 0) return;
-    const memory = this.kvm.guestMemory();
-    const cache = this.state.cachedShadowVmcs12;
-    for (let offset = 0; offset < VMCS12_SIZE; offset += 4) {
-      cache.writeAt(offset, FIELD_WIDTH.U32, memory.read32(gpa + offset));
-    }
+    this.state.cachedShadowVmcs12.readFrom(this.kvm.guestMemory(), gpa);
     this.kvm.meter.count(VMX_EVENTS.VMCS12_IMAGE_LOAD);
   }
 
@@ -753,11 +748,7 @@ export class KvmNested {
   #flushCachedShadowVmcs12(vmcs12: Vmcs12): void {
     const gpa = this.#shadowVmcs12Address(vmcs12);
     if (gpa < 0) return;
-    const memory = this.kvm.guestMemory();
-    const cache = this.state.cachedShadowVmcs12;
-    for (let offset = 0; offset < VMCS12_SIZE; offset += 4) {
-      memory.write32(gpa + offset, cache.readAt(offset, FIELD_WIDTH.U32));
-    }
+    this.state.cachedShadowVmcs12.writeTo(this.kvm.guestMemory(), gpa);
     this.kvm.meter.count(VMX_EVENTS.VMCS12_IMAGE_FLUSH);
   }
 

@@ -14,7 +14,7 @@ import {
   type VmxCapabilities,
   type VmxResult,
 } from "@nestvisor/vmx";
-import type { PhysicalMemory } from "@nestvisor/x86-arch";
+import { type PhysicalMemory, readWords, writeWords } from "@nestvisor/x86-arch";
 import { GPR, type GuestContext } from "./guest-context";
 import type { HardwareVmxCpu } from "./hardware-vmx-cpu";
 import type { GuestVmcsAccess } from "./model-policies";
@@ -335,6 +335,23 @@ class TrackedGuestMemory implements PhysicalMemory {
   write64(gpa: number, lo: number, hi: number): void {
     if (this.#tracked(gpa)) this.#cpu.trackedWrite(gpa, 8, lo >>> 0, hi >>> 0);
     else this.#parent.memory.write64(gpa, lo, hi);
+  }
+  readWords(gpa: number, target: Uint32Array, offset: number, count: number): void {
+    readWords(this.#parent.memory, gpa, target, offset, count);
+  }
+  /** Page by page: a write-tracked page takes the word-by-word path (each write emulated). */
+  writeWords(gpa: number, source: Uint32Array, offset: number, count: number): void {
+    let done = 0;
+    while (done < count) {
+      const at = gpa + done * 4;
+      const n = Math.min(count - done, (4096 - (at % 4096)) >>> 2);
+      if (this.#tracked(at)) {
+        for (let i = 0; i < n; i++) this.write32(at + i * 4, source[offset + done + i]!);
+      } else {
+        writeWords(this.#parent.memory, at, source, offset + done, n);
+      }
+      done += n;
+    }
   }
   readBytes(gpa: number, length: number): Uint8Array {
     return this.#parent.memory.readBytes(gpa, length);

@@ -1,4 +1,4 @@
-import { PAGE_SIZE, type PhysicalMemory } from "@nestvisor/x86-arch";
+import { PAGE_SIZE, type PhysicalMemory, readWords, writeWords } from "@nestvisor/x86-arch";
 import type { Memslots } from "./memslots";
 
 /** Guest-physical addresses are below 2^52 (SDM 4.1.4). */
@@ -117,6 +117,34 @@ export class MemslotMemory implements PhysicalMemory {
     }
     const hpa = this.#writable(gpa);
     if (hpa >= 0) this.host.write64(hpa, lo, hi);
+  }
+
+  /**
+   * Bulk `read32` (kvm: a kvm_read_guest of a whole structure, e.g. a vmcs12 page): page by page
+   * through the memslots, zeros where no slot holds the page.
+   */
+  readWords(gpa: number, target: Uint32Array, offset: number, count: number): void {
+    let done = 0;
+    while (done < count) {
+      const at = gpa + done * 4;
+      const n = Math.min(count - done, (PAGE_SIZE - (at % PAGE_SIZE)) >>> 2);
+      const hpa = this.translate(at);
+      if (hpa < 0) target.fill(0, offset + done, offset + done + n);
+      else readWords(this.host, hpa, target, offset + done, n);
+      done += n;
+    }
+  }
+
+  /** Bulk `write32`: page by page, dropped where no slot holds the page or the slot is read-only. */
+  writeWords(gpa: number, source: Uint32Array, offset: number, count: number): void {
+    let done = 0;
+    while (done < count) {
+      const at = gpa + done * 4;
+      const n = Math.min(count - done, (PAGE_SIZE - (at % PAGE_SIZE)) >>> 2);
+      const hpa = this.#writable(at);
+      if (hpa >= 0) writeWords(this.host, hpa, source, offset + done, n);
+      done += n;
+    }
   }
 
   readBytes(gpa: number, length: number): Uint8Array {

@@ -1,4 +1,11 @@
-import { formatHex64, HOST_IS_LITTLE_ENDIAN, toBigInt64 } from "@nestvisor/x86-arch";
+import {
+  formatHex64,
+  HOST_IS_LITTLE_ENDIAN,
+  type PhysicalMemory,
+  readWords,
+  toBigInt64,
+  writeWords,
+} from "@nestvisor/x86-arch";
 import { FIELD_WIDTH, type FieldWidth, formatFieldEncoding } from "./field-encoding";
 import {
   DEFAULT_VMCS12_ERA,
@@ -210,6 +217,19 @@ export class Vmcs12 {
       throw new RangeError(`a vmcs12 image is ${VMCS12_SIZE} bytes, got ${bytes.length}`);
     }
     this.#bytes.set(bytes);
+  }
+
+  /**
+   * Reads the 4096-byte image at `gpa` of `memory` (kvm: kvm_read_guest of L1's VMCS page on VMPTRLD,
+   * or of a shadow VMCS), as one word copy where the backend supports it (`readWords`).
+   */
+  readFrom(memory: PhysicalMemory, gpa: number): void {
+    readWords(memory, gpa, this.#u32, 0, VMCS12_SIZE / 4);
+  }
+
+  /** Writes the 4096-byte image to `gpa` of `memory` (kvm: kvm_write_guest when vmcs12 is flushed). */
+  writeTo(memory: PhysicalMemory, gpa: number): void {
+    writeWords(memory, gpa, this.#u32, 0, VMCS12_SIZE / 4);
   }
 
   /**

@@ -354,9 +354,7 @@ export class VmxInstructionEmulator {
       }
       this.#releaseCurrentVmcs();
       const vmcs12 = state.cachedVmcs12;
-      for (let offset = 0; offset < VMCS12_SIZE; offset += 4) {
-        vmcs12.writeAt(offset, FIELD_WIDTH.U32, memory.read32(gpa + offset));
-      }
+      vmcs12.readFrom(memory, gpa);
       this.#tally(EV.VMCS12_IMAGE_LOAD);
       // kvm: set_current_vmptr.
       state.currentVmptr = gpa;
@@ -603,9 +601,7 @@ export class VmxInstructionEmulator {
     sync.currentVmcsReleased(vmcs12);
     const memory = this.memory;
     if (gpa + VMCS12_SIZE <= memory.size) {
-      for (let offset = 0; offset < VMCS12_SIZE; offset += 4) {
-        memory.write32(gpa + offset, vmcs12.readAt(offset, FIELD_WIDTH.U32));
-      }
+      vmcs12.writeTo(memory, gpa);
       this.#tally(EV.VMCS12_IMAGE_FLUSH);
     }
     state.currentVmptr = INVALID_GPA;

@@ -76,6 +76,17 @@ export class DenseMemory implements PhysicalMemory {
     this.write32(pa + 4, hi);
   }
 
+  readWords(pa: number, target: Uint32Array, offset: number, count: number): void {
+    this.#check(pa, count * 4);
+    const first = pa >>> 2;
+    target.set(this.#words.subarray(first, first + count), offset);
+  }
+
+  writeWords(pa: number, source: Uint32Array, offset: number, count: number): void {
+    this.#check(pa, count * 4);
+    this.#words.set(source.subarray(offset, offset + count), pa >>> 2);
+  }
+
   readBytes(pa: number, length: number): Uint8Array {
     this.#check(pa, length);
     return this.#bytes.slice(pa, pa + length);

@@ -158,7 +158,7 @@ export {
 } from "./paging-entry";
 export { PAGING_LEVELS, PAGING_MODE, PAGING_MODE_NAMES, type PagingMode, pagingModeOf } from "./paging-mode";
 export { accessRightsFault } from "./permission";
-export { HOST_IS_LITTLE_ENDIAN, type PhysicalMemory } from "./physical-memory";
+export { HOST_IS_LITTLE_ENDIAN, type PhysicalMemory, readWords, writeWords } from "./physical-memory";
 export {
   type KeyRights,
   keyRights,

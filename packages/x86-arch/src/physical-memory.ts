@@ -29,6 +29,61 @@ export interface PhysicalMemory {
   readBytes(pa: number, length: number): Uint8Array;
   /** Copies bytes into memory starting at `pa`. */
   writeBytes(pa: number, bytes: Uint8Array): void;
+  /**
+   * Optional bulk form of `read32` for hot paths (e.g. a 4-KiB VMCS image): `count` 32-bit words
+   * from the 4-byte-aligned `pa` into `target[offset…]`, exactly as `read32` would return them,
+   * without allocating. Use it through `readWords`, which falls back to `read32` when absent.
+   */
+  readWords?(pa: number, target: Uint32Array, offset: number, count: number): void;
+  /** Optional bulk form of `write32` (see `readWords`); use it through `writeWords`. */
+  writeWords?(pa: number, source: Uint32Array, offset: number, count: number): void;
+}
+
+function checkWordRun(pa: number, array: Uint32Array, offset: number, count: number): void {
+  if (!Number.isInteger(pa) || pa % 4 !== 0) {
+    throw new RangeError(`a word copy needs a 4-byte-aligned address, got 0x${pa.toString(16)}`);
+  }
+  if (!(Number.isInteger(offset) && Number.isInteger(count) && offset >= 0 && count >= 0)) {
+    throw new RangeError(`word copy offset ${offset} and count ${count} must be non-negative integers`);
+  }
+  if (offset + count > array.length) {
+    throw new RangeError(`word copy of ${count} at ${offset} overruns an array of ${array.length}`);
+  }
+}
+
+/**
+ * `count` little-endian 32-bit words of `memory` from the aligned `pa` into `target[offset…]`: the
+ * backend's `readWords` when it has one, else one `read32` per word. Same values either way.
+ */
+export function readWords(
+  memory: PhysicalMemory,
+  pa: number,
+  target: Uint32Array,
+  offset = 0,
+  count = target.length - offset,
+): void {
+  checkWordRun(pa, target, offset, count);
+  if (memory.readWords !== undefined) {
+    memory.readWords(pa, target, offset, count);
+    return;
+  }
+  for (let i = 0; i < count; i++) target[offset + i] = memory.read32(pa + i * 4);
+}
+
+/** `count` words from `source[offset…]` into `memory` at the aligned `pa` (see `readWords`). */
+export function writeWords(
+  memory: PhysicalMemory,
+  pa: number,
+  source: Uint32Array,
+  offset = 0,
+  count = source.length - offset,
+): void {
+  checkWordRun(pa, source, offset, count);
+  if (memory.writeWords !== undefined) {
+    memory.writeWords(pa, source, offset, count);
+    return;
+  }
+  for (let i = 0; i < count; i++) memory.write32(pa + i * 4, source[offset + i]!);
 }
 
 /** The error every backend raises for an address outside its range. */

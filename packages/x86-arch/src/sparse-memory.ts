@@ -100,6 +100,34 @@ export class SparseMemory implements PhysicalMemory {
     this.write32(pa + 4, hi);
   }
 
+  /** Page by page: words of a page never written read as zero (and allocate nothing). */
+  readWords(pa: number, target: Uint32Array, offset: number, count: number): void {
+    if (!(pa >= 0 && pa + count * 4 <= SIZE)) throw outOfRange("sparse memory", pa, count * 4, SIZE);
+    let done = 0;
+    while (done < count) {
+      const at = pa + done * 4;
+      const first = (at % PAGE_SIZE) >>> 2;
+      const n = Math.min(count - done, WORDS_PER_PAGE - first);
+      const page = this.#page(at, 4, false);
+      if (page === undefined) target.fill(0, offset + done, offset + done + n);
+      else for (let i = 0; i < n; i++) target[offset + done + i] = page[first + i]!;
+      done += n;
+    }
+  }
+
+  writeWords(pa: number, source: Uint32Array, offset: number, count: number): void {
+    if (!(pa >= 0 && pa + count * 4 <= SIZE)) throw outOfRange("sparse memory", pa, count * 4, SIZE);
+    let done = 0;
+    while (done < count) {
+      const at = pa + done * 4;
+      const first = (at % PAGE_SIZE) >>> 2;
+      const n = Math.min(count - done, WORDS_PER_PAGE - first);
+      const page = this.#page(at, 4, true)!;
+      for (let i = 0; i < n; i++) page[first + i] = source[offset + done + i]!;
+      done += n;
+    }
+  }
+
   readBytes(pa: number, length: number): Uint8Array {
     if (!(pa >= 0 && pa + length <= SIZE)) throw outOfRange("sparse memory", pa, length, SIZE);
     const out = new Uint8Array(length);
