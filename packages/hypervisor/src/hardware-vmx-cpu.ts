@@ -105,6 +105,7 @@ export class HardwareVmxCpu implements VmxCpu {
   /** Where the VMREAD/VMWRITE bitmaps of a VMCS that enables shadowing live (its VMREAD_BITMAP/VMWRITE_BITMAP). */
   setShadowingBitmaps(vmcs: HardwareVmcs, bitmaps: VmcsShadowingBitmaps): void {
     this.#bitmaps.set(vmcs, bitmaps);
+    this.#lookupVmcs = null;
   }
 
   /** VMLAUNCH/VMRESUME by L0 (SDM 27): basic checks, the cached-VMCS rule of seed 003, guest-state load. */
@@ -206,16 +207,41 @@ export class HardwareVmxCpu implements VmxCpu {
     const vmcs = this.runningVmcs;
     if (vmcs === null) return null;
     if ((vmcs.read(F.SECONDARY_VM_EXEC_CONTROL) & SHADOW_VMCS) === 0) return null;
-    const bitmaps = this.#bitmaps.get(vmcs);
-    if (bitmaps === undefined) return null;
-    const bitmap = write ? bitmaps.activeVmwriteBitmap : bitmaps.vmreadBitmap;
-    if (bitmapIntercepts(bitmap, encoding)) return null;
     const linkLo = vmcs.read(F.VMCS_LINK_POINTER);
     const linkHi = vmcs.hi;
-    if (linkLo === 0xffffffff && linkHi === 0xffffffff) return null;
-    const shadow = this.processor.vmcsAt(linkHi * 4294967296 + linkLo);
-    return shadow?.shadow ? shadow : null;
+    // The bitmaps and the linked region of the last VMCS asked about are kept while its link
+    // pointer and the processor's regions are unchanged (a guest hypervisor asks a few times per exit).
+    const generation = this.processor.regionGeneration;
+    if (
+      vmcs !== this.#lookupVmcs ||
+      linkLo !== this.#lookupLinkLo ||
+      linkHi !== this.#lookupLinkHi ||
+      generation !== this.#lookupGeneration
+    ) {
+      this.#lookupVmcs = vmcs;
+      this.#lookupLinkLo = linkLo;
+      this.#lookupLinkHi = linkHi;
+      this.#lookupGeneration = generation;
+      this.#lookupBitmaps = this.#bitmaps.get(vmcs) ?? null;
+      const linked =
+        linkLo === 0xffffffff && linkHi === 0xffffffff
+          ? undefined
+          : this.processor.vmcsAt(linkHi * 4294967296 + linkLo);
+      this.#lookupShadow = linked?.shadow ? linked : null;
+    }
+    const bitmaps = this.#lookupBitmaps;
+    if (bitmaps === null) return null;
+    const bitmap = write ? bitmaps.activeVmwriteBitmap : bitmaps.vmreadBitmap;
+    if (bitmapIntercepts(bitmap, encoding)) return null;
+    return this.#lookupShadow;
   }
+
+  #lookupVmcs: HardwareVmcs | null = null;
+  #lookupLinkLo = 0;
+  #lookupLinkHi = 0;
+  #lookupGeneration = -1;
+  #lookupBitmaps: VmcsShadowingBitmaps | null = null;
+  #lookupShadow: HardwareVmcs | null = null;
 
   #tally(event: number, n: number): void {
     const counts = this.#counts;

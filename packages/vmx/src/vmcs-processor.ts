@@ -125,6 +125,7 @@ export class VmcsProcessor {
   /** VMXON pointer; -1 outside VMX operation. */
   #vmxon = -1;
   readonly #regions = new Map<number, HardwareVmcs>();
+  #regionGeneration = 0;
   readonly #addressLimit: number;
   /**
    * `vmread` and `vmwrite` are this class's own (not overridden), so a field list may run as a block;
@@ -183,7 +184,13 @@ export class VmcsProcessor {
       shadow: options.shadow ?? false,
     });
     this.#regions.set(address, vmcs);
+    this.#regionGeneration++;
     return vmcs;
+  }
+
+  /** Changes whenever a region is created or freed (lets callers cache `vmcsAt` answers). */
+  get regionGeneration(): number {
+    return this.#regionGeneration;
   }
 
   /** The region at `address`, if software created one. */
@@ -196,6 +203,7 @@ export class VmcsProcessor {
     if (this.#current === vmcs)
       throw new Error(`cannot free the current VMCS (${vmcs.describe()}); VMCLEAR it first`);
     this.#regions.delete(vmcs.address);
+    this.#regionGeneration++;
   }
 
   /**
