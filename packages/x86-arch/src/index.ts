@@ -1,4 +1,37 @@
 export { ACCESS, type AccessKind, accessOf, PAGE_ACCESS } from "./access";
+export { AccessCaseExpectation, accessCaseExpectedPa, expectAccessCase } from "./access-case-outcome";
+export {
+  ACCESS_CASE_ENTRY_GPAS,
+  ACCESS_CASE_ENTRY_NAMES,
+  ACCESS_CASE_FEATURES,
+  ACCESS_CASE_LAYOUT,
+  type AccessCaseCpu,
+  type AccessCaseEntries,
+  accessCaseAccess,
+  accessCaseCpu,
+  accessCasePagingContext,
+  buildAccessCaseEntries,
+  buildScenarioEntries,
+  newAccessCaseEntries,
+  type ScenarioPage,
+} from "./access-case-setup";
+export {
+  ACCESS_CASE_FLAG,
+  ACCESS_CASE_FLAG_COUNT,
+  ACCESS_CASE_FLAG_NAMES,
+  ACCESS_CASE_FREE_FLAGS,
+  ACCESS_CASE_PKU_FLAGS,
+  type AccessCaseFlagName,
+  type AccessCaseSpace,
+  type AccessCaseSpaceOptions,
+  accessCaseAt,
+  accessCaseIndex,
+  accessCaseSliceSize,
+  accessCaseSpace,
+  describeAccessCase,
+  forEachAccessCase,
+  isLegalAccessCase,
+} from "./access-case-space";
 export {
   type Gpa,
   type Gva,

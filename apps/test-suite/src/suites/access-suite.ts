@@ -1,36 +1,35 @@
-import { AD_UPDATE, type AdUpdate } from "@nestvisor/x86-arch";
+import {
+  ACCESS,
+  ACCESS_CASE_LAYOUT,
+  type AccessCaseCpu,
+  type AccessCaseSpace,
+  AD_UPDATE,
+  type AdUpdate,
+  accessCaseSliceSize,
+  accessCaseSpace,
+  accessOf,
+  buildScenarioEntries,
+  describeAccessCase,
+  forEachAccessCase,
+  type ScenarioPage,
+} from "@nestvisor/x86-arch";
 import type { CaseRecorder } from "../case-recorder";
 import type { CaseGroup, Suite, SuiteContext } from "../suite";
-import {
-  type AccessKind,
-  accessCaseSpace,
-  type CaseSpace,
-  type CpuState,
-  DATA_GPA,
-  describeCase,
-  forEachCase,
-  LA_HI,
-  LA_LO,
-  PD_GPA,
-  PDPT_GPA,
-  PT_GPA,
-  sliceSize,
-} from "./access-cases";
 import { AccessCaseRunner, type AccessTarget } from "./access-target";
 import { ShadowPagingAccessTarget } from "./shadow-paging-access-target";
 import { shadowEptStage2, TwoDimensionalAccessTarget, tdpStage2 } from "./two-dimensional-access-target";
 import { WalkerAccessTarget } from "./walker-access-target";
 
-const LA = { lo: LA_LO, hi: LA_HI };
+const LA = { lo: ACCESS_CASE_LAYOUT.LA_LO, hi: ACCESS_CASE_LAYOUT.LA_HI };
 
-let pkuSpace: CaseSpace | null = null;
-let noPkuSpace: CaseSpace | null = null;
-function spaceOf(pku: boolean): CaseSpace {
+let pkuSpace: AccessCaseSpace | null = null;
+let noPkuSpace: AccessCaseSpace | null = null;
+function spaceOf(pku: boolean): AccessCaseSpace {
   if (pku) {
-    pkuSpace ??= accessCaseSpace(true);
+    pkuSpace ??= accessCaseSpace();
     return pkuSpace;
   }
-  noPkuSpace ??= accessCaseSpace(false);
+  noPkuSpace ??= accessCaseSpace({ protectionKeys: false });
   return noPkuSpace;
 }
 
@@ -48,7 +47,7 @@ function matrixGroup(spec: MatrixSpec, ctx: SuiteContext, index: number): CaseGr
   const space = spaceOf(spec.pku);
   const slices = ctx.full ? spec.fullSlices : spec.slices;
   const slice = (ctx.seed + index) % slices;
-  const cases = sliceSize(space, slices, slice);
+  const cases = accessCaseSliceSize(space, slices, slice);
   const share = slices === 1 ? "every case" : `slice ${slice} of ${slices}`;
   return {
     id: `access/${spec.name}`,
@@ -57,10 +56,10 @@ function matrixGroup(spec: MatrixSpec, ctx: SuiteContext, index: number): CaseGr
     run(rec: CaseRecorder, c: SuiteContext) {
       const target = spec.target(c);
       const runner = new AccessCaseRunner(target);
-      forEachCase(space, slices, slice, (flags) => {
+      forEachAccessCase(space, slices, slice, (flags) => {
         const failure = runner.runCase(flags);
         if (failure === null) rec.pass();
-        else rec.fail(`${describeCase(flags)}: ${failure}`);
+        else rec.fail(`${describeAccessCase(flags)}: ${failure}`);
       });
       if (target.pml5eIntact !== undefined && !target.pml5eIntact()) {
         rec.fail("the PML5E above the case's PML4 changed (its A flag was already set)");
@@ -133,48 +132,27 @@ const MATRICES: readonly MatrixSpec[] = [
 // ---------------------------------------------------------------------------------------------
 // smap.c- and pku.c/pks.c-style scenarios on the walker: one page, every combination of the bits.
 
-interface Page {
-  readonly user: boolean;
-  readonly writable: boolean;
-  readonly pkey: number;
-}
-
-const P = 1;
-const W = 2;
-const U = 4;
-
-/** Upper entries P|W|U with A clear; the PTE maps the data page with the page's rights and key. */
-function simpleEntries(page: Page, out: Uint32Array): void {
-  out[0] = PDPT_GPA | P | W | U;
-  out[1] = 0;
-  out[2] = PD_GPA | P | W | U;
-  out[3] = 0;
-  out[4] = PT_GPA | P | W | U;
-  out[5] = 0;
-  out[6] = (DATA_GPA | P | (page.writable ? W : 0) | (page.user ? U : 0)) >>> 0;
-  out[7] = (page.pkey << 27) >>> 0;
-}
-
-function accessesAt(cpl: 0 | 3): AccessKind[] {
-  const user = cpl === 3;
+/** The accesses of a scenario at a CPL: read, write, fetch, and implicit supervisor read and write. */
+function accessesAt(cpl: 0 | 3): number[] {
   return [
-    { user, write: false, fetch: false, implicit: false },
-    { user, write: true, fetch: false, implicit: false },
-    { user, write: false, fetch: true, implicit: false },
-    { user: false, write: false, fetch: false, implicit: true },
-    { user: false, write: true, fetch: false, implicit: true },
+    accessOf("read", cpl),
+    accessOf("write", cpl),
+    accessOf("fetch", cpl),
+    accessOf("read", cpl, true),
+    accessOf("write", cpl, true),
   ];
 }
 
-function describeKind(acc: AccessKind, cpl: number): string {
-  return `${acc.implicit ? "implicit" : `CPL${cpl}`} ${acc.fetch ? "fetch" : acc.write ? "write" : "read"}`;
+function describeKind(access: number, cpl: number): string {
+  const kind = (access & ACCESS.FETCH) !== 0 ? "fetch" : (access & ACCESS.WRITE) !== 0 ? "write" : "read";
+  return `${(access & ACCESS.IMPLICIT) !== 0 ? "implicit" : `CPL${cpl}`} ${kind}`;
 }
 
 function scenarioGroup(
   name: string,
   description: string,
   combinations: number,
-  make: (bits: number) => { cpu: CpuState; page: Page; cpl: 0 | 3; label: string },
+  make: (bits: number) => { cpu: AccessCaseCpu; page: ScenarioPage; cpl: 0 | 3; label: string },
   policy: AdUpdate,
 ): CaseGroup {
   return {
@@ -187,7 +165,7 @@ function scenarioGroup(
       for (let bits = 0; bits < combinations; bits++) {
         const { cpu, page, cpl, label } = make(bits);
         for (const acc of accessesAt(cpl)) {
-          simpleEntries(page, runner.model);
+          buildScenarioEntries(page, runner.model);
           target.store(runner.model);
           const failure = runner.check(cpu, acc);
           if (failure === null) rec.pass();
@@ -207,7 +185,7 @@ function smapGroup(): CaseGroup {
     "smap.c-style: every combination of page U/S and R/W, SMAP, RFLAGS.AC, CR0.WP, SMEP, EFER.NXE and CPL",
     256,
     (bits) => {
-      const cpu: CpuState = {
+      const cpu: AccessCaseCpu = {
         key: SMAP_KEY_BASE + bits,
         smap: (bits & 1) !== 0,
         ac: (bits & 2) !== 0,
@@ -238,7 +216,7 @@ function pkuGroup(): CaseGroup {
       const rightsU = bits & 3;
       const rightsS = (bits >> 2) & 3;
       const others = 0xffffffff; // every other key fully disabled: the page's key must be the one used
-      const cpu: CpuState = {
+      const cpu: AccessCaseCpu = {
         key: PKU_KEY_BASE + bits,
         pke: (bits & 16) !== 0,
         pks: (bits & 32) !== 0,

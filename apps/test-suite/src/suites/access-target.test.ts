@@ -1,12 +1,12 @@
-import { AD_UPDATE } from "@nestvisor/x86-arch";
+import { ACCESS_CASE_LAYOUT, AD_UPDATE, ACCESS_CASE_FLAG as F } from "@nestvisor/x86-arch";
 import { describe, expect, it } from "vitest";
 import { DEFAULT_PARTS } from "../model-parts";
-import { ACCESS_FLAG as F, LA_HI, LA_LO } from "./access-cases";
 import { AccessCaseRunner } from "./access-target";
 import { ShadowPagingAccessTarget } from "./shadow-paging-access-target";
 import { shadowEptStage2, TwoDimensionalAccessTarget, tdpStage2 } from "./two-dimensional-access-target";
 import { WalkerAccessTarget } from "./walker-access-target";
 
+const LA = { lo: ACCESS_CASE_LAYOUT.LA_LO, hi: ACCESS_CASE_LAYOUT.LA_HI };
 const OK_CASE =
   F.PDE_PRESENT |
   F.PDE_WRITABLE |
@@ -20,8 +20,8 @@ const FAULT_CASE = F.PDE_PRESENT | F.PTE_PRESENT | F.ACCESS_WRITE | F.ACCESS_USE
 describe("access targets", () => {
   it("each target agrees with the expected outcome on an allowed write and a user fault", () => {
     const targets = [
-      new WalkerAccessTarget(DEFAULT_PARTS, AD_UPDATE.HARDWARE, 4, { lo: LA_LO, hi: LA_HI }),
-      new WalkerAccessTarget(DEFAULT_PARTS, AD_UPDATE.HARDWARE, 5, { lo: LA_LO, hi: LA_HI }),
+      new WalkerAccessTarget(DEFAULT_PARTS, AD_UPDATE.HARDWARE, 4, LA),
+      new WalkerAccessTarget(DEFAULT_PARTS, AD_UPDATE.HARDWARE, 5, LA),
       new ShadowPagingAccessTarget(DEFAULT_PARTS),
       new TwoDimensionalAccessTarget(tdpStage2(DEFAULT_PARTS)),
       new TwoDimensionalAccessTarget(shadowEptStage2(DEFAULT_PARTS, true)),
@@ -44,7 +44,7 @@ describe("access targets", () => {
   });
 
   it("reports a difference in the A/D flags as one", () => {
-    const t = new WalkerAccessTarget(DEFAULT_PARTS, AD_UPDATE.NONE, 4, { lo: LA_LO, hi: LA_HI });
+    const t = new WalkerAccessTarget(DEFAULT_PARTS, AD_UPDATE.NONE, 4, LA);
     // The expected outcome assumes NONE too; tell the runner it should have been HARDWARE.
     const r = new AccessCaseRunner({
       ...t,

@@ -13,7 +13,12 @@ import {
 } from "@nestvisor/mmu";
 import { NOOP_METER } from "@nestvisor/vmx";
 import {
+  ACCESS_CASE_ENTRY_GPAS,
+  ACCESS_CASE_LAYOUT,
+  type AccessCaseCpu,
+  type AccessCaseEntries,
   AD_UPDATE,
+  accessCasePagingContext,
   CR0,
   CR4,
   createPagingContext,
@@ -24,17 +29,9 @@ import {
   type PagingContext,
 } from "@nestvisor/x86-arch";
 import type { ModelParts } from "../model-parts";
-import {
-  ACCESS_MEMORY_BYTES,
-  type AccessKind,
-  type CpuState,
-  ENTRY_GPAS,
-  type Entries,
-  LA_HI,
-  LA_LO,
-  PML4_GPA,
-} from "./access-cases";
-import { type AccessTarget, accessBits, guestPagingContext } from "./access-target";
+import type { AccessTarget } from "./access-target";
+
+const L = ACCESS_CASE_LAYOUT;
 
 const PAGE = 4096;
 const TABLE_BASE = 0x10_0000;
@@ -75,14 +72,14 @@ export class ShadowPagingAccessTarget implements AccessTarget {
 
   constructor(parts: ModelParts) {
     this.guestHost = Math.ceil((TABLE_BASE + TABLE_PAGES * PAGE) / 0x40_0000) * 0x40_0000;
-    this.host = new DenseMemory(this.guestHost + ACCESS_MEMORY_BYTES);
+    this.host = new DenseMemory(this.guestHost + L.MEMORY_BYTES);
     const allocator = new HostPageAllocator(this.host, {
       base: TABLE_BASE,
       pages: TABLE_PAGES,
       zeroed: true,
     });
     const memslots = new Memslots();
-    memslots.add({ id: 0, baseGfn: 0, npages: ACCESS_MEMORY_BYTES / PAGE, hostBase: this.guestHost });
+    memslots.add({ id: 0, baseGfn: 0, npages: L.MEMORY_BYTES / PAGE, hostBase: this.guestHost });
     const store = new ShadowPageStore({ allocator, meter: NOOP_METER, memslots, tdpEnabled: false });
     this.shadow = new ShadowMmu({ store, memslots, format: SPTE_FORMAT.X86, meter: NOOP_METER });
     this.paging = parts.shadowPagingMmu(this.shadow);
@@ -91,36 +88,36 @@ export class ShadowPagingAccessTarget implements AccessTarget {
   }
 
   /** A guest store to its page tables: the write, then the write-tracking notification. */
-  store(e: Entries): void {
+  store(e: AccessCaseEntries): void {
     const memory = this.shadow.guestMemory;
     const tracked = this.shadow.store;
     for (let i = 0; i < 4; i++) {
-      const gpa = ENTRY_GPAS[i]!;
+      const gpa = ACCESS_CASE_ENTRY_GPAS[i]!;
       if (memory.read32(gpa) === e[2 * i] && memory.read32(gpa + 4) === e[2 * i + 1]) continue;
       memory.write64(gpa, e[2 * i]!, e[2 * i + 1]!);
       if (tracked.isGfnTracked(Math.floor(gpa / PAGE))) this.shadow.trackedWrite(gpa, 8);
     }
   }
 
-  load(out: Entries): void {
+  load(out: AccessCaseEntries): void {
     const memory = this.shadow.guestMemory;
     for (let i = 0; i < 4; i++) {
-      out[2 * i] = memory.read32(ENTRY_GPAS[i]!);
-      out[2 * i + 1] = memory.read32(ENTRY_GPAS[i]! + 4);
+      out[2 * i] = memory.read32(ACCESS_CASE_ENTRY_GPAS[i]!);
+      out[2 * i + 1] = memory.read32(ACCESS_CASE_ENTRY_GPAS[i]! + 4);
     }
   }
 
   /** The shadow root for a CPU state: KVM's root role from the cpu role (kvm: kvm_init_shadow_mmu). */
-  #root(cpu: CpuState): RootState {
+  #root(cpu: AccessCaseCpu): RootState {
     let state = this.#roots.get(cpu.key);
     if (state === undefined) {
-      const guest = guestPagingContext(cpu, 4);
+      const guest = accessCasePagingContext(cpu, 4);
       const cr0 = CR0.PE | CR0.PG | (cpu.wp ? CR0.WP : 0);
       const cr4 = CR4.PAE | (cpu.smep ? CR4.SMEP : 0) | (cpu.smap ? CR4.SMAP : 0);
       const efer = EFER.LME | EFER.LMA | (cpu.nxe ? EFER.NXE : 0);
       const role = shadowRootRole(cpuRoleBase(cr0, cr4, efer, false, false));
       state = {
-        hpa: this.backend.allocShadowRoot(role, PML4_GPA),
+        hpa: this.backend.allocShadowRoot(role, L.PML4),
         role,
         guest,
         // KVM runs the guest with CR0.WP and EFER.NX set (kvm: vmx_set_cr0, the shadow role bits).
@@ -131,7 +128,7 @@ export class ShadowPagingAccessTarget implements AccessTarget {
     return state;
   }
 
-  #hardwareContext(root: RootState, cpu: CpuState): PagingContext {
+  #hardwareContext(root: RootState, cpu: AccessCaseCpu): PagingContext {
     return createPagingContext(
       {
         cr0: root.hardware.cr0,
@@ -144,14 +141,13 @@ export class ShadowPagingAccessTarget implements AccessTarget {
     );
   }
 
-  access(cpu: CpuState, acc: AccessKind): boolean {
+  access(cpu: AccessCaseCpu, access: number): boolean {
     this.problem = null;
     const root = this.#root(cpu);
     let hw = this.#hardwareContext(root, cpu);
-    const access = accessBits(acc);
     const walker = this.#walker;
     for (let faults = 0; ; faults++) {
-      if (walker.walk(hw, LA_LO, LA_HI, access)) {
+      if (walker.walk(hw, L.LA_LO, L.LA_HI, access)) {
         this.pa = walker.result.pa - this.guestHost;
         return true;
       }
@@ -160,7 +156,7 @@ export class ShadowPagingAccessTarget implements AccessTarget {
         return false;
       }
       this.faults++;
-      const r = this.paging.fault(root.hpa, root.guest, LA_LO, LA_HI, walker.result.errorCode);
+      const r = this.paging.fault(root.hpa, root.guest, L.LA_LO, L.LA_HI, walker.result.errorCode);
       switch (r.outcome) {
         case SHADOW_FAULT.FIXED:
         case SHADOW_FAULT.SPURIOUS:
@@ -172,7 +168,7 @@ export class ShadowPagingAccessTarget implements AccessTarget {
           if (this.shadow.isRootStale(root.hpa)) {
             // kvm: KVM_REQ_MMU_FREE_OBSOLETE_ROOTS, then kvm_mmu_load before re-entry.
             this.backend.putRoot(root.hpa);
-            root.hpa = this.backend.allocShadowRoot(root.role, PML4_GPA);
+            root.hpa = this.backend.allocShadowRoot(root.role, L.PML4);
             hw = this.#hardwareContext(root, cpu);
           }
           continue;

@@ -15,7 +15,12 @@ import {
 } from "@nestvisor/mmu";
 import { NOOP_METER } from "@nestvisor/vmx";
 import {
+  ACCESS_CASE_ENTRY_GPAS,
+  ACCESS_CASE_LAYOUT,
+  type AccessCaseCpu,
+  type AccessCaseEntries,
   AD_UPDATE,
+  accessCasePagingContext,
   CR0,
   CR4,
   createEptContext,
@@ -33,16 +38,9 @@ import {
   TwoDimensionalWalker,
 } from "@nestvisor/x86-arch";
 import type { ModelParts } from "../model-parts";
-import {
-  ACCESS_MEMORY_BYTES,
-  type AccessKind,
-  type CpuState,
-  ENTRY_GPAS,
-  type Entries,
-  LA_HI,
-  LA_LO,
-} from "./access-cases";
-import { type AccessTarget, accessBits, guestPagingContext } from "./access-target";
+import type { AccessTarget } from "./access-target";
+
+const L = ACCESS_CASE_LAYOUT;
 
 const PAGE = 4096;
 const TABLE_BASE = 0x10_0000;
@@ -89,7 +87,7 @@ export function tdpStage2(parts: ModelParts): {
   guest: PhysicalMemory;
   handler: Stage2Handler;
 } {
-  const { host, memslots, store } = hostWith(ACCESS_MEMORY_BYTES);
+  const { host, memslots, store } = hostWith(L.MEMORY_BYTES);
   const tdp = parts.tdpMmu({ store, memslots, meter: NOOP_METER, preserveTdpRoots: true });
   const base = cpuRoleBase(CR0.PE | CR0.PG | CR0.WP, CR4.PAE, EFER.LME | EFER.LMA | EFER.NXE, false, false);
   const role = tdpRootRole(base, 4, true);
@@ -113,8 +111,8 @@ export function tdpStage2(parts: ModelParts): {
 }
 
 /** L1's EPT12 for L2: an identity map of L2's RAM with 2-MiB leaves, tables above the RAM. */
-const EPT12_BASE = ACCESS_MEMORY_BYTES;
-const L1_BYTES = ACCESS_MEMORY_BYTES + 0x20_0000;
+const EPT12_BASE = L.MEMORY_BYTES;
+const L1_BYTES = L.MEMORY_BYTES + 0x20_0000;
 
 function buildIdentityEpt12(memory: PhysicalMemory, accessedDirty: boolean): number {
   const pml4 = EPT12_BASE;
@@ -123,7 +121,7 @@ function buildIdentityEpt12(memory: PhysicalMemory, accessedDirty: boolean): num
   const rwx = 7;
   memory.write64(pml4, pdpt | rwx, 0);
   memory.write64(pdpt, pd | rwx, 0);
-  for (let i = 0; i * 0x20_0000 < ACCESS_MEMORY_BYTES; i++) {
+  for (let i = 0; i * 0x20_0000 < L.MEMORY_BYTES; i++) {
     memory.write64(pd + 8 * i, (i * 0x20_0000) | 0x80 | (EPT_MEMORY_TYPE.WB << 3) | rwx, 0);
   }
   const eptp = encodeEptPointer({
@@ -203,7 +201,7 @@ export class TwoDimensionalAccessTarget implements AccessTarget {
   constructor(setup: { host: DenseMemory; guest: PhysicalMemory; handler: Stage2Handler }) {
     this.guest = setup.guest;
     this.handler = setup.handler;
-    const first = guestPagingContext(
+    const first = accessCasePagingContext(
       {
         key: -1,
         nxe: true,
@@ -224,30 +222,29 @@ export class TwoDimensionalAccessTarget implements AccessTarget {
     });
   }
 
-  store(e: Entries): void {
-    for (let i = 0; i < 4; i++) this.guest.write64(ENTRY_GPAS[i]!, e[2 * i]!, e[2 * i + 1]!);
+  store(e: AccessCaseEntries): void {
+    for (let i = 0; i < 4; i++) this.guest.write64(ACCESS_CASE_ENTRY_GPAS[i]!, e[2 * i]!, e[2 * i + 1]!);
   }
 
-  load(out: Entries): void {
+  load(out: AccessCaseEntries): void {
     for (let i = 0; i < 4; i++) {
-      out[2 * i] = this.guest.read32(ENTRY_GPAS[i]!);
-      out[2 * i + 1] = this.guest.read32(ENTRY_GPAS[i]! + 4);
+      out[2 * i] = this.guest.read32(ACCESS_CASE_ENTRY_GPAS[i]!);
+      out[2 * i + 1] = this.guest.read32(ACCESS_CASE_ENTRY_GPAS[i]! + 4);
     }
   }
 
-  access(cpu: CpuState, acc: AccessKind): boolean {
+  access(cpu: AccessCaseCpu, access: number): boolean {
     this.problem = null;
     let ctx = this.#contexts.get(cpu.key);
     if (ctx === undefined) {
-      ctx = guestPagingContext(cpu, 4);
+      ctx = accessCasePagingContext(cpu, 4);
       this.#contexts.set(cpu.key, ctx);
     }
     const w = this.walker;
     w.setGuestContext(ctx);
-    const access = accessBits(acc);
     for (let faults = 0; ; faults++) {
       w.setEptContext(this.handler.eptContext());
-      if (w.walk(LA_LO, LA_HI, access)) {
+      if (w.walk(L.LA_LO, L.LA_HI, access)) {
         this.pa = w.stage2.finalGpa;
         return true;
       }
