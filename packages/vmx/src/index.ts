@@ -85,8 +85,10 @@ export {
   DEBUGCTL,
   DEFAULT_L0_HOST_FACTS,
   DEFAULT_L1_VCPU_FACTS,
+  ENTRY_CHECK_SLOT_COUNT,
   ENTRY_FIELD,
   EntryCheckContext,
+  entryCheckSlot,
   GUEST_SEGMENT,
   GUEST_SEGMENT_NAMES,
   guestSegmentFields,
@@ -104,6 +106,7 @@ export {
   type Vmcs12Reader,
   validEferMask,
 } from "./entry-check-context";
+export { EntryCheckDependencies } from "./entry-check-dependencies";
 export {
   ENTRY_CHECK_CATEGORY,
   ENTRY_CHECK_RULES,
