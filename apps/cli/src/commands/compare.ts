@@ -25,6 +25,14 @@ import {
 import { compareReport } from "../model/compare-report";
 import { checkPresets, parseFlagOptions } from "../model/flag-args";
 import { importModelModule, modelFromExports } from "../model/model-module";
+import {
+  flagOption,
+  iterationsOption,
+  modelOption,
+  paramOption,
+  presetsOption,
+  profileOption,
+} from "../model/model-options";
 import { loadProfile } from "../model/profile-ref";
 import { type ResultRow, resultRow } from "../model/result-row";
 import { renderBarChart } from "../model/svg-chart";
@@ -131,57 +139,20 @@ export const compareCommand: Command = {
       description: "levels the workloads run at",
       defaultText: "1,2",
     },
-    {
-      name: "presets",
-      short: "p",
-      type: "string",
-      value: "a,b",
-      description: "kernel presets (nestvisor presets)",
-      defaultText: DEFAULT_COMPARE_PRESETS.join(","),
-    },
-    {
-      name: "flag",
-      short: "f",
-      type: "string",
-      multiple: true,
-      value: "name=on|off",
-      description: "flag set on top of every preset (nestvisor flags)",
-    },
+    presetsOption("kernel presets (nestvisor presets)", DEFAULT_COMPARE_PRESETS.join(",")),
+    flagOption("flag set on top of every preset (nestvisor flags)"),
     {
       name: "ablate",
       type: "boolean",
       description: "add one variant per optimization flag flipped alone, for each preset",
     },
-    {
-      name: "model",
-      short: "m",
-      type: "string",
-      multiple: true,
-      value: "module.mjs",
-      description: "add a variant per preset: a model module's ModelSpec on top of the preset (repeatable)",
-    },
-    {
-      name: "profile",
-      type: "string",
-      value: "name|file",
-      description: "cost profile (nestvisor profiles)",
-      defaultText: "intel-server",
-    },
-    {
-      name: "iterations",
-      short: "n",
-      type: "string",
-      value: "N",
-      description: "iterations of workloads that take an iterations parameter",
-      defaultText: "1000",
-    },
-    {
-      name: "param",
-      type: "string",
-      multiple: true,
-      value: "name=value",
-      description: "built-in workload parameter (nestvisor workloads)",
-    },
+    modelOption(
+      "add a variant per preset: a model module's ModelSpec on top of the preset (repeatable)",
+      true,
+    ),
+    profileOption("cost profile (nestvisor profiles)"),
+    iterationsOption("iterations of workloads that take an iterations parameter", "1000"),
+    paramOption("built-in workload parameter (nestvisor workloads)"),
     {
       name: "top",
       type: "string",

@@ -1,4 +1,3 @@
-import { DEFAULT_PRESET_NAME } from "@nestvisor/hypervisor";
 import type { Command, CommandContext } from "../framework/command";
 import { UsageError } from "../framework/errors";
 import { formatAmount } from "../framework/format";
@@ -14,6 +13,7 @@ import { writeJson, writeLines } from "../framework/output";
 import { commandModel, onCommandModel } from "../model/command-model";
 import { type Effects, flagEffects, type StepEffect } from "../model/flag-effects";
 import { modelFailure } from "../model/model-module";
+import { flagOption, modelOption, paramOption, presetOption, profileOption } from "../model/model-options";
 import { type RoundTrip, recordRoundTrip } from "../model/round-trip";
 import { buildProgram, parseParams, resolveWorkload } from "../model/workload-ref";
 
@@ -111,43 +111,11 @@ export const explainCommand: Command = {
       description: "level the workload runs at",
       defaultText: "2",
     },
-    {
-      name: "preset",
-      short: "p",
-      type: "string",
-      value: "name",
-      description: "kernel preset",
-      defaultText: DEFAULT_PRESET_NAME,
-    },
-    {
-      name: "flag",
-      short: "f",
-      type: "string",
-      multiple: true,
-      value: "name=on|off",
-      description: "flag set on top of the preset",
-    },
-    {
-      name: "param",
-      type: "string",
-      multiple: true,
-      value: "name=value",
-      description: "built-in workload parameter",
-    },
-    {
-      name: "profile",
-      type: "string",
-      value: "name|file",
-      description: "cost profile",
-      defaultText: "intel-server",
-    },
-    {
-      name: "model",
-      short: "m",
-      type: "string",
-      value: "module.mjs",
-      description: "explain a model module's ModelSpec, built on top of --preset, --flag and --profile",
-    },
+    presetOption(),
+    flagOption(),
+    paramOption(),
+    profileOption(),
+    modelOption("explain a model module's ModelSpec, built on top of --preset, --flag and --profile"),
     {
       name: "reason",
       short: "r",

@@ -1,6 +1,6 @@
 import { writeFileSync } from "node:fs";
 import { resolve } from "node:path";
-import { DEFAULT_PRESET_NAME, type RunResult, TimelineTracer } from "@nestvisor/hypervisor";
+import { type RunResult, TimelineTracer } from "@nestvisor/hypervisor";
 import type { Command } from "../framework/command";
 import { UsageError } from "../framework/errors";
 import { formatAmount, formatNumber, formatShare } from "../framework/format";
@@ -14,6 +14,14 @@ import {
 import { writeJson, writeLines } from "../framework/output";
 import { renderTable } from "../framework/table";
 import { commandModel, onCommandModel } from "../model/command-model";
+import {
+  flagOption,
+  iterationsOption,
+  modelOption,
+  paramOption,
+  presetOption,
+  profileOption,
+} from "../model/model-options";
 import { perfettoTrace } from "../model/perfetto";
 import { iterationsOf, resultRow } from "../model/result-row";
 import { buildProgram, parseParams, resolveWorkload } from "../model/workload-ref";
@@ -39,50 +47,12 @@ export const runCommand: Command = {
       description: "level the workload runs at (1, 2 or 3)",
       defaultText: "the workload's (2 for built-ins)",
     },
-    {
-      name: "preset",
-      short: "p",
-      type: "string",
-      value: "name",
-      description: "kernel preset",
-      defaultText: DEFAULT_PRESET_NAME,
-    },
-    {
-      name: "flag",
-      short: "f",
-      type: "string",
-      multiple: true,
-      value: "name=on|off",
-      description: "flag set on top of the preset",
-    },
-    {
-      name: "iterations",
-      short: "n",
-      type: "string",
-      value: "N",
-      description: "iterations (built-ins that take them)",
-    },
-    {
-      name: "param",
-      type: "string",
-      multiple: true,
-      value: "name=value",
-      description: "built-in workload parameter",
-    },
-    {
-      name: "profile",
-      type: "string",
-      value: "name|file",
-      description: "cost profile",
-      defaultText: "intel-server",
-    },
-    {
-      name: "model",
-      short: "m",
-      type: "string",
-      value: "module.mjs",
-      description: "run a model module's ModelSpec, built on top of --preset, --flag and --profile",
-    },
+    presetOption(),
+    flagOption(),
+    iterationsOption("iterations (built-ins that take them)"),
+    paramOption(),
+    profileOption(),
+    modelOption("run a model module's ModelSpec, built on top of --preset, --flag and --profile"),
     {
       name: "perfetto",
       type: "string",

@@ -18,6 +18,7 @@ import { ProgressBar } from "../framework/progress-bar";
 import { renderTable } from "../framework/table";
 import { checkPresets, parseFlagOptions } from "../model/flag-args";
 import { importModelModule, modelFromExports } from "../model/model-module";
+import { flagOption, iterationsOption, modelOption, paramOption } from "../model/model-options";
 import { parseParams } from "../model/workload-ref";
 import { CellRunner } from "../sweep/cell-runner";
 import {
@@ -367,14 +368,7 @@ export const sweepCommand: Command = {
       description: "cost profiles (names or JSON files)",
       defaultText: DEFAULT_PROFILE,
     },
-    {
-      name: "model",
-      short: "m",
-      type: "string",
-      multiple: true,
-      value: "module.mjs",
-      description: "a model module, run next to the project's KVM model",
-    },
+    modelOption("a model module, run next to the project's KVM model", true),
     {
       name: "flags",
       type: "string",
@@ -393,29 +387,9 @@ export const sweepCommand: Command = {
       type: "boolean",
       description: "add each optimization flag flipped alone, per preset and flag set",
     },
-    {
-      name: "flag",
-      short: "f",
-      type: "string",
-      multiple: true,
-      value: "name=on|off",
-      description: "flag set on every cell, under the flag sets",
-    },
-    {
-      name: "iterations",
-      short: "n",
-      type: "string",
-      value: "N",
-      description: "iterations of workloads that take an iterations parameter",
-      defaultText: "each workload's",
-    },
-    {
-      name: "param",
-      type: "string",
-      multiple: true,
-      value: "name=value",
-      description: "built-in workload parameter, for every cell",
-    },
+    flagOption("flag set on every cell, under the flag sets"),
+    iterationsOption("iterations of workloads that take an iterations parameter", "each workload's"),
+    paramOption("built-in workload parameter, for every cell"),
     {
       name: "jobs",
       short: "j",

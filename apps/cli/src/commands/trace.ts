@@ -9,6 +9,7 @@ import { writeJson, writeLines } from "../framework/output";
 import { type Column, renderTable } from "../framework/table";
 import { readBytesFile } from "../model/files";
 import { checkPresets, presetFlags } from "../model/flag-args";
+import { iterationsOption, presetsOption, profileOption } from "../model/model-options";
 import { loadProfile } from "../model/profile-ref";
 import { replayTrace } from "../model/trace-replay";
 import { type StatRow, statRows, type TraceStats, traceStats } from "../model/trace-stat";
@@ -280,29 +281,9 @@ const replayCommand: Command = {
     "L1 does for reflected L2 exits, which the model produces inside the L2 round trips: they are shown as covered. " +
     "Reasons with no workload operation are listed as not modelled.",
   options: [
-    {
-      name: "presets",
-      short: "p",
-      type: "string",
-      value: "a,b",
-      description: "kernel presets",
-      defaultText: "v5.2,v5.3,v6.12",
-    },
-    {
-      name: "profile",
-      type: "string",
-      value: "name|file",
-      description: "cost profile",
-      defaultText: "intel-server",
-    },
-    {
-      name: "iterations",
-      short: "n",
-      type: "string",
-      value: "N",
-      description: "operations simulated per reason",
-      defaultText: "200",
-    },
+    presetsOption("kernel presets", "v5.2,v5.3,v6.12"),
+    profileOption(),
+    iterationsOption("operations simulated per reason", "200"),
     { name: "vcpu", type: "string", value: "N", description: "only this vCPU's exits" },
     JSON_OPTION,
   ],
