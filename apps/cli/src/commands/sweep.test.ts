@@ -77,7 +77,8 @@ describe("nestvisor sweep", () => {
         preset: row.preset,
         flags: row.flags,
       });
-      expect(Object.keys(row).slice(4, 10)).toEqual([
+      expect(Object.keys(row).slice(0, 5)).toEqual(["grid", "gridCells", "nestvisor", "index", "key"]);
+      expect(Object.keys(row).slice(5, 11)).toEqual([
         "workload",
         "level",
         "preset",
@@ -146,6 +147,19 @@ describe("nestvisor sweep", () => {
       new RegExp(
         `^nestvisor sweep: other\\.jsonl:1 is a row of another grid \\([0-9a-f]{16}, ${cells} cells; this grid is [0-9a-f]{16}, 8 cells\\): use another --out or delete the file\\n$`,
       ),
+    );
+  });
+
+  it("refuses to resume rows another nestvisor version computed", () => {
+    const [first, ...rest] = lines(readFileSync(join(dir, "all.jsonl"), "utf8"));
+    const row = JSON.parse(first!) as Record<string, unknown>;
+    expect(typeof row.nestvisor).toBe("string");
+    const older = JSON.stringify({ ...row, nestvisor: "0.0.1-older" });
+    writeFileSync(join(dir, "older.jsonl"), `${[older, ...rest].join("\n")}\n`);
+    const r = runCli([...GRID, "--out", "older.jsonl"], { cwd: dir });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(
+      /^nestvisor sweep: older\.jsonl:1 was computed by nestvisor 0\.0\.1-older, this is nestvisor \S+: use another --out, or delete the file to run the grid again\n$/,
     );
   });
 

@@ -37,8 +37,9 @@ import { describeIndices, guestMismatches, mergeRows } from "../sweep/merge";
 import { writeMerged } from "../sweep/merge-output";
 import { BatchedWriter, writeWholeFile } from "../sweep/output-file";
 import { readRowsFile } from "../sweep/rows-file";
-import { rowLine, type SweepRow } from "../sweep/sweep-row";
+import { rowLine, rowVersion, type SweepRow } from "../sweep/sweep-row";
 import { runPool } from "../sweep/worker-pool";
+import { VERSION } from "../version";
 import { DEFAULT_COMPARE_LEVELS, DEFAULT_COMPARE_PRESETS, DEFAULT_COMPARE_WORKLOADS } from "./compare";
 
 /**
@@ -169,6 +170,11 @@ function resumeFrom(
     }
     if (grid.cells[row.index]!.key !== row.key)
       throw new UsageError(`${shown}:${lineNumber}: cell ${row.index} has another key than this grid's`);
+    if (row.nestvisor !== VERSION) {
+      throw new UsageError(
+        `${shown}:${lineNumber} was computed by ${rowVersion(row)}, this is nestvisor ${VERSION}: use another --out, or delete the file to run the grid again`,
+      );
+    }
     done.set(row.index, row);
   }
   if (file.truncated && dryRun) {

@@ -26,6 +26,17 @@ describe("mergeRows", () => {
     expect(merged.gridCells).toBe(4);
   });
 
+  it("refuses to mix rows of two nestvisor versions", () => {
+    const mixed = () =>
+      mergeRows([file("a", [row(0, { nestvisor: "1.0.0" })]), file("b", [row(1, { nestvisor: "1.1.0" })])]);
+    expect(mixed).toThrow(UsageError);
+    expect(mixed).toThrow(
+      "b:1 was computed by nestvisor 1.1.0 but a:1 by nestvisor 1.0.0: merge the rows of one version",
+    );
+    const unrecorded = () => mergeRows([file("a", [row(0, { nestvisor: "1.0.0" })]), file("b", [row(1)])]);
+    expect(unrecorded).toThrow("b:1 was computed by an unrecorded version but a:1 by nestvisor 1.0.0");
+  });
+
   it("lists the cells no file holds", () => {
     expect(mergeRows([file("a", [fakeRow(2)])]).missing).toEqual([0, 1, 3]);
   });

@@ -2,7 +2,7 @@ import { CliError, EXIT, UsageError } from "../framework/errors";
 import { type CellParams, gridId } from "./grid";
 import type { RowsFile } from "./rows-file";
 import { stableJson } from "./stable-json";
-import type { SweepRow } from "./sweep-row";
+import { rowVersion, type SweepRow } from "./sweep-row";
 
 /**
  * `nestvisor sweep merge`: shard outputs joined into one table. Every row must come from the same
@@ -32,6 +32,7 @@ export interface Merged {
 
 export function mergeRows(inputs: readonly MergeInput[]): Merged {
   let grid: { id: string; cells: number; where: string } | undefined;
+  let version: { row: SweepRow; where: string } | undefined;
   const byIndex = new Map<number, { row: SweepRow; line: string; where: string }>();
   const byKey = new Map<string, { index: number; where: string }>();
   let duplicates = 0;
@@ -42,6 +43,13 @@ export function mergeRows(inputs: readonly MergeInput[]): Merged {
       else if (row.grid !== grid.id || row.gridCells !== grid.cells) {
         throw new UsageError(
           `${where} is a row of grid ${row.grid} (${row.gridCells} cells) but ${grid.where} of grid ${grid.id} (${grid.cells} cells): the files come from different sweeps`,
+        );
+      }
+      // Rows of two versions may differ for reasons no check here sees: they are not mixed.
+      if (version === undefined) version = { row, where };
+      else if (row.nestvisor !== version.row.nestvisor) {
+        throw new UsageError(
+          `${where} was computed by ${rowVersion(row)} but ${version.where} by ${rowVersion(version.row)}: merge the rows of one version (run the other shards again with it)`,
         );
       }
       const sameKey = byKey.get(row.key);

@@ -1,16 +1,20 @@
 import type { ResultRow } from "../model/result-row";
+import { VERSION } from "../version";
 
 /**
  * One line of a sweep's JSON-lines output: the row `compare --json` prints (workload, level,
  * preset, model, profile, flags, cyclesPerIteration, cyclesByLevel, counters — every figure per
  * iteration) with the cell around it: the grid's id and size, the cell's index and key (the stable
- * JSON of its parameters), and a digest of what the workload observed (`guest`) so that runs whose
- * guest saw different results can be found. A configuration the model does not cover has null
+ * JSON of its parameters), the nestvisor version that computed it (rows of two versions are not
+ * mixed: resuming and merging refuse them), and a digest of what the workload observed (`guest`) so
+ * that runs whose guest saw different results can be found. A configuration the model does not cover has null
  * figures and says why in `notModelled`.
  */
 export interface SweepRow {
   readonly grid: string;
   readonly gridCells: number;
+  /** The nestvisor version that computed the row (absent in rows of versions before it was recorded). */
+  readonly nestvisor?: string;
   readonly index: number;
   readonly key: string;
   readonly workload: string;
@@ -39,6 +43,7 @@ export function sweepRow(frame: CellFrame, row: ResultRow, guest: string): Sweep
   return {
     grid: frame.grid,
     gridCells: frame.gridCells,
+    nestvisor: VERSION,
     index: frame.index,
     key: frame.key,
     ...row,
@@ -56,6 +61,7 @@ export function notModelledRow(
   return {
     grid: frame.grid,
     gridCells: frame.gridCells,
+    nestvisor: VERSION,
     index: frame.index,
     key: frame.key,
     workload: label.workload,
@@ -70,6 +76,11 @@ export function notModelledRow(
     guest: null,
     notModelled: why,
   };
+}
+
+/** How a row's version reads in messages. */
+export function rowVersion(row: SweepRow): string {
+  return row.nestvisor === undefined ? "an unrecorded version" : `nestvisor ${row.nestvisor}`;
 }
 
 /** The line written for a row (no trailing newline). Key order is the interface's, so equal rows are equal text. */
@@ -104,6 +115,8 @@ export function rowProblem(value: unknown): string | undefined {
     return '"gridCells" is not a positive integer';
   if (typeof r.index !== "number" || !Number.isSafeInteger(r.index) || r.index < 0 || r.index >= r.gridCells)
     return `"index" is not an integer in [0, ${r.gridCells})`;
+  if (r.nestvisor !== undefined && typeof r.nestvisor !== "string")
+    return '"nestvisor" is not a version string';
   if (typeof r.key !== "string") return '"key" is not a string';
   if (!isCellKey(r.key)) return '"key" is not the JSON of a cell\'s parameters';
   if (typeof r.workload !== "string" || typeof r.preset !== "string" || typeof r.profile !== "string")
