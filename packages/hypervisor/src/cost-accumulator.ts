@@ -70,13 +70,13 @@ export interface CostAccumulatorOptions {
 export class CostAccumulator implements Meter {
   readonly table: CostTable;
   /** Count per event id, all levels. */
-  readonly counts = new Float64Array(EVENT_ID_LIMIT);
+  readonly counts: Float64Array = new Float64Array(EVENT_ID_LIMIT);
   /** Count per level and event: `countsByLevel[level * EVENT_ID_LIMIT + id]`. */
-  readonly countsByLevel = new Float64Array(ATTRIBUTION_LEVELS * EVENT_ID_LIMIT);
+  readonly countsByLevel: Float64Array = new Float64Array(ATTRIBUTION_LEVELS * EVENT_ID_LIMIT);
   /** Cycles per level and innermost exit reason: `[level * REASON_SLOTS + slot]`. */
-  readonly cyclesByLevelReason = new Float64Array(ATTRIBUTION_LEVELS * REASON_SLOTS);
+  readonly cyclesByLevelReason: Float64Array = new Float64Array(ATTRIBUTION_LEVELS * REASON_SLOTS);
   /** Cycles per level and outermost exit reason (the cause): `[level * REASON_SLOTS + slot]`. */
-  readonly cyclesByLevelCause = new Float64Array(ATTRIBUTION_LEVELS * REASON_SLOTS);
+  readonly cyclesByLevelCause: Float64Array = new Float64Array(ATTRIBUTION_LEVELS * REASON_SLOTS);
   /** Exit latencies keyed by `guestLevel * REASON_SLOTS + slot`. */
   readonly latency: ExitLatencyRecorder;
 

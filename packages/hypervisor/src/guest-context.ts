@@ -18,8 +18,8 @@ export class GuestContext {
   readonly level: number;
   readonly kind: GuestKind;
   /** GPR bits 31:0 and 63:32, indexed by `GPR`. */
-  readonly gprLo = new Uint32Array(16);
-  readonly gprHi = new Uint32Array(16);
+  readonly gprLo: Uint32Array = new Uint32Array(16);
+  readonly gprHi: Uint32Array = new Uint32Array(16);
   /**
    * A hypervisor context only: its parent delivered a VM exit of its guest (a nested VM exit) and
    * its exit handler has not started yet. The hardware's trampoline runs the handler.

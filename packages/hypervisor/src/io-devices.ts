@@ -15,8 +15,8 @@ export function inKernelPort(port: number): boolean {
 
 /** The in-kernel PIC's state a guest can read back: the two edge/level control registers. */
 export class InKernelPic {
-  readonly elcr = new Uint8Array(2);
-  readonly imr = new Uint8Array(2);
+  readonly elcr: Uint8Array = new Uint8Array(2);
+  readonly imr: Uint8Array = new Uint8Array(2);
 
   /** kvm: picdev_read (byte accesses; wider ones read as all ones). */
   read(port: number, bytes: number): number {

@@ -161,7 +161,7 @@ export class MmuContext {
    */
   guestPgdIsEptp = false;
   /** kvm: permissions[16], filled by update_permission_bitmask. */
-  readonly permissions = new Uint8Array(PERMISSIONS_SIZE);
+  readonly permissions: Uint8Array = new Uint8Array(PERMISSIONS_SIZE);
   /** kvm: pkru_mask. */
   pkruMask = 0;
   /** kvm: guest_rsvd_check (reserved bits of the guest's tables). */

@@ -108,8 +108,8 @@ export class ShadowMmu {
    * the guest table at each level (index level - 1; kvm: table_gfn) and the AND of the guest
    * entries above that level in ACC form (kvm: pt_access).
    */
-  readonly walkTableGfn = new Float64Array(MAX_LEVELS);
-  readonly walkPtAccess = new Uint8Array(MAX_LEVELS);
+  readonly walkTableGfn: Float64Array = new Float64Array(MAX_LEVELS);
+  readonly walkPtAccess: Uint8Array = new Uint8Array(MAX_LEVELS);
 
   /** kvm: kvm->stat.mmu_pte_write — writes that hit at least one shadowed page. */
   pteWrites = 0;

@@ -132,7 +132,7 @@ export type MeterSnapshot = Readonly<Record<string, number>>;
  */
 export class CountingMeter implements Meter {
   /** Count per event id. */
-  readonly counts = new Float64Array(EVENT_ID_LIMIT);
+  readonly counts: Float64Array = new Float64Array(EVENT_ID_LIMIT);
   readonly catalogs: readonly EventCatalogInfo[];
   readonly #nameById: (string | undefined)[] = new Array(EVENT_ID_LIMIT).fill(undefined);
   readonly #idByName = new Map<string, number>();

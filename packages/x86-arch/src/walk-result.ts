@@ -76,10 +76,10 @@ export const WALK_TRACE_CAPACITY = 6;
  */
 export class WalkTrace {
   count = 0;
-  readonly address = new Float64Array(WALK_TRACE_CAPACITY);
-  readonly lo = new Uint32Array(WALK_TRACE_CAPACITY);
-  readonly hi = new Uint32Array(WALK_TRACE_CAPACITY);
-  readonly level = new Uint8Array(WALK_TRACE_CAPACITY);
+  readonly address: Float64Array = new Float64Array(WALK_TRACE_CAPACITY);
+  readonly lo: Uint32Array = new Uint32Array(WALK_TRACE_CAPACITY);
+  readonly hi: Uint32Array = new Uint32Array(WALK_TRACE_CAPACITY);
+  readonly level: Uint8Array = new Uint8Array(WALK_TRACE_CAPACITY);
 
   record(address: number, lo: number, hi: number, level: number): void {
     const i = this.count++;

@@ -206,11 +206,19 @@ describe.each(libraries.map((library): [string, Library] => [library.manifest.na
       expect(report.result).toEqual(consumerCase.expected);
     });
 
-    it.each(["node16", "bundler"] as const)("type-checks a consumer under %s resolution", (mode) => {
-      if (consumerCase === undefined) throw new Error(`no consumer case for ${library.id}`);
-      const result = typecheck(project(), forPackage(consumerCase.types, name), mode);
-      expect(result.output).toBe("");
-      expect(result.status).toBe(0);
-    });
+    it.each([
+      ["node16", "current"],
+      ["bundler", "current"],
+      ["node16", "oldest"],
+      ["bundler", "oldest"],
+    ] as const)(
+      "type-checks a consumer under %s resolution with the %s supported TypeScript",
+      (mode, compiler) => {
+        if (consumerCase === undefined) throw new Error(`no consumer case for ${library.id}`);
+        const result = typecheck(project(), forPackage(consumerCase.types, name), mode, compiler);
+        expect(result.output).toBe("");
+        expect(result.status).toBe(0);
+      },
+    );
   },
 );

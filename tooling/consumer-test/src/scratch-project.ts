@@ -4,8 +4,18 @@ import { type RunResult, run, runOk } from "./run";
 import { npmEnvironment } from "./tarballs";
 import { REPO_ROOT } from "./workspace";
 
-/** The repository's own TypeScript compiler, by absolute path (the scratch project has none). */
-const TSC = join(REPO_ROOT, "node_modules", "typescript", "bin", "tsc");
+/**
+ * The compilers a consumer is checked with, by absolute path (the scratch project has none): the
+ * repository's own TypeScript, and the oldest release the published declarations support (5.0,
+ * the first with `moduleResolution: "bundler"`; declarations name typed arrays without the type
+ * argument TypeScript 5.7 added, so that older compilers read them).
+ */
+export const COMPILERS = {
+  current: join(REPO_ROOT, "node_modules", "typescript", "bin", "tsc"),
+  oldest: join(import.meta.dirname, "..", "node_modules", "typescript-oldest", "bin", "tsc"),
+} as const;
+
+export type CompilerName = keyof typeof COMPILERS;
 
 /** The two ways a consumer resolves packages: Node's ESM rules, or a bundler's. */
 export const RESOLUTION_MODES = {
@@ -63,10 +73,15 @@ export function runModule(dir: string, source: string): RunResult {
 }
 
 /**
- * Type-checks `consumer.ts` in `dir` with the repository's TypeScript under one resolution mode.
+ * Type-checks `consumer.ts` in `dir` with one of `COMPILERS` under one resolution mode.
  * Strict, and with `skipLibCheck` off, so the shipped declarations are checked too.
  */
-export function typecheck(dir: string, source: string, mode: ResolutionMode): RunResult {
+export function typecheck(
+  dir: string,
+  source: string,
+  mode: ResolutionMode,
+  compiler: CompilerName = "current",
+): RunResult {
   writeFileSync(join(dir, "consumer.ts"), source);
   const config = {
     compilerOptions: {
@@ -81,5 +96,5 @@ export function typecheck(dir: string, source: string, mode: ResolutionMode): Ru
     files: ["consumer.ts"],
   };
   writeFileSync(join(dir, `tsconfig.${mode}.json`), `${JSON.stringify(config, null, 2)}\n`);
-  return run(process.execPath, [TSC, "-p", `tsconfig.${mode}.json`], { cwd: dir });
+  return run(process.execPath, [COMPILERS[compiler], "-p", `tsconfig.${mode}.json`], { cwd: dir });
 }
