@@ -109,9 +109,9 @@ export class CostAccumulator implements Meter {
 
   /** Counts `n` (default 1) of `event` and charges its cycles to the current level and reasons. */
   count(event: number, n = 1): void {
-    // One test covers every bad id: a typed array yields undefined for a fractional, negative or
-    // out-of-range index, and 0 for an id the table does not price.
-    if (this.#known[event] !== 1) {
+    // A typed array yields undefined for a fractional, negative or out-of-range index and 0 for an
+    // id the table does not price; the type test stops a numeric string (a JS model's mistake).
+    if (typeof event !== "number" || this.#known[event] !== 1) {
       throw new RangeError(`event id ${event} is not an event the cost table prices`);
     }
     const cycles = this.#cost[event]! * n;

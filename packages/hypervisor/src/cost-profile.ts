@@ -20,7 +20,11 @@ import { didYouMeanSuffix } from "./name-suggestion";
 /** Where a number comes from: a public source, or an explicit assumption (never both, never neither). */
 export type Provenance = { readonly source: string } | { readonly assumption: string };
 
-/** The price of one event: cycles per count. */
+/**
+ * The price of one event: cycles per count. Fractional prices are accepted; totals are then sums
+ * of doubles, whose last bit may depend on how counts were batched (the model counts a block of n
+ * VMWRITEs as one count of n). With whole-cycle prices, as in every shipped profile, totals are exact.
+ */
 export type CostEntry =
   | { readonly cycles: number; readonly source: string }
   | { readonly cycles: number; readonly assumption: string };

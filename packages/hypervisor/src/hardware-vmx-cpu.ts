@@ -227,13 +227,15 @@ export class HardwareVmxCpu implements VmxCpu {
         linkLo === 0xffffffff && linkHi === 0xffffffff
           ? undefined
           : this.processor.vmcsAt(linkHi * 4294967296 + linkLo);
-      this.#lookupShadow = linked?.shadow ? linked : null;
+      this.#lookupLinked = linked ?? null;
     }
     const bitmaps = this.#lookupBitmaps;
     if (bitmaps === null) return null;
     const bitmap = write ? bitmaps.activeVmwriteBitmap : bitmaps.vmreadBitmap;
     if (bitmapIntercepts(bitmap, encoding)) return null;
-    return this.#lookupShadow;
+    // The shadow-VMCS indicator is read each time: it belongs to the region, not to the lookup.
+    const linked = this.#lookupLinked;
+    return linked?.shadow ? linked : null;
   }
 
   #lookupVmcs: HardwareVmcs | null = null;
@@ -241,7 +243,7 @@ export class HardwareVmxCpu implements VmxCpu {
   #lookupLinkHi = 0;
   #lookupGeneration = -1;
   #lookupBitmaps: VmcsShadowingBitmaps | null = null;
-  #lookupShadow: HardwareVmcs | null = null;
+  #lookupLinked: HardwareVmcs | null = null;
 
   #tally(event: number, n: number): void {
     const counts = this.#counts;

@@ -307,7 +307,8 @@ export class Kvm implements ExitSink {
     }
     return this.#eptp;
   }
-  #eptpRoot = -1;
+  // NaN equals no root, not even INVALID_ROOT (-1), whose encoding must still fail loudly.
+  #eptpRoot = Number.NaN;
   #eptp: { readonly lo: number; readonly hi: number } = { lo: 0, hi: 0 };
 
   /**

@@ -337,7 +337,8 @@ export class VmcsProcessor {
    * One VMWRITE per field of `list`, in order, each with the field's value from `vmcs12` (kvm:
    * copy_vmcs12_to_shadow and the other loops over a field array). Same outcomes, VM-instruction
    * errors and counts as calling `vmwrite` for each; returns how many of them failed. A field vmcs12
-   * does not store is written with 0 (a list is built from fields vmcs12 has).
+   * does not store is written with 0 (a list is built from fields vmcs12 has). `vmcs12.hi` is left
+   * unspecified (it describes a `read`, and the list reads vmcs12 through its views).
    */
   vmwriteFromVmcs12(list: VmcsFieldList, vmcs12: Vmcs12): number {
     const n = list.length;
@@ -402,7 +403,6 @@ export class VmcsProcessor {
         }
         if ((code & 8) !== 0) vmcs.controlsDirty = true;
       }
-      vmcs12.hi = hi;
       return 0;
     }
     let failed = 0;

@@ -146,10 +146,7 @@ export const compareCommand: Command = {
       type: "boolean",
       description: "add one variant per optimization flag flipped alone, for each preset",
     },
-    modelOption(
-      "add a variant per preset: a model module's ModelSpec on top of the preset (repeatable)",
-      true,
-    ),
+    modelOption("add a variant per preset: a model module's ModelSpec on top of the preset", true),
     profileOption("cost profile (nestvisor profiles)"),
     iterationsOption("iterations of workloads that take an iterations parameter", "1000"),
     paramOption("built-in workload parameter (nestvisor workloads)"),
