@@ -22,6 +22,7 @@ import {
   VmxInstructionEmulator,
 } from "@nestvisor/vmx";
 import { GPR, GUEST_KIND, type GuestContext } from "./guest-context";
+import { HostSegmentLoad } from "./host-segment-load";
 import { HYPERVISOR_EVENTS as HV } from "./hypervisor-events";
 import { KVM_PAGE, type Kvm } from "./kvm";
 import { hasNestedEntryHooks, type NestedEntryHooks } from "./model-policies";
@@ -63,16 +64,6 @@ const RARE_ENTRY_FIELDS: readonly string[] = Object.freeze([
 const PDPTR_FIELDS = ["GUEST_PDPTR0", "GUEST_PDPTR1", "GUEST_PDPTR2", "GUEST_PDPTR3"];
 const CS_SS_AR = ["GUEST_CS_AR_BYTES", "GUEST_SS_AR_BYTES"];
 
-/** Host segment state load_vmcs12_host_state writes through vmx_set_segment: selector, base, limit, AR. */
-const HOST_SEGMENT_WRITES: readonly string[] = Object.freeze(
-  ["CS", "DS", "ES", "SS", "FS", "GS", "TR", "LDTR"].flatMap((s) => [
-    `GUEST_${s}_SELECTOR`,
-    `GUEST_${s}_BASE`,
-    `GUEST_${s}_LIMIT`,
-    `GUEST_${s}_AR_BYTES`,
-  ]),
-);
-
 /** The VMX capability bits the model offers a guest hypervisor in vmcs12 decisions. */
 const UNCOND_IO = CPU_BASED_CTLS.CPU_BASED_UNCOND_IO_EXITING;
 
@@ -103,8 +94,11 @@ export class KvmNested {
   readonly #csSsAr: readonly number[];
   /** X9: the vmcs01 refresh after a nested VM exit. */
   readonly #vmcs01Refresh: FixedVmwrites;
-  /** X13: the constant part of load_vmcs12_host_state after the control registers. */
+  /** X13: load_vmcs12_host_state after the control registers — the constant part before the
+   * segments, the host segments from vmcs12, and DR7/DEBUGCTL. */
   readonly #hostStateLoad: FixedVmwrites;
+  readonly #hostSegments = new HostSegmentLoad();
+  readonly #hostDebugLoad: FixedVmwrites;
   /** prepare_vmcs02: PAT, TSC offset and multiplier. */
   readonly #entryTscPat: FixedVmwrites;
   /** prepare_vmcs02_early: the event-injection fields and the interruptibility state from vmcs12. */
@@ -191,7 +185,9 @@ export class KvmNested {
       [F.GUEST_GDTR_LIMIT, 0xffff],
       // kvm: VM_EXIT_LOAD_IA32_PAT.
       [F.GUEST_IA32_PAT, 0x00070406, 0x00070406],
-      ...HOST_SEGMENT_WRITES.map((name) => [enc(name), 0] as const),
+    ]);
+    // kvm: kvm_set_dr(vcpu, 7, 0x400) and the DEBUGCTL reset after the segments.
+    this.#hostDebugLoad = new FixedVmwrites([
       [F.GUEST_DR7, 0x400],
       [F.GUEST_IA32_DEBUGCTL, 0],
     ]);
@@ -802,8 +798,10 @@ export class KvmNested {
     kvm.cr3Dirty = true;
     kvm.loadPgdRequested = true;
     kvm.tlbFlushGuestRequested = true;
-    // Sysenter MSRs, IDTR/GDTR, PAT, the host segments (vmx_set_segment), DR7 and DEBUGCTL.
+    // Sysenter MSRs, IDTR/GDTR, PAT; the host segments (__vmx_set_segment each); DR7 and DEBUGCTL.
     this.#hostStateLoad.run(kvm.processor);
+    this.#hostSegments.run(kvm.processor, vmcs12);
+    this.#hostDebugLoad.run(kvm.processor);
     kvm.regs.writeRsp(vmcs12.read(F.HOST_RSP) + vmcs12.hi * TWO_32);
     kvm.regs.writeRip(vmcs12.read(F.HOST_RIP) + vmcs12.hi * TWO_32);
     // The guest hypervisor's handler runs when it is entered.

@@ -6,6 +6,7 @@ import { HYPERVISOR_EVENTS } from "./hypervisor-events";
 import { type KernelPresetName, resolveFlags } from "./kernel-presets";
 import type { Kvm } from "./kvm";
 import { Machine } from "./machine";
+import { runWorkload } from "./run-workload";
 
 /** Every present non-leaf entry under `kvm`'s TDP roots points at a live page of its store. */
 function danglingTables(kvm: Kvm): number {
@@ -43,4 +44,19 @@ describe("Kvm regressions", () => {
       for (const kvm of machine.kvms) expect(danglingTables(kvm)).toBe(0);
     },
   );
+
+  // A nested VM exit loaded L1's host segments as all zeros (CS unusable). With unrestricted guest
+  // (EPT in L1) nothing checks them, but with l1Ept=off L0's prepare_vmcs02 checks (vmx_guest_state_valid)
+  // refused L1's next entry of its guest hypervisor: "L1: no handler for exit reason 33" at level 3.
+  it("runs cpuid at level 3 with l1Ept=off (host segments loaded as load_vmcs12_host_state does)", () => {
+    const program = builtinWorkload("cpuid", { level: 3, iterations: 4 });
+    const without = runWorkload({ program, config: resolveFlags("v6.12", { l1Ept: false }) });
+    const withEpt = runWorkload({ program, config: resolveFlags("v6.12", {}) });
+    // What the workload sees is the same (the hypervisors' vmcs12s differ: L1 shadow-pages L2).
+    const { vmcs12: _a, ...seenWithout } = without.snapshot;
+    const { vmcs12: _b, ...seenWith } = withEpt.snapshot;
+    expect(seenWithout).toEqual(seenWith);
+    // L1 now runs its guest hypervisor on shadow paging: more exits than with EPT in L1.
+    expect(without.counts.HARDWARE_VM_EXIT).toBeGreaterThan(0);
+  });
 });
