@@ -42,6 +42,14 @@ describe("nestvisor explain", () => {
     expect(summary.get("noVcpuPutOnVmcsSwitch")).toBeLessThan(0);
   });
 
+  it("explains a level-3 round trip with every flag flipped, l1Ept=off included", () => {
+    const r = runJson(["explain", "cpuid", "-l", "3", "--json"]) as Explained;
+    expect(r.steps.length).toBeGreaterThan(0);
+    // Before L1's host segments were loaded from vmcs12, this rerun failed ("no handler for exit 33").
+    const l1Ept = r.flagSummary.find((f) => f.flag === "l1Ept");
+    expect(typeof l1Ept?.delta).toBe("number");
+  });
+
   it("--reason picks the round trip; --no-flags skips the reruns", () => {
     const r = runCli([
       "explain",
