@@ -54,7 +54,9 @@ describe("HostSegmentLoad (SDM 28.5.2; kvm: load_vmcs12_host_state → __vmx_set
           const { processor, vmcs01 } = setup();
           const vmcs12 = new Vmcs12();
           const names = ["CS", "DS", "ES", "SS", "FS", "GS", "TR"];
-          names.forEach((s, i) => vmcs12.write(enc(`HOST_${s}_SELECTOR`), selectors[i]!));
+          names.forEach((s, i) => {
+            vmcs12.write(enc(`HOST_${s}_SELECTOR`), selectors[i]!);
+          });
           new HostSegmentLoad().run(processor, vmcs12);
           names.forEach((s, i) => {
             expect(vmcs01.read(enc(`GUEST_${s}_SELECTOR`))).toBe(selectors[i]);
