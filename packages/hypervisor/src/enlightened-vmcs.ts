@@ -43,7 +43,6 @@ import {
   exitSyncFields,
   FIELD_WIDTH,
   type FieldWidth,
-  fieldByName,
   LAUNCH_STATE,
   lookupVmcs12Offset,
   type Meter,
@@ -66,6 +65,7 @@ import type {
   NestedEntryHooks,
   NestedSyncContext,
 } from "./model-policies";
+import { vmcsFieldEncoding } from "./vmcs-field-encodings";
 
 const EV_READ = VMX_EVENTS.VMCS12_READ;
 const EV_WRITE = VMX_EVENTS.VMCS12_WRITE;
@@ -245,12 +245,6 @@ export const EVMCS_WRITE_BACK_FIELDS: readonly string[] = Object.freeze([
   "GUEST_BNDCFGS",
 ]);
 
-function encodingOf(name: string): number {
-  const field = fieldByName(name);
-  if (field === undefined) throw new Error(`eVMCS table names an unknown VMCS field ${name}`);
-  return field.encoding;
-}
-
 /**
  * The group tables of one vmcs12 layout: for each 16-bit unit of the page, the clean bits a write
  * there clears (0: not a field) and the group it is copied with; per group, the fields as offsets and
@@ -294,7 +288,7 @@ class EvmcsTables {
         const offset = this.#offset(name);
         if (offset < 0) continue; // not in this era's vmcs12
         named.add(name);
-        const width = vmcsFieldWidth(encodingOf(name));
+        const width = vmcsFieldWidth(vmcsFieldEncoding(name));
         place(offset, width, bit, bit);
         perGroup[index]!.push([offset, width]);
       }
@@ -303,7 +297,7 @@ class EvmcsTables {
       const offset = this.#offset(name);
       if (offset < 0) continue;
       named.add(name);
-      const width = vmcsFieldWidth(encodingOf(name));
+      const width = vmcsFieldWidth(vmcsFieldEncoding(name));
       place(offset, width, 0, 0);
       always.push([offset, width]);
     }
@@ -320,7 +314,7 @@ class EvmcsTables {
     this.alwaysOffsets = Int32Array.from(always, (e) => e[0]);
     this.alwaysWidths = Uint8Array.from(always, (e) => e[1]);
     const back = EVMCS_WRITE_BACK_FIELDS.map(
-      (name) => [this.#offset(name), encodingOf(name)] as const,
+      (name) => [this.#offset(name), vmcsFieldEncoding(name)] as const,
     ).filter(([offset]) => offset >= 0);
     this.writeBackOffsets = Int32Array.from(back, (e) => e[0]);
     this.writeBackWidths = Uint8Array.from(back, (e) => vmcsFieldWidth(e[1]));
@@ -330,7 +324,7 @@ class EvmcsTables {
   }
 
   #offset(name: string): number {
-    return lookupVmcs12Offset(this.layout.offsets, encodingOf(name));
+    return lookupVmcs12Offset(this.layout.offsets, vmcsFieldEncoding(name));
   }
 }
 
@@ -433,12 +427,12 @@ export class EnlightenedVmcsAccess implements GuestVmcsAccess {
   }
 }
 
-const GUEST_CR0 = encodingOf("GUEST_CR0");
-const CR0_READ_SHADOW = encodingOf("CR0_READ_SHADOW");
-const CR0_GUEST_HOST_MASK = encodingOf("CR0_GUEST_HOST_MASK");
-const GUEST_CR4 = encodingOf("GUEST_CR4");
-const CR4_READ_SHADOW = encodingOf("CR4_READ_SHADOW");
-const CR4_GUEST_HOST_MASK = encodingOf("CR4_GUEST_HOST_MASK");
+const GUEST_CR0 = vmcsFieldEncoding("GUEST_CR0");
+const CR0_READ_SHADOW = vmcsFieldEncoding("CR0_READ_SHADOW");
+const CR0_GUEST_HOST_MASK = vmcsFieldEncoding("CR0_GUEST_HOST_MASK");
+const GUEST_CR4 = vmcsFieldEncoding("GUEST_CR4");
+const CR4_READ_SHADOW = vmcsFieldEncoding("CR4_READ_SHADOW");
+const CR4_GUEST_HOST_MASK = vmcsFieldEncoding("CR4_GUEST_HOST_MASK");
 
 /**
  * L0's side: `ShadowVmcsSync` without a hardware shadow VMCS, whose copies go between vmcs12 and the

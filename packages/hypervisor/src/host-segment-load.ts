@@ -1,5 +1,6 @@
-import { fieldByName, VM_EXIT_CTLS, type Vmcs12, VmcsFieldList, type VmcsProcessor } from "@nestvisor/vmx";
+import { VM_EXIT_CTLS, type Vmcs12, VmcsFieldList, type VmcsProcessor } from "@nestvisor/vmx";
 import { SEGMENT_AR } from "@nestvisor/x86-arch";
+import { VMCS_FIELD as F, vmcsFieldEncoding } from "./vmcs-field-encodings";
 
 /**
  * The host segment registers a nested VM exit loads for L1 (SDM Vol. 3C 28.5.2, "Loading Host
@@ -18,12 +19,6 @@ import { SEGMENT_AR } from "@nestvisor/x86-arch";
 const SEGMENTS = ["CS", "DS", "ES", "SS", "FS", "GS", "TR", "LDTR"] as const;
 type Segment = (typeof SEGMENTS)[number];
 
-function encoding(name: string): number {
-  const field = fieldByName(name);
-  if (field === undefined) throw new Error(`the VMCS field catalog has no ${name}`);
-  return field.encoding;
-}
-
 const AR = SEGMENT_AR;
 const CODE_AR = 11 | AR.S | AR.P | AR.G;
 const DATA_AR = 3 | AR.S | AR.P | AR.DB | AR.G;
@@ -32,20 +27,19 @@ const LDTR_AR = AR.UNUSABLE;
 
 /** Where each host segment's selector (and base, when the host state has one) comes from in vmcs12. */
 const HOST_SELECTOR: Readonly<Record<Exclude<Segment, "LDTR">, number>> = {
-  CS: encoding("HOST_CS_SELECTOR"),
-  DS: encoding("HOST_DS_SELECTOR"),
-  ES: encoding("HOST_ES_SELECTOR"),
-  SS: encoding("HOST_SS_SELECTOR"),
-  FS: encoding("HOST_FS_SELECTOR"),
-  GS: encoding("HOST_GS_SELECTOR"),
-  TR: encoding("HOST_TR_SELECTOR"),
+  CS: F.HOST_CS_SELECTOR,
+  DS: F.HOST_DS_SELECTOR,
+  ES: F.HOST_ES_SELECTOR,
+  SS: F.HOST_SS_SELECTOR,
+  FS: F.HOST_FS_SELECTOR,
+  GS: F.HOST_GS_SELECTOR,
+  TR: F.HOST_TR_SELECTOR,
 };
 const HOST_BASE: Readonly<Partial<Record<Segment, number>>> = {
-  FS: encoding("HOST_FS_BASE"),
-  GS: encoding("HOST_GS_BASE"),
-  TR: encoding("HOST_TR_BASE"),
+  FS: F.HOST_FS_BASE,
+  GS: F.HOST_GS_BASE,
+  TR: F.HOST_TR_BASE,
 };
-const EXIT_CONTROLS = encoding("VM_EXIT_CONTROLS");
 
 export class HostSegmentLoad {
   /** The 32 guest-state fields, four per segment: base, limit, selector, access rights. */
@@ -55,7 +49,7 @@ export class HostSegmentLoad {
       `GUEST_${s}_LIMIT`,
       `GUEST_${s}_SELECTOR`,
       `GUEST_${s}_AR_BYTES`,
-    ]).map(encoding),
+    ]).map(vmcsFieldEncoding),
   );
   readonly #lo = new Uint32Array(SEGMENTS.length * 4);
   readonly #hi = new Uint32Array(SEGMENTS.length * 4);
@@ -64,7 +58,7 @@ export class HostSegmentLoad {
   run(processor: VmcsProcessor, vmcs12: Vmcs12): number {
     const lo = this.#lo;
     const hi = this.#hi;
-    const host64 = (vmcs12.read(EXIT_CONTROLS) & VM_EXIT_CTLS.VM_EXIT_HOST_ADDR_SPACE_SIZE) !== 0;
+    const host64 = (vmcs12.read(F.VM_EXIT_CONTROLS) & VM_EXIT_CTLS.VM_EXIT_HOST_ADDR_SPACE_SIZE) !== 0;
     for (let i = 0; i < SEGMENTS.length; i++) {
       const segment = SEGMENTS[i]!;
       const at = i * 4;
