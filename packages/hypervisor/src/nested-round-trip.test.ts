@@ -1,10 +1,8 @@
-import { MMU_EVENTS } from "@nestvisor/mmu";
-import { CountingMeter, VMX_EVENTS } from "@nestvisor/vmx";
 import { describe, expect, it } from "vitest";
 import { builtinWorkload } from "./builtin-workloads";
-import { HYPERVISOR_EVENTS } from "./hypervisor-events";
 import { resolveFlags } from "./kernel-presets";
 import { Machine } from "./machine";
+import { steadyStateCounts } from "./testing/steady-state-counts";
 
 /** Steady-state counts of one L2 CPUID round trip: (run of 30) − (run of 10), divided by 20. */
 function perRoundTrip(
@@ -12,22 +10,14 @@ function perRoundTrip(
   overrides: Record<string, boolean> = {},
   level = 2,
 ): Record<string, number> {
-  const counts = (iterations: number) => {
-    const meter = new CountingMeter([VMX_EVENTS, MMU_EVENTS, HYPERVISOR_EVENTS]);
-    const m = new Machine({
-      program: builtinWorkload("cpuid", { level, iterations }),
-      config: resolveFlags(preset, overrides),
-      meter,
-    });
-    meter.reset();
-    m.run();
-    return meter.snapshot();
-  };
-  const a = counts(10);
-  const b = counts(30);
-  const out: Record<string, number> = {};
-  for (const name of Object.keys(b)) out[name] = ((b[name] ?? 0) - (a[name] ?? 0)) / 20;
-  return out;
+  return steadyStateCounts(
+    (iterations, meter) =>
+      new Machine({
+        program: builtinWorkload("cpuid", { level, iterations }),
+        config: resolveFlags(preset, overrides),
+        meter,
+      }),
+  );
 }
 
 describe("nested CPUID round trip, seed-003 counters (kvm-vmx.md §10)", () => {

@@ -9,6 +9,7 @@ import { KVM_PAGE } from "./kvm";
 import { Machine } from "./machine";
 import { offersVmcsShadowing } from "./nested-vmx-cpu";
 import { runWorkload } from "./run-workload";
+import { steadyStateCounts } from "./testing/steady-state-counts";
 import { VMCS_FIELD as F } from "./vmcs-field-encodings";
 
 /**
@@ -32,19 +33,11 @@ function machine(iterations: number, config: KvmConfig, innerConfig: KvmConfig, 
 
 /** Steady-state counts of one L3 CPUID round trip: (run of 30) − (run of 10), divided by 20. */
 function perRoundTrip(config: KvmConfig, innerConfig: KvmConfig, prepare?: (m: Machine) => void) {
-  const counts = (iterations: number) => {
-    const meter = new CountingMeter([VMX_EVENTS, MMU_EVENTS, HYPERVISOR_EVENTS]);
+  return steadyStateCounts((iterations, meter) => {
     const m = machine(iterations, config, innerConfig, meter);
     prepare?.(m);
-    meter.reset();
-    m.run();
-    return meter.snapshot();
-  };
-  const a = counts(10);
-  const b = counts(30);
-  const out: Record<string, number> = {};
-  for (const name of Object.keys(b)) out[name] = ((b[name] ?? 0) - (a[name] ?? 0)) / 20;
-  return out;
+    return m;
+  });
 }
 
 /** Sets (or clears) the bit of `encoding` in a bitmap page of L1's memory (SDM 25.6.15). */
