@@ -2,20 +2,9 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { OPTIMIZATION_FLAG_NAMES } from "@nestvisor/hypervisor";
 import { describe, expect, it } from "vitest";
+import type { ResultRow as Row } from "../model/result-row";
 import { runCli, runJson, tempFiles } from "../testing/run-cli";
 import { checkWellFormedSvg } from "../testing/xml";
-
-interface Row {
-  workload: string;
-  level: number;
-  preset: string;
-  model: string | null;
-  profile: string;
-  flags: Record<string, boolean>;
-  cyclesPerIteration: number;
-  cyclesByLevel: Record<string, number>;
-  counters: Record<string, number>;
-}
 
 describe("nestvisor compare", () => {
   // The target is 10 s here (measured: under 2 s alone); a runner loaded by every other

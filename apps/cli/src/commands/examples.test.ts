@@ -1,6 +1,7 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
+import type { ResultRow as Row } from "../model/result-row";
 import { runCliAsync, runJson } from "../testing/run-cli";
 
 /**
@@ -10,14 +11,6 @@ import { runCliAsync, runJson } from "../testing/run-cli";
 
 const REPO = resolve(import.meta.dirname, "../../../..");
 const EXAMPLES = join(REPO, "examples");
-
-interface Row {
-  workload: string;
-  level: number;
-  model: string | null;
-  cyclesPerIteration: number;
-  counters: Record<string, number>;
-}
 
 function compareRows(args: readonly string[]): Row[] {
   return (runJson(["compare", ...args, "--json"], { cwd: REPO }) as { rows: Row[] }).rows;

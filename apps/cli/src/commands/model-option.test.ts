@@ -1,22 +1,12 @@
 import { join, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
+import type { ResultRow as Row } from "../model/result-row";
 import { runCli, runJson, tempFiles } from "../testing/run-cli";
 
 /** `--model <module>` of run, compare and explain (the sweep's is in sweep.test.ts). */
 
 const REPO = resolve(import.meta.dirname, "../../../..");
 const EVMCS = "examples/enlightened-vmcs/model.mjs";
-
-interface Row {
-  workload: string;
-  level: number;
-  preset: string;
-  model: string | null;
-  profile: string;
-  flags: Record<string, boolean>;
-  cyclesPerIteration: number;
-  counters: Record<string, number>;
-}
 
 describe("--model", () => {
   it("run: the module's model runs, and its row carries the model's name", () => {

@@ -1,6 +1,7 @@
 import { copyFileSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
+import type { SweepRow as Row } from "../sweep/sweep-row";
 import { runCli, tempFiles } from "../testing/run-cli";
 
 /** `nestvisor sweep` and `nestvisor sweep merge`, through the built binary (worker threads and all). */
@@ -9,21 +10,6 @@ const REPO = resolve(import.meta.dirname, "../../../..");
 /** 7 workloads × 2 levels × (v6.12 and each optimization flag flipped alone): over 200 cells. */
 const GRID = ["sweep", "--presets", "v6.12", "--ablate", "--iterations", "10"];
 const SMALL = ["sweep", "-w", "cpuid,vmcall", "-l", "1,2", "-p", "v5.2,v6.12", "-n", "10"];
-
-interface Row {
-  grid: string;
-  gridCells: number;
-  index: number;
-  key: string;
-  workload: string;
-  level: number;
-  preset: string;
-  model: string | null;
-  profile: string;
-  flags: Record<string, boolean>;
-  cyclesPerIteration: number | null;
-  guest: string | null;
-}
 
 const lines = (text: string): string[] => text.split("\n").filter((l) => l !== "");
 const rows = (text: string): Row[] => lines(text).map((l) => JSON.parse(l) as Row);
