@@ -1,4 +1,4 @@
-import { readdirSync, readFileSync, statSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { dirname, join, relative, resolve, sep } from "node:path";
 import ts from "typescript";
 import { mayDependOn } from "./layers";
@@ -13,13 +13,38 @@ export interface Violation {
 
 const SOURCE_EXTENSIONS = /\.(?:ts|mts|cts|tsx|js|mjs|cjs)$/;
 const SKIPPED_DIRECTORIES = new Set(["node_modules", "dist", "reports", ".turbo", "coverage"]);
+// Config files bundled for the moment a tool loads them, then deleted: tsup (bundle-require) writes
+// `tsup.config.bundled_<id>.mjs` and vite/vitest `<config>.timestamp-<n>-<hex>.mjs` beside the
+// config. Turbo builds some packages while it tests others, so this check can meet another
+// package's bundle mid-build (a CI run failed so): they are artefacts, not sources.
+const TRANSIENT_CONFIG_BUNDLE = /\.(?:bundled_[0-9a-z]+|timestamp-\d+-[0-9a-f]+)\.[cm]?js$/;
 
 function* sourceFiles(dir: string): Generator<string> {
-  for (const entry of readdirSync(dir).sort()) {
-    if (SKIPPED_DIRECTORIES.has(entry)) continue;
-    const path = join(dir, entry);
-    if (statSync(path).isDirectory()) yield* sourceFiles(path);
-    else if (SOURCE_EXTENSIONS.test(entry) && !entry.endsWith(".d.ts")) yield path;
+  // Dirent types instead of a stat per entry: an entry removed between listing and stat (a
+  // concurrent build's temporary file) must not fail the check.
+  const entries = readdirSync(dir, { withFileTypes: true }).sort((a, b) =>
+    a.name < b.name ? -1 : a.name > b.name ? 1 : 0,
+  );
+  for (const entry of entries) {
+    if (SKIPPED_DIRECTORIES.has(entry.name)) continue;
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) yield* sourceFiles(path);
+    else if (
+      SOURCE_EXTENSIONS.test(entry.name) &&
+      !entry.name.endsWith(".d.ts") &&
+      !TRANSIENT_CONFIG_BUNDLE.test(entry.name)
+    )
+      yield path;
+  }
+}
+
+/** A file's text, or undefined when it vanished after it was listed (a concurrent tool's temp file). */
+function readIfPresent(file: string): string | undefined {
+  try {
+    return readFileSync(file, "utf8");
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw error;
   }
 }
 
@@ -81,7 +106,8 @@ export function checkLayers(root: string): Violation[] {
     }
 
     for (const file of sourceFiles(pkg.dir)) {
-      const source = readFileSync(file, "utf8");
+      const source = readIfPresent(file);
+      if (source === undefined) continue;
       const info = ts.preProcessFile(source, true, true);
       const fileRel = relative(root, file);
       for (const ref of info.importedFiles) {
