@@ -1,0 +1,3 @@
+import { nestvisorProject } from "@nestvisor/vitest-config";
+
+export default nestvisorProject();
