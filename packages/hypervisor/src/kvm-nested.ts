@@ -75,6 +75,17 @@ const UNCOND_IO = CPU_BASED_CTLS.CPU_BASED_UNCOND_IO_EXITING;
  * (sync_vmcs02_to_vmcs12, prepare_vmcs12, load_vmcs12_host_state), with the seed-003 flags deciding
  * how much of that work is done.
  */
+/**
+ * kvm: nested_vmx_is_exception_vmexit — vmcs12's exception bitmap; for a #PF, bit 14 inverted when the
+ * error code's low 16 bits masked by PAGE_FAULT_ERROR_CODE_MASK differ from ..._MATCH (SDM 25.2).
+ */
+function exceptionIntercepted(vmcs12: Vmcs12, vector: number, errorCode: number): boolean {
+  const bit = ((vmcs12.read(F.EXCEPTION_BITMAP) >>> vector) & 1) !== 0;
+  if (vector !== 14) return bit;
+  const masked = (errorCode & 0xffff & vmcs12.read(F.PAGE_FAULT_ERROR_CODE_MASK)) >>> 0;
+  return (masked !== vmcs12.read(F.PAGE_FAULT_ERROR_CODE_MATCH) >>> 0) !== bit;
+}
+
 export class KvmNested {
   readonly kvm: Kvm;
   readonly state: NestedVmxState;
@@ -133,7 +144,9 @@ export class KvmNested {
       lazyRareGuestSync: config.lazyRareGuestSync,
       controlsShadow: config.controlsShadow,
       entryVmwriteTrims: config.nestedEntryWriteTrims,
-      ept: true,
+      // kvm: sync_vmcs02_to_vmcs12 reads GUEST_CR3 back only with enable_ept (under shadow paging
+      // vmcs02's CR3 is this KVM's shadow root, not L2's).
+      ept: kvm.useEpt,
     };
     const guestMemory = kvm.guestMemory();
     const factory = kvm.policies.nestedSync;
@@ -572,16 +585,9 @@ export class KvmNested {
         const info = kvm.regs.readIntrInfo();
         const vector = info & 0xff;
         if (vector === 14 && !kvm.useEpt) return false;
-        const bitmap = vmcs12.read(F.EXCEPTION_BITMAP);
-        let hit = ((bitmap >>> vector) & 1) !== 0;
-        if (vector === 14) {
-          const ec = kvm.processor.vmread(F.VM_EXIT_INTR_ERROR_CODE);
-          const mask = vmcs12.read(F.PAGE_FAULT_ERROR_CODE_MASK);
-          const match = (ec & mask) === vmcs12.read(F.PAGE_FAULT_ERROR_CODE_MATCH);
-          hit = hit === match;
-          vmcs12.write(F.VM_EXIT_INTR_ERROR_CODE, ec);
-        }
-        wants = hit;
+        const ec = vector === 14 ? kvm.processor.vmread(F.VM_EXIT_INTR_ERROR_CODE) : 0;
+        if (vector === 14) vmcs12.write(F.VM_EXIT_INTR_ERROR_CODE, ec);
+        wants = exceptionIntercepted(vmcs12, vector, ec);
         break;
       }
       case EXIT_REASON.IO_INSTRUCTION:
@@ -624,6 +630,27 @@ export class KvmNested {
     const qual = kvm.regs.readExitQualification();
     this.nestedVmexit(reason, qual, kvm.regs.exitQualHi, intrInfo);
     return true;
+  }
+
+  /** Does L1 intercept `vector` (with `errorCode`) in L2? Reads vmcs12 (see exceptionIntercepted). */
+  exceptionExitsToL1(vector: number, errorCode: number): boolean {
+    this.kvm.meter.count(VMCS12_READ_EVENT);
+    return exceptionIntercepted(this.state.cachedVmcs12, vector, errorCode);
+  }
+
+  /**
+   * An exception L0 would inject into L2 that L1 intercepts becomes a nested VM exit instead (kvm:
+   * kvm_multiple_exception queues it as exception_vmexit; nested_vmx_inject_exception_vmexit turns
+   * it into EXIT_REASON_EXCEPTION_NMI): a hardware exception, error code valid in protected mode,
+   * qualification = the faulting address (CR2) for a #PF.
+   */
+  injectExceptionVmexit(vector: number, errorCode: number, qualLo: number, qualHi: number): void {
+    const vmcs12 = this.state.cachedVmcs12;
+    vmcs12.write(F.VM_EXIT_INTR_ERROR_CODE, errorCode & 0xffff);
+    this.kvm.meter.count(VMCS12_WRITE_EVENT);
+    // SDM 25.9.2 (VM-exit interruption information): valid, error code valid, type 3, vector.
+    const intrInfo = (0x80000000 | 0x800 | (3 << 8) | vector) >>> 0;
+    this.nestedVmexit(EXIT_REASON.EXCEPTION_NMI, qualLo, qualHi, intrInfo);
   }
 
   /**

@@ -59,4 +59,28 @@ describe("Kvm regressions", () => {
     // L1 now runs its guest hypervisor on shadow paging: more exits than with EPT in L1.
     expect(without.counts.HARDWARE_VM_EXIT).toBeGreaterThan(0);
   });
+
+  // With l1Ept=off L1 shadow-pages L3 through L2's shadow tables (vmcs12's GUEST_CR3). Three bugs hid
+  // here: L1 injected the #PF into L3 although L2 intercepts it (kvm: nested_vmx_is_exception_vmexit
+  // makes it a nested exit); L2's writes to its shadow tables, which L1 write-protects, were EPT
+  // violations to a KVM without EPT; and L1 wrote its guest's CR3 (not its shadow root) to
+  // GUEST_CR3 in guest mode and read vmcs02's GUEST_CR3 back into vmcs12 on exit (kvm: only with
+  // enable_ept). L3 saw its first touches as page faults.
+  it.each(["touch_memory", "cr3_switch", "mixed"])(
+    "%s at level 3 sees the same results with l1Ept=off as with EPT",
+    (name) => {
+      const program = builtinWorkload(
+        name,
+        name === "touch_memory" ? { level: 3, pages: 4 } : { level: 3, iterations: 2 },
+      );
+      const without = runWorkload({ program, config: resolveFlags("v6.12", { l1Ept: false }) });
+      const withEpt = runWorkload({ program, config: resolveFlags("v6.12", {}) });
+      const { vmcs12: _a, ...seenWithout } = without.snapshot;
+      const { vmcs12: _b, ...seenWith } = withEpt.snapshot;
+      expect(seenWithout).toEqual(seenWith);
+      expect(seenWithout.guestFaults).toBe(0);
+      // L2's shadow-table writes reach L1 as #PF exits that L1 emulates.
+      expect(without.counts.TRACKED_WRITE).toBeGreaterThan(0);
+    },
+  );
 });

@@ -55,6 +55,7 @@ import {
   MODERN_CPU,
   MODERN_EPT_CAPABILITIES,
   type PagingContext,
+  PFERR,
   type PhysicalMemory,
   RFLAGS_RESET,
 } from "@nestvisor/x86-arch";
@@ -496,8 +497,8 @@ export class Kvm implements ExitSink {
     if (this.loadPgdRequested) {
       this.loadPgdRequested = false;
       const root = this.mmu.mmu.rootHpa;
-      if (this.useEpt || this.nested.guestMode) {
-        // With EPT (or L2 without nested EPT on L0's EPT): the EPT pointer; GUEST_CR3 if it changed.
+      if (this.useEpt) {
+        // With EPT (nested EPT or not): the EPT pointer; GUEST_CR3 if it changed.
         const eptp = this.eptPointer(root);
         p.vmwrite(F.EPT_POINTER, eptp.lo, eptp.hi);
         if (this.cr3Dirty) {
@@ -841,6 +842,20 @@ export class Kvm implements ExitSink {
     }
     const cr2Lo = this.regs.readExitQualification();
     const cr2Hi = this.regs.exitQualHi;
+    if (this.exitingRegisters().kind === GUEST_KIND.HYPERVISOR) {
+      // A guest hypervisor wrote a page this KVM write-protects (kvm: FNAME(page_fault) →
+      // page_fault_handle_page_track → emulate). Its kernel addresses are physical in the model
+      // (see NestedVmxCpu.trackedWrite), so CR2 is the gpa.
+      const gpa = cr2Hi * TWO_32 + cr2Lo;
+      const writeProtect = PFERR.PRESENT | PFERR.WRITE;
+      if ((errorCode & writeProtect) !== writeProtect || !this.store.isGfnTracked(Math.floor(gpa / PAGE))) {
+        throw new Error(
+          `${this.name}: #PF 0x${errorCode.toString(16)} of its guest hypervisor at 0x${gpa.toString(16)} is not a write to a tracked page (the model does not page a guest hypervisor's own memory)`,
+        );
+      }
+      this.#emulateTrackedWrite(gpa);
+      return;
+    }
     const mmu = this.mmu;
     for (let tries = 0; tries < 4; tries++) {
       const ctx = this.#guestPagingContext();
@@ -854,7 +869,13 @@ export class Kvm implements ExitSink {
           if (mmu.reload()) this.loadPgdRequested = true;
           continue;
         case SHADOW_FAULT.INJECT_PAGE_FAULT:
-          // kvm: kvm_inject_emulated_page_fault → vmx_inject_exception at the next entry.
+          // kvm: kvm_inject_emulated_page_fault. In guest mode, a #PF L1 intercepts is L1's to fix
+          // (its own shadow tables): a nested VM exit, not an injection (kvm_multiple_exception).
+          if (this.nested.guestMode && this.nested.exceptionExitsToL1(14, r.errorCode)) {
+            this.nested.injectExceptionVmexit(14, r.errorCode, cr2Lo, cr2Hi);
+            return;
+          }
+          // Otherwise vmx_inject_exception writes the event at the next entry.
           this.meter.count(HV.EVENT_INJECTION);
           p.vmwrite(F.VM_ENTRY_INTR_INFO_FIELD, 0x80000b0e);
           p.vmwrite(F.VM_ENTRY_EXCEPTION_ERROR_CODE, r.errorCode);

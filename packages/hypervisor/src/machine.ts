@@ -153,5 +153,5 @@ export class Machine {
 }
 
 function parentView(kvm: Kvm) {
-  return { memory: kvm.guestMemory(), memslots: kvm.memslots, store: kvm.store };
+  return { memory: kvm.guestMemory(), memslots: kvm.memslots, store: kvm.store, usesEpt: kvm.useEpt };
 }

@@ -14,7 +14,7 @@ import {
   type VmxCapabilities,
   type VmxResult,
 } from "@nestvisor/vmx";
-import { type PhysicalMemory, readWords, writeWords } from "@nestvisor/x86-arch";
+import { PFERR, type PhysicalMemory, readWords, writeWords } from "@nestvisor/x86-arch";
 import { GPR, type GuestContext } from "./guest-context";
 import type { HardwareVmxCpu } from "./hardware-vmx-cpu";
 import type { GuestVmcsAccess } from "./model-policies";
@@ -183,6 +183,11 @@ export interface ParentMemoryView {
   readonly memory: PhysicalMemory;
   readonly memslots: Memslots;
   readonly store: ShadowPageStore;
+  /**
+   * The parent runs this guest hypervisor on EPT (the default), else on shadow paging, where a write
+   * to a page the parent write-protects is a #PF rather than an EPT violation.
+   */
+  readonly usesEpt?: boolean;
 }
 
 /**
@@ -195,6 +200,7 @@ export class NestedVmxCpu implements VmxCpu {
   readonly context: GuestContext;
   readonly processor: NestedVmcsProcessor;
   readonly memory: PhysicalMemory;
+  readonly #parentUsesEpt: boolean;
   #sink: ExitSink | null = null;
   readonly #guests = new Map<HardwareVmcs, GuestContext>();
 
@@ -210,6 +216,7 @@ export class NestedVmxCpu implements VmxCpu {
     this.context = context;
     this.processor = new NestedVmcsProcessor(this, meter, options.vmcsShadowing ?? false);
     this.memory = new TrackedGuestMemory(this, parent);
+    this.#parentUsesEpt = parent.usesEpt ?? true;
   }
 
   attach(sink: ExitSink): void {
@@ -270,18 +277,35 @@ export class NestedVmxCpu implements VmxCpu {
     return ctx.vmxOutcome;
   }
 
-  /** A write to a page its parent write-protects: an EPT-violation exit; the parent emulates the write. */
+  /**
+   * A write to a page its parent write-protects; the parent emulates the write (kvm:
+   * page_fault_handle_page_track). Under EPT the protection is in EPT: an EPT-violation exit. Under
+   * shadow paging it is in the parent's shadow PTE: a #PF, which the parent intercepts (its exception
+   * bitmap has #PF without EPT). The model does not build the guest hypervisor's own page tables, so
+   * its kernel addresses are its physical ones: the #PF's linear address is `gpa`.
+   */
   trackedWrite(gpa: number, bytes: number, lo: number, hi: number): void {
     const hw = this.hardware;
     const ctx = this.context;
     ctx.setGpr(GPR.RAX, lo, 0);
     ctx.setGpr(GPR.RDX, hi, 0);
     ctx.setGpr(GPR.RCX, bytes, 0);
-    const info = hw.exitInfo.reset(EXIT_REASON.EPT_VIOLATION);
-    info.instructionLength = 4;
-    // SDM 28.2.1 Table 28-7: a data write (bit 1) to a present, readable, executable entry (bits 3, 5).
-    info.qualificationLo = 0x2 | 0x8 | 0x20;
-    info.gpa = gpa;
+    if (this.#parentUsesEpt) {
+      const info = hw.exitInfo.reset(EXIT_REASON.EPT_VIOLATION);
+      info.instructionLength = 4;
+      // SDM 28.2.1 Table 28-7: a data write (bit 1) to a present, readable, executable entry (bits 3, 5).
+      info.qualificationLo = 0x2 | 0x8 | 0x20;
+      info.gpa = gpa;
+    } else {
+      const info = hw.exitInfo.reset(EXIT_REASON.EXCEPTION_NMI);
+      info.instructionLength = 4;
+      // SDM 25.9.2: valid, error code delivered, hardware exception, vector 14; SDM 28.2.1: the
+      // qualification of a #PF exit is the linear address. Error code: present | write (SDM 4.7).
+      info.interruptionInfo = 0x80000b0e;
+      info.errorCode = PFERR.PRESENT | PFERR.WRITE;
+      info.qualificationLo = gpa >>> 0;
+      info.qualificationHi = Math.floor(gpa / TWO_32);
+    }
     hw.vmExit();
     hw.drive();
   }
