@@ -100,6 +100,11 @@ describe("facts", () => {
     expect(DEFAULT_L0_HOST_FACTS.unrestrictedGuest).toBe(true);
   });
 
+  it("the default host uses virtual NMIs (enable_vnmi) and has neither RTM nor SGX", () => {
+    expect(DEFAULT_L0_HOST_FACTS).toMatchObject({ virtualNmis: true, rtm: false, sgx: false });
+    expect(l0HostFacts({ sgx: true }).virtualNmis).toBe(true);
+  });
+
   it("builders override and freeze", () => {
     const vcpu = l1VcpuFacts({ lam: true });
     expect(vcpu.lam).toBe(true);

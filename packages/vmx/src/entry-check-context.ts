@@ -62,10 +62,19 @@ export interface L0HostFacts {
   readonly la57: boolean;
   /** enable_unrestricted_guest: KVM runs L2 in unrestricted-guest mode when vmcs12 asks for it. */
   readonly unrestrictedGuest: boolean;
-  /** kvm_caps.has_tsc_control: vmcs02 always uses TSC scaling, so a zero vmcs12 multiplier reaches hardware. */
-  readonly tscScaling: boolean;
   /** The host CPU has RTM: bit 16 of the pending-debug-exceptions field is not reserved (SDM 27.3.1.5). */
   readonly rtm: boolean;
+  /**
+   * enable_vnmi: vmcs01's pin-based controls have "virtual NMIs" (kvm: vmx_pin_based_exec_ctrl), and
+   * vmcs02 inherits them (prepare_vmcs02_early ORs vmcs12's pin controls into vmcs01's), so the CPU
+   * applies its virtual-NMI checks to L2 whatever vmcs12 asks.
+   */
+  readonly virtualNmis: boolean;
+  /**
+   * The host CPU enumerates SGX (CPUID.(EAX=7,ECX=0):EBX[2]): the CPU accepts the enclave-interruption
+   * bit of the interruptibility state (SDM 27.3.1.5).
+   */
+  readonly sgx: boolean;
 }
 
 /** The VM-entry MSR-load list writes through this (kvm: kvm_set_msr); false = the WRMSR is refused. */
@@ -125,12 +134,16 @@ export const DEFAULT_L1_VCPU_FACTS: L1VcpuFacts = Object.freeze({
   x2apicEnabled: true,
 });
 
-/** A modern host with KVM's default module parameters (`MODERN_CPU` has LA57; RTM is assumed off). */
+/**
+ * A modern host with KVM's default module parameters (`MODERN_CPU` has LA57; virtual NMIs on, as
+ * enable_vnmi defaults; RTM and SGX are assumed off).
+ */
 export const DEFAULT_L0_HOST_FACTS: L0HostFacts = Object.freeze({
   la57: MODERN_CPU.la57,
   unrestrictedGuest: true,
-  tscScaling: true,
   rtm: false,
+  virtualNmis: true,
+  sgx: false,
 });
 
 /** `DEFAULT_L1_VCPU_FACTS` with overrides. */

@@ -796,6 +796,15 @@ function guestBndcfgsReserved(c: EntryCheckContext): number {
 /** Guest activity states (SDM 25.4.2). */
 const ACTIVITY = { ACTIVE: 0, HLT: 1, SHUTDOWN: 2, WAIT_SIPI: 3 } as const;
 
+/**
+ * KVM's only activity-state check (nested_check_guest_non_reg_state). The CPU's other activity-state
+ * checks of SDM 27.3.1.5 (HLT needs SS.DPL 0; HLT or wait-for-SIPI only without blocking by STI or
+ * MOV SS; an injected event must be one the state lets through) never see vmcs12's state: nested.c
+ * never writes GUEST_ACTIVITY_STATE into vmcs02, whose state reads active (a zeroed, VMCLEARed region;
+ * only the CPU changes it, when L2 halts natively with HLT exits disabled), and KVM emulates HLT by
+ * halting the vCPU and wait-for-SIPI by the INIT-received state (nested_vmx_run). So they are not
+ * rules here.
+ */
 function guestActivityState(c: EntryCheckContext): number {
   const state = c.read(F.GUEST_ACTIVITY_STATE);
   return failIf(state !== ACTIVITY.ACTIVE && state !== ACTIVITY.HLT && state !== ACTIVITY.WAIT_SIPI);
@@ -816,13 +825,22 @@ function kvmAccessRights(ar: number): number {
   return (ar & AR.UNUSABLE) !== 0 ? AR.UNUSABLE : ((ar & 0xf07f) | AR.P) >>> 0;
 }
 
-/** kvm: rmode_segment_valid — base = selector × 16, limit 0xffff, access rights 0xf3. */
+/** Segment type 3: read/write, accessed, expand-up data. */
+const TYPE_DATA_RW_ACCESSED = TYPE.WRITABLE_OR_READABLE | TYPE.ACCESSED;
+
+/**
+ * kvm: rmode_segment_valid — base = selector × 16, limit 0xffff, and access rights 0xf3 after KVM
+ * overrides DPL with 3 and, for CS, the type with 3: so neither DPL nor CS's type is checked (nor P,
+ * see `kvmAccessRights`). The CPU's own virtual-8086 rule compares the raw field (`guestV86Segments`).
+ */
 function kvmRealModeSegmentValid(c: EntryCheckContext, seg: number): boolean {
   const selector = c.guestSelector(seg);
   const baseLo = c.guestBase(seg);
   if (c.hi !== 0 || baseLo !== selector * 16) return false;
   if (c.guestLimit(seg) !== 0xffff) return false;
-  return kvmAccessRights(c.guestAr(seg)) === 0xf3;
+  let ar = kvmAccessRights(c.guestAr(seg)) | AR.DPL_MASK;
+  if (seg === G.CS) ar = (ar & ~AR.TYPE_MASK) | TYPE_DATA_RW_ACCESSED;
+  return ar >>> 0 === 0xf3;
 }
 
 /**
@@ -998,12 +1016,6 @@ function tprThresholdAboveVtpr(c: EntryCheckContext): number {
   const page = c.read(F.VIRTUAL_APIC_PAGE_ADDR) & ~0xfff;
   const vtpr = c.readGuest8(c.hi * 4294967296 + (page >>> 0) + 0x80);
   return failIf((c.read(F.TPR_THRESHOLD) & 0xf) > vtpr >>> 4);
-}
-
-function tscMultiplierNonZero(c: EntryCheckContext): number {
-  if (!c.host.tscScaling || !c.has2(S2.SECONDARY_EXEC_TSC_SCALING)) return PASS;
-  const lo = c.read(F.TSC_MULTIPLIER);
-  return failIf(lo === 0 && c.hi === 0);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1242,11 +1254,55 @@ function guestSmiBlocking(c: EntryCheckContext): number {
   return failIf((c.read(F.GUEST_INTERRUPTIBILITY) & INTERRUPTIBILITY.SMI) !== 0);
 }
 
+/**
+ * vmcs02 has "virtual NMIs" when L0 uses them (kvm: vmx_pin_based_exec_ctrl keeps the control while
+ * enable_vnmi) or vmcs12 sets them: prepare_vmcs02_early ORs vmcs12's pin controls into vmcs01's.
+ */
+function virtualNmisInVmcs02(c: EntryCheckContext): boolean {
+  return c.host.virtualNmis || (c.pin & P.PIN_BASED_VIRTUAL_NMIS) !== 0;
+}
+
+// SDM 27.3.1.5: with virtual NMIs, blocking by NMI (virtual-NMI blocking) must be clear when an NMI
+// is injected. KVM copies vmcs12's interruptibility state into vmcs02 unchanged (prepare_vmcs02_early).
+function guestNmiInjectionVirtualNmiBlocked(c: EntryCheckContext): number {
+  return failIf(
+    injectsType(c, EVENT_TYPE.NMI) &&
+      virtualNmisInVmcs02(c) &&
+      (c.read(F.GUEST_INTERRUPTIBILITY) & INTERRUPTIBILITY.NMI) !== 0,
+  );
+}
+
+// SDM 27.3.1.5: enclave interruption (bit 4) needs no blocking by MOV SS and a CPU with SGX.
+function guestEnclaveInterruption(c: EntryCheckContext): number {
+  const state = c.read(F.GUEST_INTERRUPTIBILITY);
+  if ((state & INTERRUPTIBILITY.ENCLAVE) === 0) return PASS;
+  return failIf((state & INTERRUPTIBILITY.MOV_SS) !== 0 || !c.host.sgx);
+}
+
 /** Pending debug exceptions: bits 11:4, 13, 15 and 63:17 reserved; bit 16 (RTM) unless RTM exists. */
 function guestPendingDebugReserved(c: EntryCheckContext): number {
   const lo = c.read(F.GUEST_PENDING_DBG);
   const reserved = 0xfffe0000 | 0x8000 | 0x2000 | 0xff0 | (c.host.rtm ? 0 : 0x10000);
   return failIf(c.hi !== 0 || (lo & reserved) !== 0);
+}
+
+/** Pending debug exceptions bit 14 (BS): a single-step trap is pending (SDM 25.4.2, Table 25-4). */
+const PENDING_DBG_BS = 1 << 14;
+
+/**
+ * SDM 27.3.1.5: with blocking by STI or MOV SS, or in the HLT state, BS must be 1 when RFLAGS.TF = 1
+ * and IA32_DEBUGCTL.BTF = 0, and 0 when TF = 0 or BTF = 1 (the check kvm: vmx_inject_exception
+ * works around for its own #DB injection). On vmcs02 only the blocking part of the condition can
+ * hold: KVM never loads vmcs12's activity state into vmcs02, which reads active (see
+ * `guestActivityState`). BTF is always 0 there: vmcs02's DEBUGCTL is vmcs12's masked with
+ * vmx_get_supported_debugctl, or L1's, stored with the same mask (prepare_vmcs02). RFLAGS and the
+ * pending debug exceptions are vmcs12's (prepare_vmcs02, prepare_vmcs02_rare).
+ */
+function guestPendingSingleStep(c: EntryCheckContext): number {
+  const blocking = INTERRUPTIBILITY.STI | INTERRUPTIBILITY.MOV_SS;
+  if ((c.read(F.GUEST_INTERRUPTIBILITY) & blocking) === 0) return PASS;
+  const tf = (c.read(F.GUEST_RFLAGS) & RFLAGS.TF) !== 0;
+  return failIf(tf !== ((c.read(F.GUEST_PENDING_DBG) & PENDING_DBG_BS) !== 0));
 }
 
 const PDPTR_FIELDS: readonly number[] = [F.GUEST_PDPTR0, F.GUEST_PDPTR1, F.GUEST_PDPTR2, F.GUEST_PDPTR3];
@@ -1420,7 +1476,6 @@ export const ENTRY_CHECK_RULES: readonly EntryCheckRule[] = Object.freeze([
   rule("controls.virtual-apic.backed", K.CONTROLS, ST.HARDWARE, "use TPR shadow ⇒ the virtual-APIC page is backed, unless CR8 exits let KVM drop the TPR shadow", `nested_get_vmcs12_pages; ${HW_CONTROLS}`, SDM_EXEC, virtualApicBacked),
   rule("controls.tpr-threshold.reserved", K.CONTROLS, ST.HARDWARE, "use TPR shadow without virtual-interrupt delivery ⇒ TPR threshold bits 31:4 clear", `prepare_vmcs02_early; ${HW_CONTROLS}`, SDM_EXEC, tprThresholdReserved),
   rule("controls.tpr-threshold.vtpr", K.CONTROLS, ST.HARDWARE, "TPR shadow without VID or APIC-access virtualization ⇒ threshold[3:0] ≤ VTPR[7:4]", `prepare_vmcs02_early; ${HW_CONTROLS}`, SDM_EXEC, tprThresholdAboveVtpr),
-  rule("controls.tsc-multiplier.nonzero", K.CONTROLS, ST.HARDWARE, "use TSC scaling ⇒ the TSC multiplier is not 0 (vmcs02 gets L0's ratio × vmcs12's)", `prepare_vmcs02; ${HW_CONTROLS}`, SDM_EXEC, tscMultiplierNonZero),
   // the CPU on vmcs02: guest state
   hardwareGuest("guest.cr4.pcide-needs-ia32e", "guest CR4.PCIDE ⇒ IA-32e mode guest", SDM_GUEST_CR, guestPcideNeedsIa32e),
   hardwareGuest("guest.sysenter.canonical", "guest IA32_SYSENTER_ESP and _EIP are canonical", SDM_GUEST_CR, guestSysenter),
@@ -1449,7 +1504,10 @@ export const ENTRY_CHECK_RULES: readonly EntryCheckRule[] = Object.freeze([
   hardwareGuest("guest.interruptibility.ext-int-injection", "injecting an external interrupt ⇒ no blocking by STI or MOV SS", SDM_GUEST_NONREG, guestExtIntInjectionBlocked),
   hardwareGuest("guest.interruptibility.nmi-injection", "injecting an NMI ⇒ no blocking by MOV SS", SDM_GUEST_NONREG, guestNmiInjectionMovSs),
   hardwareGuest("guest.interruptibility.smi", "blocking by SMI clear (vmcs02 is never entered from SMM)", SDM_GUEST_NONREG, guestSmiBlocking),
+  hardwareGuest("guest.interruptibility.nmi-injection-virtual-nmi", "injecting an NMI with virtual NMIs in vmcs02 (L0's enable_vnmi or vmcs12's) ⇒ no blocking by NMI", SDM_GUEST_NONREG, guestNmiInjectionVirtualNmiBlocked),
+  hardwareGuest("guest.interruptibility.enclave", "enclave interruption ⇒ no blocking by MOV SS, and the host CPU has SGX", SDM_GUEST_NONREG, guestEnclaveInterruption),
   hardwareGuest("guest.pending-debug.reserved", "pending debug exceptions: bits 63:17, 15, 13, 11:4 clear (16 too without RTM)", SDM_GUEST_NONREG, guestPendingDebugReserved),
+  hardwareGuest("guest.pending-debug.single-step", "blocking by STI or MOV SS ⇒ pending BS equals RFLAGS.TF (on vmcs02: active state, BTF 0)", SDM_GUEST_NONREG, guestPendingSingleStep),
   hardwareGuest("guest.pdptes.fields", "PAE paging with EPT ⇒ the four PDPTE fields have no reserved bit set", SDM_GUEST_PDPTE, guestPdpteFields, ENTRY_FAIL.ENTRY_FAIL_PDPTE),
 ]);
 

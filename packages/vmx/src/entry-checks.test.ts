@@ -740,14 +740,11 @@ describe("vmx-tests §5.2: control dependencies (VMfailValid 7)", () => {
     );
   });
 
-  it("a zero TSC multiplier with TSC scaling reaches hardware and fails late", () => {
-    const f = baselineFixture().secondary(S2.SECONDARY_EXEC_TSC_SCALING).set("TSC_MULTIPLIER", 0);
-    expectFailure(f, "controls.tsc-multiplier.nonzero", VMFAIL7);
-    expectOk(
-      baselineFixture()
-        .secondary(S2.SECONDARY_EXEC_TSC_SCALING)
-        .set("TSC_MULTIPLIER", 1n << 48n),
-    );
+  it("a zero TSC multiplier with TSC scaling is accepted (no such check in SDM 27.2.1.1 or in KVM)", () => {
+    // kvm: prepare_vmcs02 gives vmcs02 L1's ratio × vmcs12's (kvm_calc_nested_tsc_multiplier), i.e. 0,
+    // and the CPU's VM-execution control checks say nothing about the multiplier's value.
+    expectOk(baselineFixture().secondary(S2.SECONDARY_EXEC_TSC_SCALING).set("TSC_MULTIPLIER", 0));
+    expect(ENTRY_CHECK_RULES.some((r) => r.id.startsWith("controls.tsc-multiplier"))).toBe(false);
   });
 });
 
@@ -1104,6 +1101,59 @@ describe("vmx-tests §7: guest-state area (VM exit 33)", () => {
     expectAmongFailures(baselineFixture().set("GUEST_SS_SELECTOR", 0x13), "guest.selectors.ss-rpl");
   });
 
+  describe("virtual-8086 guest without unrestricted guest (KVM's rmode_segment_valid, then the CPU)", () => {
+    const v86 = (ar: number, csAr = ar) => {
+      const f = baselineFixture().guest32(false).setBits("GUEST_RFLAGS", RFLAGS.VM);
+      for (const seg of ["CS", "SS", "DS", "ES", "FS", "GS"]) {
+        f.set(`GUEST_${seg}_SELECTOR`, 0x100)
+          .set(`GUEST_${seg}_BASE`, 0x1000)
+          .set(`GUEST_${seg}_LIMIT`, 0xffff);
+        f.set(`GUEST_${seg}_AR_BYTES`, seg === "CS" ? csAr : ar);
+      }
+      return f;
+    };
+    const softwareOnly = (f: EntryFixture) =>
+      new NestedEntryChecker({ includeHardware: false }).check(f.input());
+
+    it("0xf3 everywhere passes both", () => {
+      expectOk(v86(0xf3));
+    });
+
+    it("KVM forces DPL to 3 (and CS's type to 3) before comparing with 0xf3; the CPU compares the raw field", () => {
+      // DPL 0 data segments, and a code-segment CS: KVM's check passes, the CPU's v86 rule fails.
+      for (const [ar, csAr] of [
+        [0x93, 0x93],
+        [0xb3, 0xd3],
+        [0xf3, 0xfb],
+        [0xf3, 0x9b],
+      ] as const) {
+        expect(softwareOnly(v86(ar, csAr))).toBe(ENTRY_CHECK_OK);
+        expectFailure(v86(ar, csAr), "guest.v86.segments", exit33());
+      }
+      // ...so a later KVM failure wins: the MSR-load list (exit 34) before the CPU's check.
+      expectFailure(v86(0x93).entryMsrList([[MSR.IA32_FS_BASE, 0, 0]]), "msr-load.entries", exit34(1));
+    });
+
+    it("KVM still checks the type of SS..GS, S, the G/D/L/AVL bits, usability, base and limit", () => {
+      for (const [ar, csAr] of [
+        [0xf1, 0xf3], // SS..GS type 1
+        [0xe3, 0xf3], // S clear
+        [0x80f3, 0xf3], // G
+        [0x40f3, 0xf3], // D/B
+        [0x10f3, 0xf3], // AVL
+        [0xf3, 0x100f3], // CS unusable
+        [0xf3, 0xe3], // CS with S clear
+      ] as const) {
+        expectFailure(v86(ar, csAr), "guest.segments.kvm-emulation", exit33());
+      }
+      expectFailure(v86(0xf3).set("GUEST_FS_LIMIT", 0xfffe), "guest.segments.kvm-emulation", exit33());
+      expectFailure(v86(0xf3).set("GUEST_GS_BASE", 0x1010), "guest.segments.kvm-emulation", exit33());
+      // P is not KVM's (present = usable): the CPU rejects a not-present segment.
+      expect(softwareOnly(v86(0x73))).toBe(ENTRY_CHECK_OK);
+      expectFailure(v86(0x73), "guest.v86.segments", exit33());
+    });
+  });
+
   it("7.14 SS.RPL ≠ CS.RPL is valid with unrestricted guest", () => {
     expectOk(baselineFixture().unrestricted().set("GUEST_SS_SELECTOR", 0x13));
   });
@@ -1351,6 +1401,23 @@ describe("guest-state checks KVM makes beyond vmx-tests §7", () => {
     expectFailure(baselineFixture().set("GUEST_ACTIVITY_STATE", 4), "guest.activity-state", exit33());
   });
 
+  it("the CPU's HLT checks never see vmcs12's activity state (KVM leaves vmcs02 active)", () => {
+    const hlt = () => baselineFixture().set("GUEST_ACTIVITY_STATE", 1);
+    // HLT with SS.DPL 3 (a CPL-3 guest): the SDM's rule would fail it on vmcs02, KVM halts the vCPU.
+    expectOk(
+      hlt()
+        .set("GUEST_CS_SELECTOR", 0x2b)
+        .set("GUEST_CS_AR_BYTES", 0xa0fb)
+        .set("GUEST_SS_SELECTOR", 0x23)
+        .set("GUEST_SS_AR_BYTES", 0xc0f3),
+    );
+    // HLT or wait-for-SIPI with blocking by STI or MOV SS.
+    expectOk(hlt().set("GUEST_INTERRUPTIBILITY_INFO", 1).setBits("GUEST_RFLAGS", RFLAGS.IF));
+    expectOk(baselineFixture().set("GUEST_ACTIVITY_STATE", 3).set("GUEST_INTERRUPTIBILITY_INFO", 2));
+    // HLT with an injected event HLT would block (a #GP): vmcs02 is active, any event is allowed.
+    expectOk(hlt().set("VM_ENTRY_INTR_INFO_FIELD", inject(3, 13, true)));
+  });
+
   describe("VMCS link pointer (qualification 4)", () => {
     const shadow = (f: EntryFixture) =>
       f
@@ -1467,6 +1534,65 @@ describe("guest state the CPU checks on vmcs02 (reflected as exit 33)", () => {
       exit33(),
     );
     expectFailure(withState(4), "guest.interruptibility.smi", exit33());
+  });
+
+  it("injecting an NMI with blocking by NMI fails when vmcs02 has virtual NMIs (L0's or vmcs12's)", () => {
+    const nmiBlocked = () =>
+      baselineFixture().set("VM_ENTRY_INTR_INFO_FIELD", inject(2, 2)).set("GUEST_INTERRUPTIBILITY_INFO", 8);
+    // The baseline's vmcs12 sets virtual NMIs; L0 uses them too (enable_vnmi).
+    expect(Number(nmiBlocked().get("PIN_BASED_VM_EXEC_CONTROL")) & P.PIN_BASED_VIRTUAL_NMIS).not.toBe(0);
+    expectFailure(nmiBlocked(), "guest.interruptibility.nmi-injection-virtual-nmi", exit33());
+    // Without virtual NMIs in vmcs12, L0's own still put the control in vmcs02.
+    const l1WithoutVnmi = () => nmiBlocked().clearBits("PIN_BASED_VM_EXEC_CONTROL", P.PIN_BASED_VIRTUAL_NMIS);
+    expectFailure(l1WithoutVnmi(), "guest.interruptibility.nmi-injection-virtual-nmi", exit33());
+    const noVnmiHost = l1WithoutVnmi();
+    noVnmiHost.host = l0HostFacts({ virtualNmis: false });
+    expectOk(noVnmiHost);
+    const l1Vnmi = nmiBlocked();
+    l1Vnmi.host = l0HostFacts({ virtualNmis: false });
+    expectFailure(l1Vnmi, "guest.interruptibility.nmi-injection-virtual-nmi", exit33());
+    // Blocking by NMI alone, or with another event type, is fine.
+    expectOk(baselineFixture().set("GUEST_INTERRUPTIBILITY_INFO", 8));
+    expectOk(nmiBlocked().set("VM_ENTRY_INTR_INFO_FIELD", inject(3, 13, true)));
+  });
+
+  it("enclave interruption: no blocking by MOV SS, and only on an SGX host", () => {
+    const enclave = (state: number, sgx: boolean) => {
+      const f = baselineFixture().set("GUEST_INTERRUPTIBILITY_INFO", state);
+      f.host = l0HostFacts({ sgx });
+      return f;
+    };
+    expectOk(enclave(0x10, true));
+    expectFailure(enclave(0x10, false), "guest.interruptibility.enclave", exit33());
+    expectFailure(enclave(0x12, true), "guest.interruptibility.enclave", exit33());
+    expectOk(enclave(0x11, true).setBits("GUEST_RFLAGS", RFLAGS.IF));
+  });
+
+  it("pending single step (BS) must match RFLAGS.TF under blocking by STI or MOV SS", () => {
+    const BS = 1 << 14;
+    const f = (state: number, tf: boolean, bs: boolean) =>
+      baselineFixture()
+        .set("GUEST_INTERRUPTIBILITY_INFO", state)
+        .set("GUEST_RFLAGS", RFLAGS.FIXED1 | RFLAGS.IF | (tf ? RFLAGS.TF : 0))
+        .set("GUEST_PENDING_DBG_EXCEPTIONS", bs ? BS : 0);
+    for (const state of [1, 2]) {
+      expectOk(f(state, false, false));
+      expectOk(f(state, true, true));
+      expectFailure(f(state, true, false), "guest.pending-debug.single-step", exit33());
+      expectFailure(f(state, false, true), "guest.pending-debug.single-step", exit33());
+    }
+    // Without blocking the pair is free; BTF in vmcs12's DEBUGCTL does not reach vmcs02 (KVM masks it).
+    expectOk(f(0, true, false));
+    expectOk(f(0, false, true));
+    expectFailure(
+      f(1, true, false)
+        .setBits("VM_ENTRY_CONTROLS", N.VM_ENTRY_LOAD_DEBUG_CONTROLS)
+        .set("GUEST_IA32_DEBUGCTL", 2),
+      "guest.pending-debug.single-step",
+      exit33(),
+    );
+    // The HLT state does not count: vmcs02 stays active.
+    expectOk(f(0, true, false).set("GUEST_ACTIVITY_STATE", 1));
   });
 
   it("pending debug exceptions reserved bits (bit 16 only with RTM)", () => {
@@ -1871,6 +1997,7 @@ describe("incremental checking", () => {
     l0HostFacts(),
     l0HostFacts({ la57: false }),
     l0HostFacts({ unrestrictedGuest: false, rtm: true }),
+    l0HostFacts({ virtualNmis: false, sgx: true }),
   ];
 
   /** Memory the memory-reading rules look at: MSR-load entries, PDPTEs, link-pointer header, VTPR. */

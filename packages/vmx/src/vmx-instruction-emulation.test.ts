@@ -967,15 +967,51 @@ describe("INVVPID (kvm: handle_invvpid; vmx-tests §2)", () => {
   });
 
   it("individual-address with a non-canonical address fails; the address matters only for type 0 (2.4)", () => {
-    const s = withCurrent();
-    s.ctx.cr4Lo &= ~CR4.LA57;
-    const nonCanonical48 = 0x0000_8000; // bit 47 set, bits 63:48 clear
-    expect(s.emu.invvpid(s.ctx, 0, 0, 1, 0, 0, nonCanonical48)).toBe(28);
-    expect(s.emu.invvpid(s.ctx, 0, 0, 1, 0, 0, 0xffff_8000)).toBe(VMX_OUTCOME.SUCCEED);
-    expect(s.emu.invvpid(s.ctx, 1, 0, 1, 0, 0, nonCanonical48)).toBe(VMX_OUTCOME.SUCCEED);
-    s.ctx.cr4Lo |= CR4.LA57;
-    expect(s.emu.invvpid(s.ctx, 0, 0, 1, 0, 0, nonCanonical48)).toBe(VMX_OUTCOME.SUCCEED);
-    expect(s.emu.invvpid(s.ctx, 0, 0, 1, 0, 0, 0x0100_0000)).toBe(28); // bit 56 set with 57-bit addresses
+    // kvm: is_noncanonical_invlpg_address — the host CPU's width (max_host_virt_addr_bits), not
+    // L1's paging mode: on a 4-level host every address with bit 47 ≠ bits 63:48 fails.
+    const s = withCurrent({ host: { la57: false } });
+    const nonCanonical48 = 0x0000_8000; // high word: bit 47 set, bits 63:48 clear
+    for (const l1La57 of [false, true]) {
+      s.ctx.cr4Lo = l1La57 ? s.ctx.cr4Lo | CR4.LA57 : s.ctx.cr4Lo & ~CR4.LA57;
+      expect(s.emu.invvpid(s.ctx, 0, 0, 1, 0, 0, nonCanonical48)).toBe(28);
+      expect(s.emu.invvpid(s.ctx, 0, 0, 1, 0, 0, 0xffff_8000)).toBe(VMX_OUTCOME.SUCCEED);
+      expect(s.emu.invvpid(s.ctx, 1, 0, 1, 0, 0, nonCanonical48)).toBe(VMX_OUTCOME.SUCCEED);
+    }
+  });
+
+  it("on an LA57 host (the default) the address is checked against 57 bits even when L1 uses 4-level paging", () => {
+    for (const options of [{}, { host: { la57: true } }]) {
+      const s = withCurrent(options);
+      expect(s.emu.invalidationAddressBits).toBe(57);
+      s.ctx.cr4Lo &= ~CR4.LA57;
+      // 0x0000_8000_0000_0000: not canonical for 48 bits, canonical for 57 (the reviewer's case).
+      expect(s.emu.invvpid(s.ctx, 0, 0, 1, 0, 0, 0x0000_8000)).toBe(VMX_OUTCOME.SUCCEED);
+      expect(s.emu.invvpid(s.ctx, 0, 0, 1, 0, 0, 0xff00_0000)).toBe(VMX_OUTCOME.SUCCEED);
+      expect(s.emu.invvpid(s.ctx, 0, 0, 1, 0, 0, 0x0100_0000)).toBe(28); // bit 56 set, bits 63:57 clear
+      s.ctx.cr4Lo |= CR4.LA57;
+      expect(s.emu.invvpid(s.ctx, 0, 0, 1, 0, 0, 0x0100_0000)).toBe(28);
+    }
+  });
+
+  /** Any 64-bit value, or one near the 48- and 57-bit boundaries (sign-extended from 58 bits). */
+  const addressArb = fc.oneof(
+    fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }),
+    fc.bigInt({ min: -(1n << 57n), max: (1n << 57n) - 1n }).map((v) => BigInt.asUintN(64, v)),
+  );
+
+  it("host width: canonical for the host's width exactly when bits 63:width-1 agree (property)", () => {
+    fc.assert(
+      fc.property(fc.boolean(), addressArb, (la57, address) => {
+        const s = withCurrent({ host: { la57 } });
+        const bits = la57 ? 57n : 48n;
+        const top = address >> (bits - 1n);
+        const canonical = top === 0n || top === (1n << (65n - bits)) - 1n;
+        const lo = Number(address & 0xffffffffn);
+        const hi = Number(address >> 32n);
+        expect(s.emu.invvpid(s.ctx, 0, 0, 1, 0, lo, hi)).toBe(canonical ? VMX_OUTCOME.SUCCEED : 28);
+      }),
+      { numRuns: 200 },
+    );
   });
 
   it("without a current VMCS the failures are VMfailInvalid; the descriptor fault follows the type check", () => {

@@ -53,6 +53,7 @@ import {
   type VmxCapabilities,
 } from "./capability-msrs";
 import { SECONDARY_EXEC_CTLS, VMX_MISC } from "./controls";
+import { DEFAULT_L0_HOST_FACTS, type L0HostFacts } from "./entry-check-context";
 import { fieldByName } from "./field-catalog";
 import { FIELD_WIDTH, isReadOnlyField, vmcsFieldWidth } from "./field-encoding";
 import { type Meter, meterTable, NOOP_METER } from "./meter";
@@ -126,6 +127,12 @@ export interface VmxInstructionEmulatorOptions {
   readonly capabilities?: VmxCapabilities;
   /** L1's MAXPHYADDR (kvm: cpuid_maxphyaddr). Default: `MODERN_CPU.maxPhysAddr` (46). */
   readonly maxPhysAddr?: number;
+  /**
+   * What the handlers need to know of L0's host CPU: whether it has 5-level paging (kvm:
+   * kvm_cpu_cap_has(X86_FEATURE_LA57)), which sets the width INVVPID's linear address is checked
+   * against. An `L0HostFacts` fits. Default: `DEFAULT_L0_HOST_FACTS` (LA57 host).
+   */
+  readonly host?: Pick<L0HostFacts, "la57">;
   /** The nested state to act on. Default: a fresh `NestedVmxState` (L1 not in VMX operation). */
   readonly state?: NestedVmxState;
   /** Where the work is counted. Default: `NOOP_METER`. */
@@ -184,6 +191,8 @@ export class VmxInstructionEmulator {
   readonly sync: NestedSyncPort;
   readonly capabilities: VmxCapabilities;
   readonly maxPhysAddr: number;
+  /** Width INVVPID's individual address must be canonical for: 57 on an LA57 host, else 48. */
+  readonly invalidationAddressBits: number;
   readonly meter: Meter;
   readonly maskArBytesOnVmwrite: boolean;
   /** Low half of the value the last VMREAD read or the last VMPTRST stored. */
@@ -214,6 +223,9 @@ export class VmxInstructionEmulator {
     if (!Number.isInteger(this.maxPhysAddr) || this.maxPhysAddr < 32 || this.maxPhysAddr > 52) {
       throw new RangeError(`maxPhysAddr ${this.maxPhysAddr} must be an integer in [32, 52]`);
     }
+    // kvm: is_noncanonical_invlpg_address → max_host_virt_addr_bits, the host CPU's width whatever
+    // L1's CR4.LA57 (x86.h: TLB-invalidation addresses get the static check, like MSR-held addresses).
+    this.invalidationAddressBits = (options.host ?? DEFAULT_L0_HOST_FACTS).la57 ? 57 : 48;
     this.state = options.state ?? new NestedVmxState();
     this.meter = options.meter ?? NOOP_METER;
     this.maskArBytesOnVmwrite = options.maskArBytesOnVmwrite ?? true;
@@ -515,9 +527,10 @@ export class VmxInstructionEmulator {
    * INVVPID (kvm: handle_invvpid) with the type from a register and the descriptor (VPID in bits 63:0
    * of the first quadword, linear address in the second) from memory. VPID or INVVPID not offered →
    * #UD; permission; a type ≥ 32 or not offered (bits 40..43) → VMfail(28); descriptor fault; VPID ≥
-   * 2^16 → VMfail(28); individual-address with VPID 0 or a non-canonical address (48 or, with
-   * CR4.LA57, 57 bits) → VMfail(28); single-context (retaining globals or not) with VPID 0 →
-   * VMfail(28); all-context: any VPID; VMsucceed (the flush of vpid02 is the caller's).
+   * 2^16 → VMfail(28); individual-address with VPID 0 or an address not canonical for the host CPU's
+   * width (57 bits on an LA57 host, else 48; L1's CR4.LA57 does not matter) → VMfail(28);
+   * single-context (retaining globals or not) with VPID 0 → VMfail(28); all-context: any VPID;
+   * VMsucceed (the flush of vpid02 is the caller's).
    */
   invvpid(
     ctx: VmxInstructionContext,
@@ -541,8 +554,8 @@ export class VmxInstructionEmulator {
     const vpid = vpidLo >>> 0;
     switch (type) {
       case INVVPID_INDIVIDUAL_ADDRESS: {
-        const bits = (ctx.cr4Lo & CR4.LA57) !== 0 ? 57 : 48;
-        if (vpid === 0 || !isCanonical(linearHi, bits)) {
+        // kvm: handle_invvpid → is_noncanonical_invlpg_address (the host's width, not L1's paging).
+        if (vpid === 0 || !isCanonical(linearHi, this.invalidationAddressBits)) {
           return this.#fail(ctx, ERR.INVALID_INVEPT_INVVPID_OPERAND);
         }
         break;
@@ -686,7 +699,7 @@ export class VmxInstructionEmulator {
 /**
  * Whether a 64-bit linear address (high word given; the low word cannot matter for 48 or 57 bits) is
  * canonical for `bits` implemented bits: bits 63:bits-1 all equal (SDM 3.3.7.1; kvm:
- * is_noncanonical_address with vcpu_virt_addr_bits).
+ * __is_canonical_address).
  */
 function isCanonical(hi: number, bits: number): boolean {
   const top = (hi | 0) >> (bits - 1 - 32);
