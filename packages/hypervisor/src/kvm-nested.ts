@@ -13,6 +13,7 @@ import {
   ShadowVmcsSync,
   type ShadowVmcsSyncOptions,
   VM_ENTRY_CTLS,
+  VM_EXIT_CTLS,
   VMCS12_SIZE,
   VMX_EVENTS,
   VMX_EXIT_REASONS_FAILED_VMENTRY,
@@ -21,14 +22,15 @@ import {
   VmxInstructionContext,
   VmxInstructionEmulator,
 } from "@nestvisor/vmx";
+import { CR0, EFER } from "@nestvisor/x86-arch";
 import { GPR, GUEST_KIND, type GuestContext } from "./guest-context";
 import { HostSegmentLoad } from "./host-segment-load";
 import { HYPERVISOR_EVENTS as HV } from "./hypervisor-events";
 import { KVM_PAGE, type Kvm } from "./kvm";
 import { hasNestedEntryHooks, type NestedEntryHooks } from "./model-policies";
 import { NestedVmxCpu } from "./nested-vmx-cpu";
-import { VMCS_FIELD as F } from "./vmcs-field-encodings";
-import { FixedVmwrites, Vmcs12Copies } from "./vmwrite-block";
+import { VMCS_FIELD as F, vmcsFieldEncoding } from "./vmcs-field-encodings";
+import { FixedVmwrites, Vmcs12Copies, Vmcs12Transfers } from "./vmwrite-block";
 
 const TWO_32 = 4294967296;
 const VMCS12_READ_EVENT = VMX_EVENTS.VMCS12_READ;
@@ -37,8 +39,9 @@ const SHADOW_VMCS = SECONDARY_EXEC_CTLS.SECONDARY_EXEC_SHADOW_VMCS;
 
 /**
  * vmcs12 fields prepare_vmcs02_rare copies into vmcs02 (kvm-vmx.md §7, "prepare_vmcs02_rare"),
- * except GUEST_CS/SS_AR_BYTES (rare only with flag A) and GUEST_PDPTR0–3 (added with EPT): 48 here
- * (with the APICv fields this host has), 54 with those — the reference's figure for this host.
+ * except GUEST_CS/SS_AR_BYTES (rare only with flag A), GUEST_PDPTR0–3 (added with EPT) and
+ * CR4_GUEST_HOST_MASK (written last, merged with L0's: set_cr4_guest_host_mask): 47 here (with the
+ * APICv fields this host has), 54 with those — the reference's figure for this host.
  */
 const RARE_ENTRY_FIELDS: readonly string[] = Object.freeze([
   ...["ES", "CS", "SS", "DS", "FS", "GS", "LDTR", "TR"].map((s) => `GUEST_${s}_SELECTOR`),
@@ -58,7 +61,6 @@ const RARE_ENTRY_FIELDS: readonly string[] = Object.freeze([
   "VM_EXIT_MSR_STORE_COUNT",
   "VM_EXIT_MSR_LOAD_COUNT",
   "VM_ENTRY_MSR_LOAD_COUNT",
-  "CR4_GUEST_HOST_MASK",
 ]);
 
 const PDPTR_FIELDS = ["GUEST_PDPTR0", "GUEST_PDPTR1", "GUEST_PDPTR2", "GUEST_PDPTR3"];
@@ -75,6 +77,17 @@ const UNCOND_IO = CPU_BASED_CTLS.CPU_BASED_UNCOND_IO_EXITING;
  * (sync_vmcs02_to_vmcs12, prepare_vmcs12, load_vmcs12_host_state), with the seed-003 flags deciding
  * how much of that work is done.
  */
+/** kvm: nested_cpu_has_vpid — "enable VPID" among vmcs12's active secondary controls. */
+function usesVpid(vmcs12: Vmcs12): boolean {
+  return (
+    (vmcs12.read(F.CPU_BASED_VM_EXEC_CONTROL) & CPU_BASED_CTLS.CPU_BASED_ACTIVATE_SECONDARY_CONTROLS) !== 0 &&
+    (vmcs12.read(F.SECONDARY_VM_EXEC_CONTROL) & SECONDARY_EXEC_CTLS.SECONDARY_EXEC_ENABLE_VPID) !== 0
+  );
+}
+
+/** TSC_MULTIPLIER's high word for a ratio of 1.0: 1 << 48 (kvm: vmx's 48 fractional bits). */
+const TSC_RATIO_ONE_HI = 0x1_0000;
+
 /**
  * kvm: nested_vmx_is_exception_vmexit — vmcs12's exception bitmap; for a #PF, bit 14 inverted when the
  * error code's low 16 bits masked by PAGE_FAULT_ERROR_CODE_MASK differ from ..._MATCH (SDM 25.2).
@@ -107,7 +120,10 @@ export class KvmNested {
   readonly #vmcs01Refresh: FixedVmwrites;
   /** X13: load_vmcs12_host_state after the control registers — the constant part before the
    * segments, the host segments from vmcs12, and DR7/DEBUGCTL. */
-  readonly #hostStateLoad: FixedVmwrites;
+  readonly #hostStateLoad: Vmcs12Transfers;
+  readonly #hostDescriptorLimits: FixedVmwrites;
+  /** kvm: nested.last_vpid — the vmcs12 VPID of the last nested entry (0 after vCPU creation). */
+  #lastVpid12 = 0;
   readonly #hostSegments = new HostSegmentLoad();
   readonly #hostDebugLoad: FixedVmwrites;
   /** prepare_vmcs02: PAT, TSC offset and multiplier. */
@@ -161,6 +177,8 @@ export class KvmNested {
       state: this.state,
       meter: kvm.meter,
       maskArBytesOnVmwrite: config.readOnlyShadowFields,
+      // kvm: is_noncanonical_invlpg_address checks INVVPID addresses against the host CPU's width.
+      host: kvm.l0Facts,
       entryChecks: (vmcs12) => {
         const result = kvm.entryChecker.check({
           vmcs12,
@@ -183,21 +201,25 @@ export class KvmNested {
       [F.VM_EXIT_MSR_LOAD_COUNT, 0],
       [F.VM_ENTRY_MSR_LOAD_COUNT, 0],
       [F.TSC_OFFSET, 0],
-      // kvm: TSC_MULTIPLIER whenever the host has TSC scaling (kvm_caps.has_tsc_control).
-      [F.TSC_MULTIPLIER, 0, 1],
+      // kvm: TSC_MULTIPLIER whenever the host has TSC scaling (kvm_caps.has_tsc_control); ratio 1.0
+      // with VMX's 48 fractional bits (kvm_caps.default_tsc_scaling_ratio = 1 << 48).
+      [F.TSC_MULTIPLIER, 0, TSC_RATIO_ONE_HI],
     ]);
-    this.#hostStateLoad = new FixedVmwrites([
-      ...[
-        F.GUEST_SYSENTER_CS,
-        F.GUEST_SYSENTER_ESP,
-        F.GUEST_SYSENTER_EIP,
-        F.GUEST_IDTR_BASE,
-        F.GUEST_GDTR_BASE,
-      ].map((field) => [field, 0] as const),
+    // kvm: load_vmcs12_host_state — SYSENTER MSRs and the IDTR/GDTR bases from vmcs12's host state.
+    this.#hostStateLoad = new Vmcs12Transfers(
+      (
+        [
+          ["GUEST_SYSENTER_CS", "HOST_IA32_SYSENTER_CS"],
+          ["GUEST_SYSENTER_ESP", "HOST_IA32_SYSENTER_ESP"],
+          ["GUEST_SYSENTER_EIP", "HOST_IA32_SYSENTER_EIP"],
+          ["GUEST_IDTR_BASE", "HOST_IDTR_BASE"],
+          ["GUEST_GDTR_BASE", "HOST_GDTR_BASE"],
+        ] as const
+      ).map(([target, source]) => [vmcsFieldEncoding(target), vmcsFieldEncoding(source)] as const),
+    );
+    this.#hostDescriptorLimits = new FixedVmwrites([
       [F.GUEST_IDTR_LIMIT, 0xffff],
       [F.GUEST_GDTR_LIMIT, 0xffff],
-      // kvm: VM_EXIT_LOAD_IA32_PAT.
-      [F.GUEST_IA32_PAT, 0x00070406, 0x00070406],
     ]);
     // kvm: kvm_set_dr(vcpu, 7, 0x400) and the DEBUGCTL reset after the segments.
     this.#hostDebugLoad = new FixedVmwrites([
@@ -208,7 +230,7 @@ export class KvmNested {
     this.#entryTscPat = new FixedVmwrites([
       [F.GUEST_IA32_PAT, 0x00070406, 0x00070406],
       [F.TSC_OFFSET, 0],
-      [F.TSC_MULTIPLIER, 0, 1],
+      [F.TSC_MULTIPLIER, 0, TSC_RATIO_ONE_HI],
     ]);
     this.#entryEventCopies = new Vmcs12Copies(
       [
@@ -422,7 +444,12 @@ export class KvmNested {
     const c = kvm.controls;
     const pin =
       (kvm.pin01 | (vmcs12.read(F.PIN_BASED_VM_EXEC_CONTROL) & PIN_BASED_CTLS.PIN_BASED_NMI_EXITING)) >>> 0;
-    const exec = (kvm.exec01 | vmcs12.read(F.CPU_BASED_VM_EXEC_CONTROL)) >>> 0;
+    // kvm: prepare_vmcs02_early — L0 always takes L2's port I/O (unconditional I/O exiting, no
+    // I/O bitmaps), then decides with L1's bitmaps whether L1 wants it.
+    const exec =
+      ((kvm.exec01 | vmcs12.read(F.CPU_BASED_VM_EXEC_CONTROL) | UNCOND_IO) &
+        ~CPU_BASED_CTLS.CPU_BASED_USE_IO_BITMAPS) >>>
+      0;
     const secondary =
       ((kvm.secondary01 & ~SECONDARY_EXEC_CTLS.SECONDARY_EXEC_SHADOW_VMCS) |
         (vmcs12.read(F.SECONDARY_VM_EXEC_CONTROL) &
@@ -458,6 +485,12 @@ export class KvmNested {
       meter.count(HV.PREPARE_VMCS02_RARE);
       if (hooks === null) this.#copyAll(vmcs12, this.#rareCopies);
       else for (const field of this.#rareEntry) this.#copyRare(vmcs12, field);
+      // kvm: set_cr4_guest_host_mask in guest mode — intercept what L0 intercepts and what L1 does.
+      if (hooks === null || hooks.rareEntryWrites(F.CR4_GUEST_HOST_MASK)) {
+        const owned = kvm.cr4GuestOwnedBits() & ~vmcs12.read(F.CR4_GUEST_HOST_MASK);
+        meter.count(VMCS12_READ_EVENT);
+        this.#write(F.CR4_GUEST_HOST_MASK, ~owned >>> 0, 0xffffffff);
+      }
       // Flag A moved the CS/SS AR-byte writes here from every entry.
       if (config.readOnlyShadowFields) for (const field of this.#csSsAr) this.#copyRare(vmcs12, field);
       // Group 1 with EPT in L0: PDPTR0–3.
@@ -509,9 +542,17 @@ export class KvmNested {
     if (pdptrsFromVmcs12 && (!config.nestedEntryWriteTrims || (nestedEpt && paePaging))) {
       for (const field of this.#pdptrs) this.#copy(vmcs12, field);
     }
-    // kvm: vmx_transition_tlb_flush — without VPID in vmcs12, flush L2's guest TLB.
-    if ((vmcs12.read(F.SECONDARY_VM_EXEC_CONTROL) & SECONDARY_EXEC_CTLS.SECONDARY_EXEC_ENABLE_VPID) === 0) {
+    // kvm: nested_vmx_transition_tlb_flush on entry — a guest TLB flush without VPID in vmcs12, or
+    // when vmcs12's VPID differs from the last one entered (last_vpid starts at 0, so the first
+    // nested entry flushes).
+    if (!usesVpid(vmcs12)) {
       kvm.tlbFlushGuestRequested = true;
+    } else {
+      const vpid12 = vmcs12.read(F.VIRTUAL_PROCESSOR_ID);
+      if (vpid12 !== this.#lastVpid12) {
+        this.#lastVpid12 = vpid12;
+        kvm.tlbFlushGuestRequested = true;
+      }
     }
     // RSP/RIP go through the register cache and are written at the entry.
     kvm.regs.reset();
@@ -591,32 +632,25 @@ export class KvmNested {
         break;
       }
       case EXIT_REASON.IO_INSTRUCTION:
-        wants = (vmcs12.read(F.CPU_BASED_VM_EXEC_CONTROL) & UNCOND_IO) !== 0;
+        wants = this.#ioExits(vmcs12);
         break;
       case EXIT_REASON.MSR_READ:
       case EXIT_REASON.MSR_WRITE: {
-        // kvm: nested_vmx_exit_handled_msr — L1's MSR bitmap (or no bitmap: every MSR exits).
+        // kvm: nested_vmx_exit_handled_msr — L1's MSR bitmap, its write half for WRMSR (or no
+        // bitmap: every MSR exits).
         const uses =
           (vmcs12.read(F.CPU_BASED_VM_EXEC_CONTROL) & CPU_BASED_CTLS.CPU_BASED_USE_MSR_BITMAPS) !== 0;
         const index = kvm.exitingRegisters().gprLo[GPR.RCX]!;
-        wants = !uses || !kvm.guestPassesMsr(index);
+        wants = !uses || !kvm.guestPassesMsr(index, reason === EXIT_REASON.MSR_WRITE);
         break;
       }
-      case EXIT_REASON.CR_ACCESS: {
-        // kvm: nested_vmx_exit_handled_cr — MOV to CR0/CR4 exits to L1 iff it changes a bit L1 owns.
-        const qual = kvm.regs.readExitQualification();
-        const cr = qual & 0xf;
-        const gpr = (qual >>> 8) & 0xf;
-        const value = kvm.exitingRegisters().gprLo[gpr]!;
-        if (cr === 0) {
-          wants = (vmcs12.read(F.CR0_GUEST_HOST_MASK) & (value ^ vmcs12.read(F.CR0_READ_SHADOW))) >>> 0 !== 0;
-        } else if (cr === 4) {
-          wants = (vmcs12.read(F.CR4_GUEST_HOST_MASK) & (value ^ vmcs12.read(F.CR4_READ_SHADOW))) >>> 0 !== 0;
-        } else {
-          wants = true;
-        }
+      case EXIT_REASON.CR_ACCESS:
+        wants = this.#crAccessExits(vmcs12);
         break;
-      }
+      case EXIT_REASON.INVLPG:
+        // kvm: nested_vmx_l1_wants_exit — only with INVLPG exiting in vmcs12.
+        wants = (vmcs12.read(F.CPU_BASED_VM_EXEC_CONTROL) & CPU_BASED_CTLS.CPU_BASED_INVLPG_EXITING) !== 0;
+        break;
       default:
         wants = true;
     }
@@ -630,6 +664,65 @@ export class KvmNested {
     const qual = kvm.regs.readExitQualification();
     this.nestedVmexit(reason, qual, kvm.regs.exitQualHi, intrInfo);
     return true;
+  }
+
+  /**
+   * kvm: nested_vmx_exit_handled_io — with "use I/O bitmaps" in vmcs12, L1's bitmap A (ports
+   * 0–7FFFH) or B (8000H–FFFFH) decides for each byte of the access (an unreadable bitmap byte or a
+   * port past FFFFH exits); without bitmaps, "unconditional I/O exiting" does (SDM 26.1.3).
+   */
+  #ioExits(vmcs12: Vmcs12): boolean {
+    const exec = vmcs12.read(F.CPU_BASED_VM_EXEC_CONTROL);
+    if ((exec & CPU_BASED_CTLS.CPU_BASED_USE_IO_BITMAPS) === 0) return (exec & UNCOND_IO) !== 0;
+    const qual = this.kvm.regs.readExitQualification();
+    const memory = this.kvm.guestMemory();
+    let port = qual >>> 16;
+    for (let size = (qual & 7) + 1; size > 0; size--, port++) {
+      if (port > 0xffff) return true;
+      const field = port < 0x8000 ? F.IO_BITMAP_A : F.IO_BITMAP_B;
+      const address = vmcs12.read(field) + vmcs12.hi * TWO_32 + ((port & 0x7fff) >>> 3);
+      if (address >= memory.size) return true;
+      if (((memory.read8(address) >>> (port & 7)) & 1) !== 0) return true;
+    }
+    return false;
+  }
+
+  /**
+   * kvm: nested_vmx_exit_handled_cr, by the access type in qualification bits 5:4 (SDM Table 28-3):
+   * MOV to CR0/CR4 when it changes a bit L1 owns from its read shadow, to CR3/CR8 with their load
+   * exiting; MOV from CR3/CR8 with their store exiting; CLTS when L1 owns TS and its shadow has TS
+   * set; LMSW (source data in bits 31:16) when it changes a bit 3:1 L1 owns, or sets PE that L1 owns
+   * and shadows as clear.
+   */
+  #crAccessExits(vmcs12: Vmcs12): boolean {
+    const kvm = this.kvm;
+    const qual = kvm.regs.readExitQualification();
+    const cr = qual & 0xf;
+    const exec = vmcs12.read(F.CPU_BASED_VM_EXEC_CONTROL);
+    const mask0 = vmcs12.read(F.CR0_GUEST_HOST_MASK);
+    const shadow0 = vmcs12.read(F.CR0_READ_SHADOW);
+    switch ((qual >>> 4) & 3) {
+      case 0: {
+        const value = kvm.exitingRegisters().gprLo[(qual >>> 8) & 0xf]!;
+        if (cr === 0) return (mask0 & (value ^ shadow0)) >>> 0 !== 0;
+        if (cr === 4)
+          return (vmcs12.read(F.CR4_GUEST_HOST_MASK) & (value ^ vmcs12.read(F.CR4_READ_SHADOW))) >>> 0 !== 0;
+        if (cr === 3) return (exec & CPU_BASED_CTLS.CPU_BASED_CR3_LOAD_EXITING) !== 0;
+        if (cr === 8) return (exec & CPU_BASED_CTLS.CPU_BASED_CR8_LOAD_EXITING) !== 0;
+        return false;
+      }
+      case 1:
+        if (cr === 3) return (exec & CPU_BASED_CTLS.CPU_BASED_CR3_STORE_EXITING) !== 0;
+        if (cr === 8) return (exec & CPU_BASED_CTLS.CPU_BASED_CR8_STORE_EXITING) !== 0;
+        return false;
+      case 2:
+        return (mask0 & CR0.TS) !== 0 && (shadow0 & CR0.TS) !== 0;
+      default: {
+        const value = (qual >>> 16) & 0xf;
+        if ((mask0 & 0xe & (value ^ shadow0)) !== 0) return true;
+        return (mask0 & 1) !== 0 && (shadow0 & 1) === 0 && (value & 1) !== 0;
+      }
+    }
   }
 
   /** Does L1 intercept `vector` (with `errorCode`) in L2? Reads vmcs12 (see exceptionIntercepted). */
@@ -717,7 +810,7 @@ export class KvmNested {
     meter.count(VMCS12_WRITE_EVENT, 12);
     // X5: L2's VMWRITEs that L0 served go back to L1's shadow VMCS page.
     this.#flushCachedShadowVmcs12(vmcs12);
-    this.#leaveToL1();
+    this.#leaveToL1(true);
   }
 
   // ------------------------------------------------------------------------------------------
@@ -787,29 +880,39 @@ export class KvmNested {
     return gpa + VMCS12_SIZE > this.kvm.guestMemory().size ? -1 : gpa;
   }
 
-  /** A guest-state check failed: an entry-failure exit to L1 (kvm: vmentry_fail_vmexit). */
+  /**
+   * A guest-state check failed: an entry-failure exit to L1 (kvm: vmentry_fail_vmexit — back to
+   * vmcs01 and load_vmcs12_host_state, without nested_vmx_vmexit's vmcs01 refresh).
+   */
   #entryFailure(exitReason: number, qualification: number): void {
     const vmcs12 = this.state.cachedVmcs12;
     vmcs12.write(F.VM_EXIT_REASON, (exitReason | VMX_EXIT_REASONS_FAILED_VMENTRY) >>> 0);
     vmcs12.write(F.EXIT_QUALIFICATION, qualification);
     this.state.nestedRunPending = false;
-    this.#leaveToL1();
+    this.#leaveToL1(false);
   }
 
-  /** X7–X13: back to vmcs01, refresh it, L1's host state and MMU; L1 gets the exit. */
-  #leaveToL1(): void {
+  /** X7–X13: back to vmcs01, refresh it (a real exit), L1's host state and MMU; L1 gets the exit. */
+  #leaveToL1(refreshVmcs01: boolean): void {
     const kvm = this.kvm;
     const vmcs12 = this.state.cachedVmcs12;
     this.#switchVmcs(kvm.vmcs01);
     // X9: vmcs01 refresh.
-    this.#vmcs01Refresh.run(kvm.processor);
+    if (refreshVmcs01) this.#vmcs01Refresh.run(kvm.processor);
     // X11: the shadow VMCS is refreshed before L1 runs.
     this.sync.requestVmcs12ToShadowSync();
     // X13: load_vmcs12_host_state.
     const cr0 = vmcs12.read(F.HOST_CR0);
     const cr4 = vmcs12.read(F.HOST_CR4);
     const cr3 = vmcs12.read(F.HOST_CR3) + vmcs12.hi * TWO_32;
-    const efer = vmcs12.read(F.HOST_IA32_EFER);
+    const exitControls = vmcs12.read(F.VM_EXIT_CONTROLS);
+    // EFER: vmcs12's host EFER with "load IA32_EFER", else the vCPU's with LMA/LME following
+    // "host address-space size".
+    let efer: number;
+    if ((exitControls & VM_EXIT_CTLS.VM_EXIT_LOAD_IA32_EFER) !== 0) efer = vmcs12.read(F.HOST_IA32_EFER);
+    else if ((exitControls & VM_EXIT_CTLS.VM_EXIT_HOST_ADDR_SPACE_SIZE) !== 0)
+      efer = (kvm.mmu.efer | EFER.LMA | EFER.LME) >>> 0;
+    else efer = (kvm.mmu.efer & ~(EFER.LMA | EFER.LME)) >>> 0;
     this.#loadEfer(kvm.vmcs01, efer);
     kvm.regs.writeRflags(0x2);
     // kvm: the interrupt shadow is cleared (vmx_set_interrupt_shadow reads it first).
@@ -824,9 +927,16 @@ export class KvmNested {
     kvm.mmu.nestedVmExit({ cr0, cr3, cr4, efer });
     kvm.cr3Dirty = true;
     kvm.loadPgdRequested = true;
-    kvm.tlbFlushGuestRequested = true;
-    // Sysenter MSRs, IDTR/GDTR, PAT; the host segments (__vmx_set_segment each); DR7 and DEBUGCTL.
-    this.#hostStateLoad.run(kvm.processor);
+    // kvm: nested_vmx_transition_tlb_flush on exit — a guest TLB flush only when vmcs12 does not
+    // use VPID (L2 then shared L1's VPID 0); with VPID, L2's entries are tagged apart (vpid02/EPTP).
+    if (!usesVpid(vmcs12)) kvm.tlbFlushGuestRequested = true;
+    // Sysenter MSRs, IDTR/GDTR, PAT (with "load IA32_PAT"); the host segments (__vmx_set_segment
+    // each); DR7 and DEBUGCTL.
+    this.#hostStateLoad.run(kvm.processor, vmcs12);
+    this.#hostDescriptorLimits.run(kvm.processor);
+    if ((exitControls & VM_EXIT_CTLS.VM_EXIT_LOAD_IA32_PAT) !== 0) {
+      this.#write(F.GUEST_IA32_PAT, vmcs12.read(F.HOST_IA32_PAT), vmcs12.hi);
+    }
     this.#hostSegments.run(kvm.processor, vmcs12);
     this.#hostDebugLoad.run(kvm.processor);
     kvm.regs.writeRsp(vmcs12.read(F.HOST_RSP) + vmcs12.hi * TWO_32);

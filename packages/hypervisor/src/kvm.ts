@@ -440,9 +440,14 @@ export class Kvm implements ExitSink {
     return this.config.keepRootsOnWpOnlyChange && this.useEpt ? CR0.TS | CR0.WP : CR0.TS;
   }
 
-  /** CR4 bits the guest owns (kvm: KVM_POSSIBLE_CR4_GUEST_BITS minus what EPT/PKE need intercepted). */
+  /**
+   * CR4 bits the guest owns (kvm: set_cr4_guest_host_mask): KVM_POSSIBLE_CR4_GUEST_BITS (PVI, DE,
+   * PCE, OSFXSR, OSXMMEXCPT, PGE, TSD, FSGSBASE; the model's guests support all of them), less PGE
+   * without EPT (X86_CR4_TLBFLUSH_BITS and X86_CR4_PDPTR_BITS: shadow paging must see PGE changes).
+   */
   cr4GuestOwnedBits(): number {
-    return CR4.PCE | CR4.OSFXSR | CR4.OSXMMEXCPT | CR4.TSD | CR4.DE;
+    const owned = CR4.PVI | CR4.DE | CR4.PCE | CR4.OSFXSR | CR4.OSXMMEXCPT | CR4.PGE | CR4.TSD | CR4.FSGSBASE;
+    return (this.useEpt ? owned : owned & ~CR4.PGE) >>> 0;
   }
 
   #check(result: number, what: string): void {

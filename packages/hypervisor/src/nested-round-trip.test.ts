@@ -35,6 +35,10 @@ describe("nested CPUID round trip, seed-003 counters (kvm-vmx.md §10)", () => {
     }
   });
 
+  it("no guest TLB flush per round trip while vmcs12 uses an unchanging VPID (nested_vmx_transition_tlb_flush)", () => {
+    for (const c of [v52, v53, v612]) expect(c.TLB_FLUSH_GUEST ?? 0).toBe(0);
+  });
+
   it("shadow-field offset lookups: 68 before flag B, 0 after", () => {
     expect(v52.SHADOW_FIELD_OFFSET_LOOKUP).toBe(68);
     expect(v53.SHADOW_FIELD_OFFSET_LOOKUP ?? 0).toBe(0);

@@ -48,3 +48,35 @@ export class Vmcs12Copies {
     return processor.vmwriteFromVmcs12(this.list, vmcs12);
   }
 }
+
+/**
+ * VMWRITEs of the current VMCS from other vmcs12 fields (kvm: load_vmcs12_host_state's
+ * `vmcs_write(GUEST_x, vmcs12->host_y)` runs). One field list, values gathered from vmcs12 at run
+ * time; the same VMWRITEs, in order, as one call per field.
+ */
+export class Vmcs12Transfers {
+  readonly list: VmcsFieldList;
+  readonly #sources: Uint32Array;
+  readonly #lo: Uint32Array;
+  readonly #hi: Uint32Array;
+
+  /** `transfers`: [target encoding in the current VMCS, source encoding in vmcs12], in KVM's order. */
+  constructor(transfers: readonly (readonly [number, number])[]) {
+    this.list = new VmcsFieldList(transfers.map((t) => t[0]));
+    this.#sources = Uint32Array.from(transfers, (t) => t[1]);
+    this.#lo = new Uint32Array(transfers.length);
+    this.#hi = new Uint32Array(transfers.length);
+  }
+
+  /** Issues the VMWRITEs with `vmcs12`'s source values; returns how many failed. */
+  run(processor: VmcsProcessor, vmcs12: Vmcs12): number {
+    const sources = this.#sources;
+    const lo = this.#lo;
+    const hi = this.#hi;
+    for (let i = 0; i < sources.length; i++) {
+      lo[i] = vmcs12.read(sources[i]!);
+      hi[i] = vmcs12.hi;
+    }
+    return processor.vmwriteValues(this.list, lo, hi);
+  }
+}

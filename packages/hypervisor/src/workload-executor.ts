@@ -349,7 +349,8 @@ export class WorkloadExecutor {
       case OP.INVLPG:
         if ((vmcs.read(F.CPU_BASED_VM_EXEC_CONTROL) & CPU_BASED_CTLS.CPU_BASED_INVLPG_EXITING) === 0)
           return false;
-        return this.#exit(EXIT_REASON.INVLPG, LENGTH.INVLPG, cursor.gvaLo);
+        // SDM 28.2.1: the qualification is the whole linear address.
+        return this.#exit(EXIT_REASON.INVLPG, LENGTH.INVLPG, cursor.gvaLo, cursor.gvaHi);
       case OP.READ:
       case OP.WRITE:
       case OP.FETCH:
@@ -439,10 +440,11 @@ export class WorkloadExecutor {
     this.observations.mix(errorCode);
   }
 
-  #exit(reason: number, length: number, qualification: number): boolean {
+  #exit(reason: number, length: number, qualification: number, qualificationHi = 0): boolean {
     const info = this.hw.exitInfo.reset(reason);
     info.instructionLength = length;
     info.qualificationLo = qualification >>> 0;
+    info.qualificationHi = qualificationHi >>> 0;
     this.#saveAndExit(this.hw.runningVmcs!);
     return true;
   }

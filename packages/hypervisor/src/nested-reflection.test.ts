@@ -1,0 +1,236 @@
+import { MMU_EVENTS } from "@nestvisor/mmu";
+import { CPU_BASED_CTLS as C, CountingMeter, EXIT_REASON, VM_EXIT_CTLS, VMX_EVENTS } from "@nestvisor/vmx";
+import { describe, expect, it } from "vitest";
+import { builtinWorkload } from "./builtin-workloads";
+import { GPR } from "./guest-context";
+import { HYPERVISOR_EVENTS } from "./hypervisor-events";
+import { resolveFlags } from "./kernel-presets";
+import { Machine } from "./machine";
+import { VMCS_FIELD as F, vmcsFieldEncoding } from "./vmcs-field-encodings";
+
+/**
+ * L0's decision on an exit of L2 (kvm: nested_vmx_l1_wants_exit and its helpers), asked directly
+ * after changing what L1 wrote in vmcs12: the model's own L1 always writes the same controls as L0,
+ * so these rules are only reachable this way (or with a custom guest hypervisor).
+ */
+function stoppedInL2() {
+  const meter = new CountingMeter([VMX_EVENTS, MMU_EVENTS, HYPERVISOR_EVENTS]);
+  const machine = new Machine({
+    program: builtinWorkload("cpuid", { level: 2, iterations: 1 }),
+    config: resolveFlags("v6.12", {}),
+    meter,
+  });
+  const l0 = machine.kvms[0]!;
+  expect(l0.nested.guestMode).toBe(true);
+  const vmcs02 = machine.hardware.processor.current!;
+  return { machine, l0, vmcs12: l0.nested.state.cachedVmcs12, vmcs02, l2: machine.contexts[1]!, meter };
+}
+
+type Stopped = ReturnType<typeof stoppedInL2>;
+
+function setExec(s: Stopped, set: number, clear: number): void {
+  const exec = s.vmcs12.read(F.CPU_BASED_VM_EXEC_CONTROL);
+  s.vmcs12.write(F.CPU_BASED_VM_EXEC_CONTROL, ((exec | set) & ~clear) >>> 0);
+}
+
+/**
+ * Poses the exit `reason` with `qualification` in vmcs02 of a machine stopped in L2 that `setup`
+ * prepared, and asks L0 whether L1 takes it. A fresh machine each time: a reflected exit leaves L2.
+ */
+function reflects(setup: (s: Stopped) => void, reason: number, qualification = 0): boolean {
+  const s = stoppedInL2();
+  setup(s);
+  s.vmcs02.write(F.EXIT_QUALIFICATION, qualification >>> 0, 0);
+  s.l0.regs.reset();
+  return s.l0.nested.reflectVmexit(reason);
+}
+
+const IO_BITMAP_PAGE = 0x30_0000;
+
+function ioBitmap(s: Stopped, ports: readonly number[]): void {
+  const memory = s.l0.guestMemory();
+  for (let i = 0; i < 2 * 4096; i++) memory.write8(IO_BITMAP_PAGE + i, 0);
+  s.vmcs12.write(F.IO_BITMAP_A, IO_BITMAP_PAGE, 0);
+  s.vmcs12.write(F.IO_BITMAP_B, IO_BITMAP_PAGE + 4096, 0);
+  for (const port of ports) {
+    const at = IO_BITMAP_PAGE + (port >= 0x8000 ? 4096 : 0) + ((port & 0x7fff) >>> 3);
+    memory.write8(at, memory.read8(at) | (1 << (port & 7)));
+  }
+}
+
+/** SDM Table 28-5: size − 1 in bits 2:0, the port in bits 31:16. */
+const ioQualification = (port: number, bytes: number) => ((bytes - 1) | (port << 16)) >>> 0;
+
+describe("which L2 exits L1 takes (kvm: nested_vmx_l1_wants_exit)", () => {
+  describe("I/O (nested_vmx_exit_handled_io)", () => {
+    it("with I/O bitmaps, the bitmap decides for every byte of the access, not unconditional exiting", () => {
+      const bitmaps = (uncond: boolean) => (s: Stopped) => {
+        setExec(
+          s,
+          C.CPU_BASED_USE_IO_BITMAPS | (uncond ? C.CPU_BASED_UNCOND_IO_EXITING : 0),
+          uncond ? 0 : C.CPU_BASED_UNCOND_IO_EXITING,
+        );
+        ioBitmap(s, [0x80, 0x8001]);
+      };
+      expect(reflects(bitmaps(false), EXIT_REASON.IO_INSTRUCTION, ioQualification(0x80, 1))).toBe(true);
+      expect(reflects(bitmaps(false), EXIT_REASON.IO_INSTRUCTION, ioQualification(0x70, 1))).toBe(false);
+      // A 4-byte access at 0x7fff covers 0x8001 in bitmap B.
+      expect(reflects(bitmaps(false), EXIT_REASON.IO_INSTRUCTION, ioQualification(0x7fff, 4))).toBe(true);
+      expect(reflects(bitmaps(false), EXIT_REASON.IO_INSTRUCTION, ioQualification(0x7ffc, 2))).toBe(false);
+      // Unconditional exiting does not matter once bitmaps are used.
+      expect(reflects(bitmaps(true), EXIT_REASON.IO_INSTRUCTION, ioQualification(0x70, 1))).toBe(false);
+    });
+
+    it("a word access that runs past port FFFFH exits", () => {
+      const setup = (s: Stopped) => {
+        setExec(s, C.CPU_BASED_USE_IO_BITMAPS, C.CPU_BASED_UNCOND_IO_EXITING);
+        ioBitmap(s, []);
+      };
+      expect(reflects(setup, EXIT_REASON.IO_INSTRUCTION, ioQualification(0xffff, 2))).toBe(true);
+    });
+
+    it("without I/O bitmaps, unconditional I/O exiting decides", () => {
+      const on = (s: Stopped) => setExec(s, C.CPU_BASED_UNCOND_IO_EXITING, C.CPU_BASED_USE_IO_BITMAPS);
+      const off = (s: Stopped) => setExec(s, 0, C.CPU_BASED_UNCOND_IO_EXITING | C.CPU_BASED_USE_IO_BITMAPS);
+      expect(reflects(on, EXIT_REASON.IO_INSTRUCTION, ioQualification(0x70, 1))).toBe(true);
+      expect(reflects(off, EXIT_REASON.IO_INSTRUCTION, ioQualification(0x70, 1))).toBe(false);
+    });
+
+    it("vmcs02 always takes L2's port I/O unconditionally, without I/O bitmaps (prepare_vmcs02_early)", () => {
+      const s = stoppedInL2();
+      const exec = s.vmcs02.read(F.CPU_BASED_VM_EXEC_CONTROL);
+      expect(exec & C.CPU_BASED_UNCOND_IO_EXITING).not.toBe(0);
+      expect(exec & C.CPU_BASED_USE_IO_BITMAPS).toBe(0);
+    });
+  });
+
+  it("WRMSR is decided by the write half of L1's MSR bitmap (nested_vmx_exit_handled_msr)", () => {
+    // FS_BASE (C0000100H): the write bitmap for high MSRs is at 3072; the read bit stays clear.
+    const interceptWrites = (s: Stopped) => {
+      const bitmap = s.vmcs12.read(F.MSR_BITMAP) + s.vmcs12.hi * 2 ** 32;
+      const memory = s.l0.guestMemory();
+      const writeByte = bitmap + 3072 + (0x100 >>> 3);
+      memory.write8(writeByte, memory.read8(writeByte) | 1);
+      s.l2.setGpr(GPR.RCX, 0xc000_0100, 0);
+    };
+    expect(reflects(interceptWrites, EXIT_REASON.MSR_WRITE)).toBe(true);
+    expect(reflects(interceptWrites, EXIT_REASON.MSR_READ)).toBe(false);
+  });
+
+  it("INVLPG goes to L1 only with INVLPG exiting in vmcs12", () => {
+    expect(reflects((s) => setExec(s, 0, C.CPU_BASED_INVLPG_EXITING), EXIT_REASON.INVLPG, 0x1000)).toBe(
+      false,
+    );
+    expect(reflects((s) => setExec(s, C.CPU_BASED_INVLPG_EXITING, 0), EXIT_REASON.INVLPG, 0x1000)).toBe(true);
+  });
+
+  describe("CR access (nested_vmx_exit_handled_cr), by the access type in bits 5:4", () => {
+    const MOV_TO = 0 << 4;
+    const MOV_FROM = 1 << 4;
+    const CLTS = 2 << 4;
+    const LMSW = 3 << 4;
+
+    it("MOV to/from CR3 and CR8 follow their load and store exiting controls", () => {
+      const cases = [
+        { qual: 3 | MOV_TO, control: C.CPU_BASED_CR3_LOAD_EXITING },
+        { qual: 3 | MOV_FROM, control: C.CPU_BASED_CR3_STORE_EXITING },
+        { qual: 8 | MOV_TO, control: C.CPU_BASED_CR8_LOAD_EXITING },
+        { qual: 8 | MOV_FROM, control: C.CPU_BASED_CR8_STORE_EXITING },
+      ];
+      for (const { qual, control } of cases) {
+        const clear = (s: Stopped) => setExec(s, 0, control);
+        const set = (s: Stopped) => setExec(s, control, 0);
+        expect(reflects(clear, EXIT_REASON.CR_ACCESS, qual), `qualification ${qual}`).toBe(false);
+        expect(reflects(set, EXIT_REASON.CR_ACCESS, qual), `qualification ${qual}`).toBe(true);
+      }
+      // MOV from CR0/CR4 never reaches L1 (it does not exit on hardware either).
+      expect(reflects(() => {}, EXIT_REASON.CR_ACCESS, 0 | MOV_FROM)).toBe(false);
+    });
+
+    it("CLTS goes to L1 only when L1 owns CR0.TS and its read shadow has TS set", () => {
+      const ownsTs = (shadowTs: boolean) => (s: Stopped) => {
+        const mask = s.vmcs12.read(F.CR0_GUEST_HOST_MASK);
+        const shadow = s.vmcs12.read(F.CR0_READ_SHADOW);
+        s.vmcs12.write(F.CR0_GUEST_HOST_MASK, (mask | 8) >>> 0, 0xffffffff);
+        s.vmcs12.write(F.CR0_READ_SHADOW, (shadowTs ? shadow | 8 : shadow & ~8) >>> 0, 0);
+      };
+      expect(reflects(ownsTs(false), EXIT_REASON.CR_ACCESS, CLTS)).toBe(false);
+      expect(reflects(ownsTs(true), EXIT_REASON.CR_ACCESS, CLTS)).toBe(true);
+    });
+
+    it("LMSW: bits 3:1 L1 owns that change, or PE set while L1 shadows it clear", () => {
+      const owns = (shadow: number) => (s: Stopped) => {
+        s.vmcs12.write(F.CR0_GUEST_HOST_MASK, 0xf, 0xffffffff);
+        s.vmcs12.write(F.CR0_READ_SHADOW, shadow, 0);
+      };
+      const lmsw = (source: number) => (LMSW | (source << 16)) >>> 0;
+      expect(reflects(owns(0x2), EXIT_REASON.CR_ACCESS, lmsw(0x2))).toBe(false);
+      expect(reflects(owns(0x2), EXIT_REASON.CR_ACCESS, lmsw(0x6))).toBe(true);
+      expect(reflects(owns(0x2), EXIT_REASON.CR_ACCESS, lmsw(0x3))).toBe(true);
+      // LMSW cannot clear PE: with PE shadowed as set, a source without PE changes nothing L1 owns.
+      expect(reflects(owns(0x3), EXIT_REASON.CR_ACCESS, lmsw(0x2))).toBe(false);
+    });
+  });
+});
+
+describe("load_vmcs12_host_state on a nested exit", () => {
+  /** Runs one more L2 CPUID round trip after `prepare` changed L1's vmcs12, and returns vmcs01. */
+  function afterExit(prepare: (s: Stopped) => void) {
+    const s = stoppedInL2();
+    prepare(s);
+    s.l0.regs.reset();
+    expect(s.l0.nested.reflectVmexit(EXIT_REASON.CPUID)).toBe(true);
+    expect(s.machine.hardware.processor.current).toBe(s.l0.vmcs01);
+    return s;
+  }
+
+  it("loads the SYSENTER MSRs and the IDTR/GDTR bases from vmcs12's host state", () => {
+    const values = [
+      ["HOST_IA32_SYSENTER_CS", "GUEST_SYSENTER_CS", 0x10],
+      ["HOST_IA32_SYSENTER_ESP", "GUEST_SYSENTER_ESP", 0x7000],
+      ["HOST_IA32_SYSENTER_EIP", "GUEST_SYSENTER_EIP", 0x8100_0000],
+      ["HOST_IDTR_BASE", "GUEST_IDTR_BASE", 0x5000],
+      ["HOST_GDTR_BASE", "GUEST_GDTR_BASE", 0x6000],
+    ] as const;
+    const s = afterExit((s) => {
+      for (const [host, , value] of values) s.vmcs12.write(vmcsFieldEncoding(host), value, 0xffffffff);
+    });
+    for (const [, guest, value] of values) {
+      expect(s.l0.vmcs01.read(vmcsFieldEncoding(guest)), guest).toBe(value);
+      // SYSENTER_CS is a 32-bit field; the others are natural-width.
+      expect(s.l0.vmcs01.hi, guest).toBe(guest === "GUEST_SYSENTER_CS" ? 0 : 0xffffffff);
+    }
+    expect(s.l0.vmcs01.read(vmcsFieldEncoding("GUEST_IDTR_LIMIT"))).toBe(0xffff);
+  });
+
+  it("writes GUEST_IA32_PAT only with 'load IA32_PAT', from vmcs12's host PAT", () => {
+    const PAT = vmcsFieldEncoding("GUEST_IA32_PAT");
+    const HOST_PAT = vmcsFieldEncoding("HOST_IA32_PAT");
+    const exitControls = (s: Stopped) => s.vmcs12.read(F.VM_EXIT_CONTROLS);
+    const marker = { lo: 0x0007_0106, hi: 0x0007_0106 };
+    const without = afterExit((s) => {
+      s.vmcs12.write(F.VM_EXIT_CONTROLS, exitControls(s) & ~VM_EXIT_CTLS.VM_EXIT_LOAD_IA32_PAT);
+      s.vmcs12.write(HOST_PAT, marker.lo, marker.hi);
+      s.l0.vmcs01.write(PAT, 0x1234, 0);
+    });
+    expect(without.l0.vmcs01.read(PAT)).toBe(0x1234);
+    const withLoad = afterExit((s) => {
+      s.vmcs12.write(F.VM_EXIT_CONTROLS, (exitControls(s) | VM_EXIT_CTLS.VM_EXIT_LOAD_IA32_PAT) >>> 0);
+      s.vmcs12.write(HOST_PAT, marker.lo, marker.hi);
+    });
+    expect(withLoad.l0.vmcs01.read(PAT)).toBe(marker.lo);
+    expect(withLoad.l0.vmcs01.hi).toBe(marker.hi);
+  });
+
+  it("without 'load IA32_EFER' keeps the vCPU's EFER with LMA/LME from 'host address-space size'", () => {
+    const EFER_FIELD = vmcsFieldEncoding("GUEST_IA32_EFER");
+    const s = afterExit((s) => {
+      const controls = s.vmcs12.read(F.VM_EXIT_CONTROLS) & ~VM_EXIT_CTLS.VM_EXIT_LOAD_IA32_EFER;
+      s.vmcs12.write(F.VM_EXIT_CONTROLS, (controls | VM_EXIT_CTLS.VM_EXIT_HOST_ADDR_SPACE_SIZE) >>> 0);
+      s.vmcs12.write(F.HOST_IA32_EFER, 0x500, 0);
+    });
+    // L2's EFER (SCE, LME, LMA, NXE = 0xd01), not vmcs12's host EFER.
+    expect(s.l0.mmu.efer).toBe(0xd01);
+    expect(s.l0.vmcs01.read(EFER_FIELD)).toBe(0xd01);
+  });
+});
