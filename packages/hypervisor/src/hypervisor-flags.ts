@@ -224,6 +224,10 @@ const MMU_FLAG_COMMITS: Readonly<Record<MmuFlagName, string>> = {
   keepRootsOnWpOnlyChange:
     'Mathias Krause (2023, v6.4): 01b31714bd90 "KVM: x86: Do not unload MMU roots when only toggling CR0.WP with ' +
     'TDP enabled", e40bcf9f3a18 "KVM: x86: Ignore CR0.WP toggles in non-paging mode"',
+  keepRootsOnPgeChange:
+    "Lai Jiangshan (2021, KVM pull for v5.16): a91a7c709600 \"KVM: X86: Don't reset mmu context when toggling " +
+    'X86_CR4_PGE", 552617382c19 "… when X86_CR4_PCIDE 1->0", 509bfe3d9796 "KVM: X86: Cache CR3 in prev_roots ' +
+    'when PCID is disabled"',
   keepRootsOnAllRoleChanges:
     'Paolo Bonzini, "KVM: x86: do not unload MMU roots on all role changes", v2 patch 18 of the series ' +
     '"KVM: MMU: do not unload MMU roots on all role changes" (Feb 2022, not merged; ' +

@@ -25,7 +25,8 @@ import { didYouMeanSuffix } from "./name-suggestion";
  * against `v6.12` or `all` isolates the optimizations alone.
  *
  * The MMU part of each preset is the `@nestvisor/mmu` preset for the same kernel, or for the range
- * of kvm-mmu.md §7.4 that contains it (v4.20–v5.6 → `v4.20`, v5.7–v5.17 → `v5.7`); v4.19 is `none`.
+ * of kvm-mmu.md §7.4 that contains it (v4.20–v5.6 → `v4.20`, v5.7–v5.15 → `v5.7`, v5.16–v5.17 → `v5.16`);
+ * v4.19 is `none`.
  * Those version boundaries are approximate (§7.4 takes them from commit and merge context).
  */
 
@@ -185,8 +186,15 @@ const SPECS: Readonly<Record<KernelPresetName, PresetSpec>> = {
     kernel: "v5.17",
     description:
       "The last kernel before seed 001 (v5.18): the TDP MMU is the default, role changes still unload",
-    flags: presetFlags(MMU_FLAG_PRESETS["v5.7"], true, true),
+    flags: presetFlags(MMU_FLAG_PRESETS["v5.16"], true, true),
     changes: [
+      {
+        flag: "keepRootsOnPgeChange",
+        commitOrSeries:
+          "Lai Jiangshan, a91a7c709600 and 552617382c19 \"KVM: X86: Don't reset mmu context when toggling " +
+          'X86_CR4_PGE / X86_CR4_PCIDE 1->0" (v5.16)',
+        note: "PGE leaves the role bits: a PGE toggle only flushes the guest TLB; a PCIDE change unloads, not resets",
+      },
       {
         flag: "tdpMmu",
         commitOrSeries: '71ba3f3189c7 "KVM: x86: enable TDP MMU by default" (v5.15)',

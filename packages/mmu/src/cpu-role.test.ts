@@ -9,6 +9,7 @@ import {
   formatCpuRole,
   MMU_CR0_ROLE_BITS,
   MMU_CR4_ROLE_BITS,
+  MMU_CR4_ROLE_BITS_PRE_5_16,
   MMU_CR4_ROLE_BITS_PRE_5_18,
   MMU_EFER_ROLE_BITS,
   parseCpuRole,
@@ -122,7 +123,9 @@ describe("role-bit masks (kvm: arch/x86/kvm/mmu.h)", () => {
   it("match KVM_MMU_CR0/CR4/EFER_ROLE_BITS", () => {
     expect(MMU_CR0_ROLE_BITS).toBe(0x80010000);
     expect(MMU_CR4_ROLE_BITS).toBe(CR4.PSE | CR4.PAE | CR4.LA57 | CR4.SMEP | CR4.SMAP | CR4.PKE);
-    expect(MMU_CR4_ROLE_BITS_PRE_5_18 & CR4.PGE).toBe(CR4.PGE);
+    // Up to v5.15 the mask also held PGE (a91a7c709600 removed it in v5.16).
+    expect(MMU_CR4_ROLE_BITS_PRE_5_16).toBe((MMU_CR4_ROLE_BITS | CR4.PGE) >>> 0);
+    expect(MMU_CR4_ROLE_BITS_PRE_5_18).toBe(MMU_CR4_ROLE_BITS_PRE_5_16);
     expect(MMU_EFER_ROLE_BITS).toBe(EFER.LME | EFER.NXE);
   });
 });

@@ -17,10 +17,16 @@ export const MMU_CR0_ROLE_BITS = (CR0.PG | CR0.WP) >>> 0;
 export const MMU_CR4_ROLE_BITS = (CR4.PSE | CR4.PAE | CR4.LA57 | CR4.SMEP | CR4.SMAP | CR4.PKE) >>> 0;
 
 /**
- * KVM_MMU_CR4_ROLE_BITS before v5.18: it also held PGE, so toggling CR4.PGE reset the MMU (kvm:
- * 82518a181e6c "flush TLB separately from MMU reset" removed it).
+ * KVM_MMU_CR4_ROLE_BITS up to v5.15: it also held PGE, so toggling CR4.PGE reset the MMU although no
+ * role consumes PGE. Removed by Lai Jiangshan's a91a7c709600 "Don't reset mmu context when toggling
+ * X86_CR4_PGE" (v5.16), which made a PGE toggle a guest TLB flush request.
  */
-export const MMU_CR4_ROLE_BITS_PRE_5_18 = (MMU_CR4_ROLE_BITS | CR4.PGE) >>> 0;
+export const MMU_CR4_ROLE_BITS_PRE_5_16 = (MMU_CR4_ROLE_BITS | CR4.PGE) >>> 0;
+
+/**
+ * @deprecated The old name of `MMU_CR4_ROLE_BITS_PRE_5_16`: PGE left the mask in v5.16, not v5.18.
+ */
+export const MMU_CR4_ROLE_BITS_PRE_5_18 = MMU_CR4_ROLE_BITS_PRE_5_16;
 
 /** EFER bits whose change resets the MMU (kvm: KVM_MMU_EFER_ROLE_BITS, used by set_efer). */
 export const MMU_EFER_ROLE_BITS = (EFER.LME | EFER.NXE) >>> 0;

@@ -31,6 +31,7 @@ export {
   formatCpuRole,
   MMU_CR0_ROLE_BITS,
   MMU_CR4_ROLE_BITS,
+  MMU_CR4_ROLE_BITS_PRE_5_16,
   MMU_CR4_ROLE_BITS_PRE_5_18,
   MMU_EFER_ROLE_BITS,
   MMU_EFER_ROLE_BITS_PRE_5_18,
@@ -90,6 +91,7 @@ export {
   refreshPassthroughBits,
   resetGuestPagingMetadata,
 } from "./mmu-init";
+export { describeMmuRequests, MMU_REQUEST, MMU_REQUEST_TLB_FLUSH, type MmuRequest } from "./mmu-request";
 export {
   ACC,
   childRole,

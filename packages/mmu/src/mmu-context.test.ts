@@ -8,6 +8,7 @@ import {
   MMU_FLAVOUR,
   MmuContext,
 } from "./mmu-context";
+import { PAGE_ROLE } from "./page-role";
 import { INVALID_ROOT } from "./root-backend";
 
 describe("struct kvm_mmu", () => {
@@ -30,13 +31,19 @@ describe("struct kvm_mmu", () => {
     expect(KVM_MMU_ROOT.ALL).toBe(KVM_MMU_ROOT.CURRENT | 2 | 4 | 8);
   });
 
-  it("invalidateRoles zeroes the root role and clears ext.valid only (kvm_mmu_after_set_cpuid)", () => {
+  it("invalidateRoles sets root_role.invalid and clears ext.valid, keeping the rest (kvm_mmu_after_set_cpuid)", () => {
     const ctx = new MmuContext(MMU_CONTEXT_KIND.ROOT_MMU);
     ctx.cpuRoleBase = 0x3704;
     ctx.cpuRoleExt = 0xb9;
     ctx.rootRole = 0x3784;
     ctx.invalidateRoles();
-    expect([ctx.cpuRoleBase, ctx.cpuRoleExt, ctx.rootRole]).toEqual([0x3704, 0xb8, 0]);
+    expect([ctx.cpuRoleBase, ctx.cpuRoleExt, ctx.rootRole]).toEqual([
+      0x3704,
+      0xb8,
+      0x3784 | PAGE_ROLE.INVALID,
+    ]);
+    ctx.invalidateRoles(); // idempotent (guest_mmu is root_mmu with the split off)
+    expect(ctx.rootRole).toBe(0x3784 | PAGE_ROLE.INVALID);
   });
 
   it("counts valid slots and keeps per-context stats", () => {

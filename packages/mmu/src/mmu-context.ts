@@ -1,4 +1,5 @@
 import { EXT_ROLE } from "./extended-role";
+import { PAGE_ROLE } from "./page-role";
 import { PERMISSIONS_SIZE } from "./permission-bitmask";
 import { createRsvdBitsValidate, type RsvdBitsValidate } from "./reserved-bits";
 import { INVALID_ROOT } from "./root-backend";
@@ -213,11 +214,14 @@ export class MmuContext {
   }
 
   /**
-   * Makes every gate fail at the next init (kvm: kvm_mmu_after_set_cpuid zeroes `root_role.word`
-   * and clears `cpu_role.ext.valid`).
+   * Makes every gate fail at the next init (kvm: kvm_mmu_after_set_cpuid sets `root_role.invalid`
+   * and clears `cpu_role.ext.valid`; the other role bits stay). A computed root role never has
+   * `invalid` set, so the TDP and shadow gates fail; the shadow-EPT and nested gates compare the
+   * cpu role, whose `valid` bit is gone. (v5.18 zeroed `root_role.word` instead; up to v5.17 only
+   * the extended role's `valid` bit was cleared. Either way no gate passes.)
    */
   invalidateRoles(): void {
-    this.rootRole = 0;
+    this.rootRole = (this.rootRole | PAGE_ROLE.INVALID) >>> 0;
     this.cpuRoleExt = (this.cpuRoleExt & ~EXT_ROLE.VALID) >>> 0;
   }
 

@@ -49,7 +49,12 @@ export const MMU_EVENTS = defineEventCatalog("mmu", 0x200, [
   "GUEST_WALK",
   /** A write by the guest to a write-tracked guest page table (kvm: kvm_mmu_track_write). */
   "TRACKED_WRITE",
-  /** TLB flush requests made by the MMU (kvm: KVM_REQ_TLB_FLUSH_*). */
+  /**
+   * TLB flush requests made by the MMU (kvm: KVM_REQ_TLB_FLUSH_*): the remote flushes that follow
+   * SPTE changes and zaps (kvm: kvm_flush_remote_tlbs*), and the per-vCPU guest/current flushes the
+   * CR0/CR3/CR4 handlers and KVM_SET_SREGS request (VcpuMmu.makeRequest). Not the direct
+   * flush_tlb_current that ends every kvm_mmu_load (one per ROOT_LOAD).
+   */
   "TLB_FLUSH_REQUEST",
 ]);
 

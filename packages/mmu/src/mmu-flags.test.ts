@@ -34,7 +34,8 @@ describe("MMU flag presets (kvm-mmu.md §7.4)", () => {
       "fastSwitchIgnoresCr3ForDirect",
       "reuseCurrentRoot",
     ]);
-    expect(diffMmuFlags(mmuFlagPreset("v5.7"), mmuFlagPreset("v5.18"))).toEqual(["keepRootsOnRoleChange"]);
+    expect(diffMmuFlags(mmuFlagPreset("v5.7"), mmuFlagPreset("v5.16"))).toEqual(["keepRootsOnPgeChange"]);
+    expect(diffMmuFlags(mmuFlagPreset("v5.16"), mmuFlagPreset("v5.18"))).toEqual(["keepRootsOnRoleChange"]);
     expect(diffMmuFlags(mmuFlagPreset("v5.18"), mmuFlagPreset("v6.4"))).toEqual([
       "keepRootsOnWpOnlyChange",
       "preserveTdpRoots",

@@ -24,12 +24,25 @@ export interface MmuFlags {
    */
   readonly unloadOnExit: boolean;
   /**
+   * Lai Jiangshan 2021 (v5.16; a91a7c709600, 552617382c19 and 509bfe3d9796, KVM pull for v5.16):
+   * CR4.PGE is no longer in KVM_MMU_CR4_ROLE_BITS, so kvm_post_set_cr4 resets the MMU only for a
+   * role bit; otherwise any CR4.PCIDE change unloads every root (KVM_REQ_MMU_RELOAD, served by
+   * kvm_mmu_unload) and a PGE toggle only requests a guest TLB flush. Off (up to v5.15): PGE is in
+   * the mask, so a PGE toggle resets the MMU; CR4.PCIDE 1→0 resets it too and 0→1 does nothing.
+   * Not one of the seeds: a baseline fix that the v5.17 preset needs. Ignored while
+   * `keepRootsOnRoleChange` is on (v5.18 rewrote kvm_post_set_cr4 on top of it).
+   */
+  readonly keepRootsOnPgeChange: boolean;
+  /**
    * (b) seed 001, Paolo Bonzini 2022 (v5.18): the new PGD is looked up *after* the context is
    * initialised, with the context's own root role, and an invalid current root does not take a
    * cache slot (kvm: cached_root_find_without_current). Off (before v5.18): the fast switch runs
    * before kvm_init_mmu with a role computed from vCPU state (kvm_mmu_calc_root_page_role), only
    * when the old guest and shadow root levels are both ≥ 4, an invalid current root is rotated into
-   * prev[0], CR4.PGE is an MMU role bit and only EFER.NX changes reset the MMU.
+   * prev[0], and only EFER.NX changes reset the MMU. The same release (82518a181e6c "flush TLB
+   * separately from MMU reset") made the CR0/CR4 TLB-flush requests independent of the reset and
+   * limited the CR4.PCIDE unload to 0→1 under shadow paging; off, kvm_post_set_cr4 behaves as
+   * `keepRootsOnPgeChange` says and kvm_post_set_cr0 makes no flush request.
    */
   readonly keepRootsOnRoleChange: boolean;
   /**
@@ -105,6 +118,13 @@ export const MMU_FLAG_INFO: readonly MmuFlagInfo[] = Object.freeze([
     baseline: "no unload on exit; the exit reconfigures the context and looks up L1's root",
   },
   {
+    name: "keepRootsOnPgeChange",
+    seed: "— (Lai Jiangshan 2021)",
+    since: "v5.16",
+    summary: "a CR4.PGE toggle only requests a guest TLB flush; any CR4.PCIDE change unloads the roots",
+    baseline: "PGE is an MMU role bit (a toggle resets the MMU); CR4.PCIDE 1→0 resets, 0→1 does nothing",
+  },
+  {
     name: "keepRootsOnRoleChange",
     seed: "001",
     since: "v5.18",
@@ -156,6 +176,7 @@ const UPSTREAM: MmuFlags = Object.freeze({
   splitGuestMmu: true,
   skipUnchangedMmuInit: true,
   unloadOnExit: false,
+  keepRootsOnPgeChange: true,
   keepRootsOnRoleChange: true,
   keepRootsOnWpOnlyChange: true,
   keepRootsOnAllRoleChanges: false,
@@ -169,21 +190,27 @@ const ALL_ON: MmuFlags = Object.freeze({ ...UPSTREAM, keepRootsOnAllRoleChanges:
 
 const V5_7: MmuFlags = Object.freeze({
   ...UPSTREAM,
+  keepRootsOnPgeChange: false,
   keepRootsOnRoleChange: false,
   keepRootsOnWpOnlyChange: false,
   preserveTdpRoots: false,
 });
 
+/** v5.16–v5.17: Lai Jiangshan's CR4.PGE/PCIDE change on top of v5.7. */
+const V5_16: MmuFlags = Object.freeze({ ...V5_7, keepRootsOnPgeChange: true });
+
 /**
  * Named flag sets for historical kernels (kvm-mmu.md §7.4; the version boundaries are approximate).
- * `none` is every flag off (roughly pre-v4.20, see §6.4); `today`, `v6.12` and `v6.4` are upstream
- * now; `all` adds the unmerged seed-001 patch 18 (`keepRootsOnAllRoleChanges`).
+ * `none` is every flag off (roughly pre-v4.20, see §6.4); `v5.7` covers v5.7–v5.15 and `v5.16`
+ * covers v5.16–v5.17; `today`, `v6.12` and `v6.4` are upstream now; `all` adds the unmerged seed-001
+ * patch 18 (`keepRootsOnAllRoleChanges`).
  */
 export const MMU_FLAG_PRESETS = Object.freeze({
   none: Object.freeze({
     splitGuestMmu: false,
     skipUnchangedMmuInit: false,
     unloadOnExit: false,
+    keepRootsOnPgeChange: false,
     keepRootsOnRoleChange: false,
     keepRootsOnWpOnlyChange: false,
     keepRootsOnAllRoleChanges: false,
@@ -193,7 +220,8 @@ export const MMU_FLAG_PRESETS = Object.freeze({
   }),
   "v4.20": Object.freeze({ ...V5_7, fastSwitchIgnoresCr3ForDirect: false, reuseCurrentRoot: false }),
   "v5.7": V5_7,
-  "v5.18": Object.freeze({ ...V5_7, keepRootsOnRoleChange: true }),
+  "v5.16": V5_16,
+  "v5.18": Object.freeze({ ...V5_16, keepRootsOnRoleChange: true }),
   "v6.4": UPSTREAM,
   "v6.12": UPSTREAM,
   today: UPSTREAM,

@@ -1,5 +1,6 @@
 import { CountingMeter } from "@nestvisor/vmx";
 import { CR0, CR4, EFER } from "@nestvisor/x86-arch";
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { cpuRoleBase, cpuRoleExt } from "./cpu-role";
 import { MMU_CONTEXT_KIND, MMU_FLAVOUR, MmuContext } from "./mmu-context";
@@ -209,5 +210,50 @@ describe("lazy CR0.WP refresh (kvm: __kvm_mmu_refresh_passthrough_bits)", () => 
     const ctx = new MmuContext(MMU_CONTEXT_KIND.ROOT_MMU);
     resetGuestPagingMetadata(ctx, e);
     expect(e.meter.diff({})).toEqual({});
+  });
+});
+
+describe("gates after kvm_mmu_after_set_cpuid (MmuContext.invalidateRoles)", () => {
+  const cr0Arb = fc.subarray([CR0.PG, CR0.WP, CR0.PE]).map((bits) => bits.reduce((a, b) => a | b, 0) >>> 0);
+  const cr4Arb = fc
+    .subarray([CR4.PAE, CR4.PSE, CR4.SMEP, CR4.SMAP, CR4.PKE, CR4.LA57])
+    .map((bits) => bits.reduce((a, b) => a | b, 0) >>> 0);
+  const eferArb = fc
+    .subarray([EFER.LME, EFER.LMA, EFER.NXE])
+    .map((bits) => bits.reduce((a, b) => a | b, 0) >>> 0);
+  const regsArb = fc.tuple(cr0Arb, cr4Arb, eferArb, fc.boolean(), fc.boolean());
+  const INITS = [initTdpMmu, initShadowMmu, initNestedMmu] as const;
+
+  it("every gate fails once, whatever the old and new registers, and ends with a fresh init's roles", () => {
+    fc.assert(
+      fc.property(regsArb, regsArb, fc.nat(INITS.length - 1), (a, b, which) => {
+        const init = INITS[which]!;
+        const roleA = [cpuRoleBase(a[0], a[1], a[2], a[3], a[4]), cpuRoleExt(a[0], a[1], a[2])] as const;
+        const roleB = [cpuRoleBase(b[0], b[1], b[2], b[3], b[4]), cpuRoleExt(b[0], b[1], b[2])] as const;
+        const e = env();
+        const ctx = new MmuContext(MMU_CONTEXT_KIND.ROOT_MMU);
+        init(ctx, ...roleA, e);
+        ctx.invalidateRoles();
+        expect(init(ctx, ...roleB, e)).toBe(true);
+        const fresh = new MmuContext(MMU_CONTEXT_KIND.ROOT_MMU);
+        init(fresh, ...roleB, env());
+        expect([ctx.cpuRoleBase, ctx.cpuRoleExt]).toEqual([fresh.cpuRoleBase, fresh.cpuRoleExt]);
+        // init_kvm_nested_mmu never computes a root role: nested_mmu keeps the invalid one.
+        if (init !== initNestedMmu) expect(ctx.rootRole).toBe(fresh.rootRole);
+        else expect(ctx.rootRole & PAGE_ROLE.INVALID).toBe(PAGE_ROLE.INVALID);
+        // And the gate holds again right after.
+        expect(init(ctx, ...roleB, e)).toBe(false);
+      }),
+    );
+  });
+
+  it("the shadow-EPT gate fails once too (its cpu role lost ext.valid)", () => {
+    const e = env();
+    const ctx = new MmuContext(MMU_CONTEXT_KIND.GUEST_MMU);
+    initShadowEptMmu(ctx, EPTP12, true, PG_LEVEL.SIZE_1G, e);
+    ctx.invalidateRoles();
+    expect(initShadowEptMmu(ctx, EPTP12, true, PG_LEVEL.SIZE_1G, e)).toBe(true);
+    expect(ctx.rootRole & PAGE_ROLE.INVALID).toBe(0);
+    expect(initShadowEptMmu(ctx, EPTP12, true, PG_LEVEL.SIZE_1G, e)).toBe(false);
   });
 });

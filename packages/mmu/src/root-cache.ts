@@ -233,6 +233,11 @@ export function kvmMmuNewPgd(ctx: MmuContext, pgd: number, role: number, env: Ro
  * role, the guest table `guestPgd` points to). The slot records `guestPgd` — or 0 for a direct
  * root with c1, which ignores it. Counts ROOT_LOAD. Throws if the context already has a root (the
  * reference would leak) or is the walk-only nested_mmu.
+ *
+ * KVM ends every load with a flush of the current context (kvm: kvm_mmu_load →
+ * kvm_x86_call(flush_tlb_current), since the new root's provenance is unknown). That is a direct
+ * vendor call, not a KVM_REQ request, so it is not a TLB_FLUSH_REQUEST: it is the caller's to count,
+ * exactly once per ROOT_LOAD (`kvmMmuReload` returning true).
  */
 export function kvmMmuLoad(ctx: MmuContext, guestPgd: number, env: RootCacheEnv): void {
   if (ctx.kind === MMU_CONTEXT_KIND.NESTED_MMU) throw new Error("nested_mmu never has roots");

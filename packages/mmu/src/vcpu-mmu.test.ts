@@ -1,10 +1,13 @@
 import { CR0, CR4, EFER } from "@nestvisor/x86-arch";
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { MMU_FLAVOUR } from "./mmu-context";
 import { mmuFlagPreset } from "./mmu-flags";
+import { describeMmuRequests, MMU_REQUEST } from "./mmu-request";
 import { PAGE_ROLE } from "./page-role";
+import { INVALID_ROOT } from "./root-backend";
 import { FakeRootBackend } from "./testing/fake-root-backend";
-import { EPTP12, L1_REGS, l2State, nestedScenario, roundTrip } from "./testing/nested-scenario";
+import { EPTP12, GUEST_CR0, L1_REGS, l2State, nestedScenario, roundTrip } from "./testing/nested-scenario";
 import { INVEPT_TYPE, VcpuMmu } from "./vcpu-mmu";
 
 describe("VcpuMmu construction (kvm: kvm_mmu_create)", () => {
@@ -72,19 +75,26 @@ describe("kvm_post_set_cr0", () => {
 });
 
 describe("kvm_post_set_cr4", () => {
-  it("a role bit resets; PGE does not since v5.18 but did before", () => {
+  it("a role bit resets; a PGE toggle only requests a guest TLB flush since v5.16, and reset before", () => {
     const today = nestedScenario();
     today.vcpu.setCr4(L1_REGS.cr4 & ~CR4.PGE);
-    expect(today.meter.diff({})).toEqual({});
+    expect(today.meter.diff({})).toEqual({ TLB_FLUSH_REQUEST: 1 });
+    expect(describeMmuRequests(today.vcpu.requests)).toEqual(["TLB_FLUSH_GUEST"]);
     today.vcpu.setCr4(L1_REGS.cr4 & ~CR4.SMAP);
     expect(today.meter.diff({})).toMatchObject({ MMU_RESET_CONTEXT: 1 });
+
+    const v516 = nestedScenario(mmuFlagPreset("v5.16"));
+    v516.vcpu.setCr4(L1_REGS.cr4 & ~CR4.PGE);
+    expect(v516.meter.diff({})).toEqual({ TLB_FLUSH_REQUEST: 1 });
+    expect(v516.vcpu.requests).toBe(MMU_REQUEST.TLB_FLUSH_GUEST);
 
     const old = nestedScenario(mmuFlagPreset("v5.7"));
     old.vcpu.setCr4(L1_REGS.cr4 & ~CR4.PGE);
     expect(old.meter.diff({})).toMatchObject({ MMU_RESET_CONTEXT: 1, ROOT_DROP: 1 });
+    expect(old.meter.diff({}).TLB_FLUSH_REQUEST).toBeUndefined();
   });
 
-  it("PCIDE 0→1 unloads without TDP only; before v5.18 any PCIDE change unloaded", () => {
+  it("PCIDE 0→1 unloads without TDP only; v5.16–v5.17 unloaded on any PCIDE change; up to v5.15 only 1→0 reset", () => {
     const tdp = nestedScenario();
     tdp.vcpu.setCr4(L1_REGS.cr4 | CR4.PCIDE);
     expect(tdp.meter.diff({})).toEqual({});
@@ -94,16 +104,99 @@ describe("kvm_post_set_cr4", () => {
     expect(shadow.meter.diff({})).toEqual({ MMU_UNLOAD: 1, ROOT_DROP: 1 });
     shadow.vcpu.reload();
     const before = shadow.meter.snapshot();
-    shadow.vcpu.setCr4(L1_REGS.cr4);
-    expect(shadow.meter.diff(before)).toEqual({});
+    shadow.vcpu.setCr4(L1_REGS.cr4); // 1→0: a guest TLB flush, the roots stay
+    expect(shadow.meter.diff(before)).toEqual({ TLB_FLUSH_REQUEST: 1 });
+    expect(shadow.vcpu.requests).toBe(MMU_REQUEST.TLB_FLUSH_GUEST);
+
+    for (const tdpEnabled of [true, false]) {
+      const v516 = nestedScenario(mmuFlagPreset("v5.16"), { tdpEnabled });
+      v516.vcpu.setCr4(L1_REGS.cr4 | CR4.PCIDE);
+      expect(v516.meter.diff({})).toEqual({ MMU_UNLOAD: 1, ROOT_DROP: 1 });
+      v516.vcpu.reload();
+      v516.vcpu.setCr4(L1_REGS.cr4);
+      expect(v516.meter.diff({})).toMatchObject({ MMU_UNLOAD: 2, ROOT_DROP: 2 });
+      expect(v516.meter.diff({}).MMU_RESET_CONTEXT).toBeUndefined();
+    }
 
     const old = nestedScenario(mmuFlagPreset("v5.7"));
     old.vcpu.setCr4(L1_REGS.cr4 | CR4.PCIDE);
-    expect(old.meter.diff({})).toEqual({ MMU_UNLOAD: 1, ROOT_DROP: 1 });
+    expect(old.meter.diff({})).toEqual({});
+    old.vcpu.setCr4(L1_REGS.cr4);
+    expect(old.meter.diff({})).toMatchObject({ MMU_RESET_CONTEXT: 1, MMU_UNLOAD: 1, ROOT_DROP: 1 });
+  });
+
+  it("requests a current-context flush for a PAE change or SMEP 0→1, unless a guest flush is due (v5.18+)", () => {
+    const cases: [number, number][] = [
+      [L1_REGS.cr4 & ~CR4.SMEP, 0],
+      [L1_REGS.cr4, MMU_REQUEST.TLB_FLUSH_CURRENT], // SMEP 0→1 from the line above
+      [L1_REGS.cr4 & ~CR4.SMAP, 0],
+      [(L1_REGS.cr4 & ~CR4.PAE & ~CR4.SMAP) >>> 0, MMU_REQUEST.TLB_FLUSH_CURRENT],
+      [(L1_REGS.cr4 & ~CR4.SMAP & ~CR4.PGE) >>> 0, MMU_REQUEST.TLB_FLUSH_GUEST], // PAE and PGE: guest only
+    ];
+    const { vcpu } = nestedScenario();
+    for (const [cr4, request] of cases) {
+      vcpu.requests = 0;
+      vcpu.setCr4(cr4);
+      expect(describeMmuRequests(vcpu.requests)).toEqual(describeMmuRequests(request));
+    }
+    const old = nestedScenario(mmuFlagPreset("v5.16"));
+    old.vcpu.setCr4(L1_REGS.cr4 & ~CR4.SMEP);
+    old.vcpu.setCr4(L1_REGS.cr4);
+    expect(old.vcpu.requests).toBe(0);
+  });
+});
+
+describe("kvm_set_cr0", () => {
+  it("forces CR0.ET on and drops reserved bits", () => {
+    const { vcpu, meter } = nestedScenario();
+    vcpu.setCr0((L1_REGS.cr0 & ~CR0.ET) | (1 << 6) | (1 << 17));
+    expect(vcpu.cr0).toBe(L1_REGS.cr0);
+    expect(meter.diff({})).toEqual({});
+  });
+
+  it("sets EFER.LMA when paging turns on with EFER.LME, clears it when paging turns off (kvm: enter/exit_lmode)", () => {
+    const { vcpu } = nestedScenario();
+    const pagingOff = (L1_REGS.cr0 & ~CR0.PG) >>> 0;
+    vcpu.setCr0(pagingOff);
+    expect(vcpu.efer & EFER.LMA).toBe(0);
+    expect(vcpu.rootMmu.cpuRoleBase & PAGE_ROLE.LEVEL_MASK).toBe(0);
+    vcpu.setCr0(L1_REGS.cr0);
+    expect(vcpu.efer).toBe(L1_REGS.efer);
+    expect(vcpu.rootMmu.cpuRoleBase & PAGE_ROLE.LEVEL_MASK).toBe(4);
+    // Without LME, paging is 32-bit or PAE and LMA stays clear.
+    vcpu.setCr0(pagingOff);
+    vcpu.setEfer(L1_REGS.efer & ~EFER.LME);
+    vcpu.setCr0(L1_REGS.cr0);
+    expect(vcpu.efer & EFER.LMA).toBe(0);
+    expect(vcpu.rootMmu.cpuRoleBase & PAGE_ROLE.LEVEL_MASK).toBe(3);
+  });
+
+  it("requests a guest TLB flush when paging turns off, since v5.18", () => {
+    const today = nestedScenario();
+    today.vcpu.setCr0(L1_REGS.cr0 & ~CR0.PG);
+    expect(today.vcpu.checkRequest(MMU_REQUEST.TLB_FLUSH_GUEST)).toBe(true);
+    expect(today.vcpu.checkRequest(MMU_REQUEST.TLB_FLUSH_GUEST)).toBe(false);
+    today.vcpu.setCr0(L1_REGS.cr0);
+    expect(today.vcpu.requests).toBe(0);
+    expect(today.meter.diff({}).TLB_FLUSH_REQUEST).toBe(1);
+    const old = nestedScenario(mmuFlagPreset("v5.16"));
+    old.vcpu.setCr0(L1_REGS.cr0 & ~CR0.PG);
+    expect(old.vcpu.requests).toBe(0);
   });
 });
 
 describe("set_efer", () => {
+  it("keeps the current EFER.LMA whatever the value written", () => {
+    const { vcpu, meter } = nestedScenario();
+    vcpu.setEfer(L1_REGS.efer & ~EFER.LMA);
+    expect(vcpu.efer).toBe(L1_REGS.efer);
+    expect(meter.diff({})).toEqual({});
+    const off = nestedScenario();
+    off.vcpu.setSregs({ ...L1_REGS, cr0: L1_REGS.cr0 & ~CR0.PG, efer: L1_REGS.efer & ~EFER.LMA });
+    off.vcpu.setEfer(L1_REGS.efer);
+    expect(off.vcpu.efer & EFER.LMA).toBe(0);
+  });
+
   it("resets for NX; for LME only since v5.18", () => {
     const today = nestedScenario();
     today.vcpu.setEfer(L1_REGS.efer & ~EFER.LME);
@@ -117,21 +210,26 @@ describe("set_efer", () => {
 });
 
 describe("kvm_set_cr3 and SMM", () => {
-  it("a new CR3 switches the PGD (a current-root hit under TDP); the same CR3 does nothing", () => {
+  it("a new CR3 switches the PGD (a current-root hit under TDP); any flushing write requests a guest flush", () => {
     const { vcpu, meter } = nestedScenario();
     vcpu.setCr3(L1_REGS.cr3);
-    expect(meter.diff({})).toEqual({});
+    expect(meter.diff({})).toEqual({ TLB_FLUSH_REQUEST: 1 });
+    expect(vcpu.checkRequest(MMU_REQUEST.TLB_FLUSH_GUEST)).toBe(true);
     vcpu.setCr3(0x55_0000);
-    expect(meter.diff({})).toEqual({ PGD_HIT_CURRENT: 1 });
+    expect(meter.diff({})).toEqual({ PGD_HIT_CURRENT: 1, TLB_FLUSH_REQUEST: 2 });
     expect(vcpu.cr3).toBe(0x55_0000);
+    // NOFLUSH is ignored with CR4.PCIDE = 0.
+    vcpu.setCr3(0x56_0000, true);
+    expect(meter.diff({}).TLB_FLUSH_REQUEST).toBe(3);
   });
 
-  it("under shadow paging a new CR3 misses, then the old one is found in prev[0]", () => {
+  it("under shadow paging a new CR3 misses, then the old one is found in prev[0] (PCIDE = 0 keeps prev roots)", () => {
     const { vcpu, meter } = nestedScenario(undefined, { tdpEnabled: false });
     vcpu.setCr3(0x55_0000);
     vcpu.reload();
     vcpu.setCr3(L1_REGS.cr3);
-    expect(meter.diff({})).toEqual({ PGD_MISS: 1, ROOT_LOAD: 1, PGD_HIT_PREV: 1 });
+    expect(meter.diff({})).toEqual({ PGD_MISS: 1, ROOT_LOAD: 1, PGD_HIT_PREV: 1, TLB_FLUSH_REQUEST: 2 });
+    expect(describeMmuRequests(vcpu.requests)).toEqual(["TLB_FLUSH_CURRENT", "MMU_SYNC"]);
   });
 
   it("entering SMM resets the MMU into the SMM address space", () => {
@@ -149,8 +247,10 @@ describe("kvm_mmu_after_set_cpuid", () => {
     const { vcpu, meter } = nestedScenario();
     roundTrip(vcpu, l2State());
     const before = meter.snapshot();
+    const guestRole = vcpu.guestMmu.rootRole;
     vcpu.afterSetCpuid();
-    expect(vcpu.guestMmu.rootRole).toBe(0);
+    // kvm: root_role.invalid = 1 with the other bits kept (guest_mmu is not re-initialised here).
+    expect(vcpu.guestMmu.rootRole).toBe((guestRole | PAGE_ROLE.INVALID) >>> 0);
     expect(vcpu.guestMmu.cpuRoleExt & 1).toBe(0);
     expect(meter.diff(before)).toMatchObject({ MMU_RESET_CONTEXT: 1, ROOT_DROP: 2, CONTEXT_INIT: 1 });
     // The next nested entry reconfigures guest_mmu and nested_mmu although nothing else changed.
@@ -329,5 +429,183 @@ describe("keepRootsOnAllRoleChanges on the other reset callers", () => {
     expect(d.MMU_RESET_CONTEXT).toBe(1);
     expect(d.MMU_UNLOAD ?? 0).toBe(0);
     expect(vcpu.mmu).toBe(vcpu.rootMmu);
+  });
+});
+
+describe("KVM_SET_SREGS with PAE paging (kvm: __set_sregs_common)", () => {
+  const PAE_REGS = Object.freeze({
+    cr0: GUEST_CR0,
+    cr3: 0x10_0000,
+    cr4: (CR4.PAE | CR4.PGE) >>> 0,
+    efer: EFER.NXE,
+  });
+
+  it("resets the MMU and requests a guest flush even when no register changed: the PDPTRs are reloaded", () => {
+    for (const tdpEnabled of [true, false]) {
+      const { vcpu, meter } = nestedScenario(undefined, { tdpEnabled });
+      vcpu.setSregs(PAE_REGS);
+      vcpu.reload();
+      meter.reset();
+      vcpu.requests = 0;
+      vcpu.setSregs(PAE_REGS);
+      expect(meter.diff({})).toMatchObject({
+        MMU_RESET_CONTEXT: 1,
+        MMU_UNLOAD: 1,
+        ROOT_DROP: 1,
+        TLB_FLUSH_REQUEST: 1,
+      });
+      expect(vcpu.requests).toBe(MMU_REQUEST.TLB_FLUSH_GUEST);
+    }
+  });
+
+  it("does nothing for unchanged registers outside PAE paging (long mode, 32-bit paging, paging off)", () => {
+    const others = [
+      L1_REGS,
+      { ...PAE_REGS, cr4: CR4.PGE },
+      { ...PAE_REGS, cr0: (GUEST_CR0 & ~CR0.PG) >>> 0 },
+    ];
+    for (const regs of others) {
+      const { vcpu, meter } = nestedScenario();
+      vcpu.setSregs(regs);
+      vcpu.reload();
+      meter.reset();
+      vcpu.requests = 0;
+      vcpu.setSregs(regs);
+      expect(meter.diff({})).toEqual({});
+      expect(vcpu.requests).toBe(0);
+    }
+  });
+});
+
+describe("kvm_set_cr3 → kvm_invalidate_pcid (shadow paging, CR4.PCIDE = 1)", () => {
+  const PCID_REGS = Object.freeze({ ...L1_REGS, cr4: (L1_REGS.cr4 | CR4.PCIDE) >>> 0 });
+  const A = L1_REGS.cr3;
+  const B = 0x20_0000;
+
+  function pcidScenario() {
+    const s = nestedScenario(undefined, { tdpEnabled: false });
+    s.vcpu.setSregs(PCID_REGS);
+    s.vcpu.reload();
+    s.meter.reset();
+    s.vcpu.requests = 0;
+    return s;
+  }
+
+  it("flushing switches A→B→A with PCID 0 free the previous root each time: 2 misses, 2 drops", () => {
+    const { vcpu, meter } = pcidScenario();
+    vcpu.setCr3(B);
+    vcpu.reload();
+    vcpu.setCr3(A);
+    vcpu.reload();
+    expect(meter.diff({})).toEqual({ PGD_MISS: 2, ROOT_LOAD: 2, ROOT_DROP: 2, TLB_FLUSH_REQUEST: 2 });
+    expect(describeMmuRequests(vcpu.requests)).toEqual(["TLB_FLUSH_CURRENT", "MMU_SYNC"]);
+    expect(vcpu.rootMmu.validRootCount()).toBe(1);
+  });
+
+  it("with NOFLUSH (bit 63) the old root stays cached and nothing is requested", () => {
+    const { vcpu, meter } = pcidScenario();
+    vcpu.setCr3(B, true);
+    vcpu.reload();
+    vcpu.setCr3(A, true);
+    expect(meter.diff({})).toEqual({ PGD_MISS: 1, ROOT_LOAD: 1, PGD_HIT_PREV: 1 });
+    expect(vcpu.requests).toBe(0);
+  });
+
+  it("frees only the previous roots tagged with the new CR3's PCID", () => {
+    const { vcpu, meter } = pcidScenario();
+    const C = 0x30_0000;
+    const D = 0x40_0000;
+    const prevPgds = () =>
+      vcpu.rootMmu
+        .describeRoots()
+        .prev.filter((p) => p.hpa !== INVALID_ROOT)
+        .map((p) => p.pgd);
+    vcpu.setCr3(B + 2, true);
+    vcpu.reload();
+    vcpu.setCr3(C + 1, true);
+    vcpu.reload();
+    expect(prevPgds()).toEqual([B + 2, A]);
+    // A flushing switch to A|1 rotates C|1 into prev[0], then frees it (PCID 1); PCIDs 2 and 0 stay.
+    vcpu.setCr3(A + 1);
+    expect(meter.diff({})).toMatchObject({ PGD_MISS: 3, ROOT_DROP: 1 });
+    expect(prevPgds()).toEqual([B + 2, A]);
+    vcpu.reload();
+    // A flushing switch to D|2: the miss evicts A|0 (the LRU slot), then B|2 goes for its PCID.
+    const before = meter.snapshot();
+    vcpu.setCr3(D + 2);
+    expect(meter.diff(before)).toMatchObject({ PGD_MISS: 1, ROOT_DROP: 2 });
+    expect(prevPgds()).toEqual([A + 1]);
+  });
+
+  it("matches a slot-level model of kvm_mmu_new_pgd + kvm_invalidate_pcid over random CR3 writes", () => {
+    // Slot model: the current root and three previous ones as pgds (null = no root), MRU first.
+    interface Model {
+      cur: number | null;
+      prev: (number | null)[];
+      cr3: number;
+      drops: number;
+    }
+    const pcidOf = (v: number) => v & 0xfff;
+    function modelSetCr3(m: Model, v: number, noFlush: boolean): void {
+      if (v !== m.cr3) {
+        if (m.cur !== null) {
+          // cached_root_find_and_keep_current: the current root is for the old CR3, so rotate.
+          let hand: number | null = m.cur;
+          let hit = false;
+          for (let i = 0; i < 3 && !hit; i++) {
+            const p: number | null = m.prev[i]!;
+            m.prev[i] = hand;
+            hand = p;
+            hit = hand === v;
+          }
+          if (!hit && hand !== null) m.drops++;
+          m.cur = hit ? hand : null;
+        } else {
+          // cached_root_find_without_current.
+          const i = m.prev.indexOf(v);
+          if (i >= 0) {
+            m.cur = v;
+            m.prev.splice(i, 1);
+            m.prev.push(null);
+          }
+        }
+      }
+      m.cr3 = v;
+      if (!noFlush) {
+        for (let i = 0; i < 3; i++) {
+          const p = m.prev[i]!;
+          if (p !== null && pcidOf(p) === pcidOf(v)) {
+            m.prev[i] = null;
+            m.drops++;
+          }
+        }
+      }
+    }
+    const cr3Arb = fc
+      .tuple(fc.constantFrom(0x10_0000, 0x20_0000, 0x30_0000, 0x40_0000, 0x50_0000), fc.nat(2))
+      .map(([base, pcid]) => base + pcid);
+    const opArb = fc.oneof(
+      fc.record({ kind: fc.constant("cr3" as const), value: cr3Arb, noFlush: fc.boolean() }),
+      fc.record({ kind: fc.constant("reload" as const) }),
+    );
+    fc.assert(
+      fc.property(fc.array(opArb, { maxLength: 40 }), (ops) => {
+        const { vcpu, meter } = pcidScenario();
+        const m: Model = { cur: A, prev: [null, null, null], cr3: A, drops: 0 };
+        for (const op of ops) {
+          if (op.kind === "reload") {
+            vcpu.reload();
+            if (m.cur === null) m.cur = m.cr3;
+          } else {
+            vcpu.setCr3(op.value, op.noFlush);
+            modelSetCr3(m, op.value, op.noFlush);
+          }
+          const roots = vcpu.rootMmu.describeRoots();
+          const pgdOrNull = (s: { pgd: number; hpa: number }) => (s.hpa === INVALID_ROOT ? null : s.pgd);
+          expect([pgdOrNull(roots.current), ...roots.prev.map(pgdOrNull)]).toEqual([m.cur, ...m.prev]);
+          expect(meter.diff({}).ROOT_DROP ?? 0).toBe(m.drops);
+        }
+      }),
+    );
   });
 });

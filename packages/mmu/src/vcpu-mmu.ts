@@ -1,15 +1,15 @@
 import { type Meter, NOOP_METER } from "@nestvisor/vmx";
-import { CR0, CR4 } from "@nestvisor/x86-arch";
+import { CR0, CR3, CR4, EFER } from "@nestvisor/x86-arch";
 import {
   cpuRoleBase,
   cpuRoleExt,
   MMU_CR0_ROLE_BITS,
   MMU_CR4_ROLE_BITS,
-  MMU_CR4_ROLE_BITS_PRE_5_18,
+  MMU_CR4_ROLE_BITS_PRE_5_16,
   MMU_EFER_ROLE_BITS,
   MMU_EFER_ROLE_BITS_PRE_5_18,
 } from "./cpu-role";
-import { MMU_CONTEXT_KIND, MMU_FLAVOUR, MmuContext } from "./mmu-context";
+import { kvmMmuRootPrevious, MMU_CONTEXT_KIND, MMU_FLAVOUR, MmuContext } from "./mmu-context";
 import { MMU_EVENTS } from "./mmu-events";
 import { DEFAULT_MMU_FLAGS, type MmuFlags } from "./mmu-flags";
 import {
@@ -22,6 +22,7 @@ import {
   type MmuInitEnv,
   refreshPassthroughBits,
 } from "./mmu-init";
+import { MMU_REQUEST, MMU_REQUEST_TLB_FLUSH, type MmuRequest } from "./mmu-request";
 import { PG_LEVEL } from "./reserved-bits";
 import { calcRootPageRole, tdpRootLevel } from "./role-calculation";
 import type { RootBackend } from "./root-backend";
@@ -46,7 +47,12 @@ import { KVM_ROOT_CACHE, type RootCachePolicy } from "./root-cache-policy";
  * context that is re-targeted each way (kvm-mmu.md §6.4).
  *
  * Register values are numbers: CR0/CR4/EFER as their low words (every bit the MMU reads is below
- * bit 32), CR3 and the EPTP as whole values below 2^53 (the CR3 without its NOFLUSH bit 63).
+ * bit 32), CR3 and the EPTP as whole values below 2^53 (the CR3 without its NOFLUSH bit 63, which
+ * `setCr3` takes as a separate argument).
+ *
+ * The TLB-flush and sync requests the handlers make (kvm: kvm_make_request) collect in `requests`
+ * (MMU_REQUEST bits) for the owner of the vCPU to serve before the next entry; each flush request
+ * made also counts TLB_FLUSH_REQUEST.
  */
 
 /** INVEPT types (SDM Vol. 3C 31.3 "INVEPT"; kvm: VMX_EPT_EXTENT_CONTEXT, VMX_EPT_EXTENT_GLOBAL). */
@@ -122,8 +128,18 @@ function patch18UnloadRequired(oldCr0: number, newCr0: number, oldCr4: number, n
 /** CR0 after RESET/INIT (SDM Vol. 3A 10.1.1, Table 10-1): CD, NW, ET. */
 const CR0_RESET = 0x60000010;
 
+/** The CR0 bits that exist (kvm: the complement of CR0_RESERVED_BITS; SDM Vol. 3A 2.5). */
+const CR0_DEFINED_BITS =
+  (CR0.PE | CR0.MP | CR0.EM | CR0.TS | CR0.ET | CR0.NE | CR0.WP | CR0.AM | CR0.NW | CR0.CD | CR0.PG) >>> 0;
+
 const EV_UNLOAD = MMU_EVENTS.MMU_UNLOAD;
 const EV_RESET = MMU_EVENTS.MMU_RESET_CONTEXT;
+const EV_TLB_FLUSH_REQUEST = MMU_EVENTS.TLB_FLUSH_REQUEST;
+
+/** kvm: is_pae_paging — CR0.PG and CR4.PAE without EFER.LMA (the PDPTRs are in use). */
+function isPaePaging(cr0: number, cr4: number, efer: number): boolean {
+  return (cr0 & CR0.PG) !== 0 && (cr4 & CR4.PAE) !== 0 && (efer & EFER.LMA) === 0;
+}
 
 export class VcpuMmu implements MmuInitEnv {
   readonly backend: RootBackend;
@@ -157,6 +173,8 @@ export class VcpuMmu implements MmuInitEnv {
   guestMode = false;
   /** vmcs12's EPT pointer (what guest_mmu's get_guest_pgd returns). */
   eptp12 = 0;
+  /** Pending MMU_REQUEST bits (kvm: the KVM_REQ_* bits of vcpu->requests made by the MMU side). */
+  requests = 0;
 
   constructor(options: VcpuMmuOptions) {
     this.backend = options.backend;
@@ -192,6 +210,21 @@ export class VcpuMmu implements MmuInitEnv {
   /** What the context's get_guest_pgd hook returns: vmcs12's EPTP for shadow EPT, else CR3. */
   guestPgd(ctx: MmuContext): number {
     return ctx.guestPgdIsEptp ? this.eptp12 : this.cr3;
+  }
+
+  // ---- Requests (kvm: kvm_make_request / kvm_check_request) ---------------------------------
+
+  /** kvm: kvm_make_request for the MMU_REQUEST bits in `bits`. A TLB-flush request counts TLB_FLUSH_REQUEST once. */
+  makeRequest(bits: number): void {
+    this.requests = (this.requests | bits) >>> 0;
+    if ((bits & MMU_REQUEST_TLB_FLUSH) !== 0) this.meter.count(EV_TLB_FLUSH_REQUEST);
+  }
+
+  /** kvm: kvm_check_request — whether `request` is pending; clears it. */
+  checkRequest(request: MmuRequest): boolean {
+    if ((this.requests & request) === 0) return false;
+    this.requests = (this.requests & ~request) >>> 0;
+    return true;
   }
 
   // ---- Configuration -------------------------------------------------------------------------
@@ -265,32 +298,52 @@ export class VcpuMmu implements MmuInitEnv {
   }
 
   /**
-   * KVM_SET_SREGS (kvm: __set_sregs_common): load the registers; reset the MMU if CR0, CR3, CR4
-   * or EFER changed (`mmu_reset_needed`). CR3 is stored without a PGD switch.
+   * KVM_SET_SREGS (kvm: __set_sregs_common, __set_sregs): load the registers (as given: KVM checks
+   * them, e.g. EFER.LMA against LME and PG, and stores them through the vendor hooks); reset the
+   * MMU if CR0, CR3, CR4 or EFER changed, or whenever the vCPU is now in PAE paging (the PDPTRs
+   * are reloaded), and then request a guest TLB flush (`mmu_reset_needed`). CR3 is stored without
+   * a PGD switch.
    */
   setSregs(regs: MmuRegisters): void {
-    const changed =
+    let resetNeeded =
       regs.cr0 !== this.cr0 || regs.cr3 !== this.cr3 || regs.cr4 !== this.cr4 || regs.efer !== this.efer;
     const unloadRequired = patch18UnloadRequired(this.cr0, regs.cr0, this.cr4, regs.cr4);
     this.cr0 = regs.cr0;
     this.cr3 = regs.cr3;
     this.cr4 = regs.cr4;
     this.efer = regs.efer;
-    if (changed) this.roleChanged(unloadRequired);
+    // kvm: __set_sregs_common — with PAE paging, load_pdptrs and mmu_reset_needed = 1.
+    if (isPaePaging(this.cr0, this.cr4, this.efer)) resetNeeded = true;
+    if (!resetNeeded) return;
+    this.roleChanged(unloadRequired);
+    // kvm: __set_sregs — the reset comes with KVM_REQ_TLB_FLUSH_GUEST (Michal Luczaj, 2023; older
+    // kernels made no request here).
+    this.makeRequest(MMU_REQUEST.TLB_FLUSH_GUEST);
   }
 
   // ---- Register writes (x86.c) ---------------------------------------------------------------
 
-  /** The MMU side of kvm_set_cr0: store the value, then kvm_post_set_cr0. */
+  /**
+   * The MMU side of kvm_set_cr0: store the value with ET forced on and the reserved bits dropped
+   * (kvm: kvm_set_cr0), let EFER.LMA follow paging when EFER.LME is set (kvm: vmx_set_cr0 →
+   * enter_lmode / exit_lmode), then kvm_post_set_cr0. The value is assumed valid (KVM injects #GP
+   * for an invalid one before any of this).
+   */
   setCr0(value: number): void {
     const old = this.cr0;
-    this.cr0 = value >>> 0;
-    this.postSetCr0(old, this.cr0);
+    const cr0 = ((value | CR0.ET) & CR0_DEFINED_BITS) >>> 0;
+    this.cr0 = cr0;
+    if ((this.efer & EFER.LME) !== 0) {
+      if ((old & CR0.PG) === 0 && (cr0 & CR0.PG) !== 0) this.efer = (this.efer | EFER.LMA) >>> 0;
+      else if ((old & CR0.PG) !== 0 && (cr0 & CR0.PG) === 0) this.efer = (this.efer & ~EFER.LMA) >>> 0;
+    }
+    this.postSetCr0(old, cr0);
   }
 
   /**
    * kvm: kvm_post_set_cr0. A change of PG or WP resets the MMU — except (v6.4, with both halves
    * of flag b) when *only* WP changed: nothing with paging off, kvm_init_mmu alone under TDP.
+   * Since v5.18 (82518a181e6c) clearing PG also requests a guest TLB flush.
    */
   postSetCr0(oldCr0: number, newCr0: number): void {
     const changed = (oldCr0 ^ newCr0) >>> 0;
@@ -303,6 +356,10 @@ export class VcpuMmu implements MmuInitEnv {
         return;
       }
     }
+    // kvm: kvm_post_set_cr0 — clearing CR0.PG flushes the guest's TLB (SDM 4.10.4.1).
+    if (this.flags.keepRootsOnRoleChange && (oldCr0 & ~newCr0 & CR0.PG) !== 0) {
+      this.makeRequest(MMU_REQUEST.TLB_FLUSH_GUEST);
+    }
     if ((changed & MMU_CR0_ROLE_BITS) !== 0) this.roleChanged(patch18UnloadRequired(oldCr0, newCr0, 0, 0));
   }
 
@@ -314,35 +371,95 @@ export class VcpuMmu implements MmuInitEnv {
   }
 
   /**
-   * kvm: kvm_post_set_cr4. A role-bit change resets the MMU. Today, with shadow paging, turning
-   * PCIDE on also unloads (stale prev roots could be reused after MOV CR3 with NOFLUSH). Before
-   * v5.18 (`keepRootsOnRoleChange` off) PGE was a role bit too and any PCIDE change unloaded
-   * (KVM_REQ_MMU_RELOAD). TLB-flush requests are not modelled here.
+   * kvm: kvm_post_set_cr4, in three generations:
+   *
+   * - v5.18+ (`keepRootsOnRoleChange`, 82518a181e6c): a role-bit change resets the MMU; with
+   *   shadow paging, PCIDE 0→1 also unloads (stale prev roots could be reused after a MOV to CR3
+   *   with NOFLUSH); then, independently, a PGE change or PCIDE 1→0 requests a guest TLB flush,
+   *   else a PAE change or SMEP 0→1 requests a current-context flush.
+   * - v5.16–v5.17 (`keepRootsOnPgeChange`; a91a7c709600, 552617382c19, 509bfe3d9796): a role-bit
+   *   change resets, else any PCIDE change unloads (KVM_REQ_MMU_RELOAD, served by kvm_mmu_unload
+   *   before the next entry; done here at once), else a PGE change requests a guest TLB flush.
+   * - up to v5.15: PGE is in the role-bit mask, and a role-bit change or PCIDE 1→0 resets.
    */
   postSetCr4(oldCr4: number, newCr4: number): void {
     const changed = (oldCr4 ^ newCr4) >>> 0;
+    const pcideOff = (oldCr4 & ~newCr4 & CR4.PCIDE) !== 0;
     if (this.flags.keepRootsOnRoleChange) {
       if ((changed & MMU_CR4_ROLE_BITS) !== 0)
         this.roleChanged(patch18UnloadRequired(this.cr0, this.cr0, oldCr4, newCr4));
-      if (!this.tdpEnabled && (newCr4 & CR4.PCIDE) !== 0 && (oldCr4 & CR4.PCIDE) === 0) this.unload();
+      if (!this.tdpEnabled && (newCr4 & ~oldCr4 & CR4.PCIDE) !== 0) this.unload();
+      // kvm: kvm_post_set_cr4 — the flushes SDM 4.10.4.1 requires, whatever happened above.
+      if ((changed & CR4.PGE) !== 0 || pcideOff) this.makeRequest(MMU_REQUEST.TLB_FLUSH_GUEST);
+      else if ((changed & CR4.PAE) !== 0 || (newCr4 & ~oldCr4 & CR4.SMEP) !== 0) {
+        this.makeRequest(MMU_REQUEST.TLB_FLUSH_CURRENT);
+      }
       return;
     }
-    if ((changed & MMU_CR4_ROLE_BITS_PRE_5_18) !== 0) this.resetContext();
-    else if ((changed & CR4.PCIDE) !== 0) this.unload();
+    if (this.flags.keepRootsOnPgeChange) {
+      if ((changed & MMU_CR4_ROLE_BITS) !== 0) this.resetContext();
+      else if ((changed & CR4.PCIDE) !== 0) this.unload();
+      else if ((changed & CR4.PGE) !== 0) this.makeRequest(MMU_REQUEST.TLB_FLUSH_GUEST);
+      return;
+    }
+    if ((changed & MMU_CR4_ROLE_BITS_PRE_5_16) !== 0 || pcideOff) this.resetContext();
   }
 
-  /** The MMU side of set_efer: store the value; a change of LME or NX (before v5.18: NX) resets the MMU. */
+  /**
+   * The MMU side of set_efer: store the value but keep the current EFER.LMA (kvm: set_efer — LMA
+   * is the CPU's, set and cleared with CR0.PG in `setCr0`); a change of LME or NX (before v5.18:
+   * NX) resets the MMU.
+   */
   setEfer(value: number): void {
-    const changed = (this.efer ^ value) >>> 0;
-    this.efer = value >>> 0;
+    const efer = ((value & ~EFER.LMA) | (this.efer & EFER.LMA)) >>> 0;
+    const changed = (this.efer ^ efer) >>> 0;
+    this.efer = efer;
     const bits = this.flags.keepRootsOnRoleChange ? MMU_EFER_ROLE_BITS : MMU_EFER_ROLE_BITS_PRE_5_18;
     if ((changed & bits) !== 0) this.roleChanged(false);
   }
 
-  /** The MMU side of kvm_set_cr3: a different value switches the PGD (kvm: kvm_mmu_new_pgd). */
-  setCr3(value: number): void {
+  /**
+   * The MMU side of kvm_set_cr3 for a MOV to CR3 whose operand is `value` plus, as bit 63,
+   * `noFlush` (default: bit 63 clear). A different value switches the PGD (kvm: kvm_mmu_new_pgd);
+   * then, unless CR4.PCIDE = 1 and `noFlush`, the new PCID (0 with PCIDE = 0) is invalidated
+   * (kvm: kvm_invalidate_pcid). The value is assumed valid (KVM injects #GP otherwise). PAE paging
+   * reloads the PDPTRs even for the same value; a PDPTE change that frees the current shadow root
+   * (kvm: load_pdptrs) is not modelled here.
+   */
+  setCr3(value: number, noFlush = false): void {
+    const pcide = (this.cr4 & CR4.PCIDE) !== 0;
+    // kvm: kvm_set_cr3 — NOFLUSH and the PCID are only read with CR4.PCIDE = 1. `value` is below
+    // 2^53, so the bitwise AND sees its exact low bits.
+    const pcid = pcide ? value & CR3.PCID_MASK : 0;
     if (value !== this.cr3) this.newPgd(value);
     this.cr3 = value;
+    if (!(pcide && noFlush)) this.invalidatePcid(pcid);
+  }
+
+  /**
+   * kvm: kvm_invalidate_pcid (MOV to CR3 without NOFLUSH, INVPCID). Under TDP only a guest TLB
+   * flush is requested (KVM's own tables are not tagged by PCID). Under shadow paging: if `pcid`
+   * is the active one, KVM_REQ_MMU_SYNC and KVM_REQ_TLB_FLUSH_CURRENT; and with CR4.PCIDE = 1 every
+   * previous root of `mmu` whose pgd carries `pcid` is freed, since it holds translations the
+   * guest has just invalidated. With PCIDE = 0 the previous roots stay (since 509bfe3d9796, v5.16;
+   * v5.8–v5.15 freed them all, ≤ v5.7 freed none — neither is modelled).
+   */
+  invalidatePcid(pcid: number): void {
+    if (this.tdpEnabled) {
+      this.makeRequest(MMU_REQUEST.TLB_FLUSH_GUEST);
+      return;
+    }
+    const pcide = (this.cr4 & CR4.PCIDE) !== 0;
+    const activePcid = pcide ? this.cr3 & CR3.PCID_MASK : 0;
+    if (activePcid === pcid) this.makeRequest(MMU_REQUEST.MMU_SYNC | MMU_REQUEST.TLB_FLUSH_CURRENT);
+    if (!pcide) return;
+    const mmu = this.mmu;
+    let mask = 0;
+    // A freed or never-used slot may match too: kvmMmuFreeRoots skips slots without a root.
+    for (let i = 0; i < mmu.prevPgd.length; i++) {
+      if ((mmu.prevPgd[i]! & CR3.PCID_MASK) === pcid) mask |= kvmMmuRootPrevious(i);
+    }
+    if (mask !== 0) kvmMmuFreeRoots(mmu, mask, this);
   }
 
   /** SMM entry or exit (kvm: kvm_smm_changed): the SMM address space changes, so the MMU is reset. */
@@ -354,7 +471,7 @@ export class VcpuMmu implements MmuInitEnv {
 
   /**
    * kvm: kvm_mmu_after_set_cpuid — CPUID feeds the reserved-bit masks, so every context's roles
-   * are invalidated (root_role.word = 0, cpu_role.ext.valid = 0) and the MMU is reset.
+   * are invalidated (root_role.invalid = 1, cpu_role.ext.valid = 0) and the MMU is reset.
    */
   afterSetCpuid(): void {
     this.rootMmu.invalidateRoles();

@@ -56,8 +56,8 @@ export interface NestedScenario {
 
 /**
  * A vCPU with a fake backend and a counting meter, running L1 with its root loaded (the state
- * "cache initially empty except the loaded L1 root" of §7.3). Counts start from zero after that
- * unless `countSetup`.
+ * "cache initially empty except the loaded L1 root" of §7.3). Counts and pending requests start
+ * from zero after that unless `countSetup`.
  */
 export function nestedScenario(
   flags: MmuFlags = DEFAULT_MMU_FLAGS,
@@ -73,6 +73,7 @@ export function nestedScenario(
   vcpu.reload();
   if (!options.countSetup) {
     meter.reset();
+    vcpu.requests = 0; // the setup's KVM_SET_SREGS flush request, as if served by the first entry
     for (const ctx of [vcpu.rootMmu, vcpu.guestMmu, vcpu.nestedMmu]) ctx.stats.reset();
   }
   return { vcpu, backend, meter };
