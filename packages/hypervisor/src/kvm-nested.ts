@@ -1,4 +1,4 @@
-import { SHADOW_FAULT as FAULT } from "@nestvisor/mmu";
+import { SHADOW_FAULT as FAULT, MMU_REQUEST } from "@nestvisor/mmu";
 import {
   CPU_BASED_CTLS,
   type EntryCheckResult,
@@ -28,6 +28,7 @@ import { HostSegmentLoad } from "./host-segment-load";
 import { HYPERVISOR_EVENTS as HV } from "./hypervisor-events";
 import { KVM_PAGE, type Kvm } from "./kvm";
 import { hasNestedEntryHooks, type NestedEntryHooks } from "./model-policies";
+import { msrBitmapIntercepts, setMsrIntercept } from "./msr-bitmap";
 import { NestedVmxCpu } from "./nested-vmx-cpu";
 import { VMCS_FIELD as F, vmcsFieldEncoding } from "./vmcs-field-encodings";
 import { FixedVmwrites, Vmcs12Copies, Vmcs12Transfers } from "./vmwrite-block";
@@ -77,6 +78,24 @@ const UNCOND_IO = CPU_BASED_CTLS.CPU_BASED_UNCOND_IO_EXITING;
  * (sync_vmcs02_to_vmcs12, prepare_vmcs12, load_vmcs12_host_state), with the seed-003 flags deciding
  * how much of that work is done.
  */
+const MSR_TYPE_R = 1;
+const MSR_TYPE_W = 2;
+/** kvm: the MSRs nested_vmx_prepare_msr_bitmap merges, as [index, access types] pairs. */
+const MERGED_MSRS: readonly number[] = Object.freeze([
+  0xc000_0100,
+  MSR_TYPE_R | MSR_TYPE_W, // FS_BASE
+  0xc000_0101,
+  MSR_TYPE_R | MSR_TYPE_W, // GS_BASE
+  0xc000_0102,
+  MSR_TYPE_R | MSR_TYPE_W, // KERNEL_GS_BASE
+  0x48,
+  MSR_TYPE_R | MSR_TYPE_W, // IA32_SPEC_CTRL
+  0x49,
+  MSR_TYPE_W, // IA32_PRED_CMD
+  0x10b,
+  MSR_TYPE_W, // IA32_FLUSH_CMD
+]);
+
 /** kvm: nested_cpu_has_vpid — "enable VPID" among vmcs12's active secondary controls. */
 function usesVpid(vmcs12: Vmcs12): boolean {
   return (
@@ -419,7 +438,10 @@ export class KvmNested {
     if (!this.#vmcs02Initialized) {
       this.#vmcs02Initialized = true;
       meter.count(HV.PREPARE_VMCS02_CONSTANT_STATE);
-      this.#write(F.MSR_BITMAP, KVM_PAGE.MSR_BITMAP);
+      // kvm: vmcs02 has its own MSR bitmap, allocated all ones (alloc_loaded_vmcs).
+      const memory = kvm.cpu.memory;
+      for (let i = 0; i < 4096; i += 4) memory.write32(KVM_PAGE.MSR_BITMAP02 + i, 0xffffffff);
+      this.#write(F.MSR_BITMAP, KVM_PAGE.MSR_BITMAP02);
       this.#write(F.VM_FUNCTION_CONTROL, 0);
       this.#write(F.POSTED_INTR_NV, 0);
       this.#write(F.PML_ADDRESS, 0);
@@ -462,7 +484,13 @@ export class KvmNested {
       kvm.entry01Base;
     const exit = kvm.exit01;
     c.init(0, pin);
-    c.init(1, exec);
+    // kvm: nested_get_vmcs12_pages → nested_vmx_prepare_msr_bitmap decides "use MSR bitmaps".
+    c.init(
+      1,
+      this.#prepareMsrBitmap(vmcs12)
+        ? (exec | CPU_BASED_CTLS.CPU_BASED_USE_MSR_BITMAPS) >>> 0
+        : (exec & ~CPU_BASED_CTLS.CPU_BASED_USE_MSR_BITMAPS) >>> 0,
+    );
     c.init(2, secondary);
     c.init(4, entry >>> 0);
     c.init(5, exit);
@@ -546,12 +574,12 @@ export class KvmNested {
     // when vmcs12's VPID differs from the last one entered (last_vpid starts at 0, so the first
     // nested entry flushes).
     if (!usesVpid(vmcs12)) {
-      kvm.tlbFlushGuestRequested = true;
+      kvm.mmu.makeRequest(MMU_REQUEST.TLB_FLUSH_GUEST);
     } else {
       const vpid12 = vmcs12.read(F.VIRTUAL_PROCESSOR_ID);
       if (vpid12 !== this.#lastVpid12) {
         this.#lastVpid12 = vpid12;
-        kvm.tlbFlushGuestRequested = true;
+        kvm.mmu.makeRequest(MMU_REQUEST.TLB_FLUSH_GUEST);
       }
     }
     // RSP/RIP go through the register cache and are written at the entry.
@@ -725,6 +753,42 @@ export class KvmNested {
     }
   }
 
+  /**
+   * kvm: nested_vmx_prepare_msr_bitmap — without MSR bitmaps in vmcs12 (or with an unmappable one)
+   * vmcs02 uses none, so every MSR access of L2 exits. Otherwise vmcs02's bitmap intercepts
+   * everything except the MSRs KVM merges, each passed through only when both vmcs01's bitmap and
+   * L1's pass it: FS_BASE, GS_BASE, KERNEL_GS_BASE and SPEC_CTRL for reads and writes, PRED_CMD and
+   * FLUSH_CMD for writes. (The x2APIC range stays intercepted: the model's L1 does not virtualize
+   * x2APIC mode.) KVM maps L1's bitmap for this on every nested entry; the model has no calibrated
+   * cost for that map and counts nothing for it.
+   */
+  #prepareMsrBitmap(vmcs12: Vmcs12): boolean {
+    if ((vmcs12.read(F.CPU_BASED_VM_EXEC_CONTROL) & CPU_BASED_CTLS.CPU_BASED_USE_MSR_BITMAPS) === 0)
+      return false;
+    const l1Bitmap = vmcs12.read(F.MSR_BITMAP) + vmcs12.hi * TWO_32;
+    const l1Memory = this.kvm.guestMemory();
+    if (l1Bitmap % 4096 !== 0 || l1Bitmap + 4096 > l1Memory.size) return false;
+    const memory = this.kvm.cpu.memory;
+    for (let i = 0; i < MERGED_MSRS.length; i += 2) {
+      const index = MERGED_MSRS[i]!;
+      const types = MERGED_MSRS[i + 1]!;
+      for (let write = 0; write < 2; write++) {
+        if ((types & (write === 1 ? MSR_TYPE_W : MSR_TYPE_R)) === 0) continue;
+        const intercept =
+          msrBitmapIntercepts(memory, KVM_PAGE.MSR_BITMAP, index, write === 1) ||
+          msrBitmapIntercepts(l1Memory, l1Bitmap, index, write === 1);
+        setMsrIntercept(memory, KVM_PAGE.MSR_BITMAP02, index, write === 1, intercept);
+      }
+    }
+    return true;
+  }
+
+  /** L0 keeps a vmcs12 field current for L1 (kvm: vmx_set_msr's `get_vmcs12(vcpu)->x = data`). */
+  updateVmcs12(field: number, lo: number, hi: number): void {
+    this.state.cachedVmcs12.write(field, lo, hi);
+    this.kvm.meter.count(VMCS12_WRITE_EVENT);
+  }
+
   /** Does L1 intercept `vector` (with `errorCode`) in L2? Reads vmcs12 (see exceptionIntercepted). */
   exceptionExitsToL1(vector: number, errorCode: number): boolean {
     this.kvm.meter.count(VMCS12_READ_EVENT);
@@ -762,7 +826,7 @@ export class KvmNested {
           return;
         case FAULT.RETRY:
           kvm.mmu.freeObsoleteRoots();
-          if (kvm.mmu.reload()) kvm.loadPgdRequested = true;
+          kvm.reloadMmu();
           continue;
         case FAULT.INJECT_EPT_VIOLATION:
         case FAULT.INJECT_EPT_MISCONFIG:
@@ -929,7 +993,7 @@ export class KvmNested {
     kvm.loadPgdRequested = true;
     // kvm: nested_vmx_transition_tlb_flush on exit — a guest TLB flush only when vmcs12 does not
     // use VPID (L2 then shared L1's VPID 0); with VPID, L2's entries are tagged apart (vpid02/EPTP).
-    if (!usesVpid(vmcs12)) kvm.tlbFlushGuestRequested = true;
+    if (!usesVpid(vmcs12)) kvm.mmu.makeRequest(MMU_REQUEST.TLB_FLUSH_GUEST);
     // Sysenter MSRs, IDTR/GDTR, PAT (with "load IA32_PAT"); the host segments (__vmx_set_segment
     // each); DR7 and DEBUGCTL.
     this.#hostStateLoad.run(kvm.processor, vmcs12);

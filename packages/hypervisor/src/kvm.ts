@@ -3,6 +3,7 @@ import {
   INVEPT_TYPE,
   Memslots,
   MMU_EVENTS,
+  MMU_REQUEST,
   type MmuFlags,
   SHADOW_FAULT,
   ShadowEptMmu,
@@ -86,6 +87,8 @@ export const KVM_PAGE = {
   MSR_BITMAP: 0x5000,
   VMREAD_BITMAP: 0x6000,
   VMWRITE_BITMAP: 0x7000,
+  /** vmcs02's own MSR bitmap, merged from vmcs01's and L1's on each nested entry. */
+  MSR_BITMAP02: 0x8000,
   /** First page of the pool the MMU allocates page tables from. */
   POOL: 0x10_0000,
 } as const;
@@ -101,6 +104,13 @@ export const PASSTHROUGH_MSRS: readonly number[] = Object.freeze([
   0x174, // SYSENTER_CS
   0x175, // SYSENTER_ESP
   0x176, // SYSENTER_EIP
+]);
+
+/** GUEST_SYSENTER_CS, _ESP and _EIP: where KVM keeps MSRs 174H–176H (kvm: vmx_set_msr). */
+const SYSENTER_FIELDS: readonly number[] = Object.freeze([
+  F.GUEST_SYSENTER_CS,
+  F.GUEST_SYSENTER_ESP,
+  F.GUEST_SYSENTER_EIP,
 ]);
 
 export function isPassthroughMsr(index: number): boolean {
@@ -182,7 +192,6 @@ export class Kvm implements ExitSink {
   /** CR3 changed in the register cache: vmx_load_mmu_pgd writes GUEST_CR3 with the EPT pointer. */
   cr3Dirty = false;
   /** KVM_REQ_TLB_FLUSH_GUEST pending. */
-  tlbFlushGuestRequested = false;
   /** The CPU this KVM offers its guest when the guest is a hypervisor (set by the machine). */
   guestCpu: VmxCpu | null = null;
   /** KVM's nested entry checks (kvm: nested_vmx_check_controls/_host_state/_guest_state). */
@@ -484,6 +493,16 @@ export class Kvm implements ExitSink {
     this.enterGuest();
   }
 
+  /**
+   * kvm: kvm_mmu_reload → kvm_mmu_load when the current root is invalid: a new root, then
+   * flush_tlb_current called directly (not a request) and KVM_REQ_LOAD_MMU_PGD.
+   */
+  reloadMmu(): void {
+    if (!this.mmu.reload()) return;
+    this.meter.count(HV.TLB_FLUSH_CURRENT);
+    this.loadPgdRequested = true;
+  }
+
   /** kvm: vcpu_enter_guest from the request checks to the VM entry. */
   enterGuest(): void {
     const p = this.processor;
@@ -493,12 +512,16 @@ export class Kvm implements ExitSink {
       // kvm: vmx_sync_pir_to_irr → vmx_set_rvi with APICv (the model's host has it), L1 only.
       p.vmread(F.GUEST_INTR_STATUS);
     }
-    if (this.tlbFlushGuestRequested) {
-      this.tlbFlushGuestRequested = false;
-      this.meter.count(HV.TLB_FLUSH_GUEST);
+    // kvm: vcpu_enter_guest services the requests (kvm_mmu_sync_roots for KVM_REQ_MMU_SYNC — the
+    // model keeps no unsync shadow pages —, then kvm_service_local_tlb_flush_requests: current
+    // context, then guest), then kvm_mmu_reload, then KVM_REQ_LOAD_MMU_PGD → vmx_load_mmu_pgd.
+    const mmu = this.mmu;
+    if (mmu.requests !== 0) {
+      mmu.checkRequest(MMU_REQUEST.MMU_SYNC);
+      if (mmu.checkRequest(MMU_REQUEST.TLB_FLUSH_CURRENT)) this.meter.count(HV.TLB_FLUSH_CURRENT);
+      if (mmu.checkRequest(MMU_REQUEST.TLB_FLUSH_GUEST)) this.meter.count(HV.TLB_FLUSH_GUEST);
     }
-    // kvm: kvm_mmu_reload, then KVM_REQ_LOAD_MMU_PGD → vmx_load_mmu_pgd.
-    if (this.mmu.reload()) this.loadPgdRequested = true;
+    this.reloadMmu();
     if (this.loadPgdRequested) {
       this.loadPgdRequested = false;
       const root = this.mmu.mmu.rootHpa;
@@ -675,6 +698,24 @@ export class Kvm implements ExitSink {
     this.meter.count(HV.EXIT_HANDLER_MSR);
     const g = this.exitingRegisters();
     const index = g.gprLo[GPR.RCX]!;
+    const sysenter = index >= 0x174 && index <= 0x176 ? SYSENTER_FIELDS[index - 0x174]! : -1;
+    if (sysenter >= 0) {
+      // kvm: vmx_set_msr / vmx_get_msr — the SYSENTER MSRs live in the VMCS; in guest mode a write
+      // also updates vmcs12 (which is why sync_vmcs02_to_vmcs12 no longer reads them back).
+      const p = this.processor;
+      if (write) {
+        const lo = g.gprLo[GPR.RAX]!;
+        const hi = sysenter === SYSENTER_FIELDS[0] ? 0 : g.gprLo[GPR.RDX]!;
+        if (this.nested.guestMode) this.nested.updateVmcs12(sysenter, lo, hi);
+        p.vmwrite(sysenter, lo, hi);
+      } else {
+        const lo = p.vmread(sysenter);
+        g.setGpr(GPR.RAX, lo, 0);
+        g.setGpr(GPR.RDX, p.hi, 0);
+      }
+      this.skipInstruction();
+      return;
+    }
     if (write) {
       this.msrs.set(
         index,
@@ -712,7 +753,11 @@ export class Kvm implements ExitSink {
       } else if (cr === 4) {
         this.setCr4(nested ? this.nested.l2CrValue(4, value) : value);
         if (nested) p.vmwrite(F.CR4_READ_SHADOW, value);
-      } else if (cr === 3) this.setCr3(g.gpr(gpr));
+      } else if (cr === 3) {
+        // Bit 63 is CR3's no-flush hint, not part of the value (SDM 4.10.4.1).
+        const hi = g.gprHi[gpr]!;
+        this.setCr3(g.gprLo[gpr]! + (hi & 0x7fffffff) * TWO_32, (hi & 0x80000000) !== 0);
+      }
     } else if (type === 1) {
       const value = cr === 0 ? this.readCr0() : cr === 4 ? this.readCr4() : this.mmu.cr3;
       g.setGpr(gpr, value >>> 0, Math.floor(value / TWO_32));
@@ -740,10 +785,12 @@ export class Kvm implements ExitSink {
   /** kvm: kvm_set_cr0 → vmx_set_cr0 (read shadow + GUEST_CR0) → kvm_post_set_cr0 (MMU). */
   setCr0(value: number): void {
     const p = this.processor;
-    p.vmwrite(F.CR0_READ_SHADOW, value >>> 0);
-    p.vmwrite(F.GUEST_CR0, (value | CR0.NE) >>> 0);
+    // kvm: kvm_set_cr0 forces ET (bit 4) on before vmx_set_cr0.
+    const cr0 = (value | CR0.ET) >>> 0;
+    p.vmwrite(F.CR0_READ_SHADOW, cr0);
+    p.vmwrite(F.GUEST_CR0, (cr0 | CR0.NE) >>> 0);
     // VcpuMmu.setCr0 stores the value and runs kvm_post_set_cr0.
-    this.mmu.setCr0(value >>> 0);
+    this.mmu.setCr0(cr0);
   }
 
   /** kvm: kvm_set_cr4 → vmx_set_cr4 → kvm_post_set_cr4. */
@@ -755,16 +802,20 @@ export class Kvm implements ExitSink {
     this.mmu.setCr4(value >>> 0);
   }
 
-  /** kvm: kvm_set_cr3 with EPT: the MMU's PGD switch is for shadow paging only; GUEST_CR3 is written. */
-  setCr3(value: number): void {
+  /**
+   * kvm: kvm_set_cr3 — `value` without bit 63, which with CR4.PCIDE is the no-flush hint (`noFlush`,
+   * read by VcpuMmu.setCr3 for kvm_invalidate_pcid). With EPT the MMU's PGD switch is for shadow
+   * paging only and GUEST_CR3 is written.
+   */
+  setCr3(value: number, noFlush = false): void {
     if (this.useEpt) {
-      this.mmu.setCr3(value);
+      this.mmu.setCr3(value, noFlush);
       this.processor.vmwrite(F.GUEST_CR3, value >>> 0, Math.floor(value / TWO_32));
       return;
     }
     // kvm: kvm_set_cr3 → kvm_mmu_new_pgd (the fast switch over the root cache); the shadow root is
     // loaded into GUEST_CR3 by vmx_load_mmu_pgd before the entry.
-    this.mmu.setCr3(value);
+    this.mmu.setCr3(value, noFlush);
     this.loadPgdRequested = true;
   }
 
@@ -789,7 +840,7 @@ export class Kvm implements ExitSink {
         this.tdp !== null ? this.tdp.map(root, gpa as Gpa, write) : this.#legacyTdpFault(root, gpa, write);
       if (r === TDP_MAP_RESULT.RETRY) {
         this.mmu.freeObsoleteRoots();
-        if (this.mmu.reload()) this.loadPgdRequested = true;
+        this.reloadMmu();
         continue;
       }
       if (r === TDP_MAP_RESULT.EMULATE_WRITE_PROTECTED) {
@@ -871,7 +922,7 @@ export class Kvm implements ExitSink {
           return;
         case SHADOW_FAULT.RETRY:
           mmu.freeObsoleteRoots();
-          if (mmu.reload()) this.loadPgdRequested = true;
+          this.reloadMmu();
           continue;
         case SHADOW_FAULT.INJECT_PAGE_FAULT:
           // kvm: kvm_inject_emulated_page_fault. In guest mode, a #PF L1 intercepts is L1's to fix

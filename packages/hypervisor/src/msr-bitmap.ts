@@ -45,3 +45,19 @@ export function writeMsrBitmap(
     }
   }
 }
+
+/** Sets (`intercept`) or clears the bit of RDMSR (or WRMSR with `write`) of `index`; no-op outside the ranges. */
+export function setMsrIntercept(
+  memory: PhysicalMemory,
+  address: number,
+  index: number,
+  write: boolean,
+  intercept: boolean,
+): void {
+  const bit = bitOffset(index, write);
+  if (bit < 0) return;
+  const at = address + (bit >>> 3);
+  const mask = 1 << (bit & 7);
+  const byte = memory.read8(at);
+  memory.write8(at, intercept ? byte | mask : byte & ~mask);
+}

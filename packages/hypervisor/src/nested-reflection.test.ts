@@ -7,6 +7,7 @@ import { HYPERVISOR_EVENTS } from "./hypervisor-events";
 import { resolveFlags } from "./kernel-presets";
 import { Machine } from "./machine";
 import { VMCS_FIELD as F, vmcsFieldEncoding } from "./vmcs-field-encodings";
+import { loadWorkload } from "./workload-file";
 
 /**
  * L0's decision on an exit of L2 (kvm: nested_vmx_l1_wants_exit and its helpers), asked directly
@@ -232,5 +233,53 @@ describe("load_vmcs12_host_state on a nested exit", () => {
     // L2's EFER (SCE, LME, LMA, NXE = 0xd01), not vmcs12's host EFER.
     expect(s.l0.mmu.efer).toBe(0xd01);
     expect(s.l0.vmcs01.read(EFER_FIELD)).toBe(0xd01);
+  });
+});
+
+describe("vmcs02's MSR bitmap (kvm: nested_vmx_prepare_msr_bitmap)", () => {
+  it("L2's SYSENTER MSRs exit to L0, which keeps vmcs12 current (vmx_set_msr in guest mode)", () => {
+    const program = loadWorkload(`
+name: sysenter_then_cpuid
+setup:
+  level: 2
+steps:
+  - wrmsr: { msr: 0x174, value: 0x23 }
+  - wrmsr: { msr: 0x176, value: 0xffffffff81000000 }
+  - cpuid: 0
+  - rdmsr: 0x176
+`);
+    const meter = new CountingMeter([VMX_EVENTS, MMU_EVENTS, HYPERVISOR_EVENTS]);
+    const machine = new Machine({ program, config: resolveFlags("v6.12", {}), meter });
+    meter.reset();
+    machine.run();
+    const counts = meter.snapshot();
+    // vmcs02's own bitmap intercepts SYSENTER (only FS/GS/KERNEL_GS_BASE, SPEC_CTRL, PRED_CMD and
+    // FLUSH_CMD are merged): three exits L0 handles, and the CPUID L1 takes.
+    expect(counts.NESTED_EXIT_HANDLED_BY_L0).toBe(3);
+    expect(counts.NESTED_EXIT_REFLECTED).toBe(1);
+    const vmcs12 = machine.kvms[0]!.nested.state.cachedVmcs12;
+    expect(vmcs12.read(vmcsFieldEncoding("GUEST_SYSENTER_CS"))).toBe(0x23);
+    expect(vmcs12.read(vmcsFieldEncoding("GUEST_SYSENTER_EIP")) + vmcs12.hi * 2 ** 32).toBe(
+      0xffffffff81000000,
+    );
+    expect(machine.contexts[1]!.gprLo[GPR.RAX]).toBe(0x81000000);
+  });
+
+  it("passes a merged MSR through only when both vmcs01's bitmap and L1's do", () => {
+    const s = stoppedInL2();
+    const bitmap02 = s.vmcs02.read(F.MSR_BITMAP);
+    expect(bitmap02).not.toBe(s.l0.vmcs01.read(F.MSR_BITMAP));
+    const memory = s.machine.hardware.memory;
+    // KERNEL_GS_BASE (C0000102H) reads: both pass it today.
+    const readBit = () => (memory.read8(bitmap02 + 1024 + (0x102 >>> 3)) >>> (0x102 & 7)) & 1;
+    expect(readBit()).toBe(0);
+    // L1 starts intercepting it; the next nested entry merges that in.
+    const l1Bitmap = s.vmcs12.read(F.MSR_BITMAP) + s.vmcs12.hi * 2 ** 32;
+    const l1Memory = s.l0.guestMemory();
+    const at = l1Bitmap + 1024 + (0x102 >>> 3);
+    l1Memory.write8(at, l1Memory.read8(at) | (1 << (0x102 & 7)));
+    s.machine.executor.cursor.reset();
+    s.machine.run();
+    expect(readBit()).toBe(1);
   });
 });
