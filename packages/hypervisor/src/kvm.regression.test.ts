@@ -1,12 +1,14 @@
 import { isLastSpte, isShadowPresentSpte, MMU_EVENTS, SPTES_PER_PAGE, spteAddress } from "@nestvisor/mmu";
 import { CountingMeter, VMX_EVENTS } from "@nestvisor/vmx";
+import { CR0 } from "@nestvisor/x86-arch";
 import { describe, expect, it } from "vitest";
-import { builtinWorkload } from "./builtin-workloads";
+import { builtinWorkload, BUILTIN_LAYOUT as L } from "./builtin-workloads";
 import { HYPERVISOR_EVENTS } from "./hypervisor-events";
 import { type KernelPresetName, resolveFlags } from "./kernel-presets";
 import type { Kvm } from "./kvm";
 import { Machine } from "./machine";
 import { runWorkload } from "./run-workload";
+import { workload } from "./workload-builder";
 
 /** Every present non-leaf entry under `kvm`'s TDP roots points at a live page of its store. */
 function danglingTables(kvm: Kvm): number {
@@ -58,6 +60,34 @@ describe("Kvm regressions", () => {
     expect(seenWithout).toEqual(seenWith);
     // L1 now runs its guest hypervisor on shadow paging: more exits than with EPT in L1.
     expect(without.counts.HARDWARE_VM_EXIT).toBeGreaterThan(0);
+  });
+
+  // Under EPT (v6.4+) CR0.WP is guest-owned: a WP toggle does not exit. The next CR0 exit (here for
+  // AM) compared the new value with the MMU's stale copy, saw "WP changed" and reset the MMU. KVM
+  // reads the guest-owned bits from the VMCS first (kvm_read_cr0_bits), so an AM-only change costs
+  // no MMU work at all.
+  it("a CR0 exit after guest-owned WP toggles compares with the VMCS's CR0, not a stale copy", () => {
+    const paged = (CR0.PE | CR0.MP | CR0.ET | CR0.NE | CR0.WP | CR0.AM | CR0.PG) >>> 0;
+    const program = workload("wp_then_am")
+      .setup({
+        level: 1,
+        paging: "4-level",
+        memory: 64 * 1024 * 1024,
+        cpl: 0,
+        addressSpaces: [{ name: "kernel", mappings: [{ gva: L.KERNEL_DATA, pages: 16, executable: false }] }],
+      })
+      .loop(5, (b) => {
+        b.iteration("t");
+        b.movToCr0((paged & ~CR0.WP) >>> 0);
+        b.movToCr0((paged & ~CR0.WP & ~CR0.AM) >>> 0);
+        b.movToCr0((paged & ~CR0.AM) >>> 0);
+        b.movToCr0(paged);
+      })
+      .build();
+    const counts = runWorkload({ program, config: resolveFlags("v6.12", {}) }).counts;
+    expect(counts.EXIT_HANDLER_CR_ACCESS).toBe(10);
+    expect(counts.MMU_RESET_CONTEXT ?? 0).toBe(0);
+    expect(counts.ROOT_LOAD ?? 0).toBe(0);
   });
 
   // With l1Ept=off L1 shadow-pages L3 through L2's shadow tables (vmcs12's GUEST_CR3). Three bugs hid

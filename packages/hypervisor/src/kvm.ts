@@ -743,7 +743,9 @@ export class Kvm implements ExitSink {
     if (type === 0) {
       // kvm: kvm_register_read (is_64_bit_mode) and kvm_read_cr0/cr4 of the old value.
       this.regs.read64BitMode();
-      if (cr === 0) p.vmread(F.GUEST_CR0);
+      // The old CR0's guest-owned bits (WP under EPT) come from the VMCS: the guest may have toggled
+      // them without an exit (kvm_read_cr0_bits → vmx_cache_reg).
+      if (cr === 0) this.mmu.cacheGuestOwnedCr0(p.vmread(F.GUEST_CR0), this.cr0GuestOwnedBits());
       else if (cr === 4) p.vmread(F.GUEST_CR4);
       const value = g.gprLo[gpr]!;
       const nested = this.nested.guestMode;

@@ -48,6 +48,20 @@ describe("VcpuMmu construction (kvm: kvm_mmu_create)", () => {
 });
 
 describe("kvm_post_set_cr0", () => {
+  it("compares with the guest-owned bits the VMCS holds (cacheGuestOwnedCr0, kvm_read_cr0_bits)", () => {
+    const { vcpu, meter } = nestedScenario();
+    // The guest cleared WP without an exit; then an exiting write changes only AM.
+    const guestCr0 = (L1_REGS.cr0 & ~CR0.WP) >>> 0;
+    vcpu.cacheGuestOwnedCr0(guestCr0, CR0.WP | CR0.TS);
+    expect(vcpu.cr0).toBe(guestCr0);
+    expect(meter.diff({})).toEqual({});
+    vcpu.setCr0((guestCr0 ^ CR0.AM) >>> 0);
+    expect(meter.diff({})).toEqual({});
+    // Bits the guest does not own keep the stored value.
+    vcpu.cacheGuestOwnedCr0(0, CR0.WP | CR0.TS);
+    expect((vcpu.cr0 & CR0.PG) >>> 0).toBe(CR0.PG >>> 0);
+  });
+
   it("a non-role bit (TS) does nothing; PG resets", () => {
     const { vcpu, meter } = nestedScenario();
     vcpu.setCr0(L1_REGS.cr0 | CR0.TS);

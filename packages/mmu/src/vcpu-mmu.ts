@@ -324,6 +324,16 @@ export class VcpuMmu implements MmuInitEnv {
   // ---- Register writes (x86.c) ---------------------------------------------------------------
 
   /**
+   * The guest may change the CR0 bits it owns without an exit (CR0.WP under EPT since v6.4): before
+   * reading CR0, KVM takes them from the VMCS (kvm: kvm_read_cr0_bits → vmx_cache_reg for
+   * VCPU_EXREG_CR0). `guestCr0` is the VMCS's GUEST_CR0; `ownedBits` the guest-owned mask. Only the
+   * stored value changes: what a changed WP means for the MMU is decided by the next setCr0.
+   */
+  cacheGuestOwnedCr0(guestCr0: number, ownedBits: number): void {
+    this.cr0 = ((this.cr0 & ~ownedBits) | (guestCr0 & ownedBits)) >>> 0;
+  }
+
+  /**
    * The MMU side of kvm_set_cr0: store the value with ET forced on and the reserved bits dropped
    * (kvm: kvm_set_cr0), let EFER.LMA follow paging when EFER.LME is set (kvm: vmx_set_cr0 →
    * enter_lmode / exit_lmode), then kvm_post_set_cr0. The value is assumed valid (KVM injects #GP
