@@ -151,7 +151,8 @@ export class KvmNested {
   readonly #entryEventCopies: Vmcs12Copies;
   /** prepare_vmcs02_rare (without per-group hooks), and prepare_vmcs02's DR7, DEBUGCTL and RFLAGS. */
   readonly #rareCopies: Vmcs12Copies;
-  readonly #bodyCopies: Vmcs12Copies;
+  readonly #debugCopies: Vmcs12Copies;
+  readonly #l1DebugLoad: FixedVmwrites;
   /** The guest context L2 runs in while this vCPU is in guest mode. */
   #l2: GuestContext | null = null;
   /** The sync's part in the nested entry, when a policy's sync has one (see `NestedEntryHooks`). */
@@ -261,7 +262,12 @@ export class KvmNested {
       vmcs12,
     );
     this.#rareCopies = new Vmcs12Copies(this.#rareEntry, vmcs12);
-    this.#bodyCopies = new Vmcs12Copies([F.GUEST_DR7, F.GUEST_IA32_DEBUGCTL, F.GUEST_RFLAGS], vmcs12);
+    this.#debugCopies = new Vmcs12Copies([F.GUEST_DR7, F.GUEST_IA32_DEBUGCTL], vmcs12);
+    // L1's DR7 and DEBUGCTL (the model's L1 keeps the reset DR7 and no DEBUGCTL bits).
+    this.#l1DebugLoad = new FixedVmwrites([
+      [F.GUEST_DR7, 0x400],
+      [F.GUEST_IA32_DEBUGCTL, 0],
+    ]);
   }
 
   /** L2 runs (kvm: is_guest_mode). */
@@ -530,7 +536,14 @@ export class KvmNested {
       for (const field of this.#csSsAr) this.#copy(vmcs12, field);
     }
     // E13: prepare_vmcs02 body.
-    this.#copyAll(vmcs12, this.#bodyCopies);
+    // kvm: prepare_vmcs02 — DR7 and DEBUGCTL from vmcs12 with "load debug controls", else L1's
+    // (kvm_set_dr(7, vcpu->arch.dr7), pre_vmenter_debugctl); then RFLAGS (vmx_set_rflags).
+    if ((vmcs12.read(F.VM_ENTRY_CONTROLS) & VM_ENTRY_CTLS.VM_ENTRY_LOAD_DEBUG_CONTROLS) !== 0) {
+      this.#copyAll(vmcs12, this.#debugCopies);
+    } else {
+      this.#l1DebugLoad.run(kvm.processor);
+    }
+    this.#copy(vmcs12, F.GUEST_RFLAGS);
     this.#write(F.EXCEPTION_BITMAP, (1 << 18) | vmcs12.read(F.EXCEPTION_BITMAP));
     this.#write(
       F.CR0_GUEST_HOST_MASK,
@@ -541,7 +554,14 @@ export class KvmNested {
     const cr0 = vmcs12.read(F.GUEST_CR0);
     const cr4 = vmcs12.read(F.GUEST_CR4);
     const cr3 = vmcs12.read(F.GUEST_CR3) + vmcs12.hi * TWO_32;
-    const efer = vmcs12.read(F.GUEST_IA32_EFER);
+    // kvm: nested_vmx_calc_efer — vmcs12's guest EFER with "load IA32_EFER", else L1's EFER with
+    // LMA/LME following "IA-32e mode guest".
+    const entryControls = vmcs12.read(F.VM_ENTRY_CONTROLS);
+    let efer: number;
+    if ((entryControls & VM_ENTRY_CTLS.VM_ENTRY_LOAD_IA32_EFER) !== 0) efer = vmcs12.read(F.GUEST_IA32_EFER);
+    else if ((entryControls & VM_ENTRY_CTLS.VM_ENTRY_IA32E_MODE) !== 0)
+      efer = (kvm.mmu.efer | EFER.LMA | EFER.LME) >>> 0;
+    else efer = (kvm.mmu.efer & ~(EFER.LMA | EFER.LME)) >>> 0;
     const eptp = vmcs12.read(F.EPT_POINTER) + vmcs12.hi * TWO_32;
     const nestedEpt = this.nestedEpt;
     // The MMU switch (kvm: nested_ept_init_mmu_context, vmx_set_cr0/cr4/efer, nested_vmx_load_cr3).

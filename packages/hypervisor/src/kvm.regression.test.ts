@@ -90,6 +90,34 @@ describe("Kvm regressions", () => {
     expect(counts.ROOT_LOAD ?? 0).toBe(0);
   });
 
+  // SDM 26.1.1: privilege faults come before VM exits. At CPL 3 HLT, RDMSR/WRMSR, MOV to CR and
+  // INVLPG (and IN/OUT with IOPL 0) raise #GP in the guest and never exit.
+  it.each([1, 2])(
+    "privileged instructions at CPL 3 fault in the guest instead of exiting (level %i)",
+    (level) => {
+      const steps = (cpl: 0 | 3) =>
+        workload("privileged")
+          .setup({ level, cpl })
+          .hlt()
+          .wrmsr(0x10, 5)
+          .rdmsr(0x10)
+          .movToCr4(0x6a0)
+          .invlpg(0x1000)
+          .in(0x70, 1)
+          .cpuid(0)
+          .build();
+      const user = runWorkload({ program: steps(3), config: resolveFlags("v6.12", {}) });
+      const kernel = runWorkload({ program: steps(0), config: resolveFlags("v6.12", {}) });
+      expect(user.snapshot.guestFaults).toBe(6);
+      expect(kernel.snapshot.guestFaults).toBe(0);
+      expect(user.counts.EXIT_HANDLER_HLT ?? 0).toBe(0);
+      expect(user.counts.EXIT_HANDLER_MSR ?? 0).toBe(0);
+      expect(kernel.counts.EXIT_HANDLER_MSR).toBeGreaterThan(0);
+      // CPUID exits at any CPL.
+      expect(user.counts.EXIT_HANDLER_CPUID).toBe(1);
+    },
+  );
+
   // With l1Ept=off L1 shadow-pages L3 through L2's shadow tables (vmcs12's GUEST_CR3). Three bugs hid
   // here: L1 injected the #PF into L3 although L2 intercepts it (kvm: nested_vmx_is_exception_vmexit
   // makes it a nested exit); L2's writes to its shadow tables, which L1 write-protects, were EPT

@@ -57,10 +57,34 @@ const LENGTH = Object.freeze({
 });
 
 /** What a workload has done that a guest can see, accumulated as it runs (for differential checks). */
+/** OP codes of the instructions that need CPL 0 (or IOPL): MOV to/from CR0/CR3/CR4 … HLT. */
+const PRIVILEGED_OPS = (() => {
+  let mask = 0;
+  for (const op of [
+    OP.MOV_TO_CR0,
+    OP.MOV_TO_CR3,
+    OP.MOV_TO_CR4,
+    OP.MOV_FROM_CR0,
+    OP.MOV_FROM_CR3,
+    OP.MOV_FROM_CR4,
+    OP.WRMSR,
+    OP.RDMSR,
+    OP.INVLPG,
+    OP.IN,
+    OP.OUT,
+    OP.HLT,
+  ])
+    mask |= 1 << op;
+  return mask >>> 0;
+})();
+
 export class WorkloadObservations {
   /** FNV-1a over every value read from memory, CPUID/RDMSR/IN result and CR read, in order. */
   digest = 0x811c9dc5;
-  /** Guest page faults the workload took (the guest kernel's handler is not modelled: the access is skipped). */
+  /**
+   * Faults the workload's guest took itself (the guest kernel's handler is not modelled: the
+   * operation is skipped): page faults, and #GP from privileged instructions at CPL > 0.
+   */
   guestFaults = 0;
   lastFaultErrorCode = 0;
   /** ITERATION markers passed. */
@@ -99,6 +123,8 @@ export class WorkloadExecutor {
   readonly #walker: TwoDimensionalWalker;
   /** The one-dimensional walk of a VMCS without EPT (the processor walks KVM's shadow tables). */
   readonly #walker1d: PageWalker;
+  /** The workload's privilege level (its setup's CPL). */
+  readonly #cpl: number;
   readonly #eptContexts = new Map<number, EptContext>();
   #paging: PagingContext;
   /** The CR0/CR3/CR4/EFER the paging context was built from. */
@@ -132,6 +158,7 @@ export class WorkloadExecutor {
       eptAdUpdate: AD_UPDATE.HARDWARE,
     });
     this.#walker1d = new PageWalker(hw.memory, { adUpdate: AD_UPDATE.HARDWARE });
+    this.#cpl = setup.cpl;
   }
 
   /** Runs the program to its end, letting the hypervisors handle every exit on the way. */
@@ -221,6 +248,11 @@ export class WorkloadExecutor {
   #execute(op: number, vmcs: HardwareVmcs): boolean {
     const cursor = this.cursor;
     const g = this.context;
+    // SDM 26.1.1: faults based on privilege level come before VM exits. MOV to/from CR, RDMSR/WRMSR,
+    // INVLPG and HLT need CPL 0; IN/OUT need CPL ≤ IOPL (0 here; the model's guests have no TSS I/O
+    // permission bitmap). At CPL > 0 they raise #GP(0) instead of exiting.
+    if (this.#cpl !== 0 && op < 32 && ((PRIVILEGED_OPS >>> op) & 1) !== 0)
+      return this.#generalProtection(vmcs);
     switch (op) {
       case OP.ITERATION:
         this.observations.iterations++;
@@ -431,6 +463,23 @@ export class WorkloadExecutor {
     info.linearHi = fault.laHi;
     this.#saveAndExit(vmcs);
     return true;
+  }
+
+  /**
+   * #GP(0) from a privileged instruction at CPL > 0: a VM exit when the exception bitmap has bit 13
+   * (SDM 26.2), else the guest's own handler (not modelled: recorded as a guest fault, skipped).
+   */
+  #generalProtection(vmcs: HardwareVmcs): boolean {
+    if ((vmcs.read(F.EXCEPTION_BITMAP) & (1 << 13)) !== 0) {
+      const info = this.hw.exitInfo.reset(EXIT_REASON.EXCEPTION_NMI);
+      info.interruptionInfo = 0x80000b0d;
+      info.errorCode = 0;
+      this.#saveAndExit(vmcs);
+      return true;
+    }
+    this.observations.mix(13 << 16);
+    this.#guestFault(0);
+    return false;
   }
 
   /** The guest takes a #PF (its own handler is not modelled: the access is recorded and skipped). */
