@@ -97,9 +97,12 @@ export function shadowNptRootRole(cpuBase: number, tdpLevel: number): number {
  * The root role the pre-v5.18 fast switch computed from vCPU state before the context was
  * initialised (kvm: kvm_mmu_calc_root_page_role, removed by d2e5f3334169): the TDP root role under
  * TDP, the shadow root role otherwise. Today's formulas are used for both: the kernels of that era
- * also copied the guest's CR0.WP and EFER.NX into TDP roles and did not force NX in shadow roots,
- * which this model does not reproduce (it changes which root is picked, not how many lookups,
- * drops and loads a switch costs).
+ * also copied the guest's CR0.WP and EFER.NX into TDP roles (kvm_calc_mmu_role_common) and did not
+ * force NX in shadow roots, which this model does not reproduce. That is a known deviation for the
+ * pre-v5.18 presets, and not only in which root is picked: there a CR0.WP toggle gave the legacy
+ * MMU a second TDP root (its own hashed tree, built again by EPT violations), where this model
+ * keeps using the WP=1 tree — so `toggle_cr0_wp` under v4.19–v5.17 undercounts ROOT_ALLOC, shadow
+ * page allocations and the EPT violations that fill the second tree.
  */
 export function calcRootPageRole(
   tdpEnabled: boolean,
