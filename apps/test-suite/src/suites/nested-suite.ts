@@ -250,13 +250,23 @@ const MACHINE_EXITS: readonly MachineExit[] = [
     skipped: true,
   },
   {
-    name: "MOV to CR4 changing PGE (an L1-owned bit)",
-    step: (b) => b.movToCr4(PAGED_CR4 ^ CR4.PGE),
+    name: "MOV to CR4 changing SMEP (an L1-owned bit)",
+    step: (b) => b.movToCr4((PAGED_CR4 ^ CR4.SMEP) >>> 0),
     reason: 28,
     qualification: 4,
     qualificationMask: 0x3f,
     length: 3,
     skipped: true,
+  },
+  {
+    // kvm: KVM_POSSIBLE_CR4_GUEST_BITS — with EPT a KVM L1 leaves PGE to its guest, and so does L0.
+    name: "MOV to CR4 changing PGE (guest-owned with EPT: no exit)",
+    step: (b) => b.movToCr4((PAGED_CR4 ^ CR4.PGE) >>> 0),
+    reason: null,
+    qualification: 0,
+    qualificationMask: 0,
+    length: 0,
+    skipped: false,
   },
   {
     name: "first read of a page L1's EPT12 does not map yet",
