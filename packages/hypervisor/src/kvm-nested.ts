@@ -28,7 +28,7 @@ import { HostSegmentLoad } from "./host-segment-load";
 import { HYPERVISOR_EVENTS as HV } from "./hypervisor-events";
 import { KVM_PAGE, type Kvm } from "./kvm";
 import { hasNestedEntryHooks, type NestedEntryHooks } from "./model-policies";
-import { msrBitmapIntercepts, setMsrIntercept } from "./msr-bitmap";
+import { MsrBitmapMerge } from "./msr-bitmap";
 import { NestedVmxCpu } from "./nested-vmx-cpu";
 import { VMCS_FIELD as F, vmcsFieldEncoding } from "./vmcs-field-encodings";
 import { FixedVmwrites, Vmcs12Copies, Vmcs12Transfers } from "./vmwrite-block";
@@ -78,22 +78,14 @@ const UNCOND_IO = CPU_BASED_CTLS.CPU_BASED_UNCOND_IO_EXITING;
  * (sync_vmcs02_to_vmcs12, prepare_vmcs12, load_vmcs12_host_state), with the seed-003 flags deciding
  * how much of that work is done.
  */
-const MSR_TYPE_R = 1;
-const MSR_TYPE_W = 2;
-/** kvm: the MSRs nested_vmx_prepare_msr_bitmap merges, as [index, access types] pairs. */
-const MERGED_MSRS: readonly number[] = Object.freeze([
-  0xc000_0100,
-  MSR_TYPE_R | MSR_TYPE_W, // FS_BASE
-  0xc000_0101,
-  MSR_TYPE_R | MSR_TYPE_W, // GS_BASE
-  0xc000_0102,
-  MSR_TYPE_R | MSR_TYPE_W, // KERNEL_GS_BASE
-  0x48,
-  MSR_TYPE_R | MSR_TYPE_W, // IA32_SPEC_CTRL
-  0x49,
-  MSR_TYPE_W, // IA32_PRED_CMD
-  0x10b,
-  MSR_TYPE_W, // IA32_FLUSH_CMD
+/** kvm: the MSRs nested_vmx_prepare_msr_bitmap merges: [index, reads, writes]. */
+const MERGED_MSRS = new MsrBitmapMerge([
+  [0xc000_0100, true, true], // FS_BASE
+  [0xc000_0101, true, true], // GS_BASE
+  [0xc000_0102, true, true], // KERNEL_GS_BASE
+  [0x48, true, true], // IA32_SPEC_CTRL
+  [0x49, false, true], // IA32_PRED_CMD
+  [0x10b, false, true], // IA32_FLUSH_CMD
 ]);
 
 /** kvm: nested_cpu_has_vpid — "enable VPID" among vmcs12's active secondary controls. */
@@ -789,17 +781,7 @@ export class KvmNested {
     const l1Memory = this.kvm.guestMemory();
     if (l1Bitmap % 4096 !== 0 || l1Bitmap + 4096 > l1Memory.size) return false;
     const memory = this.kvm.cpu.memory;
-    for (let i = 0; i < MERGED_MSRS.length; i += 2) {
-      const index = MERGED_MSRS[i]!;
-      const types = MERGED_MSRS[i + 1]!;
-      for (let write = 0; write < 2; write++) {
-        if ((types & (write === 1 ? MSR_TYPE_W : MSR_TYPE_R)) === 0) continue;
-        const intercept =
-          msrBitmapIntercepts(memory, KVM_PAGE.MSR_BITMAP, index, write === 1) ||
-          msrBitmapIntercepts(l1Memory, l1Bitmap, index, write === 1);
-        setMsrIntercept(memory, KVM_PAGE.MSR_BITMAP02, index, write === 1, intercept);
-      }
-    }
+    MERGED_MSRS.merge(memory, KVM_PAGE.MSR_BITMAP, l1Memory, l1Bitmap, memory, KVM_PAGE.MSR_BITMAP02);
     return true;
   }
 

@@ -46,18 +46,48 @@ export function writeMsrBitmap(
   }
 }
 
-/** Sets (`intercept`) or clears the bit of RDMSR (or WRMSR with `write`) of `index`; no-op outside the ranges. */
-export function setMsrIntercept(
-  memory: PhysicalMemory,
-  address: number,
-  index: number,
-  write: boolean,
-  intercept: boolean,
-): void {
-  const bit = bitOffset(index, write);
-  if (bit < 0) return;
-  const at = address + (bit >>> 3);
-  const mask = 1 << (bit & 7);
-  const byte = memory.read8(at);
-  memory.write8(at, intercept ? byte | mask : byte & ~mask);
+/**
+ * Merges chosen bits of two MSR bitmaps into a third (kvm: nested_vmx_prepare_msr_bitmap's
+ * nested_vmx_set_intercept_for_msr per MSR and access type): each chosen bit is set in the target
+ * when either source intercepts, the target's other bits are kept. Precomputes the bytes the bits
+ * fall in, so one merge reads and writes each byte once.
+ */
+export class MsrBitmapMerge {
+  readonly #offsets: Uint16Array;
+  readonly #masks: Uint8Array;
+
+  /** `accesses`: [MSR index, merge reads, merge writes] for each merged MSR. */
+  constructor(accesses: readonly (readonly [number, boolean, boolean])[]) {
+    const masks = new Map<number, number>();
+    for (const [index, read, write] of accesses) {
+      for (const w of [false, true]) {
+        if (!(w ? write : read)) continue;
+        const bit = bitOffset(index, w);
+        if (bit < 0) throw new RangeError(`MSR 0x${index.toString(16)} has no bit in an MSR bitmap`);
+        masks.set(bit >>> 3, (masks.get(bit >>> 3) ?? 0) | (1 << (bit & 7)));
+      }
+    }
+    const offsets = [...masks.keys()].sort((a, b) => a - b);
+    this.#offsets = Uint16Array.from(offsets);
+    this.#masks = Uint8Array.from(offsets, (o) => masks.get(o)!);
+  }
+
+  /** target[bits] = a[bits] | b[bits], each bitmap a 4-KiB page at its address in its memory. */
+  merge(
+    a: PhysicalMemory,
+    aAddress: number,
+    b: PhysicalMemory,
+    bAddress: number,
+    target: PhysicalMemory,
+    targetAddress: number,
+  ): void {
+    const offsets = this.#offsets;
+    const masks = this.#masks;
+    for (let i = 0; i < offsets.length; i++) {
+      const at = offsets[i]!;
+      const mask = masks[i]!;
+      const merged = (a.read8(aAddress + at) | b.read8(bAddress + at)) & mask;
+      target.write8(targetAddress + at, (target.read8(targetAddress + at) & ~mask) | merged);
+    }
+  }
 }
