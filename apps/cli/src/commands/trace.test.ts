@@ -99,7 +99,7 @@ describe("nestvisor trace stat", () => {
     const cases: [string[], RegExp][] = [
       [
         ["trace", "stat", "notes.txt"],
-        /^nestvisor trace stat: notes\.txt is not a trace: none of its 2 lines is a trace-cmd report, ftrace or perf script event line\n$/,
+        /^nestvisor trace stat: notes\.txt is not a trace: none of its 2 lines is a trace-cmd report, ftrace or perf script event line \(line 1: [^\n]+\)\n$/,
       ],
       [["trace", "stat", "empty.txt"], /empty\.txt is not a trace: it holds no event lines/],
       [

@@ -37,7 +37,11 @@ function readTrace(ctx: CommandContext, file: string): { text: string; stats: Tr
     const what =
       stats.lines === 0 || stats.lines === stats.headers
         ? "it holds no event lines"
-        : `none of its ${formatNumber(stats.lines)} lines is a trace-cmd report, ftrace or perf script event line`;
+        : `none of its ${formatNumber(stats.lines)} lines is a trace-cmd report, ftrace or perf script event line${
+            stats.garbageSamples[0] === undefined
+              ? ""
+              : ` (line ${stats.garbageSamples[0].line}: ${stats.garbageSamples[0].why})`
+          }`;
     throw new UsageError(`${file} is not a trace: ${what}`);
   }
   return { text, stats };

@@ -61,10 +61,10 @@ export type LineResult =
 
 // comm tid[/tid] [cpu] seconds: [period] system:event: payload   (perf script)
 const PERF =
-  /^\s*(.+?)\s+(\d+)(?:\/(\d+))?\s+\[(\d+)\]\s+(\d+\.\d+):\s+(?:\d+\s+)?([A-Za-z_][\w]*):([A-Za-z_][\w]*):\s?(.*)$/;
+  /^\s*(.+?)\s+(\d+)(?:\/(\d+))?\s+\[(\d+)\]\s+(\d+(?:\.\d+)?):\s+(?:\d+\s+)?([A-Za-z_][\w]*):([A-Za-z_][\w]*):\s?(.*)$/;
 // comm-tid [(tgid)] [cpu] [flags] seconds: event: payload   (ftrace, trace-cmd report)
 const FTRACE =
-  /^\s*(.*?)-(\d+)\s+(?:\(\s*[-\d]+\)\s+)?\[(\d+)\]\s+(?:(\S{3,7})\s+)?(\d+\.\d+):\s+([A-Za-z_][\w]*):\s*(.*)$/;
+  /^\s*(.*?)-(\d+)\s+(?:\(\s*[-\d]+\)\s+)?\[(\d+)\]\s+(?:(\S{3,7})\s+)?(\d+(?:\.\d+)?):\s+([A-Za-z_][\w]*):\s*(.*)$/;
 const HEADER =
   /^\s*(#|$)|^\s*cpus=\d+\s*$|^\s*version\s*=|^\s*CPU\s*\d+ is empty\s*$|^\s*trace-cmd\b|^\s*\[?\s*tracing\b/i;
 const LOST = /LOST\s+(\d+)\s+EVENTS/i;
@@ -123,7 +123,10 @@ function exitFields(payload: string): ExitFields | undefined {
   if (reasonTokens === undefined || reasonTokens.length === 0) return undefined;
   // "EPT_VIOLATION", "EPT_VIOLATION[ ]" (v5.4 nested layout), "INVALID_STATE FAILED_VMENTRY".
   const [first, ...rest] = reasonTokens;
-  const reason = first!.replace(/\[.*$/, "");
+  // The kvm plugin prints a reason it cannot name as "UNKNOWN (<decimal value>)": keep the value.
+  const unknown = first === "UNKNOWN" ? /^\((\d+)\)$/.exec(rest[0] ?? "") : null;
+  if (unknown) rest.shift();
+  const reason = unknown ? unknown[1]! : first!.replace(/\[.*$/, "");
   if (reason === "") return undefined;
   const info = f.get("info");
   const vcpuText = f.get("vcpu")?.[0];
@@ -169,9 +172,11 @@ export function parseTraceLine(text: string, line: number): LineResult {
   if (lost) return { type: "lost", count: Number(lost[1]) };
   let common: Common;
   let payload: string;
+  let tsText: string;
   const perf = PERF.exec(text);
   if (perf) {
     const [, comm, pid, tid, cpu, ts, , event, rest] = perf;
+    tsText = ts!;
     common = {
       line,
       producer: "perf",
@@ -186,6 +191,7 @@ export function parseTraceLine(text: string, line: number): LineResult {
     const ftrace = FTRACE.exec(text);
     if (!ftrace) return { type: "garbage", why: "not a trace-cmd, ftrace or perf script event line" };
     const [, comm, tid, cpu, , ts, event, rest] = ftrace;
+    tsText = ts!;
     common = {
       line,
       producer: "ftrace",
@@ -196,6 +202,14 @@ export function parseTraceLine(text: string, line: number): LineResult {
       ts: Number(ts),
     };
     payload = rest ?? "";
+  }
+  // A counter clock (trace-cmd record -C x86-tsc or counter) prints ticks without a decimal point:
+  // durations would be in unknown units, so such lines are refused by name.
+  if (!tsText.includes(".")) {
+    return {
+      type: "garbage",
+      why: "integer timestamp (a counter clock such as x86-tsc): record with a clock in seconds, e.g. trace-cmd record -C local",
+    };
   }
   const event = common.event;
   if (

@@ -86,6 +86,68 @@ describe("traceStats", () => {
   });
 });
 
+describe("traceStats against KVM 6.12's tracepoints (review fixes)", () => {
+  const K = (ts: string) => ` CPU 0/KVM-5046  [001]  ${ts}: `;
+
+  it("credits an L2 exit to L1 only when kvm_nested_vmexit_inject carries its reason", () => {
+    // nested_vmx_vmexit prints the inject event for exits KVM makes up too (an interrupt for L1).
+    const text = [
+      `${K("100.000010")}kvm_exit: vcpu 0 reason VMRESUME rip 0x1 info1 0x0 info2 0x0 intr_info 0x0 error_code 0x0`,
+      `${K("100.000012")}kvm_nested_vmenter: rip: 0x1 vmcs: 0x12345000 nested_rip: 0x401000 int_ctl: 0x0 event_inj: 0x0 nested_ept=y nested_eptp: 0x1234501e`,
+      `${K("100.000013")}kvm_nested_vmexit_inject: reason: EXTERNAL_INTERRUPT ext_inf1: 0x0 ext_inf2: 0x0 ext_int: 0x800000ec ext_int_err: 0x0`,
+      `${K("100.000015")}kvm_entry: vcpu 0, rip 0x2`,
+      `${K("100.000020")}kvm_exit: vcpu 0 reason EPT_VIOLATION rip 0x401000 info1 0x181 info2 0x0 intr_info 0x0 error_code 0x0`,
+      `${K("100.000021")}kvm_nested_vmexit: vcpu 0 reason EPT_VIOLATION rip 0x401000 info1 0x181 info2 0x0 intr_info 0x0 error_code 0x0`,
+      `${K("100.000025")}kvm_nested_vmexit_inject: reason: EXTERNAL_INTERRUPT ext_inf1: 0x0 ext_inf2: 0x0 ext_int: 0x800000ec ext_int_err: 0x0`,
+      `${K("100.000030")}kvm_entry: vcpu 0, rip 0x2`,
+      `${K("100.000040")}kvm_exit: vcpu 0 reason CPUID rip 0x401000 info1 0x0 info2 0x0 intr_info 0x0 error_code 0x0`,
+      `${K("100.000041")}kvm_nested_vmexit: vcpu 0 reason CPUID rip 0x401000 info1 0x0 info2 0x0 intr_info 0x0 error_code 0x0`,
+      `${K("100.000042")}kvm_nested_vmexit_inject: reason: CPUID ext_inf1: 0x0 ext_inf2: 0x0 ext_int: 0x0 ext_int_err: 0x0`,
+      `${K("100.000050")}kvm_entry: vcpu 0, rip 0x2`,
+    ].join("\n");
+    const rows = statRows(traceStats(text), { mergeVcpus: true });
+    expect(rows.map((r) => [r.exitingLevel, r.handledBy, r.reason]).sort()).toEqual([
+      ["L1", "L0", "VMRESUME"],
+      ["L2", "L0", "EPT_VIOLATION"],
+      ["L2", "L1", "CPUID"],
+    ]);
+  });
+
+  it("keeps the value of a reason the kvm plugin prints as UNKNOWN (n)", () => {
+    const text = [
+      `      CPU 0/KVM  699876 [020] 18136.763660:                       kvm:kvm_exit: reason UNKNOWN (65) rip 0x40359f info 0 0`,
+      `      CPU 0/KVM  699876 [020] 18136.763661:                       kvm:kvm_exit: reason UNKNOWN (2147483681) rip 0x40359f info 0 0`,
+    ].join("\n");
+    const reasons = statRows(traceStats(text), { mergeVcpus: true }).map((r) => r.reason);
+    expect(reasons).not.toContain("UNKNOWN");
+    expect(reasons).toContain("0x80000021");
+  });
+
+  it("does not pair an exit with an entry across lost events", () => {
+    const text = [
+      `${K("100.000010")}kvm_exit: vcpu 0 reason HLT rip 0x1 info1 0x0 info2 0x0 intr_info 0x0 error_code 0x0`,
+      "CPU:1 [LOST 50000 EVENTS]",
+      `${K("102.500010")}kvm_entry: vcpu 0, rip 0x1`,
+    ].join("\n");
+    const [row] = statRows(traceStats(text), { mergeVcpus: true });
+    expect(row!.count).toBe(1);
+    expect(row!.timedCount).toBe(0);
+  });
+
+  it("selects a vCPU by its thread id when no vCPU has that label", () => {
+    const text = `${K("100.000010")}kvm_exit: vcpu 0 reason HLT rip 0x1 info1 0x0 info2 0x0 intr_info 0x0 error_code 0x0`;
+    expect(statRows(traceStats(text), { mergeVcpus: false, vcpu: "5046" }).map((r) => r.reason)).toEqual([
+      "HLT",
+    ]);
+  });
+
+  it("names a counter-clock timestamp as the reason a line is refused", () => {
+    const stats = traceStats(`${K("1234567890123")}kvm_exit: vcpu 0 reason HLT rip 0x1 info1 0x0 info2 0x0`);
+    expect(stats.events).toBe(0);
+    expect(stats.garbageSamples[0]!.why).toMatch(/integer timestamp/);
+  });
+});
+
 describe("helpers", () => {
   it("names numeric reasons and prints unknown ones in hex", () => {
     expect(normaliseReason("48")).toBe("EPT_VIOLATION");

@@ -30,6 +30,8 @@ export interface ExitGroup extends ExitKey {
   readonly durations: number[];
   /** Most frequent qualification (info1) seen, for replay. */
   readonly qualifications: Map<bigint, number>;
+  /** The vCPU thread's id (what `--vcpu` also accepts). */
+  readonly tid: number;
 }
 
 export interface TraceStats {
@@ -144,6 +146,9 @@ export function traceStats(text: string): TraceStats {
     }
     if (result.type === "lost") {
       lostEvents += result.count;
+      // The lost events may hold any vCPU's entry: an open exit can no longer be paired.
+      for (const current of pending.values()) record(current, undefined);
+      pending.clear();
       continue;
     }
     if (result.type === "garbage") {
@@ -181,7 +186,10 @@ export function traceStats(text: string): TraceStats {
       case "nested-inject": {
         nested = true;
         const current = pending.get(event.tid);
-        if (current !== undefined) {
+        // kvm_nested_vmexit_inject is printed by nested_vmx_vmexit for every exit to L1, also the
+        // ones KVM makes up (an interrupt for L1, a failed entry): only an injected exit with the
+        // open L2 exit's reason reflects that exit; another reason means L0 handled it.
+        if (current !== undefined && normaliseReason(event.reason) === current.reason) {
           current.nested = true;
           current.reflected = true;
         }
@@ -220,10 +228,10 @@ export function traceStats(text: string): TraceStats {
     set.add(g.tid);
     tidsByLabel.set(label, set);
   }
-  const list: ExitGroup[] = [...rawGroups.values()].map(({ tid, ...g }) => {
-    const label = baseLabel(tid);
+  const list: ExitGroup[] = [...rawGroups.values()].map((g) => {
+    const label = baseLabel(g.tid);
     const vcpu =
-      (tidsByLabel.get(label)?.size ?? 1) > 1 && !label.startsWith("tid") ? `${label}/${tid}` : label;
+      (tidsByLabel.get(label)?.size ?? 1) > 1 && !label.startsWith("tid") ? `${label}/${g.tid}` : label;
     return { ...g, vcpu, exitingLevel: nested ? g.exitingLevel : null };
   });
   return {
@@ -273,9 +281,13 @@ export interface StatOptions {
 
 /** Rows for output, largest count first. Shares are of the rows selected. */
 export function statRows(stats: TraceStats, options: StatOptions): StatRow[] {
+  // `--vcpu` names a vCPU by the label it has (KVM's id, "id/tid" or "tid N"), else by its thread id.
+  const vcpu = options.vcpu;
+  const byLabel = vcpu !== undefined && stats.groups.some((g) => g.vcpu === vcpu || g.vcpu === `tid ${vcpu}`);
   const selected = stats.groups.filter(
     (g) =>
-      (options.vcpu === undefined || g.vcpu === options.vcpu || g.vcpu === `tid ${options.vcpu}`) &&
+      (vcpu === undefined ||
+        (byLabel ? g.vcpu === vcpu || g.vcpu === `tid ${vcpu}` : g.tid === Number(vcpu))) &&
       (options.reason === undefined || options.reason.test(g.reason)),
   );
   const merged = new Map<string, { key: ExitKey; count: number; durations: number[] }>();
