@@ -92,7 +92,7 @@ describe("Kvm regressions", () => {
 
   // SDM 26.1.1: privilege faults come before VM exits. At CPL 3 HLT, RDMSR/WRMSR, MOV to CR and
   // INVLPG (and IN/OUT with IOPL 0) raise #GP in the guest and never exit.
-  it.each([1, 2])(
+  it.each<1 | 2>([1, 2])(
     "privileged instructions at CPL 3 fault in the guest instead of exiting (level %i)",
     (level) => {
       const steps = (cpl: 0 | 3) =>

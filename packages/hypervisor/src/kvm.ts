@@ -302,21 +302,33 @@ export class Kvm implements ExitSink {
     return !msrBitmapIntercepts(this.guestMemory(), address, index, write);
   }
 
-  /** The MMU's current root as the EPT pointer KVM writes (kvm: construct_eptp: WB, 4 levels, A/D). */
+  /**
+   * The MMU's current root as the EPT pointer KVM writes (kvm: construct_eptp): WB, 4 levels (the
+   * model's roots), A/D enabled except in guest mode with nested EPT when L1's EPTP12 has A/D off
+   * (nested_ept_ad_enabled) — else the CPU would set dirty bits for L2's page-table reads, which L1
+   * did not ask for.
+   */
   eptPointer(root: number): { readonly lo: number; readonly hi: number } {
+    let accessedDirty = true;
+    if (this.nested.guestMode && this.nested.nestedEpt) {
+      const vmcs12 = this.nested.state.cachedVmcs12;
+      accessedDirty = (vmcs12.read(F.EPT_POINTER) & (1 << 6)) !== 0;
+    }
     // The root changes rarely; the encoding of the last one is kept (no allocation per entry).
-    if (root !== this.#eptpRoot) {
+    if (root !== this.#eptpRoot || accessedDirty !== this.#eptpAd) {
       this.#eptp = encodeEptPointer({
         memoryType: EPT_MEMORY_TYPE.WB,
         walkLength: 4,
-        accessedDirty: true,
+        accessedDirty,
         supervisorShadowStack: false,
         root,
       });
       this.#eptpRoot = root;
+      this.#eptpAd = accessedDirty;
     }
     return this.#eptp;
   }
+  #eptpAd = true;
   // NaN equals no root, not even INVALID_ROOT (-1), whose encoding must still fail loudly.
   #eptpRoot = Number.NaN;
   #eptp: { readonly lo: number; readonly hi: number } = { lo: 0, hi: 0 };

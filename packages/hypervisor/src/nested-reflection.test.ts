@@ -283,3 +283,19 @@ steps:
     expect(readBit()).toBe(1);
   });
 });
+
+describe("vmcs02's EPT pointer (kvm: construct_eptp)", () => {
+  it("has A/D enabled in guest mode only when L1's EPTP12 enables it (nested_ept_ad_enabled)", () => {
+    const s = stoppedInL2();
+    expect(s.vmcs02.read(F.EPT_POINTER) & (1 << 6)).not.toBe(0);
+    const eptp12 = s.vmcs12.read(F.EPT_POINTER);
+    const hi = s.vmcs12.hi;
+    s.vmcs12.write(F.EPT_POINTER, eptp12 & ~(1 << 6), hi);
+    s.machine.executor.cursor.reset();
+    s.machine.run();
+    expect(s.machine.kvms[0]!.nested.guestMode).toBe(true);
+    expect(s.vmcs02.read(F.EPT_POINTER) & (1 << 6)).toBe(0);
+    // L1's own EPT pointer keeps A/D.
+    expect(s.l0.vmcs01.read(F.EPT_POINTER) & (1 << 6)).not.toBe(0);
+  });
+});
