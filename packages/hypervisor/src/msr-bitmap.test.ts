@@ -10,7 +10,7 @@ const T = 0x3000;
 /** Three random 4-KiB bitmaps in one memory. */
 function bitmaps(bytes: readonly number[]): DenseMemory {
   const memory = new DenseMemory(0x4000);
-  bytes.forEach((b, i) => memory.write8(A + (i % 12288), b));
+  for (let i = 0; i < bytes.length; i++) memory.write8(A + (i % 12288), bytes[i]!);
   return memory;
 }
 
