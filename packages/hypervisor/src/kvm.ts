@@ -89,6 +89,8 @@ export const KVM_PAGE = {
   VMWRITE_BITMAP: 0x7000,
   /** vmcs02's own MSR bitmap, merged from vmcs01's and L1's on each nested entry. */
   MSR_BITMAP02: 0x8000,
+  /** The page-modification log of vmcs01 (0x9000 is a guest hypervisor's own CR3 page). */
+  PML_LOG: 0xa000,
   /** First page of the pool the MMU allocates page tables from. */
   POOL: 0x10_0000,
 } as const;
@@ -412,6 +414,11 @@ export class Kvm implements ExitSink {
     w(F.VIRTUAL_PROCESSOR_ID, this.level + 1);
     w(F.VMCS_LINK_POINTER, 0xffffffff, 0xffffffff);
     w(F.MSR_BITMAP, KVM_PAGE.MSR_BITMAP);
+    // kvm: init_vmcs with enable_pml — the log page and an empty log (index PML_ENTITY_NUM − 1).
+    if ((this.secondary01 & SECONDARY_EXEC_CTLS.SECONDARY_EXEC_ENABLE_PML) !== 0) {
+      w(F.PML_ADDRESS, KVM_PAGE.PML_LOG);
+      w(F.GUEST_PML_INDEX, 511);
+    }
     // kvm: with EPT, #PF is not intercepted; #MC and #DB/#AC as KVM does are irrelevant here.
     // kvm: update_exception_bitmap — #MC always; #PF only without EPT (shadow paging).
     w(F.EXCEPTION_BITMAP, (1 << 18) | (this.useEpt ? 0 : 1 << 14));

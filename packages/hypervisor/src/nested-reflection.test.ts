@@ -299,3 +299,15 @@ describe("vmcs02's EPT pointer (kvm: construct_eptp)", () => {
     expect(s.l0.vmcs01.read(F.EPT_POINTER) & (1 << 6)).not.toBe(0);
   });
 });
+
+describe("vmcs01 with PML (kvm: init_vmcs, enable_pml)", () => {
+  it("has a log page and an empty log in every KVM's vmcs01, L1's as L0 sees it in vmcs12", () => {
+    const s = stoppedInL2();
+    const PML_ADDRESS = vmcsFieldEncoding("PML_ADDRESS");
+    const GUEST_PML_INDEX = vmcsFieldEncoding("GUEST_PML_INDEX");
+    expect(s.l0.vmcs01.read(PML_ADDRESS)).not.toBe(0);
+    expect(s.l0.vmcs01.read(GUEST_PML_INDEX)).toBe(511);
+    expect(s.vmcs12.read(PML_ADDRESS)).not.toBe(0);
+    expect(s.vmcs12.read(GUEST_PML_INDEX)).toBe(511);
+  });
+});
