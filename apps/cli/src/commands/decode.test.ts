@@ -32,6 +32,21 @@ describe("nestvisor decode", () => {
     });
   });
 
+  it("names the #PF error-code bits KVM 6.12 defines beyond the SDM (kvm_host.h PFERR_*)", () => {
+    const out = runCli(["decode", "pferr", "0x0001000280000007"]).stdout;
+    expect(out).toMatch(/^#PF error code 0x0001000280000007 /);
+    expect(out).toContain("bit 31  GUEST_RMP");
+    expect(out).toContain("bit 33  GUEST_PAGE");
+    expect(out).toContain("bit 48  IMPLICIT_ACCESS");
+    expect(out).not.toContain("undefined or reserved");
+    expect(runJson(["decode", "pferr", "0x0001000280000007", "--json"])).toMatchObject({
+      kvmFlags: ["GUEST_RMP", "GUEST_PAGE", "IMPLICIT_ACCESS"],
+    });
+    expect(runCli(["decode", "pferr", "0x0100000000000006"]).stdout).toContain(
+      "bits 63:32 0x100000000000000: not architectural and not a flag KVM 6.12 names",
+    );
+  });
+
   it("decodes the other kinds", () => {
     expect(runCli(["decode", "cpu-role", "0x000000b9_00003704"]).stdout).toContain(
       "ext (kvm_mmu_extended_role) 0x000000b9: valid, cr4_pke, cr4_smap, cr4_smep, efer_lma",

@@ -39,6 +39,22 @@ import {
   summarizeEptViolation,
   summarizePageFaultErrorCode,
 } from "@nestvisor/x86-arch";
+
+/**
+ * Error-code bits KVM 6.12 defines beyond the SDM's (kvm_host.h PFERR_*): the AMD nested-page-fault
+ * bits SVM reports in exit_info_1, and KVM's own synthetic flags.
+ */
+const KVM_PFERR_BITS: readonly (readonly [number, string, string])[] = [
+  [31, "GUEST_RMP", "AMD nested page fault: an RMP check failed (SEV-SNP)"],
+  [32, "GUEST_FINAL", "AMD nested page fault on the final guest-physical address"],
+  [33, "GUEST_PAGE", "AMD nested page fault during a guest page-table walk"],
+  [34, "GUEST_ENC", "AMD nested page fault: the access was encrypted (SEV)"],
+  [35, "GUEST_SIZEM", "AMD nested page fault: page-size mismatch with the RMP"],
+  [36, "GUEST_VMPL", "AMD nested page fault: a VMPL permission check failed"],
+  [48, "IMPLICIT_ACCESS", "KVM-synthetic: an implicit supervisor access KVM made"],
+  [49, "PRIVATE_ACCESS", "KVM-synthetic: an access to private (guest_memfd) memory"],
+];
+
 import { UsageError } from "../framework/errors";
 import { wrapText } from "../framework/help";
 import { didYouMean } from "../framework/suggest";
@@ -273,19 +289,24 @@ export const DECODE_KINDS: readonly DecodeKind[] = [
       const value = parseValue(text, 64, "#PF error code");
       const low = value & 0xffffffffn;
       const high = value >> 32n;
+      const kvm = KVM_PFERR_BITS.filter(([bit]) => ((value >> BigInt(bit)) & 1n) !== 0n);
+      const known = kvm.reduce((mask, [bit]) => mask | (1n << BigInt(bit)), 0n);
       const json = {
-        ...layoutJson(PFERR_LAYOUT, low),
+        ...layoutJson(PFERR_LAYOUT, low & ~known),
         summary: summarizePageFaultErrorCode(Number(low)),
         kvmBits: hex(high << 32n),
+        kvmFlags: kvm.map(([, name]) => name),
       };
+      const [, ...fieldLines] = layoutLines(PFERR_LAYOUT, low & ~known);
       const lines = [
-        ...layoutLines(PFERR_LAYOUT, low),
+        `${PFERR_LAYOUT.name} ${hex(value, high === 0n ? 8 : 16)} (${PFERR_LAYOUT.source}; bits 31–49: kvm_host.h)`,
+        ...fieldLines,
+        ...kvm.map(([bit, name, meaning]) => `  bit ${String(bit).padEnd(3)} ${name}  ${meaning}`),
         `  reads as: ${summarizePageFaultErrorCode(Number(low))}`,
       ];
-      if (high !== 0n)
-        lines.push(
-          `  bits 63:32 ${hex(high << 32n)}: not architectural (KVM keeps its own fault flags there)`,
-        );
+      const unnamedHigh = (high << 32n) & ~known;
+      if (unnamedHigh !== 0n)
+        lines.push(`  bits 63:32 ${hex(unnamedHigh)}: not architectural and not a flag KVM 6.12 names`);
       return { json, lines };
     },
   },
