@@ -117,10 +117,58 @@ function readFields(payload: string): Map<string, string[]> {
   return fields;
 }
 
-function exitFields(payload: string): ExitFields | undefined {
+/**
+ * Fields KVM prints together: when the first is on a line, the others follow it in every layout
+ * (kvm_exit's info1/info2, intr_info/error_code since 5.11; the inject event's int_info pair and the
+ * four ext_* fields of 5.x+).
+ */
+const FIELD_RUNS: readonly (readonly string[])[] = [
+  ["info1", "info2"],
+  ["intr_info", "error_code"],
+  ["int_info", "int_info_err"],
+  ["ext_inf1", "ext_inf2", "ext_int", "ext_int_err"],
+];
+const NUMERIC_KEYS = [
+  "rip",
+  "info1",
+  "info2",
+  "intr_info",
+  "error_code",
+  "int_info",
+  "int_info_err",
+  "ext_inf1",
+  "ext_inf2",
+  "ext_int",
+  "ext_int_err",
+] as const;
+
+/**
+ * Why an exit line cannot be trusted, or undefined: a number that does not parse, or a line cut
+ * short (no RIP, or a field without the ones KVM always prints with it; trace.h kvm_exit).
+ */
+function exitLineProblem(f: Map<string, string[]>, hasRip: boolean): string | undefined {
+  // Every kvm_exit / kvm_nested_vmexit layout, old and new, prints the RIP after the reason.
+  if (hasRip && !f.has("rip")) return "no rip (a truncated line?)";
+  for (const key of NUMERIC_KEYS) {
+    const tokens = f.get(key);
+    if (tokens === undefined) continue;
+    if (tokens.length === 0) return `${key} has no value (a truncated line?)`;
+    if (hexValue(tokens[0]) === undefined) return `${key} "${tokens[0]}" is not a hex number`;
+  }
+  for (const run of FIELD_RUNS) {
+    if (!f.has(run[0]!)) continue;
+    const missing = run.find((key) => !f.has(key));
+    if (missing !== undefined) return `no ${missing} after ${run[0]} (a truncated line?)`;
+  }
+  return undefined;
+}
+
+function exitFields(payload: string, hasRip: boolean): ExitFields | string | undefined {
   const f = readFields(payload);
   const reasonTokens = f.get("reason");
   if (reasonTokens === undefined || reasonTokens.length === 0) return undefined;
+  const problem = exitLineProblem(f, hasRip);
+  if (problem !== undefined) return problem;
   // "EPT_VIOLATION", "EPT_VIOLATION[ ]" (v5.4 nested layout), "INVALID_STATE FAILED_VMENTRY".
   const [first, ...rest] = reasonTokens;
   // The kvm plugin prints a reason it cannot name as "UNKNOWN (<decimal value>)": keep the value.
@@ -222,8 +270,9 @@ export function parseTraceLine(text: string, line: number): LineResult {
     case "kvm_exit":
     case "kvm_nested_vmexit":
     case "kvm_nested_vmexit_inject": {
-      const fields = exitFields(payload);
+      const fields = exitFields(payload, event !== "kvm_nested_vmexit_inject");
       if (fields === undefined) return { type: "garbage", why: `${event} without a reason` };
+      if (typeof fields === "string") return { type: "garbage", why: `${event}: ${fields}` };
       const kind =
         event === "kvm_exit" ? "exit" : event === "kvm_nested_vmexit" ? "nested-exit" : "nested-inject";
       return { type: "event", event: { ...common, kind, ...fields } };

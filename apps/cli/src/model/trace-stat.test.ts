@@ -141,6 +141,22 @@ describe("traceStats against KVM 6.12's tracepoints (review fixes)", () => {
     ]);
   });
 
+  it("skips truncated or corrupt kvm_exit lines, naming why, instead of counting them", () => {
+    const text = [
+      `${K("100.000010")}kvm_exit: vcpu 0 reason EPT_VIOL`,
+      `${K("100.000020")}kvm_exit: vcpu 0 reason HLT rip 0xffffffff81001000 info1 0x00000`,
+      `${K("100.000050")}kvm_exit: vcpu 0 reason HLT rip 0x1 info1 0xzz info2 0x0 intr_info 0x0 error_code 0x0`,
+      `${K("100.000060")}kvm_exit: vcpu 0 reason CPUID rip 0x1 info1 0x0 info2 0x0 intr_info 0x0 error_code 0x0`,
+    ].join("\n");
+    const stats = traceStats(text);
+    expect(stats.exits).toBe(1);
+    expect(stats.garbageSamples.map((g) => g.why)).toEqual([
+      "kvm_exit: no rip (a truncated line?)",
+      "kvm_exit: no info2 after info1 (a truncated line?)",
+      'kvm_exit: info1 "0xzz" is not a hex number',
+    ]);
+  });
+
   it("names a counter-clock timestamp as the reason a line is refused", () => {
     const stats = traceStats(`${K("1234567890123")}kvm_exit: vcpu 0 reason HLT rip 0x1 info1 0x0 info2 0x0`);
     expect(stats.events).toBe(0);
