@@ -24,6 +24,7 @@ import {
 } from "./entry-check-context";
 import { EntryCheckDependencies } from "./entry-check-dependencies";
 import { fieldByName } from "./field-catalog";
+import { asGenericReader } from "./testing/generic-reader";
 import { Vmcs12 } from "./vmcs12";
 
 const u64 = fc.bigInt({ min: 0n, max: (1n << 64n) - 1n });
@@ -348,14 +349,7 @@ describe("EntryCheckContext dependency tracking", () => {
         fc.array(fc.tuple(fc.constantFrom(...names), u64), { maxLength: 6 }),
         (generic, writes) => {
           const vmcs12 = new Vmcs12();
-          const reader: Vmcs12Reader = generic
-            ? {
-                read: (encoding) => vmcs12.read(encoding),
-                get hi() {
-                  return vmcs12.hi;
-                },
-              }
-            : vmcs12;
+          const reader: Vmcs12Reader = generic ? asGenericReader(vmcs12) : vmcs12;
           const { ctx } = setup(reader);
           for (const name of names) ctx.read(fieldByName(name)!.encoding);
           const before = names.map((name) => vmcs12.readBig(fieldByName(name)!.encoding));

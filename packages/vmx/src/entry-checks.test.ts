@@ -53,6 +53,7 @@ import {
   NestedEntryChecker,
 } from "./entry-checks";
 import { baselineFixture, EntryFixture, FIXTURE_GPA } from "./testing/entry-fixture";
+import { asGenericReader } from "./testing/generic-reader";
 import { VMCS12_REVISION } from "./vmcs12-layout";
 
 const P = PIN_BASED_CTLS;
@@ -2107,14 +2108,7 @@ describe("incremental checking", () => {
     const f = build(features);
     // The checker reads vmcs12 through the `Vmcs12` fast path, or through any `Vmcs12Reader`.
     const vmcs12 = f.vmcs12;
-    const reader: Vmcs12Reader = generic
-      ? {
-          read: (encoding) => vmcs12.read(encoding),
-          get hi() {
-            return vmcs12.hi;
-          },
-        }
-      : vmcs12;
+    const reader: Vmcs12Reader = generic ? asGenericReader(vmcs12) : vmcs12;
     const initial = f.vmcs12.serialize();
     const initialMemory = MEMORY_WORDS.map((pa) => f.memory.read32(pa));
     const active = [
