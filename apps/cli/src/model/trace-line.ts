@@ -69,23 +69,21 @@ const HEADER =
   /^\s*(#|$)|^\s*cpus=\d+\s*$|^\s*version\s*=|^\s*CPU\s*\d+ is empty\s*$|^\s*trace-cmd\b|^\s*\[?\s*tracing\b/i;
 const LOST = /LOST\s+(\d+)\s+EVENTS/i;
 
-const KEYS = new Set([
-  "vcpu",
-  "reason",
-  "rip",
-  "info",
-  "info1",
-  "info2",
-  "intr_info",
-  "error_code",
-  "int_info",
-  "int_info_err",
-  "ext_inf1",
-  "ext_inf2",
-  "ext_int",
-  "ext_int_err",
-  "isa",
-]);
+/**
+ * Fields KVM prints together: when the first is on a line, the others follow it in every layout
+ * (kvm_exit's info1/info2, intr_info/error_code since 5.11; the inject event's int_info pair and the
+ * four ext_* fields of 5.x+).
+ */
+const FIELD_RUNS: readonly (readonly string[])[] = [
+  ["info1", "info2"],
+  ["intr_info", "error_code"],
+  ["int_info", "int_info_err"],
+  ["ext_inf1", "ext_inf2", "ext_int", "ext_int_err"],
+];
+/** The fields whose values are numbers: RIP and every field of the runs. */
+const NUMERIC_KEYS: readonly string[] = ["rip", ...FIELD_RUNS.flat()];
+
+const KEYS = new Set(["vcpu", "reason", "info", "isa", ...NUMERIC_KEYS]);
 
 /** The libtraceevent kvm plugin's complaint on new kernels, followed by the kernel's own format. */
 const PLUGIN_NOISE = /CAN'T FIND FIELD "[^"]*"(?:<CANT FIND FIELD [^>]*>)?/g;
@@ -116,31 +114,6 @@ function readFields(payload: string): Map<string, string[]> {
   }
   return fields;
 }
-
-/**
- * Fields KVM prints together: when the first is on a line, the others follow it in every layout
- * (kvm_exit's info1/info2, intr_info/error_code since 5.11; the inject event's int_info pair and the
- * four ext_* fields of 5.x+).
- */
-const FIELD_RUNS: readonly (readonly string[])[] = [
-  ["info1", "info2"],
-  ["intr_info", "error_code"],
-  ["int_info", "int_info_err"],
-  ["ext_inf1", "ext_inf2", "ext_int", "ext_int_err"],
-];
-const NUMERIC_KEYS = [
-  "rip",
-  "info1",
-  "info2",
-  "intr_info",
-  "error_code",
-  "int_info",
-  "int_info_err",
-  "ext_inf1",
-  "ext_inf2",
-  "ext_int",
-  "ext_int_err",
-] as const;
 
 /**
  * Why an exit line cannot be trusted, or undefined: a number that does not parse, or a line cut
