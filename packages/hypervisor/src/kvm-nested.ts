@@ -88,6 +88,15 @@ const MERGED_MSRS = new MsrBitmapMerge([
   [0x10b, false, true], // IA32_FLUSH_CMD
 ]);
 
+/**
+ * The vCPU's EFER with LMA and LME set for a 64-bit mode, cleared otherwise: what a nested entry
+ * ("IA-32e mode guest", nested_vmx_calc_efer) and exit ("host address-space size",
+ * load_vmcs12_host_state) use when vmcs12 does not load EFER.
+ */
+function eferInMode(efer: number, longMode: boolean): number {
+  return (longMode ? efer | EFER.LMA | EFER.LME : efer & ~(EFER.LMA | EFER.LME)) >>> 0;
+}
+
 /** kvm: nested_cpu_has_vpid — "enable VPID" among vmcs12's active secondary controls. */
 function usesVpid(vmcs12: Vmcs12): boolean {
   return (
@@ -549,11 +558,10 @@ export class KvmNested {
     // kvm: nested_vmx_calc_efer — vmcs12's guest EFER with "load IA32_EFER", else L1's EFER with
     // LMA/LME following "IA-32e mode guest".
     const entryControls = vmcs12.read(F.VM_ENTRY_CONTROLS);
-    let efer: number;
-    if ((entryControls & VM_ENTRY_CTLS.VM_ENTRY_LOAD_IA32_EFER) !== 0) efer = vmcs12.read(F.GUEST_IA32_EFER);
-    else if ((entryControls & VM_ENTRY_CTLS.VM_ENTRY_IA32E_MODE) !== 0)
-      efer = (kvm.mmu.efer | EFER.LMA | EFER.LME) >>> 0;
-    else efer = (kvm.mmu.efer & ~(EFER.LMA | EFER.LME)) >>> 0;
+    const efer =
+      (entryControls & VM_ENTRY_CTLS.VM_ENTRY_LOAD_IA32_EFER) !== 0
+        ? vmcs12.read(F.GUEST_IA32_EFER)
+        : eferInMode(kvm.mmu.efer, (entryControls & VM_ENTRY_CTLS.VM_ENTRY_IA32E_MODE) !== 0);
     const eptp = vmcs12.read(F.EPT_POINTER) + vmcs12.hi * TWO_32;
     const nestedEpt = this.nestedEpt;
     // The MMU switch (kvm: nested_ept_init_mmu_context, vmx_set_cr0/cr4/efer, nested_vmx_load_cr3).
@@ -974,11 +982,10 @@ export class KvmNested {
     const exitControls = vmcs12.read(F.VM_EXIT_CONTROLS);
     // EFER: vmcs12's host EFER with "load IA32_EFER", else the vCPU's with LMA/LME following
     // "host address-space size".
-    let efer: number;
-    if ((exitControls & VM_EXIT_CTLS.VM_EXIT_LOAD_IA32_EFER) !== 0) efer = vmcs12.read(F.HOST_IA32_EFER);
-    else if ((exitControls & VM_EXIT_CTLS.VM_EXIT_HOST_ADDR_SPACE_SIZE) !== 0)
-      efer = (kvm.mmu.efer | EFER.LMA | EFER.LME) >>> 0;
-    else efer = (kvm.mmu.efer & ~(EFER.LMA | EFER.LME)) >>> 0;
+    const efer =
+      (exitControls & VM_EXIT_CTLS.VM_EXIT_LOAD_IA32_EFER) !== 0
+        ? vmcs12.read(F.HOST_IA32_EFER)
+        : eferInMode(kvm.mmu.efer, (exitControls & VM_EXIT_CTLS.VM_EXIT_HOST_ADDR_SPACE_SIZE) !== 0);
     this.#loadEfer(kvm.vmcs01, efer);
     kvm.regs.writeRflags(0x2);
     // kvm: the interrupt shadow is cleared (vmx_set_interrupt_shadow reads it first).

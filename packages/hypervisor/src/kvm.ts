@@ -193,7 +193,6 @@ export class Kvm implements ExitSink {
   hostStateReloadPending = false;
   /** CR3 changed in the register cache: vmx_load_mmu_pgd writes GUEST_CR3 with the EPT pointer. */
   cr3Dirty = false;
-  /** KVM_REQ_TLB_FLUSH_GUEST pending. */
   /** The CPU this KVM offers its guest when the guest is a hypervisor (set by the machine). */
   guestCpu: VmxCpu | null = null;
   /** KVM's nested entry checks (kvm: nested_vmx_check_controls/_host_state/_guest_state). */
@@ -330,9 +329,9 @@ export class Kvm implements ExitSink {
     }
     return this.#eptp;
   }
-  #eptpAd = true;
   // NaN equals no root, not even INVALID_ROOT (-1), whose encoding must still fail loudly.
   #eptpRoot = Number.NaN;
+  #eptpAd = true;
   #eptp: { readonly lo: number; readonly hi: number } = { lo: 0, hi: 0 };
 
   /**
