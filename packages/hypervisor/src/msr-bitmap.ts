@@ -50,11 +50,15 @@ export function writeMsrBitmap(
  * Merges chosen bits of two MSR bitmaps into a third (kvm: nested_vmx_prepare_msr_bitmap's
  * nested_vmx_set_intercept_for_msr per MSR and access type): each chosen bit is set in the target
  * when either source intercepts, the target's other bits are kept. Precomputes the bytes the bits
- * fall in, so one merge reads and writes each byte once.
+ * fall in, so one merge reads and writes each byte once, and reads each bitmap in its own pass: a
+ * memory backend keeps its last page at hand, and two bitmaps of one memory read alternately would
+ * look a page up on every byte.
  */
 export class MsrBitmapMerge {
   readonly #offsets: Uint16Array;
   readonly #masks: Uint8Array;
+  /** The merged bytes (a's, then a's | b's), reused by every merge. */
+  readonly #merged: Uint8Array;
 
   /** `accesses`: [MSR index, merge reads, merge writes] for each merged MSR. */
   constructor(accesses: readonly (readonly [number, boolean, boolean])[]) {
@@ -70,6 +74,7 @@ export class MsrBitmapMerge {
     const offsets = [...masks.keys()].sort((a, b) => a - b);
     this.#offsets = Uint16Array.from(offsets);
     this.#masks = Uint8Array.from(offsets, (o) => masks.get(o)!);
+    this.#merged = new Uint8Array(offsets.length);
   }
 
   /** target[bits] = a[bits] | b[bits], each bitmap a 4-KiB page at its address in its memory. */
@@ -83,11 +88,13 @@ export class MsrBitmapMerge {
   ): void {
     const offsets = this.#offsets;
     const masks = this.#masks;
-    for (let i = 0; i < offsets.length; i++) {
-      const at = offsets[i]!;
-      const mask = masks[i]!;
-      const merged = (a.read8(aAddress + at) | b.read8(bAddress + at)) & mask;
-      target.write8(targetAddress + at, (target.read8(targetAddress + at) & ~mask) | merged);
+    const merged = this.#merged;
+    const n = offsets.length;
+    for (let i = 0; i < n; i++) merged[i] = a.read8(aAddress + offsets[i]!);
+    for (let i = 0; i < n; i++) merged[i] = (merged[i]! | b.read8(bAddress + offsets[i]!)) & masks[i]!;
+    for (let i = 0; i < n; i++) {
+      const at = targetAddress + offsets[i]!;
+      target.write8(at, (target.read8(at) & ~masks[i]!) | merged[i]!);
     }
   }
 }
