@@ -41,6 +41,13 @@ const HOST_BASE: Readonly<Partial<Record<Segment, number>>> = {
   TR: F.HOST_TR_BASE,
 };
 
+// The tables above by segment index, for the loop (a string-keyed lookup per segment and exit cost
+// more than the loads themselves): vmcs12 encodings, -1 where the host state has no such field.
+const SELECTOR_FIELD = Int32Array.from(SEGMENTS, (s) => (s === "LDTR" ? -1 : HOST_SELECTOR[s]));
+const BASE_FIELD = Int32Array.from(SEGMENTS, (s) => HOST_BASE[s] ?? -1);
+const CS_INDEX = SEGMENTS.indexOf("CS");
+const TR_INDEX = SEGMENTS.indexOf("TR");
+
 export class HostSegmentLoad {
   /** The 32 guest-state fields, four per segment: base, limit, selector, access rights. */
   readonly list = new VmcsFieldList(
@@ -60,12 +67,11 @@ export class HostSegmentLoad {
     const hi = this.#hi;
     const host64 = (vmcs12.read(F.VM_EXIT_CONTROLS) & VM_EXIT_CTLS.VM_EXIT_HOST_ADDR_SPACE_SIZE) !== 0;
     for (let i = 0; i < SEGMENTS.length; i++) {
-      const segment = SEGMENTS[i]!;
       const at = i * 4;
       let baseLo = 0;
       let baseHi = 0;
-      const baseField = HOST_BASE[segment];
-      if (baseField !== undefined) {
+      const baseField = BASE_FIELD[i]!;
+      if (baseField >= 0) {
         baseLo = vmcs12.read(baseField);
         baseHi = vmcs12.hi;
       }
@@ -74,19 +80,21 @@ export class HostSegmentLoad {
       hi[at + 1] = 0;
       hi[at + 2] = 0;
       hi[at + 3] = 0;
-      if (segment === "LDTR") {
+      const selectorField = SELECTOR_FIELD[i]!;
+      if (selectorField < 0) {
+        // LDTR: unusable.
         lo[at + 1] = 0;
         lo[at + 2] = 0;
         lo[at + 3] = LDTR_AR;
         continue;
       }
-      lo[at + 2] = vmcs12.read(HOST_SELECTOR[segment]);
-      if (segment === "TR") {
+      lo[at + 2] = vmcs12.read(selectorField);
+      if (i === TR_INDEX) {
         lo[at + 1] = 0x67;
         lo[at + 3] = TR_AR;
       } else {
         lo[at + 1] = 0xffffffff;
-        lo[at + 3] = segment === "CS" ? CODE_AR | (host64 ? AR.L : AR.DB) : DATA_AR;
+        lo[at + 3] = i === CS_INDEX ? CODE_AR | (host64 ? AR.L : AR.DB) : DATA_AR;
       }
     }
     return processor.vmwriteValues(this.list, lo, hi);

@@ -786,10 +786,14 @@ export class KvmNested {
     if ((vmcs12.read(F.CPU_BASED_VM_EXEC_CONTROL) & CPU_BASED_CTLS.CPU_BASED_USE_MSR_BITMAPS) === 0)
       return false;
     const l1Bitmap = vmcs12.read(F.MSR_BITMAP) + vmcs12.hi * TWO_32;
-    const l1Memory = this.kvm.guestMemory();
+    const l1Memory = this.kvm.shadow.guestMemory;
     if (l1Bitmap % 4096 !== 0 || l1Bitmap + 4096 > l1Memory.size) return false;
+    // kvm: kvm_vcpu_map of L1's bitmap page — one memslot translation, then the page is read where
+    // it lives; a page no memslot holds cannot be mapped and L2 runs without MSR bitmaps.
+    const hostBitmap = l1Memory.translate(l1Bitmap);
+    if (hostBitmap < 0) return false;
     const memory = this.kvm.cpu.memory;
-    MERGED_MSRS.merge(memory, KVM_PAGE.MSR_BITMAP, l1Memory, l1Bitmap, memory, KVM_PAGE.MSR_BITMAP02);
+    MERGED_MSRS.merge(memory, KVM_PAGE.MSR_BITMAP, l1Memory.host, hostBitmap, memory, KVM_PAGE.MSR_BITMAP02);
     return true;
   }
 
