@@ -72,6 +72,35 @@ describe.each(backends)("readWords / writeWords on %s memory", (_name, make) => 
     );
   });
 
+  it("copy whole pages and whole sources (the backends' native-copy paths) exactly", () => {
+    const aligned = fc.record({
+      page: fc.integer({ min: 0, max: 1 }),
+      pages: fc.integer({ min: 1, max: 2 }),
+      offset: fc.constantFrom(0, 0, 3),
+      seed: fc.integer({ min: 0, max: 0xffffffff }),
+    });
+    fc.assert(
+      fc.property(aligned, ({ page, pages, offset, seed }) => {
+        const n = pages * 1024;
+        const pa = page * 4096;
+        const source = Uint32Array.from({ length: offset + n }, (_, i) => (seed + i * 0x9e3779b9) >>> 0);
+        const a = make();
+        writeWords(a, pa, source, offset, n);
+        const target = new Uint32Array(offset + n + 1).fill(0xdeadbeef);
+        readWords(a, pa, target, offset, n);
+        for (let i = 0; i < n; i++) {
+          expect(a.read32(pa + i * 4)).toBe(source[offset + i]);
+          expect(target[offset + i]).toBe(source[offset + i]);
+        }
+        expect(target[offset + n]).toBe(0xdeadbeef);
+        if (offset > 0) expect(target[offset - 1]).toBe(0xdeadbeef);
+        expect(a.read32(pa + n * 4)).toBe(0);
+        if (pa > 0) expect(a.read32(pa - 4)).toBe(0);
+      }),
+      { numRuns: 40 },
+    );
+  });
+
   it("refuses unaligned addresses and runs that overrun the array", () => {
     const memory = make();
     const words = new Uint32Array(4);

@@ -110,6 +110,9 @@ export class SparseMemory implements PhysicalMemory {
       const n = Math.min(count - done, WORDS_PER_PAGE - first);
       const page = this.#page(at, 4, false);
       if (page === undefined) target.fill(0, offset + done, offset + done + n);
+      // A whole page (a 4-KiB VMCS image) is one native copy; `set` of the page itself allocates
+      // nothing, where a view of part of it would.
+      else if (n === WORDS_PER_PAGE) target.set(page, offset + done);
       else for (let i = 0; i < n; i++) target[offset + done + i] = page[first + i]!;
       done += n;
     }
@@ -123,7 +126,9 @@ export class SparseMemory implements PhysicalMemory {
       const first = (at % PAGE_SIZE) >>> 2;
       const n = Math.min(count - done, WORDS_PER_PAGE - first);
       const page = this.#page(at, 4, true)!;
-      for (let i = 0; i < n; i++) page[first + i] = source[offset + done + i]!;
+      // The whole source array in one native copy (as in readWords: no view to allocate).
+      if (done === 0 && offset === 0 && n === source.length) page.set(source, first);
+      else for (let i = 0; i < n; i++) page[first + i] = source[offset + done + i]!;
       done += n;
     }
   }
