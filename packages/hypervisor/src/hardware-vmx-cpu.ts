@@ -10,7 +10,7 @@ import {
   type VmcsShadowingBitmaps,
   type VmxResult,
 } from "@nestvisor/vmx";
-import type { PhysicalMemory } from "@nestvisor/x86-arch";
+import { type PhysicalMemory, Tlb } from "@nestvisor/x86-arch";
 import { GUEST_KIND, type GuestContext } from "./guest-context";
 import { HYPERVISOR_EVENTS } from "./hypervisor-events";
 import type { Tracer } from "./tracer";
@@ -59,7 +59,8 @@ export class ExitInformation {
  * hypervisor executes in VMX non-root operation (SDM 25.10, 26.1.3 and 31.3 VMREAD/VMWRITE), and the
  * trampoline that runs a guest hypervisor's exit handler when an exit was delivered to it.
  *
- * Guest state moved at entry and exit: RIP, RFLAGS, CR0, CR3, CR4, EFER (SDM 27.3.2, 28.3.1). Not
+ * Guest state moved at entry and exit: RIP, RFLAGS, CR0, CR3, CR4, EFER (SDM 27.3.2, 28.3.1). The
+ * TLB is `tlb` (see there). Not
  * modelled: the hardware's own guest-state and host-state checks (SDM 27.3.1, 27.2.2: every VMCS the
  * model enters was prepared by KVM code that checks what KVM checks; kvm-vmx.md §9 is enforced on
  * vmcs12), interrupt and NMI delivery, the preemption timer.
@@ -72,6 +73,16 @@ export class HardwareVmxCpu implements VmxCpu {
   readonly ledger: TransitionLedger;
   /** The exit being delivered; filled by whoever causes the exit. */
   readonly exitInfo = new ExitInformation();
+  /**
+   * The processor's TLB (SDM Vol. 3A 4.10, Vol. 3C 28.3): the workload executor caches the
+   * translations of a guest's accesses in it and applies the guest's own invalidations (MOV to CR0/
+   * CR3/CR4, INVLPG, page faults). Every VM exit evicts all of it — allowed, since a processor may
+   * drop any entry at any time (SDM 4.10.2) — so no translation outlives the run of guest code that
+   * cached it. Keeping entries across VM transitions, as VPIDs and EP4TA tags allow, would also need
+   * every flush KVM makes (INVEPT/INVVPID for its requests, remote flushes after changing SPTEs)
+   * performed on this TLB; the model counts those flushes but does not perform them.
+   */
+  readonly tlb = new Tlb();
   /** The context running in VMX non-root operation, or null while L0 runs. */
   running: GuestContext | null = null;
   /** The VMCS `running` runs on. */
@@ -149,6 +160,7 @@ export class HardwareVmxCpu implements VmxCpu {
     vmcs.write(F.VM_EXIT_INTR_ERROR_CODE, info.errorCode);
     vmcs.write(F.IDT_VECTORING_INFO_FIELD, 0);
     this.#tally(EV_EXIT, 1);
+    this.tlb.evictAll();
     this.running = null;
     this.runningVmcs = null;
     this.ledger.exit(guest, info.reason);

@@ -137,11 +137,13 @@ export class Machine {
 
   /**
    * Starts counting from zero (after the boot): resets the meter when it can be reset (a
-   * `CostAccumulator` or `CountingMeter`), forgets open exits, and charges work to the running level.
+   * `CostAccumulator` or `CountingMeter`), zeroes the TLB's counters, forgets open exits, and charges
+   * work to the running level.
    */
   resetAccounting(): void {
     const meter = this.meter as Meter & { reset?: () => void; setLevel?: (level: number) => void };
     this.hardware.ledger.reset();
+    this.hardware.tlb.clearStats();
     meter.reset?.();
     meter.setLevel?.(this.hardware.running?.level ?? 0);
   }

@@ -1,3 +1,4 @@
+import type { TlbStats } from "@nestvisor/x86-arch";
 import { CostAccumulator } from "./cost-accumulator";
 import { type CostAttribution, costAttribution } from "./cost-attribution";
 import type { CostProfile } from "./cost-profile";
@@ -51,6 +52,11 @@ export interface RunResult {
   /** Event counts by name, for the whole run. */
   readonly counts: Readonly<Record<string, number>>;
   readonly snapshot: GuestStateSnapshot;
+  /**
+   * The processor's TLB over the run (boot excluded): hits, misses, inserts and invalidations by
+   * kind. Its entries live within one run of guest code: every VM exit evicts them.
+   */
+  readonly tlb: TlbStats;
   /** Wall-clock milliseconds spent simulating (boot excluded). */
   readonly wallMs: number;
 }
@@ -89,6 +95,7 @@ export function runWorkload(options: RunOptions): RunResult {
     attribution,
     counts,
     snapshot: guestStateSnapshot(machine),
+    tlb: machine.hardware.tlb.stats(),
     wallMs,
   };
 }

@@ -8,15 +8,21 @@ import {
 import {
   ACCESS,
   AD_UPDATE,
+  accessRightsFault,
   type CpuFeatures,
+  CR4,
   createEptContext,
   createPagingContext,
   type EptContext,
+  eptTagOf,
   FAULT_STAGE,
   MODERN_CPU,
   MODERN_EPT_CAPABILITIES,
   PageWalker,
   type PagingContext,
+  TLB_FLAG,
+  TLB_MISS,
+  type Tlb,
   TwoDimensionalWalker,
   type WalkResult,
 } from "@nestvisor/x86-arch";
@@ -40,6 +46,8 @@ import {
 } from "./workload-ops";
 
 const TWO_32 = 4294967296;
+/** Bit 8 of a leaf paging entry: G, global (SDM 4.10.2.4; the same bit in every paging mode). */
+const LEAF_GLOBAL = 0x100;
 /** Guest-linear address of operation i is RIP_BASE + i·16: every operation has its own RIP. */
 export const RIP_BASE = 0x0010_0000;
 const RIP_STRIDE = 16;
@@ -132,6 +140,8 @@ export class WorkloadExecutor {
   /** Pass-through MSR values (the ones no bitmap intercepts). */
   readonly msrs = new Map<number, number>();
   #pending = false;
+  /** The processor's TLB (`HardwareVmxCpu.tlb`). */
+  readonly #tlb: Tlb;
 
   constructor(
     hw: HardwareVmxCpu,
@@ -159,6 +169,7 @@ export class WorkloadExecutor {
     });
     this.#walker1d = new PageWalker(hw.memory, { adUpdate: AD_UPDATE.HARDWARE });
     this.#cpl = setup.cpl;
+    this.#tlb = hw.tlb;
   }
 
   /** Runs the program to its end, letting the hypervisors handle every exit on the way. */
@@ -335,7 +346,12 @@ export class WorkloadExecutor {
         }
         const field = cr0 ? F.GUEST_CR0 : F.GUEST_CR4;
         const current = vmcs.read(field);
-        vmcs.write(field, ((current & mask) | (value & ~mask)) >>> 0);
+        const next = ((current & mask) | (value & ~mask)) >>> 0;
+        vmcs.write(field, next);
+        // SDM 4.10.4.1: what the write invalidates (the TLB applies the rules).
+        const vpid = this.#vpid(vmcs);
+        if (cr0) this.#tlb.movToCr0(vpid, current, next);
+        else this.#tlb.movToCr4(vpid, this.#pcid(), current, next);
         this.#refreshPaging(vmcs);
         return false;
       }
@@ -351,6 +367,14 @@ export class WorkloadExecutor {
           return this.#exit(EXIT_REASON.CR_ACCESS, LENGTH.MOV_CR, 3);
         }
         vmcs.write(F.GUEST_CR3, value >>> 0, Math.floor(value / TWO_32));
+        // SDM 4.10.4.1: the source's bit 63 (no flush) matters only with CR4.PCIDE, and is not stored.
+        const noFlush = (flags & CR3_FLAG.NO_FLUSH) !== 0 ? 0x8000_0000 : 0;
+        this.#tlb.movToCr3(
+          this.#vpid(vmcs),
+          (vmcs.read(F.GUEST_CR4) & CR4.PCIDE) !== 0,
+          value >>> 0,
+          (Math.floor(value / TWO_32) | noFlush) >>> 0,
+        );
         this.#refreshPaging(vmcs);
         return false;
       }
@@ -379,8 +403,10 @@ export class WorkloadExecutor {
         return false;
       }
       case OP.INVLPG:
-        if ((vmcs.read(F.CPU_BASED_VM_EXEC_CONTROL) & CPU_BASED_CTLS.CPU_BASED_INVLPG_EXITING) === 0)
+        if ((vmcs.read(F.CPU_BASED_VM_EXEC_CONTROL) & CPU_BASED_CTLS.CPU_BASED_INVLPG_EXITING) === 0) {
+          this.#tlb.invlpg(this.#vpid(vmcs), this.#pcid(), cursor.gvaLo, cursor.gvaHi);
           return false;
+        }
         // SDM 28.2.1: the qualification is the whole linear address.
         return this.#exit(EXIT_REASON.INVLPG, LENGTH.INVLPG, cursor.gvaLo, cursor.gvaHi);
       case OP.READ:
@@ -393,8 +419,9 @@ export class WorkloadExecutor {
   }
 
   /**
-   * A data or instruction access: the 2D walk (guest tables, then the VMCS's EPT) when the VMCS
-   * enables EPT, else the 1D walk of the tables at GUEST_CR3 (KVM's shadow tables).
+   * A data or instruction access: a TLB hit whose rights allow it, else the 2D walk (guest tables,
+   * then the VMCS's EPT) when the VMCS enables EPT, else the 1D walk of the tables at GUEST_CR3
+   * (KVM's shadow tables). A successful walk's translation is cached.
    */
   #access(op: number, vmcs: HardwareVmcs): boolean {
     const cursor = this.cursor;
@@ -405,11 +432,33 @@ export class WorkloadExecutor {
     const ept =
       (vmcs.read(F.CPU_BASED_VM_EXEC_CONTROL) & CPU_BASED_CTLS.CPU_BASED_ACTIVATE_SECONDARY_CONTROLS) !== 0 &&
       (vmcs.read(F.SECONDARY_VM_EXEC_CONTROL) & SECONDARY_EXEC_CTLS.SECONDARY_EXEC_ENABLE_EPT) !== 0;
+    const eptpLo = ept ? vmcs.read(F.EPT_POINTER) : 0;
+    const eptpHi = ept ? vmcs.hi : 0;
+    // SDM 3C 28.3.1: linear mappings without EPT, combined ones tagged with the EP4TA with it.
+    const eptTag = ept ? eptTagOf(eptpLo, eptpHi) : 0;
+    const vpid = this.#vpid(vmcs);
+    const pcid = this.#pcid();
+    const tlb = this.#tlb;
+    // Under EPT a fetch always walks: the entries here keep the guest's rights, not EPT's execute
+    // rights (nor mode-based execute), so only reads and writes use and fill combined mappings.
+    const cacheable = !ept || op !== OP.FETCH;
+    if (cacheable) {
+      const hit = tlb.lookup(vpid, pcid, eptTag, cursor.gvaLo, cursor.gvaHi, access);
+      // A hit is used when its rights allow the access under today's CR0.WP, SMEP, SMAP and keys
+      // (SDM 4.10.2.2); otherwise the processor walks again, as if the entry had been evicted.
+      if (
+        hit !== TLB_MISS &&
+        accessRightsFault(this.#paging, tlb.pageAccess(hit), tlb.protectionKey(hit), access) === 0
+      ) {
+        this.#dataAccess(op, tlb.physicalAddress(hit, cursor.gvaLo));
+        return false;
+      }
+    }
     let ok: boolean;
     let result: WalkResult;
     if (ept) {
       const walker = this.#walker;
-      walker.setEptContext(this.#eptContext(vmcs.read(F.EPT_POINTER) + vmcs.hi * TWO_32));
+      walker.setEptContext(this.#eptContext(eptpLo + eptpHi * TWO_32));
       ok = walker.walk(cursor.gvaLo, cursor.gvaHi, access);
       result = walker.result;
     } else {
@@ -417,20 +466,8 @@ export class WorkloadExecutor {
       result = this.#walker1d.result;
     }
     if (ok) {
-      const pa = result.pa;
-      const memory = this.hw.memory;
-      const size = cursor.operand(MEM_SLOT.SIZE);
-      if (op === OP.WRITE) {
-        const lo = cursor.operand(MEM_SLOT.VALUE_LO);
-        if (size === 8) memory.write64(pa, lo, cursor.operand(MEM_SLOT.VALUE_HI));
-        else if (size === 4) memory.write32(pa, lo);
-        else if (size === 2) memory.write16(pa, lo & 0xffff);
-        else memory.write8(pa, lo & 0xff);
-      } else if (op === OP.READ) {
-        const value = size === 1 ? memory.read8(pa) : size === 2 ? memory.read16(pa) : memory.read32(pa);
-        this.observations.mix(value);
-        if (size === 8) this.observations.mix(memory.read32(pa + 4));
-      }
+      if (cacheable) this.#cache(vpid, pcid, eptTag, access, result);
+      this.#dataAccess(op, result.pa);
       return false;
     }
     if (result.stage === FAULT_STAGE.GUEST) {
@@ -449,6 +486,8 @@ export class WorkloadExecutor {
         this.#saveAndExit(vmcs);
         return true;
       }
+      // SDM 4.10.4.1: a page fault invalidates the faulting page's entries for the current PCID.
+      tlb.pageFault(vpid, pcid, cursor.gvaLo, cursor.gvaHi);
       this.#guestFault(errorCode);
       return false;
     }
@@ -503,6 +542,69 @@ export class WorkloadExecutor {
     const rip = RIP_BASE + this.cursor.pc * RIP_STRIDE;
     vmcs.write(F.GUEST_RIP, rip >>> 0, Math.floor(rip / TWO_32));
     this.hw.vmExit();
+  }
+
+  /** The data part of a translated READ or WRITE (a FETCH only needed its translation). */
+  #dataAccess(op: number, pa: number): void {
+    const cursor = this.cursor;
+    const memory = this.hw.memory;
+    const size = cursor.operand(MEM_SLOT.SIZE);
+    if (op === OP.WRITE) {
+      const lo = cursor.operand(MEM_SLOT.VALUE_LO);
+      if (size === 8) memory.write64(pa, lo, cursor.operand(MEM_SLOT.VALUE_HI));
+      else if (size === 4) memory.write32(pa, lo);
+      else if (size === 2) memory.write16(pa, lo & 0xffff);
+      else memory.write8(pa, lo & 0xff);
+    } else if (op === OP.READ) {
+      const value = size === 1 ? memory.read8(pa) : size === 2 ? memory.read16(pa) : memory.read32(pa);
+      this.observations.mix(value);
+      if (size === 8) this.observations.mix(memory.read32(pa + 4));
+    }
+  }
+
+  /**
+   * Caches a successful walk's translation (SDM 4.10.2.3: the walk set every accessed flag on its
+   * way). A combined mapping takes the smaller of the guest and EPT page sizes. An entry is dirty
+   * only when this access was a write (the walk just set the dirty flags, in the guest leaf and, with
+   * EPT A/D, in the EPT leaf): a later write through a clean entry walks again (SDM 4.8), so a write
+   * never uses an entry whose EPT translation was not checked for writing. EPT permissions cannot
+   * change while the guest runs: KVM changes EPT only in VM exits, and every exit evicts the TLB.
+   */
+  #cache(vpid: number, pcid: number, eptTag: number, access: number, result: WalkResult): void {
+    let pageSize = result.pageSize;
+    if (eptTag !== 0) {
+      const eptPageSize = this.#walker.stage2.finalPageSize;
+      if (eptPageSize < pageSize) pageSize = eptPageSize;
+    }
+    let flags = (access & ACCESS.WRITE) !== 0 ? TLB_FLAG.DIRTY : 0;
+    if ((result.leafLo & LEAF_GLOBAL) !== 0 && (this.#pagingRegs[2]! & CR4.PGE) !== 0)
+      flags |= TLB_FLAG.GLOBAL;
+    this.#tlb.insert(
+      vpid,
+      pcid,
+      eptTag,
+      this.cursor.gvaLo,
+      this.cursor.gvaHi,
+      pageSize,
+      result.pa,
+      result.pageAccess,
+      result.pkey,
+      flags,
+    );
+  }
+
+  /** The VPID of the running VMCS: VIRTUAL_PROCESSOR_ID with "enable VPID", else 0 (SDM 3C 28.1). */
+  #vpid(vmcs: HardwareVmcs): number {
+    const enabled =
+      (vmcs.read(F.CPU_BASED_VM_EXEC_CONTROL) & CPU_BASED_CTLS.CPU_BASED_ACTIVATE_SECONDARY_CONTROLS) !== 0 &&
+      (vmcs.read(F.SECONDARY_VM_EXEC_CONTROL) & SECONDARY_EXEC_CTLS.SECONDARY_EXEC_ENABLE_VPID) !== 0;
+    return enabled ? vmcs.read(F.VIRTUAL_PROCESSOR_ID) & 0xffff : 0;
+  }
+
+  /** The current PCID: CR3[11:0] with CR4.PCIDE, else 0 (SDM 4.10.1). */
+  #pcid(): number {
+    const r = this.#pagingRegs;
+    return (r[2]! & CR4.PCIDE) !== 0 ? r[1]! % 4096 : 0;
   }
 
   #refreshPaging(vmcs: HardwareVmcs): void {

@@ -486,6 +486,20 @@ describe("Tlb invalidations (SDM 4.10.4.1, 3C 28.3.3.1)", () => {
     expect(s.invalidations.reset.operations).toBe(0);
     expect(JSON.parse(JSON.stringify(s))).toEqual(s); // plain data
   });
+
+  it("evictAll drops every kind of entry on the processor's own account, counted apart", () => {
+    const tlb = new Tlb();
+    put(tlb, 5, 3, 0, 0x1000);
+    put(tlb, 5, 3, 9, 0x2000);
+    tlb.insertGuestPhysical(9, 0x3000, 0, K4, 0, 7, D);
+    expect(tlb.evictAll()).toBe(3);
+    expect(tlb.size).toBe(0);
+    expect(hits(tlb, 5, 3, 0, 0x1000)).toBe(false);
+    expect(tlb.evictAll()).toBe(0);
+    const s = tlb.stats().invalidations;
+    expect(s.eviction).toEqual({ operations: 2, entries: 3 });
+    expect(s.reset.operations).toBe(0);
+  });
 });
 
 // ------------------------------------------------------------------------------------------------

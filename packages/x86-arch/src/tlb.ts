@@ -74,6 +74,8 @@ export const TLB_INVALIDATION = {
   PAGE_FAULT: 16,
   EPT_VIOLATION: 17,
   RESET: 18,
+  /** The processor dropped entries of its own accord (SDM 4.10.2: it may invalidate any entry at any time). */
+  EVICTION: 19,
 } as const;
 export type TlbInvalidation = (typeof TLB_INVALIDATION)[keyof typeof TLB_INVALIDATION];
 
@@ -98,6 +100,7 @@ export const TLB_INVALIDATION_NAMES = [
   "pageFault",
   "eptViolation",
   "reset",
+  "eviction",
 ] as const;
 export type TlbInvalidationName = (typeof TLB_INVALIDATION_NAMES)[number];
 
@@ -929,6 +932,21 @@ export class Tlb {
     this.#linearSizes = 0;
     this.#guestPhysicalSizes = 0;
     return this.#count(TLB_INVALIDATION.RESET, dropped);
+  }
+
+  /**
+   * The processor drops every entry on its own (SDM 4.10.2: a processor that implements TLBs may
+   * invalidate any entry at any time; software cannot rely on an entry being kept). Counted under
+   * `eviction`, apart from the architectural operations.
+   */
+  evictAll(): number {
+    const dropped = this.size;
+    if (dropped === 0) return this.#count(TLB_INVALIDATION.EVICTION, 0);
+    this.#key.fill(KEY_INVALID);
+    this.#sizeCount.fill(0);
+    this.#linearSizes = 0;
+    this.#guestPhysicalSizes = 0;
+    return this.#count(TLB_INVALIDATION.EVICTION, dropped);
   }
 
   /** Zeroes the counters, keeping the entries. */
