@@ -72,55 +72,35 @@ const CONFIGS: [string, 1 | 2, Record<string, boolean>, boolean][] = [
 ];
 
 describe.each(CONFIGS)("the processor's TLB: %s", (_name, level, flags, invlpgExits) => {
+  /** Runs `body` after the warm-up, under v6.12 with this configuration's flags. */
+  const runBody = (body: (b: StepsBuilder) => unknown): Run => run(program(level, body), "v6.12", flags);
+  const read = (gva: number) => (b: StepsBuilder) => b.read(gva, { size: 8 });
+
   it("serves a repeated access from the TLB instead of walking", () => {
-    const twice = run(
-      program(level, (b) => b.read(DATA, { size: 8 }).read(DATA, { size: 8 })),
-      "v6.12",
-      flags,
-    );
-    const once = run(
-      program(level, (b) => b.read(DATA, { size: 8 })),
-      "v6.12",
-      flags,
-    );
+    const twice = runBody((b) => b.read(DATA, { size: 8 }).read(DATA, { size: 8 }));
+    const once = runBody(read(DATA));
     expect(hits(twice.stats) - hits(once.stats)).toBe(1);
     expect(misses(twice.stats)).toBe(misses(once.stats));
   });
 
   it("evicts everything at a VM exit", () => {
-    const r = run(
-      program(level, (b) => b.read(DATA, { size: 8 }).cpuid(0).read(DATA, { size: 8 })),
-      "v6.12",
-      flags,
-    );
-    const once = run(
-      program(level, (b) => b.read(DATA, { size: 8 })),
-      "v6.12",
-      flags,
-    );
+    const r = runBody((b) => b.read(DATA, { size: 8 }).cpuid(0).read(DATA, { size: 8 }));
+    const once = runBody(read(DATA));
     expect(hits(r.stats)).toBe(hits(once.stats));
     expect(misses(r.stats)).toBe(misses(once.stats) + 1);
     expect(r.stats.invalidations.eviction.entries).toBeGreaterThan(0);
   });
 
   it("drops the page on INVLPG and keeps the others (or evicts all when INVLPG exits)", () => {
-    const r = run(
-      program(level, (b) =>
-        b
-          .read(DATA, { size: 8 })
-          .read(DATA + 4096, { size: 8 })
-          .invlpg(DATA)
-          .read(DATA, { size: 8 })
-          .read(DATA + 4096, { size: 8 }),
-      ),
-      "v6.12",
-      flags,
+    const r = runBody((b) =>
+      b
+        .read(DATA, { size: 8 })
+        .read(DATA + 4096, { size: 8 })
+        .invlpg(DATA)
+        .read(DATA, { size: 8 })
+        .read(DATA + 4096, { size: 8 }),
     );
-    const base = run(
-      program(level, (b) => b.read(DATA, { size: 8 }).read(DATA + 4096, { size: 8 })),
-      "v6.12",
-      flags,
-    );
+    const base = runBody((b) => b.read(DATA, { size: 8 }).read(DATA + 4096, { size: 8 }));
     if (invlpgExits) {
       // The INVLPG exit evicts both pages: both later reads walk.
       expect(r.stats.invalidations.invlpg.operations).toBe(0);
@@ -134,21 +114,11 @@ describe.each(CONFIGS)("the processor's TLB: %s", (_name, level, flags, invlpgEx
   });
 
   it("walks again for a write through a clean entry, then serves writes from the dirty one", () => {
-    const r = run(
-      program(level, (b) =>
-        b
-          .read(DATA + 8192, { size: 8 })
-          .write(DATA + 8192, { size: 8, value: 1 })
-          .write(DATA + 8192, { size: 8, value: 2 }),
-      ),
-      "v6.12",
-      flags,
+    const page = DATA + 8192;
+    const r = runBody((b) =>
+      b.read(page, { size: 8 }).write(page, { size: 8, value: 1 }).write(page, { size: 8, value: 2 }),
     );
-    const base = run(
-      program(level, (b) => b.read(DATA + 8192, { size: 8 })),
-      "v6.12",
-      flags,
-    );
+    const base = runBody(read(page));
     expect(misses(r.stats)).toBe(misses(base.stats) + 1);
     expect(hits(r.stats)).toBe(hits(base.stats) + 1);
   });
