@@ -1,18 +1,17 @@
 import type { Command } from "../framework/command";
-import { wrapText } from "../framework/help";
+import { UsageError } from "../framework/errors";
 import { booleanOption, JSON_OPTION, stringOption } from "../framework/options";
 import { writeJson, writeLines } from "../framework/output";
 import { DECODE_KINDS, decodeKind } from "../model/decoders";
-
-const width = Math.max(...DECODE_KINDS.map((k) => k.name.length)) + 2;
 
 export const decodeCommand: Command = {
   name: "decode",
   summary: "Decode a value from a KVM trace, a dump or the SDM into its named fields.",
   usage: "decode <kind> <value> [--reason R] [--json]",
   description: [
+    // One paragraph per kind: --help re-wraps the description, so padding would not survive.
     "Kinds:",
-    ...DECODE_KINDS.flatMap((k) => wrapText(k.summary, 100, width + 2, `  ${k.name.padEnd(width)}`)),
+    ...DECODE_KINDS.map((k) => `${k.name}: ${k.summary}`),
     "",
     "Numbers are decimal or 0x-prefixed hex; MMU roles are always hex, as KVM prints them. --json prints the named " +
       "fields with KVM's names.",
@@ -43,6 +42,8 @@ export const decodeCommand: Command = {
   run(ctx) {
     const kind = decodeKind(ctx.positionals[0]!);
     const reason = stringOption(ctx.values, "reason");
+    if (reason !== undefined && kind.name !== "exit-qual")
+      throw new UsageError(`--reason is for exit-qual only, not for ${kind.name}`);
     const decoded = kind.decode(ctx.positionals[1]!, reason === undefined ? {} : { reason });
     if (booleanOption(ctx.values, "json")) writeJson(ctx.out, decoded.json);
     else writeLines(ctx.out, decoded.lines);

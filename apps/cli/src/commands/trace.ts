@@ -12,14 +12,32 @@ import { checkPresets, presetFlags } from "../model/flag-args";
 import { iterationsOption, presetsOption, profileOption } from "../model/model-options";
 import { loadProfile } from "../model/profile-ref";
 import { replayTrace } from "../model/trace-replay";
-import { type StatRow, statRows, type TraceStats, traceStats } from "../model/trace-stat";
+import { type ExitGroup, type StatRow, statRows, type TraceStats, traceStats } from "../model/trace-stat";
+
+/** The name errors give a trace: its file name, or "stdin" for "-". */
+function shownName(file: string): string {
+  return file === "-" ? "stdin" : file;
+}
+
+function readStdin(): Uint8Array {
+  try {
+    return readFileSync(0);
+  } catch (error) {
+    throw new UsageError(`stdin: cannot read a trace (${(error as Error).message})`);
+  }
+}
 
 /** Reads a trace file (or stdin for "-"), refusing binary recordings with the command that converts them. */
-function readTrace(ctx: CommandContext, file: string): { text: string; stats: TraceStats } {
-  const bytes =
-    file === "-" ? new Uint8Array(readFileSync(0)) : readBytesFile(resolve(ctx.cwd, file), file, "trace");
+function readTrace(ctx: CommandContext, file: string): { stats: TraceStats } {
+  if (file.trim() === "")
+    throw new UsageError(
+      `the trace file name is empty (${JSON.stringify(file)}); give a file, or - for stdin`,
+    );
+  const bytes = file === "-" ? readStdin() : readBytesFile(resolve(ctx.cwd, file), file, "trace");
+  const shown = shownName(file);
   const head = new TextDecoder("latin1").decode(bytes.subarray(0, 16));
-  if (head.includes("tracing")) {
+  // trace.dat starts with the bytes 0x17 0x08 0x44 and "tracing" (trace-cmd's file magic).
+  if (head.startsWith("\u0017\u0008Dtracing")) {
     throw new UsageError(
       `${file} is a binary trace-cmd recording; convert it first: trace-cmd report -i ${file} > trace.txt`,
     );
@@ -30,9 +48,9 @@ function readTrace(ctx: CommandContext, file: string): { text: string; stats: Tr
     );
   }
   if (bytes.subarray(0, 4096).includes(0))
-    throw new UsageError(`${file} is a binary file, not a text trace from trace-cmd report or perf script`);
-  const text = new TextDecoder("utf-8").decode(bytes);
-  const stats = traceStats(text);
+    throw new UsageError(`${shown} is a binary file, not a text trace from trace-cmd report or perf script`);
+  // Bytes, not one string: a trace may be larger than the longest string JavaScript can hold.
+  const stats = traceStats(bytes);
   if (stats.events === 0) {
     const what =
       stats.lines === 0 || stats.lines === stats.headers
@@ -42,9 +60,28 @@ function readTrace(ctx: CommandContext, file: string): { text: string; stats: Tr
               ? ""
               : ` (line ${stats.garbageSamples[0].line}: ${stats.garbageSamples[0].why})`
           }`;
-    throw new UsageError(`${file} is not a trace: ${what}`);
+    throw new UsageError(`${shown} is not a trace: ${what}`);
   }
-  return { text, stats };
+  return { stats };
+}
+
+/**
+ * The exit groups of the vCPU `--vcpu` names: by its label (KVM's id, "id/tid" or "tid N"), else
+ * by its thread id. A value that names no vCPU of the trace is a usage error listing the ones it has.
+ */
+function vcpuGroups(stats: TraceStats, file: string, vcpu: string): ExitGroup[] {
+  const byLabel = stats.groups.filter((g) => g.vcpu === vcpu || g.vcpu === `tid ${vcpu}`);
+  if (byLabel.length > 0) return byLabel;
+  const byTid = /^\d+$/.test(vcpu) ? stats.groups.filter((g) => g.tid === Number(vcpu)) : [];
+  if (byTid.length > 0) return byTid;
+  const labels = [...new Set(stats.groups.map((g) => g.vcpu))].sort((a, b) =>
+    a.localeCompare(b, undefined, { numeric: true }),
+  );
+  const listed =
+    labels.length > 10 ? `${labels.slice(0, 10).join(", ")}, … (${labels.length})` : labels.join(", ");
+  throw new UsageError(
+    `--vcpu ${JSON.stringify(vcpu)}: ${shownName(file)} has no exits of that vCPU or thread id (${labels.length === 0 ? "it has no exits" : `vCPUs: ${listed}`})`,
+  );
 }
 
 function summary(file: string, stats: TraceStats, ctx: CommandContext): string[] {
@@ -53,7 +90,7 @@ function summary(file: string, stats: TraceStats, ctx: CommandContext): string[]
     .join(" + ");
   const lines = [
     ctx.style.bold(
-      `${file}: ${formatNumber(stats.lines)} lines, ${formatNumber(stats.events)} events (${producers}), ${formatNumber(stats.exits)} VM exits` +
+      `${shownName(file)}: ${formatNumber(stats.lines)} lines, ${formatNumber(stats.events)} events (${producers}), ${formatNumber(stats.exits)} VM exits` +
         `${stats.nested ? " — a nested trace" : ""}${stats.span > 0 ? `, ${stats.span >= 1 ? `${stats.span.toFixed(3)} s` : `${(stats.span * 1000).toFixed(3)} ms`}` : ""}`,
     ),
   ];
@@ -65,6 +102,12 @@ function summary(file: string, stats: TraceStats, ctx: CommandContext): string[]
       ),
     );
   }
+  if (stats.timeReversals > 0)
+    lines.push(
+      ctx.style.yellow(
+        `${formatNumber(stats.timeReversals)} ${stats.timeReversals === 1 ? "event is" : "events are"} timestamped earlier than the event before on its thread (first: line ${stats.firstTimeReversal}): an exit whose kvm_entry is earlier than its kvm_exit is counted but not timed`,
+      ),
+    );
   if (stats.lostEvents > 0)
     lines.push(
       ctx.style.yellow(
@@ -88,7 +131,9 @@ function reasonFilter(ctx: CommandContext): RegExp | undefined {
   try {
     return new RegExp(text, "i");
   } catch (error) {
-    throw new UsageError(`--reason "${text}" is not a regular expression (${(error as Error).message})`);
+    throw new UsageError(
+      `--reason ${JSON.stringify(text)} is not a regular expression (${(error as Error).message})`,
+    );
   }
 }
 
@@ -151,9 +196,10 @@ const statCommand: Command = {
     if (json && csv) throw new UsageError("--json and --csv cannot be used together");
     const file = ctx.positionals[0]!;
     const reason = reasonFilter(ctx);
-    const { stats } = readTrace(ctx, file);
+    const { stats: all } = readTrace(ctx, file);
     const vcpu = stringOption(ctx.values, "vcpu");
-    const filters = { ...(vcpu === undefined ? {} : { vcpu }), ...(reason === undefined ? {} : { reason }) };
+    const stats = vcpu === undefined ? all : { ...all, groups: vcpuGroups(all, file, vcpu) };
+    const filters = reason === undefined ? {} : { reason };
     const rows = statRows(stats, { ...filters, mergeVcpus: false });
     if (json) {
       writeJson(ctx.out, {
@@ -164,6 +210,8 @@ const statCommand: Command = {
         garbageLines: stats.garbage,
         garbageSamples: stats.garbageSamples,
         lostEvents: stats.lostEvents,
+        timeReversals: stats.timeReversals,
+        firstTimeReversal: stats.firstTimeReversal,
         nested: stats.nested,
         exits: stats.exits,
         nestedEntries: stats.nestedEntries,
@@ -288,7 +336,12 @@ const replayCommand: Command = {
     presetsOption("kernel presets", "v5.2,v5.3,v6.12"),
     profileOption(),
     iterationsOption("operations simulated per reason", "200"),
-    { name: "vcpu", type: "string", value: "N", description: "only this vCPU's exits" },
+    {
+      name: "vcpu",
+      type: "string",
+      value: "N",
+      description: "only this vCPU's exits (its id, or the thread id)",
+    },
     JSON_OPTION,
   ],
   positionals: { min: 1, max: 1, names: "a trace file (or - for stdin)" },
@@ -309,10 +362,7 @@ const replayCommand: Command = {
     const iterations = integerOption(ctx.values, "iterations", 10, 100_000) ?? 200;
     const { stats: all } = readTrace(ctx, file);
     const vcpu = stringOption(ctx.values, "vcpu");
-    const stats =
-      vcpu === undefined
-        ? all
-        : { ...all, groups: all.groups.filter((g) => g.vcpu === vcpu || g.vcpu === `tid ${vcpu}`) };
+    const stats = vcpu === undefined ? all : { ...all, groups: vcpuGroups(all, file, vcpu) };
     const progress = ctx.progress("");
     const presets = presetNames.map((name) => ({ name, flags: presetFlags(name, {}) }));
     let started = false;

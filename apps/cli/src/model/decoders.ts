@@ -6,6 +6,7 @@ import {
   describeInterruptionInfo,
   describeIo,
   EXIT_REASON,
+  EXIT_REASON_FIELD,
   EXIT_REASONS,
   exitQualificationLayout,
   exitReasonInfo,
@@ -91,19 +92,25 @@ export function parseValue(text: string, bits: 16 | 32 | 64, what: string): bigi
   let value: bigint;
   try {
     value = parseU64(text);
-  } catch {
-    throw new UsageError(`${what} "${text}" is not a number (decimal, or hex with 0x)`);
+  } catch (error) {
+    // parseU64 throws a RangeError for a number wider than 64 bits, a SyntaxError for the rest.
+    if (error instanceof RangeError)
+      throw new UsageError(`${what} ${text.trim()} does not fit in ${bits} bits`);
+    throw new UsageError(`${what} ${JSON.stringify(text)} is not a number (decimal, or hex with 0x)`);
   }
-  if (value >= 1n << BigInt(bits)) throw new UsageError(`${what} ${text} does not fit in ${bits} bits`);
+  if (value >= 1n << BigInt(bits))
+    throw new UsageError(`${what} ${text.trim()} does not fit in ${bits} bits`);
   return value;
 }
 
 /** Hex digits with or without 0x (how KVM prints roles and trace fields). */
 export function parseHex(text: string, bits: 32 | 64, what: string): bigint {
   const digits = text.trim().replace(/_/g, "").replace(/^0x/i, "");
-  if (!/^[0-9a-f]+$/i.test(digits)) throw new UsageError(`${what} "${text}" is not a hexadecimal number`);
+  if (!/^[0-9a-f]+$/i.test(digits))
+    throw new UsageError(`${what} ${JSON.stringify(text)} is not a hexadecimal number`);
   const value = BigInt(`0x${digits}`);
-  if (value >= 1n << BigInt(bits)) throw new UsageError(`${what} ${text} does not fit in ${bits} bits`);
+  if (value >= 1n << BigInt(bits))
+    throw new UsageError(`${what} ${text.trim()} does not fit in ${bits} bits`);
   return value;
 }
 
@@ -173,7 +180,9 @@ function fieldKind(): DecodeKind {
       if (byName !== undefined) encoding = byName.encoding;
       else {
         if (!/^(0x[0-9a-f]+|\d+)$/i.test(trimmed)) {
-          throw new UsageError(`"${text}" is not a VMCS field name or encoding (e.g. GUEST_RIP or 0x681e)`);
+          throw new UsageError(
+            `${JSON.stringify(text)} is not a VMCS field name or encoding (e.g. GUEST_RIP or 0x681e)`,
+          );
         }
         encoding = Number(parseValue(trimmed, 32, "VMCS field encoding"));
         field = fieldByEncoding(encoding);
@@ -232,7 +241,7 @@ function exitReasonArgument(text: string): number {
   if (/^(0x[0-9a-f]+|\d+)$/i.test(text.trim())) return Number(parseValue(text, 32, "exit reason"));
   const names = EXIT_REASONS.map((r) => r.name);
   throw new UsageError(
-    `unknown exit reason "${text}"${didYouMean(text.toUpperCase(), names)}; give a name (EPT_VIOLATION) or a number`,
+    `unknown exit reason ${JSON.stringify(text)}${didYouMean(text.toUpperCase(), names)}; give a name (EPT_VIOLATION) or a number`,
   );
 }
 
@@ -259,8 +268,10 @@ export const DECODE_KINDS: readonly DecodeKind[] = [
       let parsed: { base: number; ext: number };
       try {
         parsed = parseCpuRole(text);
-      } catch (error) {
-        throw new UsageError((error as Error).message);
+      } catch {
+        throw new UsageError(
+          `${JSON.stringify(text)} is not a 64-bit hex cpu role (for example 0x000000b9_00003704)`,
+        );
       }
       const role = decodeCpuRole(parsed.base, parsed.ext);
       const extSet = Object.entries(role.ext)
@@ -318,6 +329,16 @@ export const DECODE_KINDS: readonly DecodeKind[] = [
       const value = exitReasonArgument(text) >>> 0;
       const d = decodeExitReason(value);
       const info = exitReasonInfo(d.basic);
+      // Bits 25:16 and 30 are reserved: the processor clears them, so a value with them set is suspect.
+      const F = EXIT_REASON_FIELD;
+      const defined =
+        F.BASIC_MASK |
+        F.BUS_LOCK_DETECTED |
+        F.ENCLAVE_MODE |
+        F.PENDING_MTF |
+        F.FROM_VMX_ROOT |
+        F.FAILED_VMENTRY;
+      const reserved = (value & ~defined) >>> 0;
       const json = {
         value: hex(d.value, 8),
         basic: d.basic,
@@ -329,12 +350,15 @@ export const DECODE_KINDS: readonly DecodeKind[] = [
         busLockDetected: d.busLockDetected,
         pendingMtf: d.pendingMtf,
         fromVmxRoot: d.fromVmxRoot,
+        reservedBits: hex(reserved),
         qualification: exitQualificationLayout(d.basic)?.name ?? null,
       };
       const lines = [formatExitReason(value)];
       if (info !== undefined)
         lines.push(`  ${info.description}${info.kvm ? "" : " (KVM does not name this reason)"}`);
       else lines.push("  not a basic exit reason the SDM defines");
+      if (reserved !== 0)
+        lines.push(`  reserved bits set: ${hex(reserved, 8)} (bits 25:16 and 30 read as 0)`);
       if (json.qualification !== null)
         lines.push(
           `  exit qualification: ${json.qualification} (nestvisor decode exit-qual <value> --reason ${d.name ?? d.basic})`,
@@ -398,7 +422,7 @@ export const DECODE_KINDS: readonly DecodeKind[] = [
       const info = n === undefined ? undefined : vmInstructionErrorInfo(n);
       if (info === undefined) {
         throw new UsageError(
-          `"${text}" is not a VM-instruction error (1–${VM_INSTRUCTION_ERRORS.length} or a name such as ENTRY_INVALID_CONTROL_FIELD)`,
+          `${JSON.stringify(text)} is not a VM-instruction error (1–${VM_INSTRUCTION_ERRORS.length} or a name such as ENTRY_INVALID_CONTROL_FIELD)`,
         );
       }
       const lines = [
@@ -469,7 +493,9 @@ export function decodeKind(kind: string): DecodeKind {
   const found = DECODE_KINDS.find((k) => k.name === kind.toLowerCase());
   if (found === undefined) {
     const names = DECODE_KINDS.map((k) => k.name);
-    throw new UsageError(`unknown kind "${kind}"${didYouMean(kind, names)}; kinds: ${names.join(", ")}`);
+    throw new UsageError(
+      `unknown kind ${JSON.stringify(kind)}${didYouMean(kind, names)}; kinds: ${names.join(", ")}`,
+    );
   }
   return found;
 }

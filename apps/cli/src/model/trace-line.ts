@@ -4,7 +4,9 @@
  * position, so the kernel's old and new layouts of `kvm_exit`, `kvm_entry`, `kvm_nested_vmexit`,
  * `kvm_nested_vmexit_inject` and `kvm_nested_vmenter` (≤ v5.10, v5.4–v5.12, ≥ v5.13: §2) and the
  * libtraceevent plugin's layouts (§4) all parse, including the plugin's `CAN'T FIND FIELD` noise.
- * Nothing here throws: a line that cannot be read is returned as garbage with a reason.
+ * Nothing here throws: a line that cannot be read is returned as garbage with a reason — also a
+ * line whose numbers do not fit the width KVM prints them with, a field given twice (two lines run
+ * together), or a line too long to be one event.
  */
 
 export type Producer = "perf" | "ftrace";
@@ -65,9 +67,20 @@ const PERF =
 // comm-tid [(tgid)] [cpu] [flags] seconds: event: payload   (ftrace, trace-cmd report)
 const FTRACE =
   /^\s*(.*?)-(\d+)\s+(?:\(\s*[-\d]+\)\s+)?\[(\d+)\]\s+(?:(\S{3,7})\s+)?(\d+(?:\.\d+)?):\s+([A-Za-z_][\w]*):\s*(.*)$/;
+// trace-cmd's own header lines, not the events of its threads ("trace-cmd-5812 [002] ...").
 const HEADER =
-  /^\s*(#|$)|^\s*cpus=\d+\s*$|^\s*version\s*=|^\s*CPU\s*\d+ is empty\s*$|^\s*trace-cmd\b|^\s*\[?\s*tracing\b/i;
+  /^\s*(#|$)|^\s*cpus=\d+\s*$|^\s*version\s*=|^\s*CPU\s*\d+ is empty\s*$|^\s*trace-cmd\b(?!-\d)|^\s*\[?\s*tracing\b(?!-\d)/i;
+// Only tried on lines that are not events: an event's payload may say anything.
 const LOST = /LOST\s+(\d+)\s+EVENTS/i;
+
+/**
+ * The kernel formats one event into a page-sized buffer, so a longer line is not an event (a file
+ * whose line breaks were lost, or a binary file that got through).
+ */
+export const MAX_LINE_LENGTH = 16384;
+const U32_MAX = 0xffffffff;
+/** Beyond this many seconds a double no longer holds a timestamp to the microsecond. */
+const MAX_SECONDS = 2 ** 53 / 1e6;
 
 /**
  * Fields KVM prints together: when the first is on a line, the others follow it in every layout
@@ -80,8 +93,21 @@ const FIELD_RUNS: readonly (readonly string[])[] = [
   ["int_info", "int_info_err"],
   ["ext_inf1", "ext_inf2", "ext_int", "ext_int_err"],
 ];
-/** The fields whose values are numbers: RIP and every field of the runs. */
-const NUMERIC_KEYS: readonly string[] = ["rip", ...FIELD_RUNS.flat()];
+/** The fields whose values are numbers (RIP and every field of the runs), with the width KVM prints. */
+const NUMERIC_BITS: Readonly<Record<string, 32 | 64>> = {
+  rip: 64,
+  info1: 64,
+  info2: 64,
+  intr_info: 32,
+  error_code: 32,
+  int_info: 32,
+  int_info_err: 32,
+  ext_inf1: 64,
+  ext_inf2: 64,
+  ext_int: 32,
+  ext_int_err: 32,
+};
+const NUMERIC_KEYS: readonly string[] = Object.keys(NUMERIC_BITS);
 
 const KEYS = new Set(["vcpu", "reason", "info", "isa", ...NUMERIC_KEYS]);
 
@@ -94,8 +120,31 @@ function hexValue(text: string | undefined): bigint | undefined {
   return /^[0-9a-f]+$/i.test(clean) ? BigInt(`0x${clean}`) : undefined;
 }
 
+/** Why a number token is unusable (missing, not hex, wider than `bits`), or undefined. */
+function numberProblem(key: string, token: string | undefined, bits: 32 | 64): string | undefined {
+  if (token === undefined) return `${key} has no value (a truncated line?)`;
+  const value = hexValue(token);
+  if (value === undefined) return `${key} ${JSON.stringify(token)} is not a hex number`;
+  if (value >> BigInt(bits) !== 0n) return `${key} ${token} does not fit in ${bits} bits`;
+  return undefined;
+}
+
+/** Why a vCPU id (`vcpu %u`) is unusable, or undefined. */
+function vcpuProblem(token: string | undefined): string | undefined {
+  if (token === undefined) return "vcpu has no value (a truncated line?)";
+  if (!/^\d+$/.test(token)) return `vcpu ${JSON.stringify(token)} is not a vCPU number`;
+  if (Number(token) > U32_MAX) return `vcpu ${token} does not fit in 32 bits`;
+  return undefined;
+}
+
+interface Fields {
+  readonly values: Map<string, string[]>;
+  /** A key the payload holds twice: KVM prints each once, so two lines ran together. */
+  readonly repeated: string | undefined;
+}
+
 /** Reads `key value` pairs (keys may carry a trailing ':'); `info` takes two values. */
-function readFields(payload: string): Map<string, string[]> {
+function readFields(payload: string): Fields {
   const tokens = payload
     .replace(PLUGIN_NOISE, " ")
     .trim()
@@ -103,8 +152,10 @@ function readFields(payload: string): Map<string, string[]> {
     .filter((t) => t !== "");
   const fields = new Map<string, string[]>();
   let key: string | undefined;
+  let repeated: string | undefined;
   for (const raw of tokens) {
     const bare = raw.replace(/[:,]$/, "").toLowerCase();
+    if (KEYS.has(bare) && fields.has(bare)) repeated ??= bare;
     if (KEYS.has(bare) && (raw.endsWith(":") || !fields.has(bare) || key === undefined)) {
       key = bare;
       fields.set(key, []);
@@ -112,35 +163,49 @@ function readFields(payload: string): Map<string, string[]> {
     }
     if (key !== undefined) fields.get(key)!.push(raw.replace(/,$/, ""));
   }
-  return fields;
+  return { values: fields, repeated };
 }
 
 /**
- * Why an exit line cannot be trusted, or undefined: a number that does not parse, or a line cut
- * short (no RIP, or a field without the ones KVM always prints with it; trace.h kvm_exit).
+ * Why an exit line cannot be trusted, or undefined: a number that does not parse or is wider than
+ * KVM prints it, a field given twice, or a line cut short (no RIP, no qualification, or a field
+ * without the ones KVM always prints with it; trace.h kvm_exit).
  */
-function exitLineProblem(f: Map<string, string[]>, hasRip: boolean): string | undefined {
+function exitLineProblem({ values: f, repeated }: Fields, hasRip: boolean): string | undefined {
+  if (repeated !== undefined) return `${repeated} appears twice (two lines run together?)`;
   // Every kvm_exit / kvm_nested_vmexit layout, old and new, prints the RIP after the reason.
   if (hasRip && !f.has("rip")) return "no rip (a truncated line?)";
   for (const key of NUMERIC_KEYS) {
     const tokens = f.get(key);
     if (tokens === undefined) continue;
-    if (tokens.length === 0) return `${key} has no value (a truncated line?)`;
-    if (hexValue(tokens[0]) === undefined) return `${key} "${tokens[0]}" is not a hex number`;
+    const problem = numberProblem(key, tokens[0], NUMERIC_BITS[key]!);
+    if (problem !== undefined) return problem;
+  }
+  const info = f.get("info");
+  if (info !== undefined) {
+    if (info.length === 1) return "info has one value, not two (a truncated line?)";
+    for (const token of [info[0], info[1]]) {
+      const problem = numberProblem("info", token, 64);
+      if (problem !== undefined) return problem;
+    }
   }
   for (const run of FIELD_RUNS) {
     if (!f.has(run[0]!)) continue;
     const missing = run.find((key) => !f.has(key));
     if (missing !== undefined) return `no ${missing} after ${run[0]} (a truncated line?)`;
   }
+  // Every layout prints the qualification: `info`, `info1` or `ext_inf1`.
+  if (!f.has("info") && !f.has("info1") && !f.has("ext_inf1")) return "no info1 (a truncated line?)";
+  if (f.has("vcpu")) return vcpuProblem(f.get("vcpu")![0]);
   return undefined;
 }
 
 function exitFields(payload: string, hasRip: boolean): ExitFields | string | undefined {
-  const f = readFields(payload);
+  const fields = readFields(payload);
+  const f = fields.values;
   const reasonTokens = f.get("reason");
   if (reasonTokens === undefined || reasonTokens.length === 0) return undefined;
-  const problem = exitLineProblem(f, hasRip);
+  const problem = exitLineProblem(fields, hasRip);
   if (problem !== undefined) return problem;
   // "EPT_VIOLATION", "EPT_VIOLATION[ ]" (v5.4 nested layout), "INVALID_STATE FAILED_VMENTRY".
   const [first, ...rest] = reasonTokens;
@@ -149,9 +214,14 @@ function exitFields(payload: string, hasRip: boolean): ExitFields | string | und
   if (unknown) rest.shift();
   const reason = unknown ? unknown[1]! : first!.replace(/\[.*$/, "");
   if (reason === "") return undefined;
+  // A name (EPT_VIOLATION, npf, EXIT_NPF) or the code itself; SVM exit codes are 64 bits wide.
+  if (/^(\d+|0x[0-9a-f]+)$/i.test(reason)) {
+    if (BigInt(reason) >> 64n !== 0n) return `reason ${reason} does not fit in 64 bits`;
+  } else if (!/^[A-Za-z_]\w*$/.test(reason))
+    return `reason ${JSON.stringify(reason)} is not an exit-reason name or number`;
   const info = f.get("info");
   const vcpuText = f.get("vcpu")?.[0];
-  const vcpuId = vcpuText !== undefined && /^\d+$/.test(vcpuText) ? Number(vcpuText) : undefined;
+  const vcpuId = vcpuText === undefined ? undefined : Number(vcpuText);
   const out: Record<string, unknown> = {
     reason,
     reasonFlags: rest.map((t) => t.replace(/[[\]]/g, "")).filter((t) => /^[A-Z_|]+$/.test(t)),
@@ -171,7 +241,9 @@ function exitFields(payload: string, hasRip: boolean): ExitFields | string | und
   return out as unknown as ExitFields;
 }
 
-function mmuPage(payload: string): { gfn?: bigint; level?: number; created: boolean; direct: boolean } {
+function mmuPage(
+  payload: string,
+): { gfn?: bigint; level?: number; created: boolean; direct: boolean } | string {
   const gfn = /\bgfn\s+([0-9a-f]+)/i.exec(payload)?.[1];
   // kernel: "... gfn 14b600 l1 8-byte ..."; plugin: "new sp gfn 0 4 q0 ..." or "... gfn 3a22e 1/4 q3 ...".
   const level =
@@ -183,21 +255,42 @@ function mmuPage(payload: string): { gfn?: bigint; level?: number; created: bool
   };
   if (gfn !== undefined) out.gfn = BigInt(`0x${gfn}`);
   if (level !== undefined) out.level = Number(level);
+  if (out.gfn !== undefined && out.gfn >> 64n !== 0n) return `gfn ${gfn} does not fit in 64 bits`;
+  // role.level: 1 (4 KiB) to 5 (the root of 5-level paging).
+  if (out.level !== undefined && out.level > 5) return `level ${level} is not a paging level (1-5)`;
   return out;
+}
+
+/** Why the numbers of a line's prefix are unusable, or undefined. */
+function prefixProblem(tids: readonly (string | undefined)[], cpu: string, ts: string): string | undefined {
+  for (const tid of tids)
+    if (tid !== undefined && Number(tid) > U32_MAX) return `thread id ${tid} does not fit in 32 bits`;
+  if (Number(cpu) > U32_MAX) return `CPU number ${cpu} does not fit in 32 bits`;
+  if (Number(ts) > MAX_SECONDS) return `timestamp ${ts} is too large to time exits to the microsecond`;
+  return undefined;
 }
 
 /** Decodes one line. `line` is its 1-based number, carried into the event. */
 export function parseTraceLine(text: string, line: number): LineResult {
-  if (HEADER.test(text)) return { type: "header" };
-  const lost = LOST.exec(text);
-  if (lost) return { type: "lost", count: Number(lost[1]) };
+  if (text.length > MAX_LINE_LENGTH) {
+    return {
+      type: "garbage",
+      why: `longer than ${MAX_LINE_LENGTH} characters: not a trace event line (lost line breaks?)`,
+    };
+  }
+  // One space for each run of blanks: the patterns below then match in linear time (on a long run
+  // of blanks their leading \s* made them quadratic).
+  const flat = text.replace(/\s+/g, " ");
+  if (HEADER.test(flat)) return { type: "header" };
   let common: Common;
   let payload: string;
   let tsText: string;
-  const perf = PERF.exec(text);
+  let problem: string | undefined;
+  const perf = PERF.exec(flat);
   if (perf) {
     const [, comm, pid, tid, cpu, ts, , event, rest] = perf;
     tsText = ts!;
+    problem = prefixProblem([pid, tid], cpu!, ts!);
     common = {
       line,
       producer: "perf",
@@ -209,10 +302,17 @@ export function parseTraceLine(text: string, line: number): LineResult {
     };
     payload = rest ?? "";
   } else {
-    const ftrace = FTRACE.exec(text);
-    if (!ftrace) return { type: "garbage", why: "not a trace-cmd, ftrace or perf script event line" };
+    const ftrace = FTRACE.exec(flat);
+    if (!ftrace) {
+      const lost = LOST.exec(flat);
+      if (lost && !Number.isSafeInteger(Number(lost[1])))
+        return { type: "garbage", why: `lost-event count ${lost[1]} is too large` };
+      if (lost) return { type: "lost", count: Number(lost[1]) };
+      return { type: "garbage", why: "not a trace-cmd, ftrace or perf script event line" };
+    }
     const [, comm, tid, cpu, , ts, event, rest] = ftrace;
     tsText = ts!;
+    problem = prefixProblem([tid], cpu!, ts!);
     common = {
       line,
       producer: "ftrace",
@@ -232,6 +332,7 @@ export function parseTraceLine(text: string, line: number): LineResult {
       why: "integer timestamp (a counter clock such as x86-tsc): record with a clock in seconds, e.g. trace-cmd record -C local",
     };
   }
+  if (problem !== undefined) return { type: "garbage", why: problem };
   const event = common.event;
   if (
     !event.startsWith("kvm") &&
@@ -251,8 +352,16 @@ export function parseTraceLine(text: string, line: number): LineResult {
       return { type: "event", event: { ...common, kind, ...fields } };
     }
     case "kvm_entry": {
-      const vcpu = /\bvcpu\s+(\d+)/.exec(payload)?.[1];
-      const rip = hexValue(/\brip\s+(\S+)/.exec(payload)?.[1]);
+      // "vcpu %u" in every layout, then ", rip 0x%lx" since 5.11, with "[immediate exit]" right
+      // after the RIP since 6.9.
+      if (!/\bvcpu\b/.test(payload))
+        return { type: "garbage", why: "kvm_entry: no vcpu (a truncated line?)" };
+      const vcpu = /\bvcpu\s+([^\s,]+)/.exec(payload)?.[1];
+      const ripText = /\brip\b\s*(\S+)?/.exec(payload)?.[1]?.replace(/\[.*$/, "");
+      const why =
+        vcpuProblem(vcpu) ?? (/\brip\b/.test(payload) ? numberProblem("rip", ripText, 64) : undefined);
+      if (why !== undefined) return { type: "garbage", why: `kvm_entry: ${why}` };
+      const rip = hexValue(ripText);
       return {
         type: "event",
         event: {
@@ -272,8 +381,11 @@ export function parseTraceLine(text: string, line: number): LineResult {
         event: { ...common, kind: "nested-enter", ...(nestedEpt === undefined ? {} : { nestedEpt }) },
       };
     }
-    case "kvm_mmu_get_page":
-      return { type: "event", event: { ...common, kind: "mmu-get-page", ...mmuPage(payload) } };
+    case "kvm_mmu_get_page": {
+      const page = mmuPage(payload);
+      if (typeof page === "string") return { type: "garbage", why: `${event}: ${page}` };
+      return { type: "event", event: { ...common, kind: "mmu-get-page", ...page } };
+    }
     default:
       return { type: "event", event: { ...common, kind: "kvm-other" } };
   }

@@ -1,5 +1,11 @@
 import { exitReasonName } from "@nestvisor/vmx";
-import { type LineResult, type Producer, parseTraceLine, type TraceEvent } from "./trace-line";
+import {
+  type LineResult,
+  MAX_LINE_LENGTH,
+  type Producer,
+  parseTraceLine,
+  type TraceEvent,
+} from "./trace-line";
 
 /**
  * `perf kvm stat`-style statistics of a KVM trace: each exit from `kvm_exit` to the vCPU's next
@@ -49,21 +55,87 @@ export interface TraceStats {
   /** Shadow/TDP pages KVM created (kvm_mmu_get_page ... new). */
   readonly mmuPagesCreated: number;
   readonly nestedEntries: number;
-  /** Seconds between the first and last event. */
+  /** Seconds between the earliest and the latest event. */
   readonly span: number;
+  /**
+   * Events timestamped earlier than the event before them on the same thread (a clock that went
+   * backwards, or an edited trace), and the line of the first. An exit whose kvm_entry is earlier
+   * than its kvm_exit is counted but not timed.
+   */
+  readonly timeReversals: number;
+  readonly firstTimeReversal: number | null;
 }
 
 /** A reason as printed, normalised: numbers (unknown codes) become hex; VMX numbers get their name. */
 export function normaliseReason(reason: string): string {
-  if (/^\d+$/.test(reason)) {
-    const n = Number(reason);
-    return exitReasonName(n) ?? `0x${n.toString(16)}`;
-  }
-  if (/^0x[0-9a-f]+$/i.test(reason)) {
-    const n = Number.parseInt(reason, 16);
-    return exitReasonName(n) ?? `0x${n.toString(16)}`;
+  if (/^(\d+|0x[0-9a-f]+)$/i.test(reason)) {
+    // Exactly, however wide: SVM exit codes are 64-bit.
+    const n = BigInt(reason);
+    return (n <= 0xffffn ? exitReasonName(Number(n)) : undefined) ?? `0x${n.toString(16)}`;
   }
   return reason;
+}
+
+/** Bytes decoded per step when a trace is given as bytes (a trace may be larger than a string can be). */
+const CHUNK_BYTES = 1 << 24;
+const LF = 0x0a;
+const CR = 0x0d;
+
+/** The lines of `text`: ends are \n, \r\n or a lone \r; the empty piece after a final line end is no line. */
+function* linesOf(text: string): Generator<string> {
+  const breaks = /\r\n|\r|\n/g;
+  let start = 0;
+  for (let m = breaks.exec(text); m !== null; m = breaks.exec(text)) {
+    yield text.slice(start, m.index);
+    start = m.index + m[0].length;
+  }
+  if (start < text.length) yield text.slice(start);
+}
+
+/** The index after the last line end in bytes [from, to), or -1; a CR at to - 1 may be half of CR LF. */
+function cutAfterLastBreak(bytes: Uint8Array, from: number, to: number): number {
+  for (let i = to - 1; i >= from; i--) {
+    if (bytes[i] === LF || (bytes[i] === CR && i < to - 1)) return i + 1;
+  }
+  return -1;
+}
+
+/**
+ * The lines of a trace given as text or as UTF-8 bytes (a byte-order mark is dropped, bytes that are
+ * not UTF-8 become U+FFFD).
+ * Bytes are decoded about `chunkBytes` at a time, cut at line ends (UTF-8 never uses the bytes of
+ * CR and LF inside a character), so a trace of any size that fits in memory can be read, not only
+ * one that fits in a string. Of a line longer than a chunk only its start is decoded: enough to be
+ * refused as longer than any event line.
+ */
+export function* traceLines(input: string | Uint8Array, chunkBytes = CHUNK_BYTES): Generator<string> {
+  if (typeof input === "string") {
+    yield* linesOf(input);
+    return;
+  }
+  // The byte-order mark is dropped once, at the start: not at the start of every chunk.
+  const decoder = new TextDecoder("utf-8", { ignoreBOM: true });
+  let at = input[0] === 0xef && input[1] === 0xbb && input[2] === 0xbf ? 3 : 0;
+  while (at < input.length) {
+    const end = Math.min(input.length, at + chunkBytes);
+    if (end === input.length) {
+      yield* linesOf(decoder.decode(input.subarray(at, end)));
+      return;
+    }
+    const cut = cutAfterLastBreak(input, at, end);
+    if (cut > at) {
+      yield* linesOf(decoder.decode(input.subarray(at, cut)));
+      at = cut;
+      continue;
+    }
+    // One line fills the chunk: decode its start only (4 bytes or more per character too many).
+    const lf = input.indexOf(LF, end);
+    // A CR at end - 1 (the one byte cutAfterLastBreak could not judge) ends this line too.
+    const cr = input.indexOf(CR, end - 1);
+    const lineEnd = lf < 0 ? (cr < 0 ? input.length : cr) : cr < 0 ? lf : Math.min(lf, cr);
+    yield decoder.decode(input.subarray(at, Math.min(lineEnd, at + 4 * (MAX_LINE_LENGTH + 1))));
+    at = lineEnd + (input[lineEnd] === CR && input[lineEnd + 1] === LF ? 2 : 1);
+  }
 }
 
 interface Pending {
@@ -77,8 +149,11 @@ interface Pending {
 
 const SAMPLES = 5;
 
-/** Reads a whole trace text. Never throws on content: unknown lines are counted as garbage. */
-export function traceStats(text: string): TraceStats {
+/**
+ * Reads a whole trace, as text or as UTF-8 bytes. Never throws on content: unknown lines are counted
+ * as garbage.
+ */
+export function traceStats(input: string | Uint8Array): TraceStats {
   const vcpuOfTid = new Map<number, string>();
   const pending = new Map<number, Pending>();
   const producers = new Set<Producer>();
@@ -93,8 +168,11 @@ export function traceStats(text: string): TraceStats {
   let exits = 0;
   let mmuPagesCreated = 0;
   let nestedEntries = 0;
-  let first = Number.NaN;
-  let last = Number.NaN;
+  let first = Number.POSITIVE_INFINITY;
+  let last = Number.NEGATIVE_INFINITY;
+  let timeReversals = 0;
+  let firstTimeReversal: number | null = null;
+  const lastTsOfTid = new Map<number, number>();
 
   const commOfTid = new Map<number, string>();
   const rawGroups = new Map<string, ExitGroup & { tid: number }>();
@@ -118,7 +196,8 @@ export function traceStats(text: string): TraceStats {
       rawGroups.set(id, group);
     }
     (group as { count: number }).count++;
-    if (end !== undefined && end >= p.ts) group.durations.push((end - p.ts) * 1e6);
+    // Trace timestamps have at most nanosecond resolution: rounding drops the doubles' noise.
+    if (end !== undefined && end >= p.ts) group.durations.push(Math.round((end - p.ts) * 1e9) / 1e3);
     if (p.info1 !== undefined)
       group.qualifications.set(p.info1, (group.qualifications.get(p.info1) ?? 0) + 1);
   };
@@ -131,13 +210,7 @@ export function traceStats(text: string): TraceStats {
     info1: event.info1,
   });
 
-  let start = 0;
-  while (start <= text.length) {
-    let end = text.indexOf("\n", start);
-    if (end < 0) end = text.length;
-    const raw = text.slice(start, end).replace(/\r$/, "");
-    start = end + 1;
-    if (raw === "" && start > text.length) break;
+  for (const raw of traceLines(input)) {
     lines++;
     const result: LineResult = parseTraceLine(raw, lines);
     if (result.type === "header") {
@@ -160,8 +233,14 @@ export function traceStats(text: string): TraceStats {
     const event = result.event;
     events++;
     producers.add(event.producer);
-    if (Number.isNaN(first)) first = event.ts;
-    last = event.ts;
+    first = Math.min(first, event.ts);
+    last = Math.max(last, event.ts);
+    const previousTs = lastTsOfTid.get(event.tid);
+    if (previousTs !== undefined && event.ts < previousTs) {
+      timeReversals++;
+      firstTimeReversal ??= lines;
+    }
+    lastTsOfTid.set(event.tid, event.ts);
     if (event.kind === "other") continue;
     kvmEvents++;
     if (!commOfTid.has(event.tid)) commOfTid.set(event.tid, event.comm);
@@ -248,7 +327,9 @@ export function traceStats(text: string): TraceStats {
     groups: list,
     mmuPagesCreated,
     nestedEntries,
-    span: Number.isNaN(first) ? 0 : last - first,
+    span: events === 0 ? 0 : last - first,
+    timeReversals,
+    firstTimeReversal,
   };
 }
 
@@ -287,7 +368,9 @@ export function statRows(stats: TraceStats, options: StatOptions): StatRow[] {
   const selected = stats.groups.filter(
     (g) =>
       (vcpu === undefined ||
-        (byLabel ? g.vcpu === vcpu || g.vcpu === `tid ${vcpu}` : g.tid === Number(vcpu))) &&
+        (byLabel
+          ? g.vcpu === vcpu || g.vcpu === `tid ${vcpu}`
+          : /^\d+$/.test(vcpu) && g.tid === Number(vcpu))) &&
       (options.reason === undefined || options.reason.test(g.reason)),
   );
   const merged = new Map<string, { key: ExitKey; count: number; durations: number[] }>();
@@ -300,7 +383,8 @@ export function statRows(stats: TraceStats, options: StatOptions): StatRow[] {
       durations: [],
     };
     entry.count += g.count;
-    entry.durations.push(...g.durations);
+    // Not push(...durations): a vCPU may have more exits than a call can take arguments.
+    for (const d of g.durations) entry.durations.push(d);
     merged.set(id, entry);
   }
   const totalCount = [...merged.values()].reduce((a, m) => a + m.count, 0);
