@@ -94,6 +94,19 @@ const ENTRY_FIELDS = ["cycles", "source", "assumption"] as const;
 const TSC_FIELDS = ["value", "source", "assumption"] as const;
 /** How many missing event names one issue lists before summarising. */
 const MISSING_LISTED = 12;
+/**
+ * The largest price of one event: a second of a 1 GHz clock. Shipped prices stay below 10,000; a
+ * larger one is a typo (an exponent, extra digits), and sums of prices near 1e308 overflow.
+ */
+export const MAX_EVENT_CYCLES = 1e9;
+/** The TSC rates a profile may give, in GHz (printing cycles as time divides by it). */
+export const MIN_TSC_GHZ = 0.001;
+export const MAX_TSC_GHZ = 1000;
+/**
+ * Issues that get a did-you-mean suggestion and a line number; past them issues are still counted
+ * and listed, without either, so a file of a million wrong keys is rejected in linear time.
+ */
+const DETAILED_ISSUES = 100;
 
 function describeValue(value: unknown): string {
   if (value === null) return "null";
@@ -117,6 +130,11 @@ class IssueList {
   }
 }
 
+/** A did-you-mean suffix while issues are few (see `DETAILED_ISSUES`), else "". */
+function suggestion(issues: IssueList, input: string, candidates: readonly string[]): string {
+  return issues.issues.length < DETAILED_ISSUES ? didYouMeanSuffix(input, candidates) : "";
+}
+
 function checkUnknownFields(
   value: Record<string, unknown>,
   allowed: readonly string[],
@@ -127,7 +145,7 @@ function checkUnknownFields(
     if (!allowed.includes(key)) {
       issues.add(
         [...path, key],
-        `unknown field${didYouMeanSuffix(key, allowed)}; expected ${allowed.join(", ")}`,
+        `unknown field${suggestion(issues, key, allowed)}; expected ${allowed.join(", ")}`,
       );
     }
   }
@@ -176,12 +194,20 @@ function provenance(
   return hasSource ? { source: text } : { assumption: text };
 }
 
+/** The range a number must fall in beyond its sign, and its unit for messages. */
+interface NumberRange {
+  readonly min: number;
+  readonly max: number;
+  readonly unit: string;
+}
+
 function nonNegativeNumber(
   value: Record<string, unknown>,
   key: string,
   path: readonly string[],
   issues: IssueList,
-  positive = false,
+  positive: boolean,
+  range: NumberRange,
 ): number | undefined {
   const expected = positive ? "a positive number" : "a non-negative number";
   if (!(key in value)) {
@@ -193,8 +219,16 @@ function nonNegativeNumber(
     issues.add([...path, key], `expected ${expected}, got ${describeValue(n)}`);
     return undefined;
   }
+  if (n > range.max || n < range.min) {
+    const bound = n > range.max ? `at most ${range.max}` : `at least ${range.min}`;
+    issues.add([...path, key], `expected ${bound} ${range.unit}, got ${describeValue(n)}`);
+    return undefined;
+  }
   return n;
 }
+
+const CYCLES_RANGE: NumberRange = { min: 0, max: MAX_EVENT_CYCLES, unit: "cycles" };
+const TSC_RANGE: NumberRange = { min: MIN_TSC_GHZ, max: MAX_TSC_GHZ, unit: "GHz" };
 
 function parseEntry(value: unknown, path: readonly string[], issues: IssueList): CostEntry | undefined {
   if (!isRecord(value)) {
@@ -205,7 +239,7 @@ function parseEntry(value: unknown, path: readonly string[], issues: IssueList):
     return undefined;
   }
   checkUnknownFields(value, ENTRY_FIELDS, path, issues);
-  const cycles = nonNegativeNumber(value, "cycles", path, issues);
+  const cycles = nonNegativeNumber(value, "cycles", path, issues, false, CYCLES_RANGE);
   const from = provenance(value, path, issues);
   if (cycles === undefined || from === undefined) return undefined;
   return Object.freeze(
@@ -222,7 +256,7 @@ function parseTsc(value: unknown, path: readonly string[], issues: IssueList): T
     return undefined;
   }
   checkUnknownFields(value, TSC_FIELDS, path, issues);
-  const ghz = nonNegativeNumber(value, "value", path, issues, true);
+  const ghz = nonNegativeNumber(value, "value", path, issues, true, TSC_RANGE);
   const from = provenance(value, path, issues);
   if (ghz === undefined || from === undefined) return undefined;
   return Object.freeze(
@@ -243,7 +277,7 @@ function parseEvents(
   let complete = true;
   for (const [name, raw] of Object.entries(value)) {
     if (!isCostEventName(name)) {
-      issues.add([...path, name], `unknown event${didYouMeanSuffix(name, COST_EVENT_NAMES)}`);
+      issues.add([...path, name], `unknown event${suggestion(issues, name, COST_EVENT_NAMES)}`);
       complete = false;
       continue;
     }
@@ -335,8 +369,12 @@ export function parseCostProfile(
     const text = options.text;
     throw new CostProfileError(
       origin,
-      issues.issues.map(({ path, message, missing }) => {
-        const line = text === undefined ? undefined : lineOfPath(text, missing ? path.slice(0, -1) : path);
+      issues.issues.map(({ path, message, missing }, i) => {
+        // Each lookup scans the text: only the first issues are located.
+        const line =
+          text === undefined || i >= DETAILED_ISSUES
+            ? undefined
+            : lineOfPath(text, missing ? path.slice(0, -1) : path);
         return line === undefined ? { path, message } : { path, message, line };
       }),
     );

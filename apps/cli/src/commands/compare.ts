@@ -1,4 +1,3 @@
-import { writeFileSync } from "node:fs";
 import { resolve } from "node:path";
 import type { Command } from "../framework/command";
 import { toCsv } from "../framework/csv";
@@ -28,6 +27,7 @@ import { importModelModule, modelFromExports } from "../model/model-module";
 import {
   flagOption,
   iterationsOption,
+  MAX_ITERATIONS,
   modelOption,
   paramOption,
   presetsOption,
@@ -37,6 +37,7 @@ import { loadProfile } from "../model/profile-ref";
 import { type ResultRow, resultRow } from "../model/result-row";
 import { renderBarChart } from "../model/svg-chart";
 import { parseParams, resolveWorkload, takesIterations } from "../model/workload-ref";
+import { checkOutputPath, writeWholeFile } from "../sweep/output-file";
 
 /** The kvm-unit-tests x86/vmexit.c microbenchmarks the model mirrors, in that file's spirit. */
 export const DEFAULT_COMPARE_WORKLOADS = [
@@ -201,10 +202,12 @@ export const compareCommand: Command = {
     const presets = checkPresets(listOption(ctx.values, "presets") ?? [...DEFAULT_COMPARE_PRESETS]);
     const overrides = parseFlagOptions(repeatedOption(ctx.values, "flag"));
     const profile = loadProfile(stringOption(ctx.values, "profile"), ctx.cwd);
-    const iterations = integerOption(ctx.values, "iterations", 1, 0xffffffff);
+    const iterations = integerOption(ctx.values, "iterations", 1, MAX_ITERATIONS);
     const params = parseParams(repeatedOption(ctx.values, "param"));
     const top = integerOption(ctx.values, "top", 0, 1000) ?? (ablate ? 1 : 3);
     const chartPath = stringOption(ctx.values, "chart");
+    // A path that cannot be written is found before the runs, not after them.
+    if (chartPath !== undefined) checkOutputPath(resolve(ctx.cwd, chartPath), chartPath);
     const workloads = workloadNames.map((name) => resolveWorkload(name, ctx.cwd));
     const distinctLevels = [...new Set(levels)].sort((a, b) => a - b);
     const models: ModelSource[] = [];
@@ -227,12 +230,10 @@ export const compareCommand: Command = {
       ctx.warn("--iterations has no effect: none of these workloads takes an iterations parameter");
     }
     if (chartPath !== undefined) {
-      const path = resolve(ctx.cwd, chartPath);
-      try {
-        writeFileSync(path, chart(matrix, profile.name, iterationsText));
-      } catch (error) {
-        throw new UsageError(`cannot write ${chartPath}: ${(error as Error).message}`);
-      }
+      // Written whole or not at all (a temporary file renamed into place).
+      writeWholeFile(resolve(ctx.cwd, chartPath), chartPath, (write) =>
+        write(chart(matrix, profile.name, iterationsText)),
+      );
       if (!json && !csv) ctx.err.write(`chart written to ${chartPath}\n`);
     }
     if (json) {

@@ -1,4 +1,3 @@
-import { writeFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { type RunResult, TimelineTracer } from "@nestvisor/hypervisor";
 import type { Command } from "../framework/command";
@@ -17,6 +16,7 @@ import { commandModel, onCommandModel } from "../model/command-model";
 import {
   flagOption,
   iterationsOption,
+  MAX_ITERATIONS,
   modelOption,
   paramOption,
   presetOption,
@@ -25,6 +25,7 @@ import {
 import { perfettoTrace } from "../model/perfetto";
 import { iterationsOf, resultRow } from "../model/result-row";
 import { buildProgram, parseParams, resolveWorkload } from "../model/workload-ref";
+import { checkOutputPath, writeWholeFile } from "../sweep/output-file";
 
 /** Events kept for --perfetto: 262,144 spans and instants (7 MiB of typed arrays). */
 const TRACE_CAPACITY = 1 << 18;
@@ -82,7 +83,7 @@ export const runCommand: Command = {
   async run(ctx) {
     const ref = resolveWorkload(ctx.positionals[0]!, ctx.cwd);
     const level = integerOption(ctx.values, "level", 1, 3);
-    const iterations = integerOption(ctx.values, "iterations", 1, 0xffffffff);
+    const iterations = integerOption(ctx.values, "iterations", 1, MAX_ITERATIONS);
     if (iterations !== undefined && ref.kind === "builtin" && !("iterations" in ref.builtin.parameters)) {
       throw new UsageError(
         `${ref.name} takes no iterations parameter; its parameters: ${Object.keys(ref.builtin.parameters).join(", ")} (use --param)`,
@@ -93,22 +94,21 @@ export const runCommand: Command = {
       ...(iterations === undefined ? {} : { iterations }),
       params: parseParams(repeatedOption(ctx.values, "param")),
     });
+    const perfetto = stringOption(ctx.values, "perfetto");
+    const top = integerOption(ctx.values, "top", 0, 10_000) ?? 15;
+    // A path that cannot be written is found before the run, not after it.
+    if (perfetto !== undefined) checkOutputPath(resolve(ctx.cwd, perfetto), perfetto);
     const chosen = await commandModel(ctx.values, ctx.cwd);
     const { model, modelName, flags } = chosen;
     const { preset, profile } = model;
-    const perfetto = stringOption(ctx.values, "perfetto");
-    const top = integerOption(ctx.values, "top", 0, 10_000) ?? 15;
     const tracer = perfetto === undefined ? undefined : new TimelineTracer({ capacity: TRACE_CAPACITY });
     const result: RunResult = onCommandModel(chosen, `${program.name} at L${program.setup.level}`, () =>
       model.run(program, tracer === undefined ? {} : { tracer }),
     );
     if (perfetto !== undefined && tracer !== undefined) {
       const trace = perfettoTrace(tracer, profile, program.name, result.level);
-      try {
-        writeFileSync(resolve(ctx.cwd, perfetto), JSON.stringify(trace));
-      } catch (error) {
-        throw new UsageError(`cannot write ${perfetto}: ${(error as Error).message}`);
-      }
+      // Written whole or not at all (a temporary file renamed into place).
+      writeWholeFile(resolve(ctx.cwd, perfetto), perfetto, (write) => write(JSON.stringify(trace)));
       if (tracer.dropped > 0) {
         ctx.warn(
           `the timeline holds the first ${formatNumber(tracer.length)} events; ${formatNumber(tracer.dropped)} later ones were dropped (use fewer --iterations)`,

@@ -18,7 +18,13 @@ import { ProgressBar } from "../framework/progress-bar";
 import { renderTable } from "../framework/table";
 import { checkPresets, parseFlagOptions } from "../model/flag-args";
 import { importModelModule, modelFromExports } from "../model/model-module";
-import { flagOption, iterationsOption, modelOption, paramOption } from "../model/model-options";
+import {
+  flagOption,
+  iterationsOption,
+  MAX_ITERATIONS,
+  modelOption,
+  paramOption,
+} from "../model/model-options";
 import { parseParams } from "../model/workload-ref";
 import { CellRunner } from "../sweep/cell-runner";
 import {
@@ -35,7 +41,7 @@ import {
 } from "../sweep/grid";
 import { describeIndices, guestMismatches, mergeRows } from "../sweep/merge";
 import { writeMerged } from "../sweep/merge-output";
-import { BatchedWriter, writeWholeFile } from "../sweep/output-file";
+import { BatchedWriter, checkOutputPath, writeFailure, writeWholeFile } from "../sweep/output-file";
 import { readRowsFile } from "../sweep/rows-file";
 import { rowLine, rowVersion, type SweepRow } from "../sweep/sweep-row";
 import { runPool } from "../sweep/worker-pool";
@@ -53,6 +59,14 @@ const LABEL = "nestvisor sweep";
 /** Progress lines in a log: every 10 s, or every second when asked for (--progress, NESTVISOR_PROGRESS=1). */
 const LOG_INTERVAL_MS = 10_000;
 const FORCED_INTERVAL_MS = 1_000;
+
+/**
+ * The most worker threads --jobs starts: each holds its own copy of the model (about 20 MB), and
+ * the cells are CPU-bound, so more workers than a few per core only use memory.
+ */
+export function maxJobs(): number {
+  return Math.max(64, 4 * availableParallelism());
+}
 
 function flagSetOption(text: string): FlagSet {
   const trimmed = text.trim();
@@ -100,7 +114,7 @@ async function plan(ctx: CommandContext): Promise<Plan> {
     sets.length === 0 ? [{}] : sets,
     vary === undefined ? [{}] : varyFlagSets(flagNames(vary)),
   );
-  const iterations = integerOption(ctx.values, "iterations", 1, 0xffffffff) ?? null;
+  const iterations = integerOption(ctx.values, "iterations", 1, MAX_ITERATIONS) ?? null;
   const params = parseParams(repeatedOption(ctx.values, "param"));
   const shardText = stringOption(ctx.values, "shard");
   const shard = shardText === undefined ? undefined : parseShard(shardText);
@@ -299,6 +313,8 @@ export const sweepMergeCommand: Command = {
     },
   ],
   run(ctx) {
+    const out = stringOption(ctx.values, "out");
+    if (out !== undefined) checkOutputPath(resolve(ctx.cwd, out), out);
     const inputs = ctx.positionals.map((shown) => {
       const file = readRowsFile(resolve(ctx.cwd, shown), shown);
       if (file.truncated) ctx.warn(`${shown}: ignored a truncated last line (an interrupted run)`);
@@ -306,7 +322,6 @@ export const sweepMergeCommand: Command = {
     });
     const merged = mergeRows(inputs);
     const csv = booleanOption(ctx.values, "csv");
-    const out = stringOption(ctx.values, "out");
     // Line by line (a merged sweep may be more text than one string holds); a whole --out file is
     // written beside its place and renamed there when complete, so a failure leaves the old file.
     if (out === undefined) {
@@ -450,11 +465,12 @@ export const sweepCommand: Command = {
     },
   ],
   async run(ctx) {
-    const planned = await plan(ctx);
-    const { grid, shard, mine } = planned;
-    const jobs = integerOption(ctx.values, "jobs", 1, 1024) ?? availableParallelism();
+    const jobs = integerOption(ctx.values, "jobs", 1, maxJobs()) ?? availableParallelism();
     const outShown = stringOption(ctx.values, "out");
     const outPath = outShown === undefined ? undefined : resolve(ctx.cwd, outShown);
+    if (outPath !== undefined) checkOutputPath(outPath, outShown!, "append");
+    const planned = await plan(ctx);
+    const { grid, shard, mine } = planned;
     const done =
       outPath === undefined
         ? new Map<number, SweepRow>()
@@ -480,7 +496,7 @@ export const sweepCommand: Command = {
       try {
         fd = openSync(outPath, "a");
       } catch (error) {
-        throw new UsageError(`cannot write ${outShown}: ${(error as Error).message}`);
+        throw new UsageError(`cannot write ${outShown}: ${writeFailure(error, outPath)}`);
       }
     }
     // Without --out, rows go to stdout in cell order: a row waits until the cells before it are done.

@@ -49,55 +49,111 @@ function optionLabel(spec: OptionSpec): string {
   return `--${spec.name}`;
 }
 
-/** Parses `argv` against `specs`; throws a `UsageError` naming the offending argument. */
+/** An argument that parseArgs would read as an option, not as the value of the one before it. */
+function optionLike(arg: string): boolean {
+  return arg.length > 1 && arg.startsWith("-");
+}
+
+/**
+ * A string option followed by something that looks like an option (`--iterations -5`,
+ * `--level --json`): Node only says the argument is "ambiguous"; this names the option and what
+ * follows it.
+ */
+function missingValue(argv: readonly string[], specs: readonly OptionSpec[]): UsageError | undefined {
+  for (let i = 0; i + 1 < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === "--") return undefined;
+    const spec = specs.find(
+      (s) =>
+        s.type === "string" && (arg === `--${s.name}` || (s.short !== undefined && arg === `-${s.short}`)),
+    );
+    const next = argv[i + 1]!;
+    if (spec !== undefined && optionLike(next)) {
+      return new UsageError(
+        `option ${optionLabel(spec)} needs a value, but "${next}" follows it (to give a value that starts with "-", write ${optionLabel(spec)}=${next})`,
+      );
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Parses `argv` against `specs`; throws a `UsageError` naming the offending argument. A string
+ * option given more than once keeps every value (an array): `listOption` and `repeatedOption` read
+ * them all, and `stringOption` refuses different values for an option that takes one.
+ */
 export function parseOptions(argv: readonly string[], specs: readonly OptionSpec[]): ParsedArguments {
   const config: Record<string, { type: "string" | "boolean"; short?: string; multiple?: boolean }> = {};
   for (const spec of specs) {
     config[spec.name] = {
       type: spec.type,
       ...(spec.short === undefined ? {} : { short: spec.short }),
-      ...(spec.multiple === true ? { multiple: true } : {}),
+      ...(spec.type === "string" ? { multiple: true } : {}),
     };
   }
+  let parsed: { values: Record<string, OptionValue>; positionals: string[] };
   try {
-    const { values, positionals } = parseArgs({
+    parsed = parseArgs({
       args: [...argv],
       options: config,
       allowPositionals: true,
       strict: true,
     });
-    return { values: values as OptionValues, positionals };
   } catch (error) {
-    throw toUsageError(error, specs);
+    throw toUsageError(error, argv, specs);
   }
+  const values: Record<string, OptionValue> = { ...parsed.values };
+  for (const spec of specs) {
+    const value = values[spec.name];
+    // An option that takes one value and was given once reads as a string, as declared.
+    if (spec.multiple !== true && Array.isArray(value) && value.length === 1) values[spec.name] = value[0];
+  }
+  return { values, positionals: parsed.positionals };
 }
 
-function toUsageError(error: unknown, specs: readonly OptionSpec[]): UsageError {
+function toUsageError(error: unknown, argv: readonly string[], specs: readonly OptionSpec[]): UsageError {
   const message = error instanceof Error ? error.message : String(error);
-  const code = (error as { code?: string }).code;
+  const code = (error as { code?: string } | null)?.code;
   const names = specs.map(optionLabel);
   if (code === "ERR_PARSE_ARGS_UNKNOWN_OPTION") {
-    const option = /'([^']+)'/.exec(message)?.[1] ?? message;
-    const bare = option.replace(/=.*$/, "");
+    const option = /^Unknown option '(.*?)'(?:\. |\.?$)/s.exec(message)?.[1] ?? message;
+    const bare = option.replace(/=.*$/s, "");
     return new UsageError(`unknown option ${bare}${didYouMean(bare, names)}`);
   }
   if (code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE") {
     const option = /--([\w-]+)/.exec(message)?.[0] ?? "an option";
     if (/argument missing/.test(message)) return new UsageError(`option ${option} needs a value`);
     if (/does not take an argument/.test(message)) return new UsageError(`option ${option} takes no value`);
+    if (/ambiguous/.test(message)) {
+      return (
+        missingValue(argv, specs) ??
+        new UsageError(
+          `option ${option} needs a value (to give a value that starts with "-", write ${option}=VALUE)`,
+        )
+      );
+    }
     return new UsageError(`bad value for ${option}`);
   }
   return new UsageError(message.split(". ")[0] ?? message);
 }
 
-/** The last value of a string option, or undefined. */
+/**
+ * The value of an option that takes one, or undefined when absent. Given more than once with
+ * different values, or with an empty value, it is a usage error naming the option.
+ */
 export function stringOption(values: OptionValues, name: string): string | undefined {
-  const v = values[name];
-  if (Array.isArray(v)) {
-    const last = v[v.length - 1];
-    return typeof last === "string" ? last : undefined;
+  const texts = repeatedOption(values, name);
+  const distinct = [...new Set(texts)];
+  if (distinct.length > 1) {
+    throw new UsageError(
+      `option --${name} is given ${texts.length} times (${distinct.map((t) => JSON.stringify(t)).join(", ")}); give it once`,
+    );
   }
-  return typeof v === "string" ? v : undefined;
+  const text = distinct[0];
+  if (text !== undefined && text.trim() === "") {
+    throw new UsageError(`option --${name} needs a value, not ${JSON.stringify(text)}`);
+  }
+  return text;
 }
 
 export function booleanOption(values: OptionValues, name: string): boolean {
@@ -125,16 +181,20 @@ export function listOption(values: OptionValues, name: string): string[] | undef
   return items;
 }
 
-/** Parses an integer typed by a user (decimal, 0x…, with `_` separators) within [min, max]. */
+/**
+ * Parses an integer typed by a user (decimal or 0x…, with `_` between digits) within [min, max].
+ * Anything else — a sign, an exponent, a fraction, NaN, Infinity, a number past 2^53 — is a usage
+ * error naming `what`, the range and the text.
+ */
 export function parseInteger(text: string, what: string, min: number, max: number): number {
-  const clean = text.trim().replace(/_/g, "");
-  const value = /^0x[0-9a-f]+$/i.test(clean)
-    ? Number.parseInt(clean, 16)
-    : /^\d+$/.test(clean)
-      ? Number(clean)
+  const clean = text.trim();
+  const value = /^0x[0-9a-f]+(?:_[0-9a-f]+)*$/i.test(clean)
+    ? Number.parseInt(clean.slice(2).replace(/_/g, ""), 16)
+    : /^\d+(?:_\d+)*$/.test(clean)
+      ? Number(clean.replace(/_/g, ""))
       : Number.NaN;
   if (!Number.isSafeInteger(value) || value < min || value > max) {
-    throw new UsageError(`${what} must be an integer in [${min}, ${max}], not "${text}"`);
+    throw new UsageError(`${what} must be an integer in [${min}, ${max}], not ${JSON.stringify(text)}`);
   }
   return value;
 }

@@ -9,20 +9,31 @@ import {
 } from "@nestvisor/hypervisor";
 import { UsageError } from "../framework/errors";
 
-/** Flag overrides from repeated `--flag name=on|off` (or comma-separated lists of them). */
+/**
+ * Flag overrides from repeated `--flag name=on|off` (or comma-separated lists of them). A flag set
+ * twice to the same value is kept once; set both on and off, it is a usage error naming it.
+ */
 export function parseFlagOptions(
   items: readonly string[],
 ): Readonly<Partial<Record<HypervisorFlagName, boolean>>> {
   const out: Partial<Record<HypervisorFlagName, boolean>> = {};
   for (const item of items.flatMap((text) => text.split(","))) {
     if (item.trim() === "") continue;
+    let assignment: { name: HypervisorFlagName; value: boolean };
     try {
-      const { name, value } = parseFlagAssignment(item);
-      out[name] = value;
+      assignment = parseFlagAssignment(item);
     } catch (error) {
       if (error instanceof FlagError) throw new UsageError(error.message);
       throw error;
     }
+    const { name, value } = assignment;
+    const before = out[name];
+    if (before !== undefined && before !== value) {
+      throw new UsageError(
+        `flag "${name}" is set both ${before ? "on" : "off"} and ${value ? "on" : "off"}; set it once`,
+      );
+    }
+    out[name] = value;
   }
   return out;
 }

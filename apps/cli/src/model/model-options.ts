@@ -34,6 +34,14 @@ export function paramOption(description = "built-in workload parameter"): Option
   return { name: "param", type: "string", multiple: true, value: "name=value", description };
 }
 
+/**
+ * The most `--iterations` a run, compare or sweep takes. Figures are per iteration and the
+ * simulation is deterministic, so more iterations change nothing but the time: 100,000 is minutes
+ * for the slowest workload at L3, and `trace replay` has the same limit; the workload's own limit
+ * (2^32 - 1) would run for days.
+ */
+export const MAX_ITERATIONS = 100_000;
+
 /** `--iterations/-n N`. */
 export function iterationsOption(description: string, defaultText?: string): OptionSpec {
   return {

@@ -1,3 +1,4 @@
+import { statSync } from "node:fs";
 import { resolve } from "node:path";
 import {
   COST_PROFILE_NAMES,
@@ -10,6 +11,31 @@ import {
 import { UsageError } from "../framework/errors";
 import { didYouMean } from "../framework/suggest";
 import { readTextFile } from "./files";
+
+/** The largest profile file read (a full profile is about 30 KB). */
+export const MAX_PROFILE_BYTES = 4 * 1024 * 1024;
+
+/** The size of a regular file, or undefined (missing, a directory: `readTextFile` says what). */
+function fileSize(path: string): number | undefined {
+  try {
+    const stat = statSync(path);
+    return stat.isFile() ? stat.size : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Results and sweep rows name a profile by its `name`: a file may use a shipped profile's name only
+ * for the same prices (a copy), or its numbers would be reported as the shipped profile's.
+ */
+function checkOwnName(profile: CostProfile, shown: string): void {
+  if (!(COST_PROFILE_NAMES as readonly string[]).includes(profile.name)) return;
+  if (JSON.stringify(profile) === JSON.stringify(costProfile(profile.name))) return;
+  throw new UsageError(
+    `${shown}: name: "${profile.name}" is the name of a shipped profile, but this file's profile differs from it; give it a name of its own`,
+  );
+}
 
 /**
  * `--profile name|file`: a shipped cost profile by name, or a JSON profile file (validated: every
@@ -24,9 +50,18 @@ export function loadProfile(reference: string | undefined, cwd: string): CostPro
       `unknown cost profile "${ref}"${didYouMean(ref, COST_PROFILE_NAMES)}; shipped profiles: ${COST_PROFILE_NAMES.join(", ")} (or give a JSON file)`,
     );
   }
-  const text = readTextFile(resolve(cwd, ref), ref, "cost profile");
+  const path = resolve(cwd, ref);
+  const size = fileSize(path);
+  if (size !== undefined && size > MAX_PROFILE_BYTES) {
+    throw new UsageError(
+      `${ref}: ${size.toLocaleString("en-US")} bytes is too large for a cost profile (at most ${MAX_PROFILE_BYTES.toLocaleString("en-US")}; a full profile is about 20,000)`,
+    );
+  }
+  const text = readTextFile(path, ref, "cost profile");
   try {
-    return parseCostProfileText(text, ref);
+    const profile = parseCostProfileText(text, ref);
+    checkOwnName(profile, ref);
+    return profile;
   } catch (error) {
     if (error instanceof CostProfileError) {
       const first = error.message.split("\n")[0] ?? error.message;

@@ -74,7 +74,8 @@ function sorted(flags: FlagSet): FlagSet {
 
 /** Every on/off assignment of `names` (2^k sets; the first has all on). */
 export function varyFlagSets(names: readonly HypervisorFlagName[]): FlagSet[] {
-  if (new Set(names).size !== names.length) throw new UsageError("--vary lists a flag twice");
+  const twice = names.find((name, i) => names.indexOf(name) !== i);
+  if (twice !== undefined) throw new UsageError(`--vary lists a flag twice: "${twice}"`);
   if (names.length > MAX_VARIED)
     throw new UsageError(
       `--vary takes at most ${MAX_VARIED} flags (2^${MAX_VARIED} flag sets), not ${names.length}`,

@@ -1,6 +1,8 @@
 import { randomBytes } from "node:crypto";
 import {
+  accessSync,
   closeSync,
+  constants,
   fchmodSync,
   fsyncSync,
   openSync,
@@ -59,6 +61,61 @@ function statOrUndefined(path: string): Stats | undefined {
 }
 
 /**
+ * Why a file could not be written, for a message: the error code, then what it means for `path`
+ * (Node's own text names the temporary file, not the one the user asked for).
+ */
+export function writeFailure(error: unknown, path: string): string {
+  const code = (error as NodeJS.ErrnoException).code;
+  const dir = dirname(path);
+  if (code === "ENOENT") return `ENOENT: the directory ${dir} does not exist`;
+  if (code === "ENOTDIR") return `ENOTDIR: a part of ${dir} is not a directory`;
+  if (code === "EACCES" || code === "EPERM") return `${code}: permission denied (${path})`;
+  if (code === "EROFS") return `EROFS: ${dir} is on a read-only file system`;
+  return (error as Error).message;
+}
+
+/**
+ * Checks, before any work, that `path` (shown as `shown`) can be written: not a directory, in a
+ * directory that exists and is writable (for `writeWholeFile`'s temporary file), or with "append"
+ * an existing file that is writable. A usage error naming the file otherwise. What goes wrong
+ * later (a full disk) is still reported when writing.
+ */
+export function checkOutputPath(path: string, shown: string, mode: "replace" | "append" = "replace"): void {
+  const cannot = (why: string): UsageError => new UsageError(`cannot write ${shown}: ${why}`);
+  let existing: Stats | undefined;
+  try {
+    existing = statOrUndefined(path);
+  } catch (error) {
+    throw cannot(writeFailure(error, path));
+  }
+  if (existing?.isDirectory()) throw cannot("it is a directory");
+  if (existing !== undefined && !existing.isFile()) return;
+  if (existing !== undefined && mode === "append") {
+    // Appended to in place (`sweep --out`): the file itself must be writable, not its directory.
+    try {
+      accessSync(path, constants.W_OK);
+    } catch (error) {
+      throw cannot(writeFailure(error, path));
+    }
+    return;
+  }
+  const dir = dirname(existing === undefined ? path : realpathSync(path));
+  let parent: Stats | undefined;
+  try {
+    parent = statOrUndefined(dir);
+  } catch (error) {
+    throw cannot(writeFailure(error, path));
+  }
+  if (parent === undefined) throw cannot(`ENOENT: the directory ${dir} does not exist`);
+  if (!parent.isDirectory()) throw cannot(`ENOTDIR: ${dir} is not a directory`);
+  try {
+    accessSync(dir, constants.W_OK);
+  } catch (error) {
+    throw cannot(writeFailure(error, path));
+  }
+}
+
+/**
  * Writes the file `path` (shown as `shown` in messages) with what `fill` passes to its writer.
  * A regular file (or a new one) is written to a temporary file in the same directory and renamed
  * over `path` only when complete, so a failure (a full disk, an error in `fill`) leaves the old
@@ -74,7 +131,7 @@ export function writeWholeFile(
   batch: number = WRITE_BATCH,
 ): void {
   const cannot = (error: unknown): UsageError =>
-    new UsageError(`cannot write ${shown}: ${(error as Error).message}`);
+    new UsageError(`cannot write ${shown}: ${writeFailure(error, path)}`);
   let existing: Stats | undefined;
   let target: string;
   try {

@@ -1,5 +1,6 @@
 import type { ResultRow } from "../model/result-row";
 import { VERSION } from "../version";
+import { MAX_CELLS } from "./grid";
 
 /**
  * One line of a sweep's JSON-lines output: the row `compare --json` prints (workload, level,
@@ -113,6 +114,9 @@ export function rowProblem(value: unknown): string | undefined {
   if (typeof r.grid !== "string") return 'no "grid" (not a nestvisor sweep row)';
   if (typeof r.gridCells !== "number" || !Number.isSafeInteger(r.gridCells) || r.gridCells < 1)
     return '"gridCells" is not a positive integer';
+  // No sweep has more cells (grid.ts); merging lists the missing ones, so a larger count is refused.
+  if (r.gridCells > MAX_CELLS)
+    return `"gridCells" is ${r.gridCells}, more than a sweep grid has (at most ${MAX_CELLS})`;
   if (typeof r.index !== "number" || !Number.isSafeInteger(r.index) || r.index < 0 || r.index >= r.gridCells)
     return `"index" is not an integer in [0, ${r.gridCells})`;
   if (r.nestvisor !== undefined && typeof r.nestvisor !== "string")

@@ -1,0 +1,117 @@
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { COST_EVENT_NAMES } from "./cost-catalogs";
+import {
+  CostProfileError,
+  MAX_EVENT_CYCLES,
+  MAX_TSC_GHZ,
+  MIN_TSC_GHZ,
+  parseCostProfile,
+  parseCostProfileText,
+} from "./cost-profile";
+
+/** A valid profile as plain JSON data (every event priced). */
+function validJson(): Record<string, unknown> & { events: Record<string, Record<string, unknown>> } {
+  const events: Record<string, Record<string, unknown>> = {};
+  for (const name of COST_EVENT_NAMES) events[name] = { cycles: 10, assumption: "test value" };
+  return {
+    name: "test-profile",
+    description: "a profile for tests",
+    cpu: "none",
+    tscGHz: { value: 3, source: "test" },
+    events,
+  };
+}
+
+/** Runs `parse`; it may only return a profile or throw a CostProfileError with at least one issue. */
+function outcome(parse: () => unknown): CostProfileError | undefined {
+  try {
+    parse();
+    return undefined;
+  } catch (error) {
+    expect(error).toBeInstanceOf(CostProfileError);
+    expect((error as CostProfileError).issues.length).toBeGreaterThan(0);
+    return error as CostProfileError;
+  }
+}
+
+const EVENT = fc.constantFrom(...COST_EVENT_NAMES);
+
+describe("parseCostProfile on arbitrary input", () => {
+  it("throws nothing but a CostProfileError, whatever the value", () => {
+    fc.assert(
+      fc.property(fc.anything({ withNullPrototype: true, withBigInt: true, withMap: true }), (value) => {
+        outcome(() => parseCostProfile(value, "any.json"));
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it("throws nothing but a CostProfileError, whatever the text", () => {
+    fc.assert(
+      fc.property(fc.oneof(fc.string(), fc.json()), (text) => {
+        outcome(() => parseCostProfileText(text, "any.json"));
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it("accepts an event price exactly when it is a number in [0, MAX_EVENT_CYCLES], else names the event", () => {
+    fc.assert(
+      fc.property(EVENT, fc.oneof(fc.double(), fc.jsonValue()), (event, cycles) => {
+        const json = validJson();
+        json.events[event] = { cycles, assumption: "x" };
+        const error = outcome(() => parseCostProfile(json, "p.json"));
+        const good = typeof cycles === "number" && cycles >= 0 && cycles <= MAX_EVENT_CYCLES;
+        expect(error === undefined).toBe(good);
+        if (error !== undefined) expect(error.issues[0]!.path).toEqual(["events", event, "cycles"]);
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it("accepts a TSC rate exactly when it is a number in [MIN_TSC_GHZ, MAX_TSC_GHZ]", () => {
+    fc.assert(
+      fc.property(fc.double(), (value) => {
+        const json = { ...validJson(), tscGHz: { value, assumption: "x" } };
+        const error = outcome(() => parseCostProfile(json, "p.json"));
+        expect(error === undefined).toBe(value >= MIN_TSC_GHZ && value <= MAX_TSC_GHZ);
+      }),
+      { numRuns: 300 },
+    );
+  });
+});
+
+describe("cost profile defects found by the robustness audit (regressions)", () => {
+  it("refuses a price so large that cycle totals overflow, naming the field and the value", () => {
+    const json = validJson();
+    json.events.VMREAD = { cycles: 1e308, assumption: "typo" };
+    expect(() => parseCostProfile(json, "p.json")).toThrow(
+      new CostProfileError("p.json", [
+        { path: ["events", "VMREAD", "cycles"], message: "expected at most 1000000000 cycles, got 1e+308" },
+      ]),
+    );
+  });
+
+  it("refuses a TSC rate that prints cycles as Infinity µs, or an absurdly large one", () => {
+    const tiny = { ...validJson(), tscGHz: { value: 1e-320, assumption: "x" } };
+    expect(() => parseCostProfile(tiny, "p.json")).toThrow(
+      "p.json: tscGHz.value: expected at least 0.001 GHz, got 1e-320",
+    );
+    const huge = { ...validJson(), tscGHz: { value: 1e300, assumption: "x" } };
+    expect(() => parseCostProfile(huge, "p.json")).toThrow(
+      "p.json: tscGHz.value: expected at most 1000 GHz, got 1e+300",
+    );
+  });
+
+  it("locates and suggests only the first issues of a file with thousands (it took minutes)", () => {
+    const json = validJson();
+    for (let i = 0; i < 5000; i++) json.events[`VMREAD${i}`] = { cycles: 1, assumption: "x" };
+    const error = outcome(() => parseCostProfileText(JSON.stringify(json, null, 1), "many.json"))!;
+    expect(error.issues).toHaveLength(5000);
+    expect(error.issues.filter((issue) => issue.line !== undefined)).toHaveLength(100);
+    // VMREAD50 and VMREAD150 are both within three edits of VMREAD: only the first gets the hint.
+    expect(error.issues[50]!.message).toBe('unknown event (did you mean "VMREAD"?)');
+    expect(error.issues[150]!.message).toBe("unknown event");
+  });
+});
