@@ -16,6 +16,7 @@ import {
   CR4,
   CR4_HI,
   EFER,
+  MODERN_CPU,
   MSR_LIST,
   msrIndex,
   PAGE_1G,
@@ -26,6 +27,7 @@ import {
   type PagingMode,
   pagingModeOf,
 } from "@nestvisor/x86-arch";
+import { GuestPageTableError, guestPageTablePages } from "./guest-page-tables";
 import { didYouMeanSuffix } from "./name-suggestion";
 import {
   type AddressSpaceLayout,
@@ -43,13 +45,18 @@ import {
 import {
   type AddressSpaceSpec,
   checkLeaf,
+  clipText,
   type FieldTable,
+  formatGot,
   formatNumber,
+  isStepName,
+  listKeys,
   MAX_LOOP_DEPTH,
   type MappingSpec,
   type PageSizeName,
   type PagingName,
   parseByteSize,
+  quoteText,
   STEP_NAMES,
   STEP_TABLE,
   type StepName,
@@ -72,7 +79,9 @@ export class WorkloadBuildError extends Error {
   readonly problems: readonly WorkloadProblem[];
   constructor(workload: string, problems: readonly WorkloadProblem[]) {
     const lines = problems.map((p) => (p.path === "" ? p.message : `${p.path}: ${p.message}`));
-    super(`workload "${workload}": ${problems.length === 1 ? lines[0] : `\n  ${lines.join("\n  ")}`}`);
+    super(
+      `workload ${quoteText(workload)}: ${problems.length === 1 ? lines[0] : `\n  ${lines.join("\n  ")}`}`,
+    );
     this.name = "WorkloadBuildError";
     this.workload = workload;
     this.problems = problems;
@@ -81,6 +90,13 @@ export class WorkloadBuildError extends Error {
 
 /** More problems than this are not reported (the first ones are the useful ones). */
 export const MAX_PROBLEMS = 100;
+
+/**
+ * Most operations a workload may execute, loops unrolled. The model runs about a million simple
+ * operations a second, and tens of thousands of nested exits, so 2^40 already takes two weeks or
+ * more: past it (nested loops whose counts multiply) is a mistake, not a workload.
+ */
+export const MAX_OPERATIONS = 2 ** 40;
 
 /** Default guest memory: 16 MiB. */
 export const DEFAULT_MEMORY_BYTES = 16 * 2 ** 20;
@@ -209,14 +225,20 @@ export function checkFields(
 
 function checkFieldsInto(value: unknown, fields: FieldTable, path: string, problems: Problems): boolean {
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
-    return problems.add(path, `expected a mapping, got ${Array.isArray(value) ? "a list" : String(value)}`);
+    return problems.add(path, `expected a mapping, got ${formatGot(value)}`);
   }
   const before = problems.count;
   const record = value as Record<string, unknown>;
   for (const key of Object.keys(record)) {
     if (record[key] === undefined) continue;
-    if (!(key in fields))
-      problems.add(join(path, key), `unknown key "${key}"${didYouMeanSuffix(key, Object.keys(fields))}`);
+    // Own keys only: `toString` or a JSON `__proto__` key is unknown, not inherited from Object.
+    if (!Object.hasOwn(fields, key)) {
+      const shown = clipText(key);
+      problems.add(
+        join(path, shown),
+        `unknown key ${quoteText(key)}${didYouMeanSuffix(shown, Object.keys(fields))}`,
+      );
+    }
   }
   for (const [key, info] of Object.entries(fields)) {
     const item = record[key];
@@ -424,6 +446,60 @@ function checkCr4Value(
   return hi * 2 ** 32 + lo;
 }
 
+/**
+ * Bytes the address spaces of a workload may map in all. After a run the model reads back every
+ * mapped page to compare guest-visible memory (run-workload.ts: guestStateSnapshot), about a minute
+ * for 4 GiB; far more would not finish.
+ */
+export const MAX_MAPPED_BYTES = 2 ** 32;
+
+/** Pages the machine gives the page-table region beyond what the tables take (machine.ts: `+ 16`). */
+const TABLE_REGION_SPARE_PAGES = 16;
+
+/**
+ * Checks that the machine can build and run a setup (true when it can). The mappings must fit
+ * `MAX_MAPPED_BYTES`. The page tables are built right above the RAM (machine.ts), so RAM plus
+ * tables must end where the tables can be reached: below 2^MAXPHYADDR, and below 4 GiB with 32-bit
+ * paging (CR3 and PDEs hold bits 31:12; SDM 4.3) and PAE paging (CR3 holds bits 31:5 of the
+ * page-directory-pointer table; SDM 4.4.1).
+ */
+function checkPhysicalLayout(setup: WorkloadSetup, defaultSpaces: boolean, problems: Problems): boolean {
+  const mode = setup.pagingMode;
+  if (mode === PAGING_MODE.NONE) return true;
+  let mapped = 0;
+  for (const space of setup.addressSpaces)
+    for (const mapping of space.mappings) mapped += mapping.pages * mapping.pageSize;
+  if (mapped > MAX_MAPPED_BYTES) {
+    const limit = `more than the ${formatNumber(MAX_MAPPED_BYTES)} bytes (4 GiB) a run can read back when it ends`;
+    return problems.add(
+      defaultSpaces ? "setup.memory" : "setup.addressSpaces",
+      defaultSpaces
+        ? `the default address space identity-maps all ${formatNumber(mapped)} bytes of memory, ${limit}: give less memory, or setup.addressSpaces mapping only what the steps use`
+        : `the mappings cover ${formatNumber(mapped)} bytes in all, ${limit}`,
+    );
+  }
+  let tablePages: number;
+  try {
+    tablePages = guestPageTablePages(setup);
+  } catch (error) {
+    if (!(error instanceof GuestPageTableError)) throw error;
+    return problems.add("setup.addressSpaces", error.message);
+  }
+  const end = setup.memoryBytes + (tablePages + TABLE_REGION_SPARE_PAGES) * PAGE_4K;
+  const bits = mode === PAGING_MODE.BIT32 || mode === PAGING_MODE.PAE ? 32 : MODERN_CPU.maxPhysAddr;
+  if (end > 2 ** bits) {
+    const holds =
+      bits === 32
+        ? `the 4 GiB that ${pagingNameOf(mode)} paging's CR3 can point into (SDM ${mode === PAGING_MODE.PAE ? "4.4.1" : "4.3"})`
+        : `the ${bits}-bit physical addresses of the modelled CPU (MAXPHYADDR)`;
+    return problems.add(
+      "setup.memory",
+      `the page tables are built right above memory, at ${formatNumber(setup.memoryBytes)}..${formatNumber(end - 1)}, beyond ${holds}: give less memory`,
+    );
+  }
+  return true;
+}
+
 function resolveSetup(spec: WorkloadSpec, problems: Problems): ResolvedSetup | undefined {
   const setupSpec = spec.setup ?? {};
   const before = problems.count;
@@ -537,6 +613,7 @@ function resolveSetup(spec: WorkloadSpec, problems: Problems): ResolvedSetup | u
     addressSpaces: Object.freeze(spaces),
     initialAddressSpace,
   });
+  if (!checkPhysicalLayout(setup, setupSpec.addressSpaces === undefined, problems)) return undefined;
   return {
     setup,
     coverage: mode === PAGING_MODE.NONE ? [[{ start: 0n, end: BigInt(memoryBytes) }]] : coverage,
@@ -560,6 +637,8 @@ class Emitter {
   /** Counts of the loops enclosing the current step, outermost first. */
   readonly loopCounts: number[] = [];
   maxDepth = 0;
+  /** Whether a loop has been reported for running more than `MAX_OPERATIONS` (reported once). */
+  tooManyOperations = false;
   pcideEverSet: boolean;
   readonly noFlushPaths: string[] = [];
   readonly resolved: ResolvedSetup;
@@ -588,6 +667,16 @@ class Emitter {
     }
     return index;
   }
+}
+
+/**
+ * What is wrong with a literal CR3 value (bit 63 aside), or undefined: outside IA-32e mode MOV to
+ * CR3 loads 32 bits, so a wider value cannot be what the guest does.
+ */
+function checkCr3Value(value: bigint, mode: PagingMode): string | undefined {
+  if (!isLongMode(mode) && value >= TWO_32)
+    return `${hexBig(value)} does not fit in 32 bits: CR3 is 32 bits outside IA-32e mode`;
+  return undefined;
 }
 
 function split(value: bigint): [number, number] {
@@ -673,7 +762,7 @@ function resolveMsr(msr: number | string, path: string, e: Emitter): number | un
     const names = MSR_LIST.map((m) => m.name);
     e.problems.add(
       path,
-      `unknown MSR name "${msr}"${didYouMeanSuffix(msr.toUpperCase(), names)}; give its index instead`,
+      `unknown MSR name ${quoteText(msr)}${didYouMeanSuffix(clipText(msr).toUpperCase(), names)}; give its index instead`,
     );
     return undefined;
   }
@@ -689,16 +778,19 @@ function emitStep(step: StepSpec, path: string, e: Emitter): number {
   if (keys.length !== 1) {
     e.problems.add(
       path,
-      `a step has exactly one operation key, got ${keys.length === 0 ? "none" : keys.join(", ")}`,
+      `a step has exactly one operation key, got ${keys.length === 0 ? "none" : listKeys(keys)}`,
     );
     return 0;
   }
   const name = keys[0] as string;
-  if (!(name in STEP_TABLE)) {
-    e.problems.add(path, `unknown operation "${name}"${didYouMeanSuffix(name, STEP_NAMES)}`);
+  if (!isStepName(name)) {
+    e.problems.add(
+      path,
+      `unknown operation ${quoteText(name)}${didYouMeanSuffix(clipText(name), STEP_NAMES)}`,
+    );
     return 0;
   }
-  const info = STEP_TABLE[name as StepName];
+  const info = STEP_TABLE[name];
   const stepPath = join(path, name);
   const raw = (step as Record<string, unknown>)[name];
   const operands = (raw === null ? {} : raw) as Record<string, unknown>;
@@ -789,6 +881,11 @@ function emitStep(step: StepSpec, path: string, e: Emitter): number {
           );
           return 1;
         }
+        const problem = checkCr3Value(value, setup.pagingMode);
+        if (problem !== undefined) {
+          e.problems.add(join(stepPath, "value"), problem);
+          return 1;
+        }
         [lo, hi] = split(value);
       } else if (operands.space !== undefined) {
         if (setup.pagingMode === PAGING_MODE.NONE) {
@@ -838,6 +935,13 @@ function emitStep(step: StepSpec, path: string, e: Emitter): number {
         e.problems.add(join(stepPath, "gva"), `${hexBig(gva)} plus the stride runs past 2^64`);
         return 1;
       }
+      if (!isLongMode(setup.pagingMode) && last > TWO_32) {
+        e.problems.add(
+          join(stepPath, "gva"),
+          `${hexBig(gva)}..${hexBig(last - 1n)} does not fit: ${canonicalRule(setup.pagingMode)}`,
+        );
+        return 1;
+      }
       const [lo, hi] = split(gva);
       e.emit(OP.INVLPG, stepPath, lo, hi, 0, stride);
       return 1;
@@ -879,7 +983,8 @@ function emitStep(step: StepSpec, path: string, e: Emitter): number {
       const count = operands.count as number;
       if (e.loopCounts.length >= MAX_LOOP_DEPTH) {
         e.problems.add(stepPath, `loops nest more than ${MAX_LOOP_DEPTH} deep`);
-        return 0;
+        // Not 0: the enclosing loops are not empty, and saying so would bury the one real problem.
+        return 1;
       }
       const begin = e.emit(OP.LOOP_BEGIN, stepPath, count, 0, 0);
       e.loopCounts.push(count);
@@ -889,7 +994,15 @@ function emitStep(step: StepSpec, path: string, e: Emitter): number {
       const end = e.emit(OP.LOOP_END, stepPath, 0, 0, begin);
       e.operands[begin * OPERAND_STRIDE + LOOP_SLOT.END] = end;
       if (count > 0 && body === 0) e.problems.add(join(stepPath, "steps"), "the loop body runs no operation");
-      return count * body;
+      const executed = count * body;
+      if (executed > MAX_OPERATIONS && !e.tooManyOperations) {
+        e.tooManyOperations = true;
+        e.problems.add(
+          join(stepPath, "count"),
+          `${formatNumber(count)} iterations of ${formatNumber(body)} operations run about 2^${Math.floor(Math.log2(executed))} operations, more than the 2^${Math.log2(MAX_OPERATIONS)} a run can finish`,
+        );
+      }
+      return executed;
     }
   }
 }
@@ -917,6 +1030,12 @@ export function compileWorkload(spec: WorkloadSpec): WorkloadProgram {
   const e = new Emitter(resolved, problems);
   const executed = emitSteps(spec.steps, "steps", e);
   if (problems.count === 0 && executed === 0) problems.add("steps", "the workload runs no operation");
+  if (executed > MAX_OPERATIONS && !e.tooManyOperations) {
+    problems.add(
+      "steps",
+      `the workload runs about 2^${Math.floor(Math.log2(executed))} operations, more than the 2^${Math.log2(MAX_OPERATIONS)} a run can finish`,
+    );
+  }
   if (!e.pcideEverSet) {
     for (const path of e.noFlushPaths) {
       problems.add(

@@ -244,7 +244,7 @@ steps:
 
   it("report YAML syntax errors and empty files with positions", () => {
     expect(errorsOf("name: x\nname: y\nsteps: [hlt]\n")).toEqual([
-      "my.yaml:2:1: YAML: Map keys must be unique",
+      'my.yaml:2:1: name: duplicate key "name" (first given on line 1)',
     ]);
     expect(errorsOf("")).toEqual(["my.yaml:1:1: the file is empty"]);
     expect(errorsOf("- hlt\n")).toEqual(["my.yaml:1:1: expected a mapping, got a list"]);

@@ -23,7 +23,9 @@
  * - unknown keys and operations come with a did-you-mean.
  *
  * Not supported: YAML anchors and aliases (an alias where a value is expected is reported as such),
- * and more than one document per file.
+ * tags beyond YAML's core schema (reported, with the parser's other warnings), and more than one
+ * document per file. Text holding U+FFFD is reported as not UTF-8: that is what a decoder puts where
+ * a file's bytes were not UTF-8. Values and keys are cut to 64 characters in messages.
  */
 import { isMap, isScalar, isSeq, LineCounter, type Node, parseDocument } from "yaml";
 import { didYouMeanSuffix } from "./name-suggestion";
@@ -31,15 +33,19 @@ import { compileWorkload, WorkloadBuildError, type WorkloadProblem } from "./wor
 import type { WorkloadProgram } from "./workload-ops";
 import {
   checkLeaf,
+  clipText,
   expectation,
   type FieldKind,
   type FieldTable,
   formatGot,
+  isStepName,
+  listKeys,
+  MAX_LOOP_DEPTH,
   parseByteSize,
   parseInteger,
+  quoteText,
   STEP_NAMES,
   STEP_TABLE,
-  type StepName,
   type StepSpec,
   WORKLOAD_FIELDS,
   type WorkloadSpec,
@@ -85,6 +91,13 @@ class Reader {
   readonly problems: Located[] = [];
   /** Start offset of the node at each path (values; keys under `path#key`). */
   readonly offsets = new Map<string, number>();
+  /** Loops enclosing the step list being read. */
+  loopDepth = 0;
+  readonly lines: LineCounter;
+
+  constructor(lines: LineCounter) {
+    this.lines = lines;
+  }
 
   problem(node: Node | null | undefined, path: string, message: string): undefined {
     this.problems.push({ offset: node?.range?.[0] ?? 0, path, message });
@@ -99,10 +112,11 @@ class Reader {
   /** How the user wrote a scalar, for messages. */
   got(node: Node): string {
     if (isScalar(node)) {
-      if (typeof node.value === "string") return JSON.stringify(node.value);
+      if (typeof node.value === "string") return quoteText(node.value);
+      if (node.value === null && (node.source ?? "") === "") return "nothing";
       if (typeof node.value === "number" || typeof node.value === "bigint")
-        return node.source ?? formatGot(node.value);
-      return node.source ?? String(node.value);
+        return node.source === undefined ? formatGot(node.value) : clipText(node.source);
+      return clipText(node.source ?? String(node.value));
     }
     if (isMap(node)) return "a mapping";
     if (isSeq(node)) return "a list";
@@ -222,20 +236,33 @@ class Reader {
     this.mark(path, node);
     if (!isMap(node)) return this.problem(node, path, `expected a mapping, got ${this.got(node)}`);
     const out: Record<string, unknown> = {};
-    const seen = new Set<string>();
+    // Keys are checked unique here, not by the parser, whose check takes time quadratic in the keys.
+    const seen = new Map<string, Node>();
     for (const pair of node.items) {
       const keyNode = pair.key as Node;
       const key = isScalar(keyNode) ? String(keyNode.value) : undefined;
-      const itemPath = key === undefined ? path : path === "" ? key : `${path}.${key}`;
+      const shownKey = key === undefined ? "" : clipText(key);
+      const itemPath = key === undefined ? path : path === "" ? shownKey : `${path}.${shownKey}`;
       if (key === undefined) {
         this.problem(keyNode, path, "keys must be plain names");
         continue;
       }
+      const first = seen.get(key);
+      if (first !== undefined) {
+        const line = this.lines.linePos(first.range?.[0] ?? 0).line;
+        this.problem(keyNode, itemPath, `duplicate key ${quoteText(key)} (first given on line ${line})`);
+        continue;
+      }
       this.mark(`${itemPath}#key`, keyNode);
-      seen.add(key);
-      const info = fields[key];
+      seen.set(key, keyNode);
+      // Own keys only: `__proto__`, `toString` and the like are unknown keys, not Object.prototype's.
+      const info = Object.hasOwn(fields, key) ? fields[key] : undefined;
       if (info === undefined) {
-        this.problem(keyNode, itemPath, `unknown key "${key}"${didYouMeanSuffix(key, Object.keys(fields))}`);
+        this.problem(
+          keyNode,
+          itemPath,
+          `unknown key ${quoteText(key)}${didYouMeanSuffix(shownKey, Object.keys(fields))}`,
+        );
         continue;
       }
       const valueNode = pair.value as Node | null;
@@ -254,12 +281,17 @@ class Reader {
 
   steps(node: Node, path: string): StepSpec[] | undefined {
     this.mark(path, node);
+    // The compiler's limit, checked here too so that reading stops before the stack does.
+    if (this.loopDepth > MAX_LOOP_DEPTH)
+      return this.problem(node, path.replace(/\.steps$/, ""), `loops nest more than ${MAX_LOOP_DEPTH} deep`);
     if (!isSeq(node)) return this.problem(node, path, `expected a list of steps, got ${this.got(node)}`);
     const out: StepSpec[] = [];
+    this.loopDepth++;
     node.items.forEach((item, i) => {
       const step = this.step(item as Node, `${path}[${i}]`);
       if (step !== undefined) out.push(step);
     });
+    this.loopDepth--;
     return out;
   }
 
@@ -267,13 +299,15 @@ class Reader {
     this.mark(path, node);
     if (isScalar(node) && typeof node.value === "string") {
       const name = node.value;
-      if (!(name in STEP_TABLE)) {
-        return this.problem(node, path, `unknown operation "${name}"${didYouMeanSuffix(name, STEP_NAMES)}`);
+      if (!isStepName(name)) {
+        return this.problem(
+          node,
+          path,
+          `unknown operation ${quoteText(name)}${didYouMeanSuffix(clipText(name), STEP_NAMES)}`,
+        );
       }
       this.mark(`${path}.${name}`, node);
-      const required = Object.entries(STEP_TABLE[name as StepName].fields).filter(
-        ([, info]) => info.required === true,
-      );
+      const required = Object.entries(STEP_TABLE[name].fields).filter(([, info]) => info.required === true);
       if (required.length > 0) {
         return this.problem(
           node,
@@ -290,32 +324,33 @@ class Reader {
         `expected a step (an operation name or a mapping with one), got ${this.got(node)}`,
       );
     }
-    const keys = node.items.map((pair) => (isScalar(pair.key) ? String(pair.key.value) : "?"));
+    const keys = node.items.map((pair) => (isScalar(pair.key) ? clipText(String(pair.key.value)) : "?"));
     if (keys.length !== 1) {
       const first = keys[0];
       const hint =
         first !== undefined &&
-        first in STEP_TABLE &&
-        keys.slice(1).every((k) => k in STEP_TABLE[first as StepName].fields)
+        isStepName(first) &&
+        keys.slice(1).every((k) => Object.hasOwn(STEP_TABLE[first].fields, k))
           ? ` (indent the operands of "${first}" under it)`
           : "";
       return this.problem(
         node,
         path,
-        `a step has exactly one operation key, got ${keys.length === 0 ? "none" : keys.join(", ")}${hint}`,
+        `a step has exactly one operation key, got ${keys.length === 0 ? "none" : listKeys(keys)}${hint}`,
       );
     }
     const pair = node.items[0]!;
     const name = keys[0]!;
     const keyNode = pair.key as Node;
-    if (!(name in STEP_TABLE)) {
+    if (!isStepName(name)) {
+      const written = isScalar(keyNode) ? String(keyNode.value) : name;
       return this.problem(
         keyNode,
         `${path}.${name}`,
-        `unknown operation "${name}"${didYouMeanSuffix(name, STEP_NAMES)}`,
+        `unknown operation ${quoteText(written)}${didYouMeanSuffix(name, STEP_NAMES)}`,
       );
     }
-    const info = STEP_TABLE[name as StepName];
+    const info = STEP_TABLE[name];
     const stepPath = `${path}.${name}`;
     const valueNode = pair.value as Node | null;
     if (valueNode === null || (isScalar(valueNode) && valueNode.value === null)) {
@@ -372,6 +407,22 @@ function firstLine(message: string): string {
   return line.replace(/ at line \d+, column \d+:?$/, "");
 }
 
+const TOO_DEEP = "the document nests too deeply to read";
+
+/** What the YAML parser says, in the loader's words where its own would puzzle a user. */
+function yamlMessage(message: string): string {
+  // The parser recurses per level of nesting and reports running out of stack as an error.
+  if (message.includes("Maximum call stack size exceeded")) return TOO_DEEP;
+  return `YAML: ${firstLine(message)}`;
+}
+
+/** 1-based line and column of `offset` in `text`. */
+function positionIn(text: string, offset: number): { line: number; column: number } {
+  const before = text.slice(0, offset);
+  const lineStart = before.lastIndexOf("\n") + 1;
+  return { line: before.split("\n").length, column: offset - lineStart + 1 };
+}
+
 /**
  * Parses and checks workload text (YAML or JSON) into a document, without compiling it. Throws
  * `WorkloadFileError` with every problem of syntax and shape.
@@ -381,11 +432,25 @@ export function parseWorkloadText(text: string, file = "<workload>"): WorkloadSp
 }
 
 function read(text: string, file: string): { spec: WorkloadSpec; reader: Reader; lines: LineCounter } {
+  // A file that is not UTF-8 reaches here with U+FFFD where its bad bytes were (TextDecoder's
+  // replacement), which would otherwise slip into names and descriptions unnoticed.
+  const replaced = text.indexOf("\uFFFD");
+  if (replaced >= 0) {
+    const { line, column } = positionIn(text, replaced);
+    throw new WorkloadFileError(file, [
+      {
+        line,
+        column,
+        path: "",
+        message: "not UTF-8 text: a byte sequence here is not UTF-8 (read as U+FFFD); save the file as UTF-8",
+      },
+    ]);
+  }
   const lines = new LineCounter();
   const doc = parseDocument(text, {
     lineCounter: lines,
     intAsBigInt: true,
-    uniqueKeys: true,
+    uniqueKeys: false,
     prettyErrors: false,
   });
   const position = (offset: number) => lines.linePos(offset);
@@ -393,15 +458,20 @@ function read(text: string, file: string): { spec: WorkloadSpec; reader: Reader;
     const { line, col } = position(located.offset);
     return { line, column: col, path: located.path, message: located.message };
   };
-  if (doc.errors.length > 0) {
-    throw new WorkloadFileError(
-      file,
-      doc.errors.map((error) =>
-        toProblem({ offset: error.pos[0], path: "", message: `YAML: ${firstLine(error.message)}` }),
-      ),
-    );
+  // Warnings too: an unknown tag or a bad indentation is something the file says that would be lost.
+  const issues = [...doc.errors, ...doc.warnings];
+  if (issues.length > 0) {
+    const located = issues.map((error) => ({
+      offset: error.pos[0],
+      path: "",
+      message: yamlMessage(error.message),
+    }));
+    // The parser may repeat the nesting error as it unwinds: report the first only.
+    const firstTooDeep = located.findIndex((problem) => problem.message === TOO_DEEP);
+    const unique = located.filter((problem, i) => problem.message !== TOO_DEEP || i === firstTooDeep);
+    throw new WorkloadFileError(file, unique.sort((a, b) => a.offset - b.offset).map(toProblem));
   }
-  const reader = new Reader();
+  const reader = new Reader(lines);
   const root = doc.contents as Node | null;
   if (root === null)
     throw new WorkloadFileError(file, [{ line: 1, column: 1, path: "", message: "the file is empty" }]);

@@ -365,6 +365,11 @@ export const STEP_TABLE = {
 export type StepName = keyof typeof STEP_TABLE;
 export const STEP_NAMES = Object.keys(STEP_TABLE) as readonly StepName[];
 
+/** Whether `name` is an operation: an own key of STEP_TABLE (not `toString`, `__proto__`…). */
+export function isStepName(name: string): name is StepName {
+  return Object.hasOwn(STEP_TABLE, name);
+}
+
 export const WORKLOAD_FIELDS: FieldTable = {
   $schema: { type: { kind: "text" }, description: "JSON Schema reference for editors (ignored)" },
   name: { type: { kind: "name" }, required: true, description: "workload name (letters, digits, _ . + -)" },
@@ -392,14 +397,36 @@ export function formatNumber(value: number | bigint): string {
     : String(value);
 }
 
+/** Characters of a value or key a message shows; the rest is cut (a message names, it does not echo). */
+export const MAX_SHOWN_CHARS = 64;
+
+/** `text` cut to `MAX_SHOWN_CHARS` characters with "…" when longer. */
+export function clipText(text: string): string {
+  return text.length <= MAX_SHOWN_CHARS ? text : `${text.slice(0, MAX_SHOWN_CHARS)}…`;
+}
+
+/** `text` quoted as JSON for a message, cut to `MAX_SHOWN_CHARS` characters and its length given. */
+export function quoteText(text: string): string {
+  return text.length <= MAX_SHOWN_CHARS
+    ? JSON.stringify(text)
+    : `${JSON.stringify(clipText(text))} (${text.length} characters)`;
+}
+
+/** Keys for a message: the first five, each cut to `MAX_SHOWN_CHARS`, and how many when more. */
+export function listKeys(keys: readonly string[]): string {
+  const shown = 5;
+  const first = keys.slice(0, shown).map(clipText).join(", ");
+  return keys.length <= shown ? first : `${first}, … (${keys.length} keys)`;
+}
+
 /** How a value was written, for "got …" in messages. */
 export function formatGot(value: unknown): string {
-  if (typeof value === "string") return JSON.stringify(value);
-  if (typeof value === "number" || typeof value === "bigint") return formatNumber(value);
+  if (typeof value === "string") return quoteText(value);
+  if (typeof value === "number" || typeof value === "bigint") return clipText(formatNumber(value));
   if (value === null) return "null";
   if (Array.isArray(value)) return "a list";
   if (typeof value === "object") return "a mapping";
-  return String(value);
+  return clipText(String(value));
 }
 
 /** "an integer in [0, 0xffffffff]" and the like: what a field expects. */
