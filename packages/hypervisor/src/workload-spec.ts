@@ -213,7 +213,8 @@ export const SETUP_FIELDS: FieldTable = {
   },
   paging: {
     type: { kind: "enum", values: PAGING_NAMES },
-    description: "guest paging mode (default 4-level)",
+    description:
+      "guest paging mode (default 4-level; a machine run refuses pae: the PDPTE registers are not modelled)",
   },
   memory: {
     type: { kind: "bytes", min: 4096, max: MAX_MEMORY_BYTES },
