@@ -99,7 +99,8 @@ export class HostPageAllocator {
   alloc(): number {
     if (this.#freeCount === 0) {
       throw new RangeError(
-        `host page region at 0x${this.base.toString(16)} is exhausted (${this.capacity} pages)`,
+        `host page region at 0x${this.base.toString(16)} is exhausted (${this.capacity} pages): more guest memory ` +
+          "mapped and touched than this KVM's page-table pool holds is not modelled",
       );
     }
     const index = this.#free[--this.#freeCount]!;

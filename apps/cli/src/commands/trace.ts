@@ -14,6 +14,9 @@ import { loadProfile } from "../model/profile-ref";
 import { replayTrace } from "../model/trace-replay";
 import { type ExitGroup, type StatRow, statRows, type TraceStats, traceStats } from "../model/trace-stat";
 
+/** A trace is read whole, then parsed in chunks: up to 4 GiB (a Node buffer's limit on 64-bit hosts). */
+const MAX_TRACE_FILE_BYTES = 4 * 1024 ** 3;
+
 /** The name errors give a trace: its file name, or "stdin" for "-". */
 function shownName(file: string): string {
   return file === "-" ? "stdin" : file;
@@ -33,7 +36,8 @@ function readTrace(ctx: CommandContext, file: string): { stats: TraceStats } {
     throw new UsageError(
       `the trace file name is empty (${JSON.stringify(file)}); give a file, or - for stdin`,
     );
-  const bytes = file === "-" ? readStdin() : readBytesFile(resolve(ctx.cwd, file), file, "trace");
+  const bytes =
+    file === "-" ? readStdin() : readBytesFile(resolve(ctx.cwd, file), file, "trace", MAX_TRACE_FILE_BYTES);
   const shown = shownName(file);
   const head = new TextDecoder("latin1").decode(bytes.subarray(0, 16));
   // trace.dat starts with the bytes 0x17 0x08 0x44 and "tracing" (trace-cmd's file magic).

@@ -1,10 +1,29 @@
 import { readFileSync, statSync } from "node:fs";
 import { UsageError } from "../framework/errors";
 
-/** Reads a file a user named; a missing or unreadable file is a usage error naming it. */
-export function readBytesFile(path: string, shown: string, what: string): Uint8Array {
+/**
+ * The largest input file read whole (workloads, profiles, scenarios, vmcs12 images): far above any
+ * real one, low enough that a wrong path cannot exhaust memory. Traces pass a larger limit.
+ */
+export const MAX_INPUT_FILE_BYTES = 64 * 1024 * 1024;
+
+/** Reads a file a user named, whole; a usage error names the file when it cannot be read. */
+export function readBytesFile(
+  path: string,
+  shown: string,
+  what: string,
+  maxBytes: number = MAX_INPUT_FILE_BYTES,
+): Uint8Array {
   try {
-    if (statSync(path).isDirectory()) throw new UsageError(`${shown}: is a directory, not a ${what} file`);
+    const stat = statSync(path);
+    if (stat.isDirectory()) throw new UsageError(`${shown}: is a directory, not a ${what} file`);
+    // A device or a FIFO could be endless (/dev/zero) or block forever: only regular files are read.
+    if (!stat.isFile()) throw new UsageError(`${shown}: not a regular file (expected a ${what} file)`);
+    if (stat.size > maxBytes) {
+      throw new UsageError(
+        `${shown}: ${stat.size} bytes is larger than a ${what} file can be here (at most ${maxBytes})`,
+      );
+    }
     return readFileSync(path);
   } catch (error) {
     if (error instanceof UsageError) throw error;

@@ -16,6 +16,18 @@ describe("workload references", () => {
     );
   });
 
+  it("keeps --param iterations and pages within what a CLI run finishes", () => {
+    const cpuid = resolveWorkload("cpuid", "/");
+    expect(buildProgram(cpuid, { params: { iterations: "100000" } }).name).toBe("cpuid");
+    expect(() => buildProgram(cpuid, { params: { iterations: "4294967295" } })).toThrow(
+      /--param iterations=4294967295: at most 100000 iterations/,
+    );
+    // touch_memory's page tables must fit KVM's 8-MiB pool at every level: 512 MiB at most.
+    expect(() =>
+      buildProgram(resolveWorkload("touch_memory", "/"), { params: { pages: "1048576" } }),
+    ).toThrow(/pages/);
+  });
+
   it("suggests a built-in for a misspelt name", () => {
     expect(() => resolveWorkload("cpuidd", "/")).toThrow(
       /unknown workload "cpuidd" \(did you mean "cpuid"\?\)/,

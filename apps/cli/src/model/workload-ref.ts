@@ -14,6 +14,7 @@ import {
 import { UsageError } from "../framework/errors";
 import { didYouMean } from "../framework/suggest";
 import { readTextFile } from "./files";
+import { MAX_ITERATIONS } from "./model-options";
 
 /**
  * A workload named on the command line: a built-in by name, or a YAML/JSON workload file by path.
@@ -101,11 +102,21 @@ export function buildProgram(ref: WorkloadRef, settings: WorkloadSettings): Work
   const parameters: Record<string, string | number> = { ...settings.params };
   if (settings.level !== undefined) parameters.level = settings.level;
   if (settings.iterations !== undefined && takesIterations(ref)) parameters.iterations = settings.iterations;
+  let program: WorkloadProgram;
   try {
-    return builtinWorkload(ref.name, parameters);
+    program = builtinWorkload(ref.name, parameters);
   } catch (error) {
     throw workloadUsageError(error);
   }
+  // The library takes up to 2^32 - 1 iterations; the CLI keeps --param to its own --iterations cap,
+  // which a run finishes in minutes.
+  const iterations = parameters.iterations;
+  if (iterations !== undefined && Number(iterations) > MAX_ITERATIONS) {
+    throw new UsageError(
+      `--param iterations=${iterations}: at most ${MAX_ITERATIONS} iterations (the limit of --iterations)`,
+    );
+  }
+  return program;
 }
 
 /** `--param name=value` items as a record (the built-in checks names and values). */
