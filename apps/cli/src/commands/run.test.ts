@@ -71,6 +71,20 @@ describe("nestvisor run", () => {
     expect(out.exits[0]!.p99).toBeGreaterThanOrEqual(out.exits[0]!.p50);
   });
 
+  it("reports the processor TLB: hits with PCID no-flush switches, entries dropped by MOV to CR3 without", () => {
+    const args = ["run", "cr3_switch", "-l", "1", "-n", "3", "--param", "pages=2", "--param", "compute=0"];
+    type Tlb = { hits: number; misses: number; invalidations: Record<string, { entries: number }> };
+    const keep = (runJson([...args, "--param", "pcid=true", "--json"]) as { tlb: Tlb }).tlb;
+    const flush = (runJson([...args, "--json"]) as { tlb: Tlb }).tlb;
+    expect(keep.hits).toBeGreaterThan(0);
+    expect(flush.hits).toBe(0);
+    expect(flush.invalidations.movCr3!.entries).toBeGreaterThan(0);
+    const text = runCli([...args, "--param", "pcid=true"]).stdout;
+    expect(text).toMatch(
+      /Processor TLB \(guest accesses; evicted at every VM exit\): [\d,]+ hits, [\d,]+ misses/,
+    );
+  });
+
   it("--perfetto writes a Chrome trace-event timeline with one track per level", () => {
     const dir = tempFiles({});
     const r = runCli(["run", "cpuid", "-n", "20", "--perfetto", "t.json"], { cwd: dir });

@@ -124,6 +124,7 @@ export const runCommand: Command = {
     if (booleanOption(ctx.values, "json")) {
       writeJson(ctx.out, {
         rows: [row],
+        tlb: tlbSummary(result.tlb),
         exits: result.attribution.exits.map((e) => ({
           level: e.level,
           reason: e.name,
@@ -254,7 +255,38 @@ export const runCommand: Command = {
         ),
       );
     }
+    lines.push("", tlbLine(result.tlb));
     writeLines(ctx.out, lines);
     return 0;
   },
 };
+
+type TlbStats = RunResult["tlb"];
+
+/** The processor TLB's work over the run as JSON: lookups, and the invalidations that dropped entries. */
+function tlbSummary(tlb: TlbStats) {
+  const invalidations: Record<string, { operations: number; entries: number }> = {};
+  for (const [kind, counts] of Object.entries(tlb.invalidations)) {
+    if (counts.operations > 0) invalidations[kind] = counts;
+  }
+  return {
+    hits: tlb.hits.linear + tlb.hits.combined,
+    misses: tlb.misses.linear + tlb.misses.combined,
+    inserts: tlb.inserts.linear + tlb.inserts.combined,
+    invalidations,
+  };
+}
+
+/** One line: TLB hits and misses of the guest's accesses, and what dropped entries. */
+function tlbLine(tlb: TlbStats): string {
+  const t = tlbSummary(tlb);
+  const lookups = t.hits + t.misses;
+  const dropped = Object.entries(t.invalidations)
+    .filter(([, c]) => c.entries > 0)
+    .map(([kind, c]) => `${kind} ${formatNumber(c.entries)}`);
+  return (
+    `Processor TLB (guest accesses; evicted at every VM exit): ${formatNumber(t.hits)} hits, ` +
+    `${formatNumber(t.misses)} misses${lookups > 0 ? ` (${formatShare(t.hits, lookups)} hits)` : ""}` +
+    (dropped.length > 0 ? `; entries dropped by ${dropped.join(", ")}` : "")
+  );
+}
