@@ -868,7 +868,8 @@ export class Kvm implements ExitSink {
         return;
       }
       if (r === TDP_MAP_RESULT.EMULATE_MMIO || r === TDP_MAP_RESULT.EMULATE_READ_ONLY) {
-        throw new Error(
+        // A configuration the model refuses, not a model bug: a RangeError saying "not modelled".
+        throw new RangeError(
           `${this.name}: guest access to 0x${gpa.toString(16)} hits no RAM (MMIO is not modelled)`,
         );
       }

@@ -111,6 +111,9 @@ describe("control-register accesses", () => {
 
   it("describes MOV from CR, CLTS and LMSW", () => {
     expect(describeCrAccess(0x313)).toBe("MOV from CR3 to RBX");
+    // SDM Table 28-3: only CR0, CR3, CR4 and CR8 accesses exit.
+    expect(describeCrAccess(0x1)).toBe("MOV to CR1 (no such exit) from RAX");
+    expect(describeCrAccess(0x8)).toBe("MOV to CR8 from RAX");
     expect(describeCrAccess(0xf08)).toBe("MOV to CR8 from R15");
     expect(describeCrAccess(0x20)).toBe("CLTS");
     expect(describeCrAccess(0x00010030)).toBe("LMSW 0x0001 from a register");

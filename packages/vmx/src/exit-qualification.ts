@@ -111,11 +111,13 @@ export function decodeCrAccessQualification(value: number): CrAccessQualificatio
 /** E.g. "MOV to CR4 from RAX", "MOV from CR3 to RBX", "CLTS", "LMSW 0x0001 from memory". */
 export function describeCrAccess(value: number): string {
   const q = decodeCrAccessQualification(value);
+  // Only CR0, CR3, CR4 and CR8 MOVs exit (SDM Table 28-3); another number cannot come from hardware.
+  const cr = q.cr === 0 || q.cr === 3 || q.cr === 4 || q.cr === 8 ? `CR${q.cr}` : `CR${q.cr} (no such exit)`;
   switch (q.accessType) {
     case CR_ACCESS_TYPE.MOV_TO_CR:
-      return `MOV to CR${q.cr} from ${gprName(q.gpr)}`;
+      return `MOV to ${cr} from ${gprName(q.gpr)}`;
     case CR_ACCESS_TYPE.MOV_FROM_CR:
-      return `MOV from CR${q.cr} to ${gprName(q.gpr)}`;
+      return `MOV from ${cr} to ${gprName(q.gpr)}`;
     case CR_ACCESS_TYPE.CLTS:
       return "CLTS";
     default:
