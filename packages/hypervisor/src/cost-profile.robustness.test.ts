@@ -9,19 +9,7 @@ import {
   parseCostProfile,
   parseCostProfileText,
 } from "./cost-profile";
-
-/** A valid profile as plain JSON data (every event priced). */
-function validJson(): Record<string, unknown> & { events: Record<string, Record<string, unknown>> } {
-  const events: Record<string, Record<string, unknown>> = {};
-  for (const name of COST_EVENT_NAMES) events[name] = { cycles: 10, assumption: "test value" };
-  return {
-    name: "test-profile",
-    description: "a profile for tests",
-    cpu: "none",
-    tscGHz: { value: 3, source: "test" },
-    events,
-  };
-}
+import { validCostProfileJson } from "./testing/cost-profile-json";
 
 /** Runs `parse`; it may only return a profile or throw a CostProfileError with at least one issue. */
 function outcome(parse: () => unknown): CostProfileError | undefined {
@@ -59,7 +47,7 @@ describe("parseCostProfile on arbitrary input", () => {
   it("accepts an event price exactly when it is a number in [0, MAX_EVENT_CYCLES], else names the event", () => {
     fc.assert(
       fc.property(EVENT, fc.oneof(fc.double(), fc.jsonValue()), (event, cycles) => {
-        const json = validJson();
+        const json = validCostProfileJson();
         json.events[event] = { cycles, assumption: "x" };
         const error = outcome(() => parseCostProfile(json, "p.json"));
         const good = typeof cycles === "number" && cycles >= 0 && cycles <= MAX_EVENT_CYCLES;
@@ -73,7 +61,7 @@ describe("parseCostProfile on arbitrary input", () => {
   it("accepts a TSC rate exactly when it is a number in [MIN_TSC_GHZ, MAX_TSC_GHZ]", () => {
     fc.assert(
       fc.property(fc.double(), (value) => {
-        const json = { ...validJson(), tscGHz: { value, assumption: "x" } };
+        const json = { ...validCostProfileJson(), tscGHz: { value, assumption: "x" } };
         const error = outcome(() => parseCostProfile(json, "p.json"));
         expect(error === undefined).toBe(value >= MIN_TSC_GHZ && value <= MAX_TSC_GHZ);
       }),
@@ -84,7 +72,7 @@ describe("parseCostProfile on arbitrary input", () => {
 
 describe("cost profile defects found by the robustness audit (regressions)", () => {
   it("refuses a price so large that cycle totals overflow, naming the field and the value", () => {
-    const json = validJson();
+    const json = validCostProfileJson();
     json.events.VMREAD = { cycles: 1e308, assumption: "typo" };
     expect(() => parseCostProfile(json, "p.json")).toThrow(
       new CostProfileError("p.json", [
@@ -94,18 +82,18 @@ describe("cost profile defects found by the robustness audit (regressions)", () 
   });
 
   it("refuses a TSC rate that prints cycles as Infinity µs, or an absurdly large one", () => {
-    const tiny = { ...validJson(), tscGHz: { value: 1e-320, assumption: "x" } };
+    const tiny = { ...validCostProfileJson(), tscGHz: { value: 1e-320, assumption: "x" } };
     expect(() => parseCostProfile(tiny, "p.json")).toThrow(
       "p.json: tscGHz.value: expected at least 0.001 GHz, got 1e-320",
     );
-    const huge = { ...validJson(), tscGHz: { value: 1e300, assumption: "x" } };
+    const huge = { ...validCostProfileJson(), tscGHz: { value: 1e300, assumption: "x" } };
     expect(() => parseCostProfile(huge, "p.json")).toThrow(
       "p.json: tscGHz.value: expected at most 1000 GHz, got 1e+300",
     );
   });
 
   it("locates and suggests only the first issues of a file with thousands (it took minutes)", () => {
-    const json = validJson();
+    const json = validCostProfileJson();
     for (let i = 0; i < 5000; i++) json.events[`VMREAD${i}`] = { cycles: 1, assumption: "x" };
     const error = outcome(() => parseCostProfileText(JSON.stringify(json, null, 1), "many.json"))!;
     expect(error.issues).toHaveLength(5000);

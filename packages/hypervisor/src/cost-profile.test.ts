@@ -9,19 +9,7 @@ import {
   parseCostProfileText,
 } from "./cost-profile";
 import { costProfile } from "./cost-profiles";
-
-/** A valid profile as plain JSON data (every event priced), to break one field at a time. */
-function validJson(): Record<string, unknown> & { events: Record<string, Record<string, unknown>> } {
-  const events: Record<string, Record<string, unknown>> = {};
-  for (const name of COST_EVENT_NAMES) events[name] = { cycles: 10, assumption: "test value" };
-  return {
-    name: "test-profile",
-    description: "a profile for tests",
-    cpu: "none",
-    tscGHz: { value: 3, source: "test" },
-    events,
-  };
-}
+import { validCostProfileJson } from "./testing/cost-profile-json";
 
 function issuesOf(json: unknown, origin = "profile.json"): string[] {
   try {
@@ -35,7 +23,7 @@ function issuesOf(json: unknown, origin = "profile.json"): string[] {
 
 describe("parseCostProfile", () => {
   it("accepts a complete profile, freezes it and orders events by id", () => {
-    const json = validJson();
+    const json = validCostProfileJson();
     const reversed = Object.fromEntries(Object.entries(json.events).reverse());
     const profile = parseCostProfile({ ...json, events: reversed }, "profile.json");
     expect(Object.keys(profile.events)).toEqual(COST_EVENT_NAMES);
@@ -53,7 +41,7 @@ describe("parseCostProfile", () => {
   });
 
   it("rejects a negative number, naming origin, path and field", () => {
-    const json = validJson();
+    const json = validCostProfileJson();
     json.events.VMREAD = { cycles: -1, source: "x" };
     expect(issuesOf(json)).toEqual([
       "profile.json: events.VMREAD.cycles: expected a non-negative number, got -1",
@@ -61,7 +49,7 @@ describe("parseCostProfile", () => {
   });
 
   it("rejects a number of the wrong type, NaN-like values and a missing number", () => {
-    const json = validJson();
+    const json = validCostProfileJson();
     json.events.VMREAD = { cycles: "5", source: "x" };
     json.events.VMWRITE = { source: "x" };
     json.tscGHz = { value: 0, assumption: "x" };
@@ -73,7 +61,7 @@ describe("parseCostProfile", () => {
   });
 
   it("rejects a number without a source or an assumption", () => {
-    const json = validJson();
+    const json = validCostProfileJson();
     json.events.VMPTRLD = { cycles: 150 };
     const [issue] = issuesOf(json);
     expect(issue).toBe(
@@ -82,7 +70,7 @@ describe("parseCostProfile", () => {
   });
 
   it("rejects both a source and an assumption, and empty or non-string provenance", () => {
-    const json = validJson();
+    const json = validCostProfileJson();
     json.events.VMREAD = { cycles: 5, source: "a", assumption: "b" };
     json.events.VMWRITE = { cycles: 5, source: "  " };
     json.events.VMCLEAR = { cycles: 5, assumption: 7 };
@@ -94,13 +82,13 @@ describe("parseCostProfile", () => {
   });
 
   it("rejects an unknown event with a did-you-mean suggestion", () => {
-    const json = validJson();
+    const json = validCostProfileJson();
     json.events.VMRAED = { cycles: 5, source: "x" };
     expect(issuesOf(json)).toEqual(['profile.json: events.VMRAED: unknown event (did you mean "VMREAD"?)']);
   });
 
   it("rejects unknown fields with a suggestion, at the top level and in an entry", () => {
-    const json = validJson();
+    const json = validCostProfileJson();
     json.evnts = {};
     json.events.VMREAD = { cylces: 5, cycles: 5, source: "x" };
     expect(issuesOf(json)).toEqual([
@@ -110,7 +98,7 @@ describe("parseCostProfile", () => {
   });
 
   it("lists the events a profile leaves unpriced", () => {
-    const json = validJson();
+    const json = validCostProfileJson();
     delete json.events.VMREAD;
     delete json.events.EXIT_HANDLER_CPUID;
     expect(issuesOf(json)).toEqual([
@@ -122,20 +110,20 @@ describe("parseCostProfile", () => {
 
   it("checks the header fields", () => {
     expect(issuesOf([1, 2])).toEqual(["profile.json: expected a cost profile object, got an array"]);
-    expect(issuesOf({ ...validJson(), name: "Intel Server", cpu: "", notes: ["ok", 3] })).toEqual([
+    expect(issuesOf({ ...validCostProfileJson(), name: "Intel Server", cpu: "", notes: ["ok", 3] })).toEqual([
       `profile.json: name: expected lower-case letters, digits, '.', '_' or '-', got "Intel Server"`,
       'profile.json: cpu: expected a non-empty string, got ""',
       'profile.json: notes["1"]: expected a string, got 3',
     ]);
-    const { tscGHz: _t, description: _d, ...partial } = validJson();
+    const { tscGHz: _t, description: _d, ...partial } = validCostProfileJson();
     expect(issuesOf(partial)).toEqual([
       "profile.json: description: missing (expected a non-empty string)",
       'profile.json: tscGHz: missing (expected { "value": GHz, "source" | "assumption": "…" })',
     ]);
-    expect(issuesOf({ ...validJson(), events: "none" })).toEqual([
+    expect(issuesOf({ ...validCostProfileJson(), events: "none" })).toEqual([
       'profile.json: events: expected an object mapping event names to costs, got "none"',
     ]);
-    expect(issuesOf({ ...validJson(), tscGHz: 2.5 })).toEqual([
+    expect(issuesOf({ ...validCostProfileJson(), tscGHz: 2.5 })).toEqual([
       'profile.json: tscGHz: expected an object { "value": GHz, "source" | "assumption": "…" }, got 2.5',
     ]);
   });
@@ -143,7 +131,7 @@ describe("parseCostProfile", () => {
 
 describe("parseCostProfileText", () => {
   it("adds the line of the field at fault", () => {
-    const json = validJson();
+    const json = validCostProfileJson();
     json.events.VMREAD = { cycles: -3, source: "x" };
     const text = JSON.stringify(json, null, 2);
     const line = text.split("\n").findIndex((l) => l.includes('"VMREAD"')) + 1;
@@ -153,7 +141,7 @@ describe("parseCostProfileText", () => {
   });
 
   it("puts a missing field at its parent's line", () => {
-    const json = validJson();
+    const json = validCostProfileJson();
     json.events.VMWRITE = { source: "x" };
     const text = JSON.stringify(json, null, 2);
     const line = text.split("\n").findIndex((l) => l.includes('"VMWRITE"')) + 1;
