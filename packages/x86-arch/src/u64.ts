@@ -31,13 +31,16 @@ export function fromBigInt64(value: bigint): { lo: number; hi: number } {
   return { lo: Number(v & 0xffffffffn), hi: Number(v >> 32n) };
 }
 
-/** Parses `0x…`, decimal or BigInt-literal text into a 64-bit BigInt; throws on anything else. */
+/**
+ * Parses `0x…`, `0b…`, `0o…` or decimal text, with `_` only between digits and an optional BigInt
+ * `n` suffix (text copied from code), into a 64-bit BigInt; throws on anything else.
+ */
 export function parseU64(text: string): bigint {
-  const trimmed = text.trim().replace(/_/g, "");
-  if (!/^(0x[0-9a-f]+|0b[01]+|0o[0-7]+|[0-9]+)n?$/i.test(trimmed)) {
+  const trimmed = text.trim();
+  if (!/^(0x[0-9a-f]+(_[0-9a-f]+)*|0b[01]+(_[01]+)*|0o[0-7]+(_[0-7]+)*|[0-9]+(_[0-9]+)*)n?$/i.test(trimmed)) {
     throw new SyntaxError(`"${text}" is not an unsigned integer (decimal, 0x…, 0b… or 0o…)`);
   }
-  const value = BigInt(trimmed.replace(/n$/i, ""));
+  const value = BigInt(trimmed.replace(/_/g, "").replace(/n$/i, ""));
   if (value >= 1n << 64n) throw new RangeError(`"${text}" does not fit in 64 bits`);
   return value;
 }

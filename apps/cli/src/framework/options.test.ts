@@ -36,6 +36,10 @@ describe("parseOptions", () => {
     );
     expect(() => parseOptions(["--level"], SPECS)).toThrow(/option --level needs a value/);
     expect(() => parseOptions(["--json=1"], SPECS)).toThrow(UsageError);
+    // A negative number among the arguments (`decode cr0 -1`) is named as such.
+    expect(() => parseOptions(["cr0", "-1"], SPECS)).toThrow(
+      /unknown option -1: a negative number is not an option \(to pass text that starts with "-" as an argument, put -- before it\)/,
+    );
   });
 
   it("checks integers and their range", () => {

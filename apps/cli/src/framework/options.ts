@@ -118,6 +118,12 @@ function toUsageError(error: unknown, argv: readonly string[], specs: readonly O
   if (code === "ERR_PARSE_ARGS_UNKNOWN_OPTION") {
     const option = /^Unknown option '(.*?)'(?:\. |\.?$)/s.exec(message)?.[1] ?? message;
     const bare = option.replace(/=.*$/s, "");
+    // `decode cr0 -1`: a negative number reads as an option; say so rather than suggest a name.
+    if (/^-(\d|0x)/i.test(bare)) {
+      return new UsageError(
+        `unknown option ${bare}: a negative number is not an option (to pass text that starts with "-" as an argument, put -- before it)`,
+      );
+    }
     return new UsageError(`unknown option ${bare}${didYouMean(bare, names)}`);
   }
   if (code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE") {
