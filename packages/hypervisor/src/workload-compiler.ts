@@ -56,6 +56,7 @@ import {
   type PageSizeName,
   type PagingName,
   parseByteSize,
+  pathKey,
   quoteText,
   STEP_NAMES,
   STEP_TABLE,
@@ -156,7 +157,8 @@ const TWO_32 = 2n ** 32n;
 const TWO_64 = 2n ** 64n;
 
 function join(path: string, key: string): string {
-  return path === "" ? key : `${path}.${key}`;
+  const shown = pathKey(key);
+  return path === "" ? shown : `${path}.${shown}`;
 }
 
 function toBig(value: U64): bigint {

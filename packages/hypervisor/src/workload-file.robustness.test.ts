@@ -287,6 +287,17 @@ describe("regressions", () => {
     ]);
   });
 
+  it("a key with blanks, quotes or invisible characters is quoted in the path", () => {
+    // Found by the edit property: a BOM inserted before a key left an invisible character at the
+    // start of the path.
+    const bom = problemsOf('{"name": "x", \uFEFF"steps": []}').find((p) => p.includes("unknown key"));
+    expect(bom).toMatch(/^1:\d+: "\uFEFF\\?"?steps\\?"?": unknown key/);
+    const spaced = problemsOf("name: x\nsetup: { 'a b': 1 }\nsteps: [hlt]\n").find((p) =>
+      p.includes("unknown key"),
+    );
+    expect(spaced).toBe('2:10: setup."a b": unknown key "a b"');
+  });
+
   it("an empty step says it got nothing", () => {
     expect(problemsOf("name: x\nsteps:\n  -\n  - hlt\n")).toEqual([
       "3:4: steps[0]: expected a step (an operation name or a mapping with one), got nothing",

@@ -43,6 +43,7 @@ import {
   MAX_LOOP_DEPTH,
   parseByteSize,
   parseInteger,
+  pathKey,
   quoteText,
   STEP_NAMES,
   STEP_TABLE,
@@ -242,7 +243,8 @@ class Reader {
       const keyNode = pair.key as Node;
       const key = isScalar(keyNode) ? String(keyNode.value) : undefined;
       const shownKey = key === undefined ? "" : clipText(key);
-      const itemPath = key === undefined ? path : path === "" ? shownKey : `${path}.${shownKey}`;
+      const pathed = key === undefined ? "" : pathKey(key);
+      const itemPath = key === undefined ? path : path === "" ? pathed : `${path}.${pathed}`;
       if (key === undefined) {
         this.problem(keyNode, path, "keys must be plain names");
         continue;

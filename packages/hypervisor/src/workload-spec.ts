@@ -413,6 +413,14 @@ export function quoteText(text: string): string {
     : `${JSON.stringify(clipText(text))} (${text.length} characters)`;
 }
 
+/**
+ * A key as a path shows it: a plain name (letters, digits, `_`, `-`) as it is, any other key quoted
+ * (and cut), so that blanks, quotes or invisible characters in a key cannot hide where a path begins.
+ */
+export function pathKey(key: string): string {
+  return /^[A-Za-z_][\w-]*$/.test(key) ? clipText(key) : quoteText(key);
+}
+
 /** Keys for a message: the first five, each cut to `MAX_SHOWN_CHARS`, and how many when more. */
 export function listKeys(keys: readonly string[]): string {
   const shown = 5;
