@@ -30,6 +30,7 @@ import { KVM_PAGE, type Kvm } from "./kvm";
 import { hasNestedEntryHooks, type NestedEntryHooks } from "./model-policies";
 import { MsrBitmapMerge } from "./msr-bitmap";
 import { NestedVmxCpu } from "./nested-vmx-cpu";
+import { isPaePaging } from "./pae-paging";
 import { VMCS_FIELD as F, vmcsFieldEncoding } from "./vmcs-field-encodings";
 import { FixedVmwrites, Vmcs12Copies, Vmcs12Transfers } from "./vmwrite-block";
 
@@ -564,8 +565,13 @@ export class KvmNested {
         : eferInMode(kvm.mmu.efer, (entryControls & VM_ENTRY_CTLS.VM_ENTRY_IA32E_MODE) !== 0);
     const eptp = vmcs12.read(F.EPT_POINTER) + vmcs12.hi * TWO_32;
     const nestedEpt = this.nestedEpt;
+    const paePaging = isPaePaging(cr0, cr4, efer);
     // The MMU switch (kvm: nested_ept_init_mmu_context, vmx_set_cr0/cr4/efer, nested_vmx_load_cr3).
     kvm.mmu.nestedVmEntry(nestedEpt ? { cr0, cr3, cr4, efer, eptp } : { cr0, cr3, cr4, efer });
+    // kvm: nested_vmx_load_cr3 (reload_pdptrs at VM entry) — without nested EPT, L2's PDPTEs are
+    // loaded from L1 memory at its CR3 (the entry checks have vetted them); with nested EPT the CPU
+    // does not dereference CR3, and they come from vmcs12 below.
+    if (!nestedEpt && paePaging) kvm.loadPdptrs(cr3);
     kvm.loadPgdRequested = true;
     // kvm: nested_read_cr0/cr4 — what L2 reads: L1-owned bits from vmcs12's read shadow, the rest from guest_cr0.
     // kvm: vmx_set_cr0 writes the read shadow and GUEST_CR0, then prepare_vmcs02 writes the read
@@ -585,7 +591,6 @@ export class KvmNested {
     kvm.cr3Dirty = true;
     // PDPTRs again after CR0/CR4/EFER (kvm: prepare_vmcs02): flag E writes them only for a dirty
     // vmcs12 with nested EPT and PAE paging; before it, on every dirty entry (kvm-vmx.md §10 E).
-    const paePaging = (cr0 & 0x8000_0000) !== 0 && (cr4 & 0x20) !== 0 && (efer & 0x400) === 0;
     const pdptrsFromVmcs12 = dirty && (hooks === null || hooks.rareEntryWrites(this.#pdptrs[0]!));
     if (pdptrsFromVmcs12 && (!config.nestedEntryWriteTrims || (nestedEpt && paePaging))) {
       for (const field of this.#pdptrs) this.#copy(vmcs12, field);
@@ -872,6 +877,16 @@ export class KvmNested {
     this.state.guestMode = false;
     // X3: sync_vmcs02_to_vmcs12 (vmcs02 still current).
     this.sync.syncVmcs02ToVmcs12(vmcs12, kvm.cr0GuestOwnedBits(), kvm.cr4GuestOwnedBits());
+    // kvm: sync_vmcs02_to_vmcs12 — with nested EPT and PAE paging, L2's PDPTEs as the CPU holds them
+    // (a MOV to CR3 without an exit reloads them into vmcs02).
+    const mmu = kvm.mmu;
+    if (kvm.useEpt && this.nestedEpt && isPaePaging(mmu.cr0, mmu.cr4, mmu.efer)) {
+      for (const field of this.#pdptrs) {
+        const lo = p.vmread(field);
+        vmcs12.write(field, lo, p.hi);
+      }
+      meter.count(VMCS12_WRITE_EVENT, 4);
+    }
     const rip = kvm.regs.readRip();
     const rsp = kvm.regs.readRsp();
     vmcs12.write(F.GUEST_RIP, rip >>> 0, Math.floor(rip / TWO_32));

@@ -53,6 +53,7 @@ import {
   type EptContext,
   encodeEptPointer,
   type Gpa,
+  loadPdptesInto,
   MODERN_CPU,
   MODERN_EPT_CAPABILITIES,
   type PagingContext,
@@ -72,10 +73,12 @@ import { KvmNested } from "./kvm-nested";
 import { VcpuRegisterCache } from "./kvm-vcpu-registers";
 import type { ModelPolicies } from "./model-policies";
 import { msrBitmapIntercepts, writeMsrBitmap } from "./msr-bitmap";
+import { CR0_PDPTR_BITS, CR4_PDPTR_BITS, isPaePaging, pdptAddress } from "./pae-paging";
 import { VMCS_FIELD as F } from "./vmcs-field-encodings";
 import type { ExitSink, VmxCpu } from "./vmx-cpu";
 
 const TWO_32 = 4294967296;
+const PDPTR_FIELDS = [F.GUEST_PDPTR0, F.GUEST_PDPTR1, F.GUEST_PDPTR2, F.GUEST_PDPTR3];
 const PAGE = 4096;
 
 /** Where KVM keeps its own pages in its physical memory (a model layout; see `KvmLayout`). */
@@ -193,6 +196,10 @@ export class Kvm implements ExitSink {
   hostStateReloadPending = false;
   /** CR3 changed in the register cache: vmx_load_mmu_pgd writes GUEST_CR3 with the EPT pointer. */
   cr3Dirty = false;
+  /** kvm: mmu->pdptrs, the guest's PAE PDPTEs as KVM last loaded them (load_pdptrs). */
+  readonly pdptrs = new Float64Array(4);
+  /** kvm: VCPU_EXREG_PDPTR dirty — vmx_ept_load_pdptrs writes GUEST_PDPTR0–3 at the next entry. */
+  pdptrsDirty = false;
   /** The CPU this KVM offers its guest when the guest is a hypervisor (set by the machine). */
   guestCpu: VmxCpu | null = null;
   /** KVM's nested entry checks (kvm: nested_vmx_check_controls/_host_state/_guest_state). */
@@ -430,6 +437,9 @@ export class Kvm implements ExitSink {
     w(F.GUEST_CR4, boot.cr4 | CR4.VMXE);
     w(F.GUEST_CR3, boot.cr3 >>> 0, Math.floor(boot.cr3 / TWO_32));
     w(F.GUEST_IA32_EFER, boot.efer);
+    // kvm: KVM_SET_SREGS → __set_sregs_common — with PAE paging, load_pdptrs (with EPT they go to
+    // GUEST_PDPTR0–3 at the first entry; the shadow MMU reads them itself when it builds a PAE root).
+    if (isPaePaging(boot.cr0, boot.cr4, boot.efer)) this.loadPdptrs(boot.cr3);
     w(F.GUEST_RIP, boot.rip >>> 0, Math.floor(boot.rip / TWO_32));
     w(F.GUEST_RFLAGS, RFLAGS_RESET);
     // Flat segments of a protected-mode (or 64-bit) kernel at the boot CPL (kvm: vmx_vcpu_reset then
@@ -550,6 +560,17 @@ export class Kvm implements ExitSink {
         if (this.cr3Dirty) {
           const cr3 = this.mmu.cr3;
           p.vmwrite(F.GUEST_CR3, cr3 >>> 0, Math.floor(cr3 / TWO_32));
+        }
+        // kvm: vmx_ept_load_pdptrs — the PDPTEs KVM loaded, when dirty and the guest uses PAE paging.
+        if (this.pdptrsDirty) {
+          this.pdptrsDirty = false;
+          const mmu = this.mmu;
+          if (isPaePaging(mmu.cr0, mmu.cr4, mmu.efer)) {
+            const pdptrs = this.pdptrs;
+            for (let i = 0; i < 4; i++) {
+              p.vmwrite(PDPTR_FIELDS[i]!, pdptrs[i]! % TWO_32, Math.floor(pdptrs[i]! / TWO_32));
+            }
+          }
         }
       } else {
         // kvm: vmx_load_mmu_pgd without EPT — the processor walks the shadow root.
@@ -809,8 +830,11 @@ export class Kvm implements ExitSink {
     const cr0 = (value | CR0.ET) >>> 0;
     p.vmwrite(F.CR0_READ_SHADOW, cr0);
     p.vmwrite(F.GUEST_CR0, (cr0 | CR0.NE) >>> 0);
+    const old = this.mmu.cr0;
     // VcpuMmu.setCr0 stores the value and runs kvm_post_set_cr0.
     this.mmu.setCr0(cr0);
+    // kvm: kvm_set_cr0 — entering or changing PAE paging's CD/NW/PG reloads the PDPTEs.
+    if (((old ^ cr0) & CR0_PDPTR_BITS) !== 0) this.#reloadPdptrs();
   }
 
   /** kvm: kvm_set_cr4 → vmx_set_cr4 → kvm_post_set_cr4. */
@@ -818,8 +842,42 @@ export class Kvm implements ExitSink {
     const p = this.processor;
     p.vmwrite(F.CR4_READ_SHADOW, value >>> 0);
     p.vmwrite(F.GUEST_CR4, (value | CR4.VMXE) >>> 0);
+    const old = this.mmu.cr4;
     // VcpuMmu.setCr4 stores the value and runs kvm_post_set_cr4.
     this.mmu.setCr4(value >>> 0);
+    // kvm: kvm_set_cr4 — a change of PGE, PSE, PAE or SMEP under PAE paging reloads the PDPTEs.
+    if (((old ^ value) & CR4_PDPTR_BITS) !== 0) this.#reloadPdptrs();
+  }
+
+  /** The PDPTE reload of kvm_set_cr0/kvm_set_cr4. */
+  #reloadPdptrs(): void {
+    const mmu = this.mmu;
+    if (isPaePaging(mmu.cr0, mmu.cr4, mmu.efer)) this.loadPdptrs(mmu.cr3);
+  }
+
+  /**
+   * kvm: load_pdptrs — the four PDPTEs at CR3 bits 31:5 in guest memory into `pdptrs`, marked dirty
+   * with KVM_REQ_LOAD_MMU_PGD. The 32-byte read is not priced (no calibrated figure; the VMWRITEs
+   * of GUEST_PDPTR0–3 that follow with EPT are). Not modelled: the #GP KVM makes the instruction
+   * raise for a reserved bit, the translation of CR3 through L1's EPT in guest mode with nested
+   * EPT, and, without EPT, kvm_mmu_free_roots of the current root when the PDPTEs changed under
+   * an unchanged CR3 (the shadow MMU reads the PDPTEs when it builds a PAE root).
+   */
+  loadPdptrs(cr3: number): void {
+    if (this.nested.guestMode && this.nested.nestedEpt) {
+      throw new RangeError(
+        `${this.name}: loading L2's PDPTEs through L1's EPT (load_pdptrs in guest mode with nested EPT) is not modelled`,
+      );
+    }
+    const bad = loadPdptesInto(this.guestMemory(), pdptAddress(cr3), MODERN_CPU, this.pdptrs);
+    if (bad >= 0) {
+      throw new RangeError(
+        `${this.name}: PDPTE ${bad} at 0x${pdptAddress(cr3).toString(16)} has a reserved bit set; the #GP KVM injects is not modelled`,
+      );
+    }
+    this.pdptrsDirty = true;
+    this.loadPgdRequested = true;
+    this.#pagingKey[0] = -1;
   }
 
   /**
@@ -828,6 +886,9 @@ export class Kvm implements ExitSink {
    * paging only and GUEST_CR3 is written.
    */
   setCr3(value: number, noFlush = false): void {
+    // kvm: kvm_set_cr3 — under PAE paging, load_pdptrs of the new CR3 first.
+    const mmu = this.mmu;
+    if (isPaePaging(mmu.cr0, mmu.cr4, mmu.efer)) this.loadPdptrs(value);
     if (this.useEpt) {
       this.mmu.setCr3(value, noFlush);
       this.processor.vmwrite(F.GUEST_CR3, value >>> 0, Math.floor(value / TWO_32));
@@ -975,7 +1036,12 @@ export class Kvm implements ExitSink {
       key[1] = m.cr3;
       key[2] = m.cr4;
       key[3] = m.efer;
-      this.#paging = createPagingContext({ cr0: m.cr0, cr3: m.cr3, cr4: m.cr4, efer: m.efer }, MODERN_CPU);
+      const regs = { cr0: m.cr0, cr3: m.cr3, cr4: m.cr4, efer: m.efer };
+      // kvm: mmu->get_pdptr — a PAE walk starts from the PDPTEs load_pdptrs stored.
+      this.#paging = createPagingContext(
+        isPaePaging(m.cr0, m.cr4, m.efer) ? { ...regs, pdptes: Array.from(this.pdptrs) } : regs,
+        MODERN_CPU,
+      );
     }
     return this.#paging!;
   }

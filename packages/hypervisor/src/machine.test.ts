@@ -5,7 +5,6 @@ import { builtinWorkload } from "./builtin-workloads";
 import { HYPERVISOR_EVENTS } from "./hypervisor-events";
 import { resolveFlags } from "./kernel-presets";
 import { Machine } from "./machine";
-import { workload } from "./workload-builder";
 
 function machine(name: string, level: number, preset = "v6.12", iterations = 10) {
   const meter = new CountingMeter([VMX_EVENTS, MMU_EVENTS, HYPERVISOR_EVENTS]);
@@ -30,13 +29,5 @@ describe("Machine", () => {
     // Each L2 CPUID is reflected to L1, whose VMRESUME exits to L0: two hardware exits at least.
     expect(meter.byName("HARDWARE_VM_EXIT")).toBeGreaterThanOrEqual(20);
     expect(meter.byName("NESTED_VM_EXIT")).toBe(10);
-  });
-
-  it("refuses a PAE workload with a reason (the PDPTE registers are not modelled), at any level", () => {
-    const program = workload("pae").setup({ level: 1, paging: "pae", memory: "16MiB" }).cpuid(0).build();
-    const meter = new CountingMeter([VMX_EVENTS, MMU_EVENTS, HYPERVISOR_EVENTS]);
-    expect(() => new Machine({ program, config: resolveFlags("v6.12", {}), meter })).toThrow(
-      /PAE paging in a workload is not modelled.*PDPTE registers/,
-    );
   });
 });

@@ -1,5 +1,5 @@
 import { type Meter, VmcsProcessor } from "@nestvisor/vmx";
-import { PAGING_MODE, SparseMemory } from "@nestvisor/x86-arch";
+import { SparseMemory } from "@nestvisor/x86-arch";
 import { GUEST_KIND, GuestContext } from "./guest-context";
 import { buildGuestPageTables, guestPageTablePages } from "./guest-page-tables";
 import { HardwareVmxCpu } from "./hardware-vmx-cpu";
@@ -55,15 +55,6 @@ export class Machine {
     if (!config.ept && program.setup.level > 1) {
       throw new RangeError(
         "ept=off with a nested guest (shadow paging at L0 under a guest hypervisor, shadow-on-shadow) is not modelled; use ept=on or a level-1 workload",
-      );
-    }
-    if (program.setup.pagingMode === PAGING_MODE.PAE) {
-      // The guest page tables are built (guestPageTables returns the PDPTEs), but the processor's
-      // PDPTE registers are not: VM entry loading them from the VMCS or from CR3 (SDM 27.3.2.4),
-      // MOV to CR3 and paging-bit changes reloading them (SDM 4.4.1), and KVM's side of it
-      // (load_pdptrs, vmx_ept_load_pdptrs, ept_save_pdptrs).
-      throw new RangeError(
-        'PAE paging in a workload is not modelled: the machine does not model the PDPTE registers that VM entry and MOV to CR3 load (SDM 27.3.2.4, 4.4.1); use "4-level" or "32-bit" paging (the page walkers themselves handle PAE: see `nestvisor walk`)',
       );
     }
     this.program = program;

@@ -13,9 +13,11 @@ import {
   CR4,
   createEptContext,
   createPagingContext,
+  EPT_ACCESS,
   type EptContext,
   eptTagOf,
   FAULT_STAGE,
+  loadPdptesInto,
   MODERN_CPU,
   MODERN_EPT_CAPABILITIES,
   PageWalker,
@@ -30,6 +32,7 @@ import { GPR, type GuestContext } from "./guest-context";
 import type { HardwareVmxCpu } from "./hardware-vmx-cpu";
 import { HYPERVISOR_EVENTS as HV } from "./hypervisor-events";
 import { msrBitmapIntercepts } from "./msr-bitmap";
+import { CR0_PDPTR_BITS, CR4_PDPTR_BITS, isPaePaging, pdptAddress } from "./pae-paging";
 import { CURSOR_END, ProgramCursor } from "./program-cursor";
 import { VMCS_FIELD as F } from "./vmcs-field-encodings";
 import {
@@ -46,6 +49,10 @@ import {
 } from "./workload-ops";
 
 const TWO_32 = 4294967296;
+/** GUEST_PDPTR0–3: where the processor keeps the PDPTE registers of a PAE guest under EPT. */
+const PDPTR_FIELDS = [F.GUEST_PDPTR0, F.GUEST_PDPTR1, F.GUEST_PDPTR2, F.GUEST_PDPTR3];
+/** What loading the PDPTEs for a MOV to CR3/CR0/CR4 came to. */
+const PDPTE_LOAD = { DONE: 0, EXITED: 1, FAULTED: 2 } as const;
 /** Bit 8 of a leaf paging entry: G, global (SDM 4.10.2.4; the same bit in every paging mode). */
 const LEAF_GLOBAL = 0x100;
 /** Guest-linear address of operation i is RIP_BASE + i·16: every operation has its own RIP. */
@@ -142,6 +149,10 @@ export class WorkloadExecutor {
   #pending = false;
   /** The processor's TLB (`HardwareVmxCpu.tlb`). */
   readonly #tlb: Tlb;
+  /** The PDPTE registers of PAE paging (SDM 4.4.1), as the paging context was last built with them. */
+  readonly #pdptes = new Float64Array(4);
+  /** Scratch for loading them. */
+  readonly #pdpteLoad = new Float64Array(4);
 
   constructor(
     hw: HardwareVmxCpu,
@@ -158,8 +169,15 @@ export class WorkloadExecutor {
     this.#meter = meter;
     this.#roots = roots;
     const setup = program.setup;
+    // PAE paging starts with placeholder PDPTEs: the first step loads the real ones (#refreshPaging).
     this.#paging = createPagingContext(
-      { cr0: setup.cr0, cr3: roots[setup.initialAddressSpace] ?? 0, cr4: setup.cr4, efer: setup.efer },
+      {
+        cr0: setup.cr0,
+        cr3: roots[setup.initialAddressSpace] ?? 0,
+        cr4: setup.cr4,
+        efer: setup.efer,
+        ...(isPaePaging(setup.cr0, setup.cr4, setup.efer) ? { pdptes: [0, 0, 0, 0] } : {}),
+      },
       this.features,
     );
     const placeholder = createEptContext({ eptpLo: 0x1e, eptpHi: 0 }, MODERN_EPT_CAPABILITIES, 46);
@@ -347,6 +365,17 @@ export class WorkloadExecutor {
         const field = cr0 ? F.GUEST_CR0 : F.GUEST_CR4;
         const current = vmcs.read(field);
         const next = ((current & mask) | (value & ~mask)) >>> 0;
+        // SDM 4.4.1: changing CD/NW/PG or PGE/PSE/PAE/SMEP with PAE paging after reloads the PDPTEs.
+        const newCr0 = cr0 ? next : vmcs.read(F.GUEST_CR0);
+        const newCr4 = cr0 ? vmcs.read(F.GUEST_CR4) : next;
+        if (
+          ((current ^ next) & (cr0 ? CR0_PDPTR_BITS : CR4_PDPTR_BITS)) !== 0 &&
+          isPaePaging(newCr0, newCr4, vmcs.read(F.GUEST_IA32_EFER))
+        ) {
+          const loaded = this.#loadGuestPdptes(vmcs, vmcs.read(F.GUEST_CR3));
+          if (loaded === PDPTE_LOAD.EXITED) return true;
+          if (loaded === PDPTE_LOAD.FAULTED) return false;
+        }
         vmcs.write(field, next);
         // SDM 4.10.4.1: what the write invalidates (the TLB applies the rules).
         const vpid = this.#vpid(vmcs);
@@ -365,6 +394,12 @@ export class WorkloadExecutor {
         g.setGpr(GPR.RAX, value >>> 0, Math.floor(value / TWO_32));
         if ((vmcs.read(F.CPU_BASED_VM_EXEC_CONTROL) & CPU_BASED_CTLS.CPU_BASED_CR3_LOAD_EXITING) !== 0) {
           return this.#exit(EXIT_REASON.CR_ACCESS, LENGTH.MOV_CR, 3);
+        }
+        // SDM 4.4.1: under PAE paging the new table's PDPTEs are loaded (and checked) first.
+        if (isPaePaging(vmcs.read(F.GUEST_CR0), vmcs.read(F.GUEST_CR4), vmcs.read(F.GUEST_IA32_EFER))) {
+          const loaded = this.#loadGuestPdptes(vmcs, value);
+          if (loaded === PDPTE_LOAD.EXITED) return true;
+          if (loaded === PDPTE_LOAD.FAULTED) return false;
         }
         vmcs.write(F.GUEST_CR3, value >>> 0, Math.floor(value / TWO_32));
         // SDM 4.10.4.1: the source's bit 63 (no flush) matters only with CR4.PCIDE, and is not stored.
@@ -429,9 +464,7 @@ export class WorkloadExecutor {
     let access = cpl === 3 ? ACCESS.USER : 0;
     if (op === OP.WRITE) access |= ACCESS.WRITE;
     else if (op === OP.FETCH) access |= ACCESS.FETCH;
-    const ept =
-      (vmcs.read(F.CPU_BASED_VM_EXEC_CONTROL) & CPU_BASED_CTLS.CPU_BASED_ACTIVATE_SECONDARY_CONTROLS) !== 0 &&
-      (vmcs.read(F.SECONDARY_VM_EXEC_CONTROL) & SECONDARY_EXEC_CTLS.SECONDARY_EXEC_ENABLE_EPT) !== 0;
+    const ept = this.#usesEpt(vmcs);
     const eptpLo = ept ? vmcs.read(F.EPT_POINTER) : 0;
     const eptpHi = ept ? vmcs.hi : 0;
     // SDM 3C 28.3.1: linear mappings without EPT, combined ones tagged with the EP4TA with it.
@@ -607,19 +640,92 @@ export class WorkloadExecutor {
     return (r[2]! & CR4.PCIDE) !== 0 ? r[1]! % 4096 : 0;
   }
 
+  /**
+   * Rebuilds the paging context when CR0/CR3/CR4/EFER or, under PAE paging, the PDPTE registers
+   * changed. Called after each VM entry and after the guest's own MOV to CR. The PDPTEs a VM entry
+   * loads (SDM 27.3.2.4) come from GUEST_PDPTR0–3 with EPT, else from memory at CR3 (KVM's shadow
+   * PAE root); a guest MOV to CR that reloads them under EPT has written them to those fields first.
+   */
   #refreshPaging(vmcs: HardwareVmcs): void {
     const cr0 = vmcs.read(F.GUEST_CR0);
     const cr4 = vmcs.read(F.GUEST_CR4);
     const cr3 = vmcs.read(F.GUEST_CR3) + vmcs.hi * TWO_32;
     const efer = vmcs.read(F.GUEST_IA32_EFER);
     const r = this.#pagingRegs;
-    if (r[0] === cr0 && r[1] === cr3 && r[2] === cr4 && r[3] === efer) return;
+    const pae = isPaePaging(cr0, cr4, efer);
+    const pdptesChanged = pae && this.#readPdpteRegisters(vmcs, cr3);
+    if (!pdptesChanged && r[0] === cr0 && r[1] === cr3 && r[2] === cr4 && r[3] === efer) return;
     r[0] = cr0;
     r[1] = cr3;
     r[2] = cr4;
     r[3] = efer;
-    this.#paging = createPagingContext({ cr0, cr3, cr4, efer }, this.features);
+    this.#paging = createPagingContext(
+      pae ? { cr0, cr3, cr4, efer, pdptes: Array.from(this.#pdptes) } : { cr0, cr3, cr4, efer },
+      this.features,
+    );
     this.#walker.setGuestContext(this.#paging);
+  }
+
+  /** The PDPTE registers for the running VMCS into `#pdptes`; true when they changed. */
+  #readPdpteRegisters(vmcs: HardwareVmcs, cr3: number): boolean {
+    const load = this.#pdpteLoad;
+    if (this.#usesEpt(vmcs)) {
+      for (let i = 0; i < 4; i++) load[i] = vmcs.read(PDPTR_FIELDS[i]!) + vmcs.hi * TWO_32;
+    } else if (loadPdptesInto(this.hw.memory, pdptAddress(cr3), this.features, load) >= 0) {
+      // KVM builds the shadow PAE root: a reserved bit there is a model bug, not guest behaviour.
+      throw new Error(
+        `VM entry with invalid PDPTEs at 0x${pdptAddress(cr3).toString(16)} (KVM's shadow root)`,
+      );
+    }
+    const pdptes = this.#pdptes;
+    let changed = false;
+    for (let i = 0; i < 4; i++) {
+      if (pdptes[i] !== load[i]) {
+        pdptes[i] = load[i]!;
+        changed = true;
+      }
+    }
+    return changed;
+  }
+
+  /** The running VMCS enables EPT. */
+  #usesEpt(vmcs: HardwareVmcs): boolean {
+    return (
+      (vmcs.read(F.CPU_BASED_VM_EXEC_CONTROL) & CPU_BASED_CTLS.CPU_BASED_ACTIVATE_SECONDARY_CONTROLS) !== 0 &&
+      (vmcs.read(F.SECONDARY_VM_EXEC_CONTROL) & SECONDARY_EXEC_CTLS.SECONDARY_EXEC_ENABLE_EPT) !== 0
+    );
+  }
+
+  /**
+   * A MOV to CR3 (or a MOV to CR0/CR4 changing a PDPTE-relevant bit) under PAE paging loads the
+   * PDPTEs from the table at `cr3` (SDM 4.4.1). Under EPT the table's guest-physical address is
+   * translated first: an EPT violation or misconfiguration exits before the instruction completes
+   * (qualification without a guest-linear address, SDM 28.2.1); the loaded values go to
+   * GUEST_PDPTR0–3, where the processor keeps them. A reserved bit makes the instruction fault with
+   * #GP(0) instead. Without EPT the guest's MOV to CR3 exits (KVM intercepts it), so this runs
+   * under EPT only.
+   */
+  #loadGuestPdptes(vmcs: HardwareVmcs, cr3: number): number {
+    const gpa = pdptAddress(cr3);
+    const ept = this.#walker.ept;
+    if (!ept.walk(this.#eptContext(vmcs.read(F.EPT_POINTER) + vmcs.hi * TWO_32), gpa, EPT_ACCESS.READ, 0)) {
+      const r = ept.result;
+      const info = this.hw.exitInfo.reset(
+        r.misconfig !== 0 ? EXIT_REASON.EPT_MISCONFIG : EXIT_REASON.EPT_VIOLATION,
+      );
+      info.instructionLength = LENGTH.MOV_CR;
+      info.qualificationLo = r.qualification >>> 0;
+      info.gpa = gpa;
+      this.#saveAndExit(vmcs);
+      return PDPTE_LOAD.EXITED;
+    }
+    const load = this.#pdpteLoad;
+    if (loadPdptesInto(this.hw.memory, ept.result.hpa, this.features, load) >= 0) {
+      return this.#generalProtection(vmcs) ? PDPTE_LOAD.EXITED : PDPTE_LOAD.FAULTED;
+    }
+    for (let i = 0; i < 4; i++)
+      vmcs.write(PDPTR_FIELDS[i]!, load[i]! % TWO_32, Math.floor(load[i]! / TWO_32));
+    return PDPTE_LOAD.DONE;
   }
 
   #eptContext(eptp: number): EptContext {

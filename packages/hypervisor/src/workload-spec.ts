@@ -213,8 +213,7 @@ export const SETUP_FIELDS: FieldTable = {
   },
   paging: {
     type: { kind: "enum", values: PAGING_NAMES },
-    description:
-      "guest paging mode (default 4-level; a machine run refuses pae: the PDPTE registers are not modelled)",
+    description: "guest paging mode (default 4-level)",
   },
   memory: {
     type: { kind: "bytes", min: 4096, max: MAX_MEMORY_BYTES },

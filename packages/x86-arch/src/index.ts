@@ -165,7 +165,7 @@ export {
   X2APIC_MSR_LAST,
   x2apicMsrIndex,
 } from "./msr";
-export { loadPdptes, PDPTE_RESERVED_LO, type PdpteLoad } from "./pae-pdpte";
+export { loadPdptes, loadPdptesInto, PDPTE_RESERVED_LO, type PdpteLoad } from "./pae-pdpte";
 export { PFERR, PFERR_LAYOUT, summarizePageFaultErrorCode } from "./page-fault";
 export {
   AD_UPDATE,

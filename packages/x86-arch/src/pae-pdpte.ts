@@ -17,15 +17,29 @@ export type PdpteLoad =
  * reserved bit set makes the instruction fault with #GP(0) instead.
  */
 export function loadPdptes(memory: PhysicalMemory, cr3: number, features: CpuFeatures): PdpteLoad {
-  const base = (cr3 & 0xffffffe0) >>> 0;
+  const out = new Float64Array(4);
+  const bad = loadPdptesInto(memory, (cr3 & 0xffffffe0) >>> 0, features, out);
+  return bad < 0 ? { ok: true, pdptes: Array.from(out) } : { ok: false, badIndex: bad };
+}
+
+/**
+ * `loadPdptes` without allocating, for hot paths: the four PDPTEs of the table at `table` (a
+ * 32-byte-aligned address in `memory`, e.g. CR3 bits 31:5, or where EPT translated them) into
+ * `out`. Returns -1, or the index of the first present PDPTE with a reserved bit set (then `out` is
+ * unspecified).
+ */
+export function loadPdptesInto(
+  memory: PhysicalMemory,
+  table: number,
+  features: CpuFeatures,
+  out: Float64Array,
+): number {
   const reservedHi = reservedAddressMaskHigh(features.maxPhysAddr) | 0xfff00000; // bits 63:M
-  const pdptes: number[] = [];
   for (let i = 0; i < 4; i++) {
-    const lo = memory.read32(base + i * 8);
-    const hi = memory.read32(base + i * 8 + 4);
-    if ((lo & 1) !== 0 && ((lo & PDPTE_RESERVED_LO) !== 0 || (hi & reservedHi) !== 0))
-      return { ok: false, badIndex: i };
-    pdptes.push(hi * 4294967296 + lo);
+    const lo = memory.read32(table + i * 8);
+    const hi = memory.read32(table + i * 8 + 4);
+    if ((lo & 1) !== 0 && ((lo & PDPTE_RESERVED_LO) !== 0 || (hi & reservedHi) !== 0)) return i;
+    out[i] = hi * 4294967296 + lo;
   }
-  return { ok: true, pdptes };
+  return -1;
 }

@@ -3,7 +3,7 @@ import { ACCESS, accessOf, PAGE_ACCESS } from "./access";
 import { type CpuFeatures, cpuFeatures } from "./cpu-features";
 import { CR0 } from "./cr0";
 import { DenseMemory } from "./dense-memory";
-import { loadPdptes } from "./pae-pdpte";
+import { loadPdptes, loadPdptesInto } from "./pae-pdpte";
 import { PFERR } from "./page-fault";
 import { AD_UPDATE, PageWalker } from "./page-walk";
 import { createPagingContext } from "./paging-context";
@@ -238,6 +238,17 @@ describe("PAE paging", () => {
     expect(bad(PD0 | P, 1 << 7)).toMatchObject({ ok: true }); // bit 39 is an address bit
     expect(bad(PD0 | 0x1e6, 0xffff_ffff)).toMatchObject({ ok: true }); // not present: anything goes
     expect(bad(PD0 | P | 0xe18, 0)).toMatchObject({ ok: true }); // PWT, PCD, bits 11:9
+  });
+
+  it("loadPdptesInto reads the same four values as loadPdptes, allocating nothing", () => {
+    const m = memory();
+    for (let i = 0; i < 4; i++) m.write64(PDPT + i * 8, (PD0 + i * 0x1000) | P, i);
+    const out = new Float64Array(4);
+    expect(loadPdptesInto(m, PDPT, features, out)).toBe(-1);
+    const loaded = loadPdptes(m, PDPT, features);
+    expect(loaded.ok && Array.from(out)).toEqual(loaded.ok ? loaded.pdptes : null);
+    m.write64(PDPT + 3 * 8, PD0 | P | 2, 0);
+    expect(loadPdptesInto(m, PDPT, features, out)).toBe(3);
   });
 
   it("XD needs EFER.NXE: with it a fetch faults with I/D, without it bit 63 is reserved", () => {
