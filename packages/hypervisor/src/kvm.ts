@@ -197,7 +197,7 @@ export class Kvm implements ExitSink {
   /** CR3 changed in the register cache: vmx_load_mmu_pgd writes GUEST_CR3 with the EPT pointer. */
   cr3Dirty = false;
   /** kvm: mmu->pdptrs, the guest's PAE PDPTEs as KVM last loaded them (load_pdptrs). */
-  readonly pdptrs = new Float64Array(4);
+  readonly pdptrs: Float64Array = new Float64Array(4);
   /** kvm: VCPU_EXREG_PDPTR dirty — vmx_ept_load_pdptrs writes GUEST_PDPTR0–3 at the next entry. */
   pdptrsDirty = false;
   /** The CPU this KVM offers its guest when the guest is a hypervisor (set by the machine). */
