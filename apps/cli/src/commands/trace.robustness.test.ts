@@ -6,6 +6,7 @@ import { Readable } from "node:stream";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { main } from "../main";
+import { DECODE_KINDS } from "../model/decoders";
 import { BINARY } from "../testing/run-cli";
 
 /**
@@ -75,20 +76,9 @@ describe("trace stat on arbitrary files", () => {
 
 describe("decode on arbitrary values", () => {
   it("decodes (exit 0) or gives one usage error (exit 2), never an internal error", async () => {
-    const kinds = [
-      "vmcs-field",
-      "role",
-      "cpu-role",
-      "pferr",
-      "exit-reason",
-      "exit-qual",
-      "vm-error",
-      "cr4",
-      "pte",
-    ];
     await fc.assert(
       fc.asyncProperty(
-        fc.constantFrom(...kinds),
+        fc.constantFrom(...DECODE_KINDS.map((k) => k.name)),
         fc.oneof(fc.string({ maxLength: 24 }), fc.bigInt({ min: 0n, max: 1n << 70n }).map(String)),
         async (kind, value) => {
           const reason = kind === "exit-qual" ? ["--reason", "IO_INSTRUCTION"] : [];
