@@ -22,7 +22,7 @@ import {
   VmxInstructionContext,
   VmxInstructionEmulator,
 } from "@nestvisor/vmx";
-import { CR0, EFER } from "@nestvisor/x86-arch";
+import { CR0, EFER, isPaePaging } from "@nestvisor/x86-arch";
 import { GPR, GUEST_KIND, type GuestContext } from "./guest-context";
 import { HostSegmentLoad } from "./host-segment-load";
 import { HYPERVISOR_EVENTS as HV } from "./hypervisor-events";
@@ -30,8 +30,7 @@ import { KVM_PAGE, type Kvm } from "./kvm";
 import { hasNestedEntryHooks, type NestedEntryHooks } from "./model-policies";
 import { MsrBitmapMerge } from "./msr-bitmap";
 import { NestedVmxCpu } from "./nested-vmx-cpu";
-import { isPaePaging } from "./pae-paging";
-import { VMCS_FIELD as F, vmcsFieldEncoding } from "./vmcs-field-encodings";
+import { VMCS_FIELD as F, GUEST_PDPTR_FIELDS, vmcsFieldEncoding } from "./vmcs-field-encodings";
 import { FixedVmwrites, Vmcs12Copies, Vmcs12Transfers } from "./vmwrite-block";
 
 const TWO_32 = 4294967296;
@@ -65,7 +64,6 @@ const RARE_ENTRY_FIELDS: readonly string[] = Object.freeze([
   "VM_ENTRY_MSR_LOAD_COUNT",
 ]);
 
-const PDPTR_FIELDS = ["GUEST_PDPTR0", "GUEST_PDPTR1", "GUEST_PDPTR2", "GUEST_PDPTR3"];
 const CS_SS_AR = ["GUEST_CS_AR_BYTES", "GUEST_SS_AR_BYTES"];
 
 /** The VMX capability bits the model offers a guest hypervisor in vmcs12 decisions. */
@@ -135,7 +133,6 @@ export class KvmNested {
   /** The last entry-check result (guest-state failures become an entry-failure exit). */
   #checkResult: EntryCheckResult | null = null;
   readonly #rareEntry: readonly number[];
-  readonly #pdptrs: readonly number[];
   readonly #csSsAr: readonly number[];
   /** X9: the vmcs01 refresh after a nested VM exit. */
   readonly #vmcs01Refresh: FixedVmwrites;
@@ -216,7 +213,6 @@ export class KvmNested {
     });
     const enc = (name: string) => kvm.fieldEncoding(name);
     this.#rareEntry = RARE_ENTRY_FIELDS.map(enc);
-    this.#pdptrs = PDPTR_FIELDS.map(enc);
     this.#csSsAr = CS_SS_AR.map(enc);
     const vmcs12 = this.state.cachedVmcs12;
     this.#vmcs01Refresh = new FixedVmwrites([
@@ -530,7 +526,7 @@ export class KvmNested {
       // Flag A moved the CS/SS AR-byte writes here from every entry.
       if (config.readOnlyShadowFields) for (const field of this.#csSsAr) this.#copyRare(vmcs12, field);
       // Group 1 with EPT in L0: PDPTR0–3.
-      for (const field of this.#pdptrs) this.#copyRare(vmcs12, field);
+      for (const field of GUEST_PDPTR_FIELDS) this.#copyRare(vmcs12, field);
       this.sync.dirtyVmcs12 = false;
     }
     if (!config.readOnlyShadowFields) {
@@ -591,9 +587,9 @@ export class KvmNested {
     kvm.cr3Dirty = true;
     // PDPTRs again after CR0/CR4/EFER (kvm: prepare_vmcs02): flag E writes them only for a dirty
     // vmcs12 with nested EPT and PAE paging; before it, on every dirty entry (kvm-vmx.md §10 E).
-    const pdptrsFromVmcs12 = dirty && (hooks === null || hooks.rareEntryWrites(this.#pdptrs[0]!));
+    const pdptrsFromVmcs12 = dirty && (hooks === null || hooks.rareEntryWrites(GUEST_PDPTR_FIELDS[0]!));
     if (pdptrsFromVmcs12 && (!config.nestedEntryWriteTrims || (nestedEpt && paePaging))) {
-      for (const field of this.#pdptrs) this.#copy(vmcs12, field);
+      for (const field of GUEST_PDPTR_FIELDS) this.#copy(vmcs12, field);
     }
     // kvm: nested_vmx_transition_tlb_flush on entry — a guest TLB flush without VPID in vmcs12, or
     // when vmcs12's VPID differs from the last one entered (last_vpid starts at 0, so the first
@@ -879,9 +875,8 @@ export class KvmNested {
     this.sync.syncVmcs02ToVmcs12(vmcs12, kvm.cr0GuestOwnedBits(), kvm.cr4GuestOwnedBits());
     // kvm: sync_vmcs02_to_vmcs12 — with nested EPT and PAE paging, L2's PDPTEs as the CPU holds them
     // (a MOV to CR3 without an exit reloads them into vmcs02).
-    const mmu = kvm.mmu;
-    if (kvm.useEpt && this.nestedEpt && isPaePaging(mmu.cr0, mmu.cr4, mmu.efer)) {
-      for (const field of this.#pdptrs) {
+    if (kvm.useEpt && this.nestedEpt && kvm.mmu.paePaging) {
+      for (const field of GUEST_PDPTR_FIELDS) {
         const lo = p.vmread(field);
         vmcs12.write(field, lo, p.hi);
       }

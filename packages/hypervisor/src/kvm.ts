@@ -53,12 +53,14 @@ import {
   type EptContext,
   encodeEptPointer,
   type Gpa,
+  isPaePaging,
   loadPdptesInto,
   MODERN_CPU,
   MODERN_EPT_CAPABILITIES,
   type PagingContext,
   PFERR,
   type PhysicalMemory,
+  pdptAddress,
   RFLAGS_RESET,
 } from "@nestvisor/x86-arch";
 
@@ -73,12 +75,11 @@ import { KvmNested } from "./kvm-nested";
 import { VcpuRegisterCache } from "./kvm-vcpu-registers";
 import type { ModelPolicies } from "./model-policies";
 import { msrBitmapIntercepts, writeMsrBitmap } from "./msr-bitmap";
-import { CR0_PDPTR_BITS, CR4_PDPTR_BITS, isPaePaging, pdptAddress } from "./pae-paging";
-import { VMCS_FIELD as F } from "./vmcs-field-encodings";
+import { CR0_PDPTR_BITS, CR4_PDPTR_BITS } from "./pae-paging";
+import { VMCS_FIELD as F, GUEST_PDPTR_FIELDS } from "./vmcs-field-encodings";
 import type { ExitSink, VmxCpu } from "./vmx-cpu";
 
 const TWO_32 = 4294967296;
-const PDPTR_FIELDS = [F.GUEST_PDPTR0, F.GUEST_PDPTR1, F.GUEST_PDPTR2, F.GUEST_PDPTR3];
 const PAGE = 4096;
 
 /** Where KVM keeps its own pages in its physical memory (a model layout; see `KvmLayout`). */
@@ -564,11 +565,10 @@ export class Kvm implements ExitSink {
         // kvm: vmx_ept_load_pdptrs — the PDPTEs KVM loaded, when dirty and the guest uses PAE paging.
         if (this.pdptrsDirty) {
           this.pdptrsDirty = false;
-          const mmu = this.mmu;
-          if (isPaePaging(mmu.cr0, mmu.cr4, mmu.efer)) {
+          if (this.mmu.paePaging) {
             const pdptrs = this.pdptrs;
             for (let i = 0; i < 4; i++) {
-              p.vmwrite(PDPTR_FIELDS[i]!, pdptrs[i]! % TWO_32, Math.floor(pdptrs[i]! / TWO_32));
+              p.vmwrite(GUEST_PDPTR_FIELDS[i]!, pdptrs[i]! % TWO_32, Math.floor(pdptrs[i]! / TWO_32));
             }
           }
         }
@@ -851,8 +851,7 @@ export class Kvm implements ExitSink {
 
   /** The PDPTE reload of kvm_set_cr0/kvm_set_cr4. */
   #reloadPdptrs(): void {
-    const mmu = this.mmu;
-    if (isPaePaging(mmu.cr0, mmu.cr4, mmu.efer)) this.loadPdptrs(mmu.cr3);
+    if (this.mmu.paePaging) this.loadPdptrs(this.mmu.cr3);
   }
 
   /**
@@ -887,8 +886,7 @@ export class Kvm implements ExitSink {
    */
   setCr3(value: number, noFlush = false): void {
     // kvm: kvm_set_cr3 — under PAE paging, load_pdptrs of the new CR3 first.
-    const mmu = this.mmu;
-    if (isPaePaging(mmu.cr0, mmu.cr4, mmu.efer)) this.loadPdptrs(value);
+    if (this.mmu.paePaging) this.loadPdptrs(value);
     if (this.useEpt) {
       this.mmu.setCr3(value, noFlush);
       this.processor.vmwrite(F.GUEST_CR3, value >>> 0, Math.floor(value / TWO_32));
@@ -1039,7 +1037,7 @@ export class Kvm implements ExitSink {
       const regs = { cr0: m.cr0, cr3: m.cr3, cr4: m.cr4, efer: m.efer };
       // kvm: mmu->get_pdptr — a PAE walk starts from the PDPTEs load_pdptrs stored.
       this.#paging = createPagingContext(
-        isPaePaging(m.cr0, m.cr4, m.efer) ? { ...regs, pdptes: Array.from(this.pdptrs) } : regs,
+        m.paePaging ? { ...regs, pdptes: Array.from(this.pdptrs) } : regs,
         MODERN_CPU,
       );
     }

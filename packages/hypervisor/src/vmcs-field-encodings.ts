@@ -112,3 +112,11 @@ export const VMCS_FIELD = Object.freeze({
   VM_FUNCTION_CONTROL: vmcsFieldEncoding("VM_FUNCTION_CONTROL"),
   GUEST_PENDING_DBG_EXCEPTIONS: vmcsFieldEncoding("GUEST_PENDING_DBG_EXCEPTIONS"),
 });
+
+/** GUEST_PDPTR0–3: where the processor keeps a PAE guest's PDPTE registers under EPT (SDM 27.3.2.4). */
+export const GUEST_PDPTR_FIELDS: readonly number[] = Object.freeze([
+  VMCS_FIELD.GUEST_PDPTR0,
+  VMCS_FIELD.GUEST_PDPTR1,
+  VMCS_FIELD.GUEST_PDPTR2,
+  VMCS_FIELD.GUEST_PDPTR3,
+]);

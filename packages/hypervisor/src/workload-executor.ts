@@ -17,11 +17,13 @@ import {
   type EptContext,
   eptTagOf,
   FAULT_STAGE,
+  isPaePaging,
   loadPdptesInto,
   MODERN_CPU,
   MODERN_EPT_CAPABILITIES,
   PageWalker,
   type PagingContext,
+  pdptAddress,
   TLB_FLAG,
   TLB_MISS,
   type Tlb,
@@ -32,9 +34,9 @@ import { GPR, type GuestContext } from "./guest-context";
 import type { HardwareVmxCpu } from "./hardware-vmx-cpu";
 import { HYPERVISOR_EVENTS as HV } from "./hypervisor-events";
 import { msrBitmapIntercepts } from "./msr-bitmap";
-import { CR0_PDPTR_BITS, CR4_PDPTR_BITS, isPaePaging, pdptAddress } from "./pae-paging";
+import { CR0_PDPTR_BITS, CR4_PDPTR_BITS } from "./pae-paging";
 import { CURSOR_END, ProgramCursor } from "./program-cursor";
-import { VMCS_FIELD as F } from "./vmcs-field-encodings";
+import { VMCS_FIELD as F, GUEST_PDPTR_FIELDS } from "./vmcs-field-encodings";
 import {
   COMPUTE_SLOT,
   CPUID_SLOT,
@@ -49,8 +51,6 @@ import {
 } from "./workload-ops";
 
 const TWO_32 = 4294967296;
-/** GUEST_PDPTR0–3: where the processor keeps the PDPTE registers of a PAE guest under EPT. */
-const PDPTR_FIELDS = [F.GUEST_PDPTR0, F.GUEST_PDPTR1, F.GUEST_PDPTR2, F.GUEST_PDPTR3];
 /** What loading the PDPTEs for a MOV to CR3/CR0/CR4 came to. */
 const PDPTE_LOAD = { DONE: 0, EXITED: 1, FAULTED: 2 } as const;
 /** Bit 8 of a leaf paging entry: G, global (SDM 4.10.2.4; the same bit in every paging mode). */
@@ -670,7 +670,7 @@ export class WorkloadExecutor {
   #readPdpteRegisters(vmcs: HardwareVmcs, cr3: number): boolean {
     const load = this.#pdpteLoad;
     if (this.#usesEpt(vmcs)) {
-      for (let i = 0; i < 4; i++) load[i] = vmcs.read(PDPTR_FIELDS[i]!) + vmcs.hi * TWO_32;
+      for (let i = 0; i < 4; i++) load[i] = vmcs.read(GUEST_PDPTR_FIELDS[i]!) + vmcs.hi * TWO_32;
     } else if (loadPdptesInto(this.hw.memory, pdptAddress(cr3), this.features, load) >= 0) {
       // KVM builds the shadow PAE root: a reserved bit there is a model bug, not guest behaviour.
       throw new Error(
@@ -724,7 +724,7 @@ export class WorkloadExecutor {
       return this.#generalProtection(vmcs) ? PDPTE_LOAD.EXITED : PDPTE_LOAD.FAULTED;
     }
     for (let i = 0; i < 4; i++)
-      vmcs.write(PDPTR_FIELDS[i]!, load[i]! % TWO_32, Math.floor(load[i]! / TWO_32));
+      vmcs.write(GUEST_PDPTR_FIELDS[i]!, load[i]! % TWO_32, Math.floor(load[i]! / TWO_32));
     return PDPTE_LOAD.DONE;
   }
 

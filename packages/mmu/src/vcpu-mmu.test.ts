@@ -21,6 +21,16 @@ describe("VcpuMmu construction (kvm: kvm_mmu_create)", () => {
     expect(v.rootMmu.validRootCount()).toBe(0);
   });
 
+  it("reports PAE paging from its CR0, CR4 and EFER (kvm: is_pae_paging)", () => {
+    const vcpu = new VcpuMmu({ backend: new FakeRootBackend() });
+    vcpu.loadControlRegisters(CR0.PG | CR0.PE, CR4.PAE, 0);
+    expect(vcpu.paePaging).toBe(true);
+    vcpu.loadControlRegisters(CR0.PG | CR0.PE, CR4.PAE, EFER.LMA | EFER.LME);
+    expect(vcpu.paePaging).toBe(false);
+    vcpu.loadControlRegisters(CR0.PE, CR4.PAE, 0);
+    expect(vcpu.paePaging).toBe(false);
+  });
+
   it("picks the TDP level from the host's maximum and the guest's MAXPHYADDR", () => {
     const b = new FakeRootBackend();
     expect(new VcpuMmu({ backend: b, host: { maxTdpLevel: 5 } }).tdpLevel).toBe(4);

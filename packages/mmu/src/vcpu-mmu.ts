@@ -1,5 +1,5 @@
 import { type Meter, NOOP_METER } from "@nestvisor/vmx";
-import { CR0, CR3, CR4, EFER } from "@nestvisor/x86-arch";
+import { CR0, CR3, CR4, EFER, isPaePaging } from "@nestvisor/x86-arch";
 import {
   cpuRoleBase,
   cpuRoleExt,
@@ -136,11 +136,6 @@ const EV_UNLOAD = MMU_EVENTS.MMU_UNLOAD;
 const EV_RESET = MMU_EVENTS.MMU_RESET_CONTEXT;
 const EV_TLB_FLUSH_REQUEST = MMU_EVENTS.TLB_FLUSH_REQUEST;
 
-/** kvm: is_pae_paging — CR0.PG and CR4.PAE without EFER.LMA (the PDPTRs are in use). */
-function isPaePaging(cr0: number, cr4: number, efer: number): boolean {
-  return (cr0 & CR0.PG) !== 0 && (cr4 & CR4.PAE) !== 0 && (efer & EFER.LMA) === 0;
-}
-
 export class VcpuMmu implements MmuInitEnv {
   readonly backend: RootBackend;
   readonly meter: Meter;
@@ -195,6 +190,11 @@ export class VcpuMmu implements MmuInitEnv {
     this.nestedMmu = new MmuContext(MMU_CONTEXT_KIND.NESTED_MMU, size);
     this.mmu = this.rootMmu;
     this.walkMmu = this.rootMmu;
+  }
+
+  /** kvm: is_pae_paging — the vCPU's CR0/CR4/EFER select PAE paging, so its PDPTEs are in use. */
+  get paePaging(): boolean {
+    return isPaePaging(this.cr0, this.cr4, this.efer);
   }
 
   /** kvm: mmu_is_nested — walks go through nested_mmu (L2 runs with nested EPT). */
@@ -313,7 +313,7 @@ export class VcpuMmu implements MmuInitEnv {
     this.cr4 = regs.cr4;
     this.efer = regs.efer;
     // kvm: __set_sregs_common — with PAE paging, load_pdptrs and mmu_reset_needed = 1.
-    if (isPaePaging(this.cr0, this.cr4, this.efer)) resetNeeded = true;
+    if (this.paePaging) resetNeeded = true;
     if (!resetNeeded) return;
     this.roleChanged(unloadRequired);
     // kvm: __set_sregs — the reset comes with KVM_REQ_TLB_FLUSH_GUEST (Michal Luczaj, 2023; older

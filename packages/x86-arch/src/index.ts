@@ -165,7 +165,14 @@ export {
   X2APIC_MSR_LAST,
   x2apicMsrIndex,
 } from "./msr";
-export { loadPdptes, loadPdptesInto, PDPTE_RESERVED_LO, type PdpteLoad } from "./pae-pdpte";
+export {
+  isPaePaging,
+  loadPdptes,
+  loadPdptesInto,
+  PDPTE_RESERVED_LO,
+  type PdpteLoad,
+  pdptAddress,
+} from "./pae-pdpte";
 export { PFERR, PFERR_LAYOUT, summarizePageFaultErrorCode } from "./page-fault";
 export {
   AD_UPDATE,

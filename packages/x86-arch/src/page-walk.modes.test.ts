@@ -2,8 +2,10 @@ import { describe, expect, it } from "vitest";
 import { ACCESS, accessOf, PAGE_ACCESS } from "./access";
 import { type CpuFeatures, cpuFeatures } from "./cpu-features";
 import { CR0 } from "./cr0";
+import { CR4 } from "./cr4";
 import { DenseMemory } from "./dense-memory";
-import { loadPdptes, loadPdptesInto } from "./pae-pdpte";
+import { EFER } from "./efer";
+import { isPaePaging, loadPdptes, loadPdptesInto, pdptAddress } from "./pae-pdpte";
 import { PFERR } from "./page-fault";
 import { AD_UPDATE, PageWalker } from "./page-walk";
 import { createPagingContext } from "./paging-context";
@@ -238,6 +240,15 @@ describe("PAE paging", () => {
     expect(bad(PD0 | P, 1 << 7)).toMatchObject({ ok: true }); // bit 39 is an address bit
     expect(bad(PD0 | 0x1e6, 0xffff_ffff)).toMatchObject({ ok: true }); // not present: anything goes
     expect(bad(PD0 | P | 0xe18, 0)).toMatchObject({ ok: true }); // PWT, PCD, bits 11:9
+  });
+
+  it("PAE paging needs CR0.PG and CR4.PAE without EFER.LMA; its table is at CR3 bits 31:5", () => {
+    expect(isPaePaging(CR0.PG, CR4.PAE, 0)).toBe(true);
+    expect(isPaePaging(CR0.PG, CR4.PAE, EFER.LMA)).toBe(false);
+    expect(isPaePaging(0, CR4.PAE, 0)).toBe(false);
+    expect(isPaePaging(CR0.PG, 0, 0)).toBe(false);
+    expect(pdptAddress(0x1234_5678)).toBe(0x1234_5660);
+    expect(pdptAddress(0xffff_ffff)).toBe(0xffff_ffe0);
   });
 
   it("loadPdptesInto reads the same four values as loadPdptes, allocating nothing", () => {

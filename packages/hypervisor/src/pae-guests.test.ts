@@ -1,27 +1,12 @@
 import { CountingMeter } from "@nestvisor/vmx";
-import { CR0, CR4, EFER, loadPdptes, MODERN_CPU } from "@nestvisor/x86-arch";
+import { loadPdptes, MODERN_CPU } from "@nestvisor/x86-arch";
 import { describe, expect, it } from "vitest";
 import { COST_CATALOGS } from "./cost-catalogs";
 import { resolveFlags } from "./kernel-presets";
 import { Machine } from "./machine";
-import { isPaePaging, pdptAddress } from "./pae-paging";
-import { VMCS_FIELD as F } from "./vmcs-field-encodings";
+import { VMCS_FIELD as F, GUEST_PDPTR_FIELDS } from "./vmcs-field-encodings";
 import { workload } from "./workload-builder";
 import type { PagingName } from "./workload-spec";
-
-describe("PAE paging helpers", () => {
-  it("is_pae_paging needs CR0.PG and CR4.PAE without EFER.LMA", () => {
-    expect(isPaePaging(CR0.PG, CR4.PAE, 0)).toBe(true);
-    expect(isPaePaging(CR0.PG, CR4.PAE, EFER.LMA)).toBe(false);
-    expect(isPaePaging(0, CR4.PAE, 0)).toBe(false);
-    expect(isPaePaging(CR0.PG, 0, 0)).toBe(false);
-  });
-
-  it("the PDPT is at CR3 bits 31:5", () => {
-    expect(pdptAddress(0x1234_5678)).toBe(0x1234_5660);
-    expect(pdptAddress(0xffff_ffff)).toBe(0xffff_ffe0);
-  });
-});
 
 /**
  * Two address spaces mapping the same GVA to different frames, switched with MOV to CR3 (which
@@ -95,9 +80,7 @@ describe("PAE guests in the machine (the PDPTE registers, SDM 4.4.1 and 27.3.2.4
       const m = run(level, "pae", flags);
       const vmcs = m.hardware.runningVmcs!;
       const cr3 = vmcs.read(F.GUEST_CR3);
-      const held = [F.GUEST_PDPTR0, F.GUEST_PDPTR1, F.GUEST_PDPTR2, F.GUEST_PDPTR3].map(
-        (field) => vmcs.read(field) + vmcs.hi * 2 ** 32,
-      );
+      const held = GUEST_PDPTR_FIELDS.map((field) => vmcs.read(field) + vmcs.hi * 2 ** 32);
       if (flags.l1Ept === false) {
         // L1 shadow-pages L2: CR3 is L1's PAE shadow root, whose PDPTEs L0 loaded (load_pdptrs).
         expect(held.some((v) => v !== 0)).toBe(true);
