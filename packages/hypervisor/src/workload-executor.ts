@@ -71,7 +71,6 @@ const LENGTH = Object.freeze({
   MEMORY: 3,
 });
 
-/** What a workload has done that a guest can see, accumulated as it runs (for differential checks). */
 /** OP codes of the instructions that need CPL 0 (or IOPL): MOV to/from CR0/CR3/CR4 … HLT. */
 const PRIVILEGED_OPS = (() => {
   let mask = 0;
@@ -93,6 +92,7 @@ const PRIVILEGED_OPS = (() => {
   return mask >>> 0;
 })();
 
+/** What a workload has done that a guest can see, accumulated as it runs (for differential checks). */
 export class WorkloadObservations {
   /** FNV-1a over every value read from memory, CPUID/RDMSR/IN result and CR read, in order. */
   digest = 0x811c9dc5;
@@ -460,8 +460,7 @@ export class WorkloadExecutor {
    */
   #access(op: number, vmcs: HardwareVmcs): boolean {
     const cursor = this.cursor;
-    const cpl = this.program.setup.cpl;
-    let access = cpl === 3 ? ACCESS.USER : 0;
+    let access = this.#cpl === 3 ? ACCESS.USER : 0;
     if (op === OP.WRITE) access |= ACCESS.WRITE;
     else if (op === OP.FETCH) access |= ACCESS.FETCH;
     const ept = this.#usesEpt(vmcs);
@@ -626,12 +625,19 @@ export class WorkloadExecutor {
     );
   }
 
+  /** The running VMCS's secondary controls, or 0 when they are not activated (SDM 25.6.2). */
+  #secondaryControls(vmcs: HardwareVmcs): number {
+    return (vmcs.read(F.CPU_BASED_VM_EXEC_CONTROL) & CPU_BASED_CTLS.CPU_BASED_ACTIVATE_SECONDARY_CONTROLS) !==
+      0
+      ? vmcs.read(F.SECONDARY_VM_EXEC_CONTROL)
+      : 0;
+  }
+
   /** The VPID of the running VMCS: VIRTUAL_PROCESSOR_ID with "enable VPID", else 0 (SDM 3C 28.1). */
   #vpid(vmcs: HardwareVmcs): number {
-    const enabled =
-      (vmcs.read(F.CPU_BASED_VM_EXEC_CONTROL) & CPU_BASED_CTLS.CPU_BASED_ACTIVATE_SECONDARY_CONTROLS) !== 0 &&
-      (vmcs.read(F.SECONDARY_VM_EXEC_CONTROL) & SECONDARY_EXEC_CTLS.SECONDARY_EXEC_ENABLE_VPID) !== 0;
-    return enabled ? vmcs.read(F.VIRTUAL_PROCESSOR_ID) & 0xffff : 0;
+    return (this.#secondaryControls(vmcs) & SECONDARY_EXEC_CTLS.SECONDARY_EXEC_ENABLE_VPID) !== 0
+      ? vmcs.read(F.VIRTUAL_PROCESSOR_ID) & 0xffff
+      : 0;
   }
 
   /** The current PCID: CR3[11:0] with CR4.PCIDE, else 0 (SDM 4.10.1). */
@@ -690,10 +696,7 @@ export class WorkloadExecutor {
 
   /** The running VMCS enables EPT. */
   #usesEpt(vmcs: HardwareVmcs): boolean {
-    return (
-      (vmcs.read(F.CPU_BASED_VM_EXEC_CONTROL) & CPU_BASED_CTLS.CPU_BASED_ACTIVATE_SECONDARY_CONTROLS) !== 0 &&
-      (vmcs.read(F.SECONDARY_VM_EXEC_CONTROL) & SECONDARY_EXEC_CTLS.SECONDARY_EXEC_ENABLE_EPT) !== 0
-    );
+    return (this.#secondaryControls(vmcs) & SECONDARY_EXEC_CTLS.SECONDARY_EXEC_ENABLE_EPT) !== 0;
   }
 
   /**
