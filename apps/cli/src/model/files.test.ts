@@ -21,7 +21,7 @@ describe("reading a file a user named", () => {
 
   it("refuses a file larger than the limit, naming both sizes", () => {
     expect(() => readBytesFile(file, "w.yaml", "workload", 4)).toThrow(
-      /w\.yaml: 8 bytes is larger than a workload file can be here \(at most 4\)/,
+      /w\.yaml: 8 bytes is too large for a workload file \(at most 4\)/,
     );
   });
 

@@ -20,8 +20,9 @@ export function readBytesFile(
     // A device or a FIFO could be endless (/dev/zero) or block forever: only regular files are read.
     if (!stat.isFile()) throw new UsageError(`${shown}: not a regular file (expected a ${what} file)`);
     if (stat.size > maxBytes) {
+      const bytes = (n: number) => n.toLocaleString("en-US");
       throw new UsageError(
-        `${shown}: ${stat.size} bytes is larger than a ${what} file can be here (at most ${maxBytes})`,
+        `${shown}: ${bytes(stat.size)} bytes is too large for a ${what} file (at most ${bytes(maxBytes)})`,
       );
     }
     return readFileSync(path);
@@ -34,7 +35,12 @@ export function readBytesFile(
   }
 }
 
-/** Reads a UTF-8 text file a user named. */
-export function readTextFile(path: string, shown: string, what: string): string {
-  return new TextDecoder("utf-8").decode(readBytesFile(path, shown, what));
+/** Reads a UTF-8 text file a user named (at most `maxBytes`, as `readBytesFile`). */
+export function readTextFile(
+  path: string,
+  shown: string,
+  what: string,
+  maxBytes: number = MAX_INPUT_FILE_BYTES,
+): string {
+  return new TextDecoder("utf-8").decode(readBytesFile(path, shown, what, maxBytes));
 }

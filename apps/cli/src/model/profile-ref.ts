@@ -1,4 +1,3 @@
-import { statSync } from "node:fs";
 import { resolve } from "node:path";
 import {
   COST_PROFILE_NAMES,
@@ -14,16 +13,6 @@ import { readTextFile } from "./files";
 
 /** The largest profile file read (a full profile is about 30 KB). */
 export const MAX_PROFILE_BYTES = 4 * 1024 * 1024;
-
-/** The size of a regular file, or undefined (missing, a directory: `readTextFile` says what). */
-function fileSize(path: string): number | undefined {
-  try {
-    const stat = statSync(path);
-    return stat.isFile() ? stat.size : undefined;
-  } catch {
-    return undefined;
-  }
-}
 
 /**
  * Results and sweep rows name a profile by its `name`: a file may use a shipped profile's name only
@@ -50,14 +39,7 @@ export function loadProfile(reference: string | undefined, cwd: string): CostPro
       `unknown cost profile "${ref}"${didYouMean(ref, COST_PROFILE_NAMES)}; shipped profiles: ${COST_PROFILE_NAMES.join(", ")} (or give a JSON file)`,
     );
   }
-  const path = resolve(cwd, ref);
-  const size = fileSize(path);
-  if (size !== undefined && size > MAX_PROFILE_BYTES) {
-    throw new UsageError(
-      `${ref}: ${size.toLocaleString("en-US")} bytes is too large for a cost profile (at most ${MAX_PROFILE_BYTES.toLocaleString("en-US")}; a full profile is about 20,000)`,
-    );
-  }
-  const text = readTextFile(path, ref, "cost profile");
+  const text = readTextFile(resolve(cwd, ref), ref, "cost profile", MAX_PROFILE_BYTES);
   try {
     const profile = parseCostProfileText(text, ref);
     checkOwnName(profile, ref);
