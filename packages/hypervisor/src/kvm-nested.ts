@@ -3,6 +3,7 @@ import {
   CPU_BASED_CTLS,
   type EntryCheckResult,
   EXIT_REASON,
+  GUEST_ACTIVITY,
   type HardwareVmcs,
   VMX_INSTRUCTION_INFO as INFO,
   isVmxFault,
@@ -14,6 +15,7 @@ import {
   type ShadowVmcsSyncOptions,
   VM_ENTRY_CTLS,
   VM_EXIT_CTLS,
+  VMCS_CONTROL,
   VMCS12_SIZE,
   VMX_EVENTS,
   VMX_EXIT_REASONS_FAILED_VMENTRY,
@@ -22,7 +24,7 @@ import {
   VmxInstructionContext,
   VmxInstructionEmulator,
 } from "@nestvisor/vmx";
-import { CR0, EFER, isPaePaging } from "@nestvisor/x86-arch";
+import { CR0, DR7_RESET, dr7AsHeld, EFER, IA32_PAT_RESET, isPaePaging } from "@nestvisor/x86-arch";
 import { GPR, GUEST_KIND, type GuestContext } from "./guest-context";
 import { HostSegmentLoad } from "./host-segment-load";
 import { HYPERVISOR_EVENTS as HV } from "./hypervisor-events";
@@ -145,12 +147,13 @@ export class KvmNested {
   readonly #hostSegments = new HostSegmentLoad();
   readonly #hostDebugLoad: FixedVmwrites;
   /** prepare_vmcs02: PAT, TSC offset and multiplier. */
-  readonly #entryTscPat: FixedVmwrites;
+  readonly #entryTsc: FixedVmwrites;
   /** prepare_vmcs02_early: the event-injection fields and the interruptibility state from vmcs12. */
   readonly #entryEventCopies: Vmcs12Copies;
   /** prepare_vmcs02_rare (without per-group hooks), and prepare_vmcs02's DR7, DEBUGCTL and RFLAGS. */
   readonly #rareCopies: Vmcs12Copies;
-  readonly #debugCopies: Vmcs12Copies;
+  /** The vCPU's DR7 while L2 runs (kvm: vcpu->arch.dr7), as prepare_vmcs02 set it. */
+  #l2Dr7 = DR7_RESET;
   readonly #l1DebugLoad: FixedVmwrites;
   /** The guest context L2 runs in while this vCPU is in guest mode. */
   #l2: GuestContext | null = null;
@@ -241,12 +244,11 @@ export class KvmNested {
     ]);
     // kvm: kvm_set_dr(vcpu, 7, 0x400) and the DEBUGCTL reset after the segments.
     this.#hostDebugLoad = new FixedVmwrites([
-      [F.GUEST_DR7, 0x400],
+      [F.GUEST_DR7, DR7_RESET],
       [F.GUEST_IA32_DEBUGCTL, 0],
     ]);
-    // kvm: the PAT is written on every entry when the host can load it; TSC offset and multiplier.
-    this.#entryTscPat = new FixedVmwrites([
-      [F.GUEST_IA32_PAT, 0x00070406, 0x00070406],
+    // kvm: prepare_vmcs02 — TSC offset and multiplier, after the PAT.
+    this.#entryTsc = new FixedVmwrites([
       [F.TSC_OFFSET, 0],
       [F.TSC_MULTIPLIER, 0, TSC_RATIO_ONE_HI],
     ]);
@@ -260,10 +262,9 @@ export class KvmNested {
       vmcs12,
     );
     this.#rareCopies = new Vmcs12Copies(this.#rareEntry, vmcs12);
-    this.#debugCopies = new Vmcs12Copies([F.GUEST_DR7, F.GUEST_IA32_DEBUGCTL], vmcs12);
     // L1's DR7 and DEBUGCTL (the model's L1 keeps the reset DR7 and no DEBUGCTL bits).
     this.#l1DebugLoad = new FixedVmwrites([
-      [F.GUEST_DR7, 0x400],
+      [F.GUEST_DR7, DR7_RESET],
       [F.GUEST_IA32_DEBUGCTL, 0],
     ]);
   }
@@ -482,10 +483,12 @@ export class KvmNested {
           (SECONDARY_EXEC_CTLS.SECONDARY_EXEC_ENABLE_EPT |
             SECONDARY_EXEC_CTLS.SECONDARY_EXEC_ENABLE_VPID))) >>>
       0;
+    // kvm: prepare_vmcs02_early — vmcs01's entry controls with vmcs12's (less "load
+    // PERF_GLOBAL_CTRL"); IA-32e mode and "load IA32_EFER" follow L2's EFER, which the model takes
+    // from vmcs12's own two bits.
     const entry =
-      (vmcs12.read(F.VM_ENTRY_CONTROLS) &
-        (VM_ENTRY_CTLS.VM_ENTRY_IA32E_MODE | VM_ENTRY_CTLS.VM_ENTRY_LOAD_IA32_EFER)) |
-      kvm.entry01Base;
+      kvm.entry01Base |
+      (vmcs12.read(F.VM_ENTRY_CONTROLS) & ~VM_ENTRY_CTLS.VM_ENTRY_LOAD_IA32_PERF_GLOBAL_CTRL);
     const exit = kvm.exit01;
     c.init(0, pin);
     // kvm: nested_get_vmcs12_pages → nested_vmx_prepare_msr_bitmap decides "use MSR bitmaps".
@@ -537,8 +540,13 @@ export class KvmNested {
     // kvm: prepare_vmcs02 — DR7 and DEBUGCTL from vmcs12 with "load debug controls", else L1's
     // (kvm_set_dr(7, vcpu->arch.dr7), pre_vmenter_debugctl); then RFLAGS (vmx_set_rflags).
     if ((vmcs12.read(F.VM_ENTRY_CONTROLS) & VM_ENTRY_CTLS.VM_ENTRY_LOAD_DEBUG_CONTROLS) !== 0) {
-      this.#copyAll(vmcs12, this.#debugCopies);
+      // kvm_set_dr(vcpu, 7, vmcs12->guest_dr7): the vCPU's DR7 is the value as the register holds it.
+      this.#l2Dr7 = dr7AsHeld(vmcs12.read(F.GUEST_DR7));
+      this.#write(F.GUEST_DR7, this.#l2Dr7);
+      this.#copy(vmcs12, F.GUEST_IA32_DEBUGCTL);
+      kvm.meter.count(VMCS12_READ_EVENT);
     } else {
+      this.#l2Dr7 = DR7_RESET;
       this.#l1DebugLoad.run(kvm.processor);
     }
     this.#copy(vmcs12, F.GUEST_RFLAGS);
@@ -548,7 +556,14 @@ export class KvmNested {
       ~(kvm.cr0GuestOwnedBits() & ~vmcs12.read(F.CR0_GUEST_HOST_MASK)) >>> 0,
       0xffffffff,
     );
-    this.#entryTscPat.run(kvm.processor);
+    // kvm: prepare_vmcs02 — vmcs12's PAT with "load IA32_PAT", else L1's when KVM's own VMCSs load
+    // the PAT (vmcs_config); the model's L1 keeps the reset PAT.
+    if ((vmcs12.read(F.VM_ENTRY_CONTROLS) & VM_ENTRY_CTLS.VM_ENTRY_LOAD_IA32_PAT) !== 0) {
+      this.#copy(vmcs12, F.GUEST_IA32_PAT);
+    } else if ((kvm.entry01Base & VM_ENTRY_CTLS.VM_ENTRY_LOAD_IA32_PAT) !== 0) {
+      this.#write(F.GUEST_IA32_PAT, IA32_PAT_RESET.lo, IA32_PAT_RESET.hi);
+    }
+    this.#entryTsc.run(kvm.processor);
     const cr0 = vmcs12.read(F.GUEST_CR0);
     const cr4 = vmcs12.read(F.GUEST_CR4);
     const cr3 = vmcs12.read(F.GUEST_CR3) + vmcs12.hi * TWO_32;
@@ -886,6 +901,7 @@ export class KvmNested {
     const rsp = kvm.regs.readRsp();
     vmcs12.write(F.GUEST_RIP, rip >>> 0, Math.floor(rip / TWO_32));
     vmcs12.write(F.GUEST_RSP, rsp >>> 0, Math.floor(rsp / TWO_32));
+    this.#syncVcpuStateToVmcs12(vmcs12);
     // X4: prepare_vmcs12.
     vmcs12.write(F.VM_EXIT_REASON, reason);
     vmcs12.write(F.EXIT_QUALIFICATION, qualLo, qualHi);
@@ -899,6 +915,50 @@ export class KvmNested {
     // X5: L2's VMWRITEs that L0 served go back to L1's shadow VMCS page.
     this.#flushCachedShadowVmcs12(vmcs12);
     this.#leaveToL1(true);
+  }
+
+  /**
+   * The parts of sync_vmcs02_to_vmcs12 that come from KVM's vCPU state and vmcs12's own controls
+   * rather than from a VMREAD list (kvm: sync_vmcs02_to_vmcs12; v5.2: sync_vmcs12):
+   * - the activity state, from mp_state: ACTIVE, since an L2 exit never leaves this model's vCPU
+   *   halted or waiting for SIPI (L2's HLT exits; INIT and SIPI are not modelled);
+   * - the "IA-32e mode guest" entry control, from vmcs02's controls shadow (no VMREAD);
+   * - with "save debug controls", DR7 from the vCPU; before flag E also DEBUGCTL, by VMREAD;
+   * - before flag E, with "save IA32_PAT", the PAT by VMREAD (later kernels keep vmcs12 current when
+   *   L2 writes the MSR);
+   * - with "save IA32_EFER", EFER from the vCPU.
+   * Not modelled: the preemption-timer value (no timer) and the guest interrupt status (no VID).
+   */
+  #syncVcpuStateToVmcs12(vmcs12: Vmcs12): void {
+    const kvm = this.kvm;
+    const p = kvm.processor;
+    vmcs12.write(F.GUEST_ACTIVITY_STATE, GUEST_ACTIVITY.ACTIVE);
+    const entryControls = vmcs12.read(F.VM_ENTRY_CONTROLS);
+    const ia32e = kvm.controls.get(VMCS_CONTROL.VM_ENTRY) & VM_ENTRY_CTLS.VM_ENTRY_IA32E_MODE;
+    vmcs12.write(F.VM_ENTRY_CONTROLS, ((entryControls & ~VM_ENTRY_CTLS.VM_ENTRY_IA32E_MODE) | ia32e) >>> 0);
+    const exitControls = vmcs12.read(F.VM_EXIT_CONTROLS);
+    const reads = 2;
+    let writes = 2;
+    const rereads = !kvm.config.nestedEntryWriteTrims;
+    if ((exitControls & VM_EXIT_CTLS.VM_EXIT_SAVE_DEBUG_CONTROLS) !== 0) {
+      vmcs12.write(F.GUEST_DR7, this.#l2Dr7);
+      writes++;
+      if (rereads) {
+        vmcs12.write(F.GUEST_IA32_DEBUGCTL, p.vmread(F.GUEST_IA32_DEBUGCTL), p.hi);
+        writes++;
+      }
+    }
+    if (rereads && (exitControls & VM_EXIT_CTLS.VM_EXIT_SAVE_IA32_PAT) !== 0) {
+      vmcs12.write(F.GUEST_IA32_PAT, p.vmread(F.GUEST_IA32_PAT), p.hi);
+      writes++;
+    }
+    if ((exitControls & VM_EXIT_CTLS.VM_EXIT_SAVE_IA32_EFER) !== 0) {
+      const efer = kvm.mmu.efer;
+      vmcs12.write(F.GUEST_IA32_EFER, efer >>> 0, Math.floor(efer / TWO_32));
+      writes++;
+    }
+    kvm.meter.count(VMCS12_READ_EVENT, reads);
+    kvm.meter.count(VMCS12_WRITE_EVENT, writes);
   }
 
   // ------------------------------------------------------------------------------------------

@@ -48,11 +48,13 @@ import {
   CR4,
   createEptContext,
   createPagingContext,
+  DR7_RESET,
   EFER,
   EPT_MEMORY_TYPE,
   type EptContext,
   encodeEptPointer,
   type Gpa,
+  IA32_PAT_RESET,
   isPaePaging,
   loadPdptesInto,
   MODERN_CPU,
@@ -208,7 +210,10 @@ export class Kvm implements ExitSink {
   /** What the entry checks know of the guest hypervisor's vCPU and of this host. */
   readonly l1Facts: L1VcpuFacts = DEFAULT_L1_VCPU_FACTS;
   readonly l0Facts: L0HostFacts = DEFAULT_L0_HOST_FACTS;
-  /** vmcs01's controls as KVM computed them (kvm: vmcs_config, the controls shadow of vmcs01). */
+  /**
+   * vmcs01's controls as KVM computed them (kvm: vmcs_config, the controls shadow of vmcs01);
+   * `entry01Base` without the bits KVM toggles at run time (IA-32e mode guest, load IA32_EFER).
+   */
   pin01 = 0;
   exec01 = 0;
   secondary01 = 0;
@@ -399,17 +404,30 @@ export class Kvm implements ExitSink {
         SECONDARY_EXEC_CTLS.SECONDARY_EXEC_ENABLE_VPID |
         (ept !== 0 ? SECONDARY_EXEC_CTLS.SECONDARY_EXEC_UNRESTRICTED_GUEST : 0),
     );
-    this.entry01Base = ctl(CONTROL_CLASS.ENTRY, 0);
-    const entry = ctl(
+    // kvm: setup_vmcs_config — "load debug controls" is required (KVM_REQUIRED_VMX_VM_ENTRY_CONTROLS),
+    // "load IA32_PAT" optional and kept (vmx_vmentry_ctrl); IA-32e mode and "load IA32_EFER" are
+    // toggled at run time (the model's guests keep the EFER they boot with).
+    this.entry01Base = ctl(
       CONTROL_CLASS.ENTRY,
-      (long ? VM_ENTRY_CTLS.VM_ENTRY_IA32E_MODE : 0) | VM_ENTRY_CTLS.VM_ENTRY_LOAD_IA32_EFER,
+      VM_ENTRY_CTLS.VM_ENTRY_LOAD_DEBUG_CONTROLS | VM_ENTRY_CTLS.VM_ENTRY_LOAD_IA32_PAT,
     );
+    const entry =
+      (this.entry01Base |
+        (long ? VM_ENTRY_CTLS.VM_ENTRY_IA32E_MODE : 0) |
+        VM_ENTRY_CTLS.VM_ENTRY_LOAD_IA32_EFER) >>>
+      0;
+    // kvm: KVM_REQUIRED_VMX_VM_EXIT_CONTROLS (save debug controls, ack interrupt on exit, host
+    // address-space size) and "load IA32_PAT". vmx_vmexit_ctrl never sets "save IA32_PAT", "save
+    // IA32_EFER" or "save preemption timer" in a VMCS of its own (they exist for vmcs12 only, since
+    // v6.0; before, KVM set "save IA32_PAT" too, which only an L0 without flag E reads back — not
+    // modelled, see kvm-nested.ts nestedVmexit).
     this.exit01 = ctl(
       CONTROL_CLASS.EXIT,
-      VM_EXIT_CTLS.VM_EXIT_HOST_ADDR_SPACE_SIZE |
+      VM_EXIT_CTLS.VM_EXIT_SAVE_DEBUG_CONTROLS |
+        VM_EXIT_CTLS.VM_EXIT_HOST_ADDR_SPACE_SIZE |
         VM_EXIT_CTLS.VM_EXIT_ACK_INTR_ON_EXIT |
-        VM_EXIT_CTLS.VM_EXIT_LOAD_IA32_EFER |
-        VM_EXIT_CTLS.VM_EXIT_SAVE_IA32_EFER,
+        VM_EXIT_CTLS.VM_EXIT_LOAD_IA32_PAT |
+        VM_EXIT_CTLS.VM_EXIT_LOAD_IA32_EFER,
     );
     c.init(0, this.pin01);
     c.init(1, this.exec01);
@@ -438,6 +456,15 @@ export class Kvm implements ExitSink {
     w(F.GUEST_CR4, boot.cr4 | CR4.VMXE);
     w(F.GUEST_CR3, boot.cr3 >>> 0, Math.floor(boot.cr3 / TWO_32));
     w(F.GUEST_IA32_EFER, boot.efer);
+    // kvm: kvm_vcpu_reset — DR7 at its reset value (vmx_set_dr7), DEBUGCTL clear, and with "load
+    // IA32_PAT" the reset PAT (init_vmcs). The model's guest hypervisors never change their PAT, so
+    // the host PAT KVM reads for the exit (vmx_set_constant_host_state, rdmsr) is the same value.
+    w(F.GUEST_DR7, DR7_RESET);
+    w(F.GUEST_IA32_DEBUGCTL, 0);
+    if ((entry & VM_ENTRY_CTLS.VM_ENTRY_LOAD_IA32_PAT) !== 0)
+      w(F.GUEST_IA32_PAT, IA32_PAT_RESET.lo, IA32_PAT_RESET.hi);
+    if ((this.exit01 & VM_EXIT_CTLS.VM_EXIT_LOAD_IA32_PAT) !== 0)
+      w(F.HOST_IA32_PAT, IA32_PAT_RESET.lo, IA32_PAT_RESET.hi);
     // kvm: KVM_SET_SREGS → __set_sregs_common — with PAE paging, load_pdptrs (with EPT they go to
     // GUEST_PDPTR0–3 at the first entry; the shadow MMU reads them itself when it builds a PAE root).
     if (isPaePaging(boot.cr0, boot.cr4, boot.efer)) this.loadPdptrs(boot.cr3);

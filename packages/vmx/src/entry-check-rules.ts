@@ -36,6 +36,7 @@ import {
   validEferMask,
 } from "./entry-check-context";
 import { ENTRY_FAIL, EVENT_TYPE, INTR_INFO } from "./exit-qualification";
+import { GUEST_ACTIVITY } from "./guest-activity-state";
 import { VMCS12_HEADER, VMCS12_REVISION, VMCS12_SIZE } from "./vmcs12-layout";
 
 /**
@@ -793,9 +794,6 @@ function guestBndcfgsReserved(c: EntryCheckContext): number {
   return failIf((c.read(F.GUEST_BNDCFGS) & BNDCFGS_RESERVED) !== 0);
 }
 
-/** Guest activity states (SDM 25.4.2). */
-const ACTIVITY = { ACTIVE: 0, HLT: 1, SHUTDOWN: 2, WAIT_SIPI: 3 } as const;
-
 /**
  * KVM's only activity-state check (nested_check_guest_non_reg_state). The CPU's other activity-state
  * checks of SDM 27.3.1.5 (HLT needs SS.DPL 0; HLT or wait-for-SIPI only without blocking by STI or
@@ -807,7 +805,9 @@ const ACTIVITY = { ACTIVE: 0, HLT: 1, SHUTDOWN: 2, WAIT_SIPI: 3 } as const;
  */
 function guestActivityState(c: EntryCheckContext): number {
   const state = c.read(F.GUEST_ACTIVITY_STATE);
-  return failIf(state !== ACTIVITY.ACTIVE && state !== ACTIVITY.HLT && state !== ACTIVITY.WAIT_SIPI);
+  return failIf(
+    state !== GUEST_ACTIVITY.ACTIVE && state !== GUEST_ACTIVITY.HLT && state !== GUEST_ACTIVITY.WAIT_SIPI,
+  );
 }
 
 // ---------------------------------------------------------------------------------------------

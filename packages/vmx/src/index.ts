@@ -241,6 +241,7 @@ export {
   vmcs12Slot,
   vmcsFieldWidth,
 } from "./field-encoding";
+export { GUEST_ACTIVITY, type GuestActivity } from "./guest-activity-state";
 export {
   HARDWARE_VMCS_SLOT_COUNT,
   HardwareVmcs,

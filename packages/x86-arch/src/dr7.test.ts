@@ -1,6 +1,7 @@
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { decodeRegister, describeRegister, encodeRegister } from "./bit-register";
-import { DR7, DR7_LAYOUT, DR7_LEN, DR7_RESET, DR7_RW, dr7LenShift, dr7RwShift } from "./dr7";
+import { DR7, DR7_LAYOUT, DR7_LEN, DR7_RESET, DR7_RW, dr7AsHeld, dr7LenShift, dr7RwShift } from "./dr7";
 
 describe("DR7", () => {
   it("has reset value 0x400: no breakpoint enabled, only the fixed bit 10", () => {
@@ -39,5 +40,20 @@ describe("DR7", () => {
   it("leaves bits 12, 14, 15 and 63:32 reserved", () => {
     const reserved = (1n << 12n) | (1n << 14n) | (1n << 15n) | (1n << 32n);
     expect(decodeRegister(DR7_LAYOUT, reserved).undefinedBits).toBe(reserved);
+  });
+});
+
+describe("dr7AsHeld", () => {
+  it("clears reserved bits 12, 14 and 15, sets bit 10, keeps every other bit", () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 0xffffffff }), (value) => {
+        const held = dr7AsHeld(value);
+        expect(held & 0xd000).toBe(0);
+        expect(held & DR7.FIXED1).toBe(DR7.FIXED1);
+        expect((held ^ value) & ~0xd400).toBe(0);
+      }),
+    );
+    expect(dr7AsHeld(0)).toBe(DR7_RESET);
+    expect(dr7AsHeld(0xffffffff)).toBe(0xffff2fff);
   });
 });

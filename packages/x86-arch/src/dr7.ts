@@ -28,6 +28,18 @@ export const DR7 = {
 /** DR7 after reset or INIT (SDM Vol. 3A, table of processor states following power-up, reset or INIT). */
 export const DR7_RESET = 0x400;
 
+/** Bits 12, 14 and 15: reserved, read as 0 (bits 63:32 are reserved too; a MOV that sets them faults). */
+const DR7_RESERVED_ZERO = (1 << 12) | (1 << 14) | (1 << 15);
+
+/**
+ * The low 32 bits of DR7 as the register holds them after a MOV of `value`: reserved bits 12, 14 and
+ * 15 read as 0, bit 10 as 1 (SDM Vol. 3B, "Debug Control Register (DR7)"; kvm: __kvm_set_dr keeps
+ * `DR7_VOLATILE` bits and ORs `DR7_FIXED_1`).
+ */
+export function dr7AsHeld(value: number): number {
+  return ((value & ~DR7_RESERVED_ZERO) | DR7.FIXED1) >>> 0;
+}
+
 /** R/W field encodings: what breakpoint n watches. */
 export const DR7_RW = {
   EXECUTE: 0,

@@ -76,7 +76,7 @@ export {
 } from "./cr3";
 export { CR4, CR4_HI, CR4_LAYOUT } from "./cr4";
 export { DENSE_MEMORY_MAX_BYTES, DenseMemory } from "./dense-memory";
-export { DR7, DR7_LAYOUT, DR7_LEN, DR7_RESET, DR7_RW, dr7LenShift, dr7RwShift } from "./dr7";
+export { DR7, DR7_LAYOUT, DR7_LEN, DR7_RESET, DR7_RW, dr7AsHeld, dr7LenShift, dr7RwShift } from "./dr7";
 export { EFER, EFER_LAYOUT } from "./efer";
 export {
   decodeEptCapabilities,
@@ -153,6 +153,7 @@ export {
   APIC_BASE,
   FEATURE_CONTROL,
   FEATURE_CONTROL_LAYOUT,
+  IA32_PAT_RESET,
   isX2apicMsr,
   MSR,
   MSR_LIST,

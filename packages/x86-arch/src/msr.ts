@@ -223,6 +223,15 @@ export const MSR = {
 
 export type MsrName = keyof typeof MSR;
 
+/**
+ * IA32_PAT after power-up or reset, 0007040600070406H (SDM Vol. 3A, "PAT Initialization"): PA0–PA7 =
+ * WB, WT, UC-, UC, WB, WT, UC-, UC. As two 32-bit words, the form VMCS fields take.
+ */
+export const IA32_PAT_RESET: { readonly lo: number; readonly hi: number } = Object.freeze({
+  lo: 0x00070406,
+  hi: 0x00070406,
+});
+
 const perfEvtSel = (n: number) => `event select for general-purpose counter IA32_PMC${n}`;
 const pmc = (n: number) => `general-purpose performance counter ${n} (legacy 32-bit-write alias)`;
 const fullPmc = (n: number) => `general-purpose performance counter ${n}, full-width writes`;
