@@ -491,12 +491,14 @@ export class KvmNested {
       (vmcs12.read(F.VM_ENTRY_CONTROLS) & ~VM_ENTRY_CTLS.VM_ENTRY_LOAD_IA32_PERF_GLOBAL_CTRL);
     const exit = kvm.exit01;
     c.init(0, pin);
-    // kvm: nested_get_vmcs12_pages → nested_vmx_prepare_msr_bitmap decides "use MSR bitmaps".
+    // With per-VMCS control shadows prepare_vmcs02_early keeps vmcs02's "use MSR bitmaps" bit, which
+    // nested_get_vmcs12_pages then sets or clears; v5.2 wrote what vmcs01 and vmcs12 both ask for.
+    const USE_MSR_BITMAPS = CPU_BASED_CTLS.CPU_BASED_USE_MSR_BITMAPS;
     c.init(
-      1,
-      this.#prepareMsrBitmap(vmcs12)
-        ? (exec | CPU_BASED_CTLS.CPU_BASED_USE_MSR_BITMAPS) >>> 0
-        : (exec & ~CPU_BASED_CTLS.CPU_BASED_USE_MSR_BITMAPS) >>> 0,
+      VMCS_CONTROL.EXEC,
+      config.controlsShadow
+        ? ((exec & ~USE_MSR_BITMAPS) | (c.get(VMCS_CONTROL.EXEC) & USE_MSR_BITMAPS)) >>> 0
+        : exec,
     );
     c.init(2, secondary);
     c.init(4, entry >>> 0);
@@ -507,6 +509,10 @@ export class KvmNested {
     }
     // Event injection fields (kvm: prepare_vmcs02_early, nested_run_pending).
     this.#entryEventCopies.run(kvm.processor, vmcs12);
+    // kvm: nested_get_vmcs12_pages → nested_vmx_prepare_msr_bitmap decides "use MSR bitmaps"
+    // (exec_controls_setbit/clearbit; v5.2: vmcs_set_bits/vmcs_clear_bits, a VMREAD and a VMWRITE).
+    if (this.#prepareMsrBitmap(vmcs12)) c.setbit(VMCS_CONTROL.EXEC, USE_MSR_BITMAPS);
+    else c.clearbit(VMCS_CONTROL.EXEC, USE_MSR_BITMAPS);
     // E10: guest-state checks (run by the checker with the others; a failure exits to L1 here).
     const check = this.#checkResult;
     if (check !== null && !check.ok && check.outcome.kind === "entry-failure") {
