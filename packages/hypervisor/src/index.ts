@@ -160,6 +160,7 @@ export {
   PASSTHROUGH_MSRS,
 } from "./kvm";
 export { KvmNested } from "./kvm-nested";
+export { KVM_PHASE, type KvmPhase, type KvmPhaseInfo, kvmPhaseInfo } from "./kvm-phases";
 export { VcpuRegisterCache } from "./kvm-vcpu-registers";
 export { Machine, type MachineOptions } from "./machine";
 export {

@@ -29,6 +29,7 @@ import { GPR, GUEST_KIND, type GuestContext } from "./guest-context";
 import { HostSegmentLoad } from "./host-segment-load";
 import { HYPERVISOR_EVENTS as HV } from "./hypervisor-events";
 import { KVM_PAGE, type Kvm } from "./kvm";
+import { KVM_PHASE } from "./kvm-phases";
 import { hasNestedEntryHooks, type NestedEntryHooks } from "./model-policies";
 import { MsrBitmapMerge } from "./msr-bitmap";
 import { NestedVmxCpu } from "./nested-vmx-cpu";
@@ -202,6 +203,9 @@ export class KvmNested {
       // kvm: is_noncanonical_invlpg_address checks INVVPID addresses against the host CPU's width.
       host: kvm.l0Facts,
       entryChecks: (vmcs12) => {
+        // kvm: nested_vmx_run → nested_vmx_check_controls/_address_space_size/_host_state, and
+        // nested_vmx_enter_non_root_mode → nested_vmx_check_guest_state (one base cost for them all).
+        kvm.meter.count(HV.NESTED_ENTRY_CHECKS);
         const result = kvm.entryChecker.check({
           vmcs12,
           caps: kvm.caps,
@@ -319,7 +323,11 @@ export class KvmNested {
 
   /** Before L1 runs: refresh the shadow VMCS if a sync is pending (kvm: nested_sync_vmcs12_to_shadow). */
   syncVmcs12ToShadow(): void {
-    if (this.sync.needVmcs12ToShadowSync) this.sync.syncVmcs12ToShadow(this.state.cachedVmcs12);
+    if (!this.sync.needVmcs12ToShadowSync) return;
+    const kvm = this.kvm;
+    kvm.tracePhase(KVM_PHASE.COPY_VMCS12_TO_SHADOW);
+    this.sync.syncVmcs12ToShadow(this.state.cachedVmcs12);
+    kvm.tracePhase(KVM_PHASE.SWITCH_TO_GUEST);
   }
 
   // ------------------------------------------------------------------------------------------
@@ -421,7 +429,6 @@ export class KvmNested {
     const vmcs12 = this.state.cachedVmcs12;
     const meter = kvm.meter;
     meter.count(HV.NESTED_VM_ENTRY);
-    meter.count(HV.NESTED_ENTRY_CHECKS);
     // E4 (on vmcs01): a pending APICv interrupt (kvm: vmx_has_apicv_interrupt), and L1's DEBUGCTL
     // when vmcs12 does not load its own (kvm: vmx_guest_debugctl_read).
     kvm.processor.vmread(F.GUEST_INTR_STATUS);
@@ -430,6 +437,7 @@ export class KvmNested {
     }
     // E5: switch to vmcs02.
     this.#switchVmcs(this.vmcs02);
+    kvm.tracePhase(KVM_PHASE.PREPARE_VMCS02_EARLY);
     const l1Cpu = kvm.guestCpu;
     const handle = l1Cpu?.processor.vmcsAt(this.state.currentVmptr);
     const l2 = handle === undefined ? undefined : l1Cpu!.guestOf(handle);
@@ -461,6 +469,7 @@ export class KvmNested {
       this.#write(F.HOST_SS_SELECTOR, 0x18);
       this.#write(F.HOST_TR_SELECTOR, 0x40);
       this.#write(F.HOST_IA32_EFER, vmcs12Host(kvm, F.HOST_IA32_EFER));
+      kvm.tracePhase(KVM_PHASE.PREPARE_VMCS02_EARLY);
     }
     if (dirty) {
       // kvm: prepare_vmcs02_early_rare.
@@ -511,6 +520,7 @@ export class KvmNested {
     this.#entryEventCopies.run(kvm.processor, vmcs12);
     // kvm: nested_get_vmcs12_pages → nested_vmx_prepare_msr_bitmap decides "use MSR bitmaps"
     // (exec_controls_setbit/clearbit; v5.2: vmcs_set_bits/vmcs_clear_bits, a VMREAD and a VMWRITE).
+    kvm.tracePhase(KVM_PHASE.GET_VMCS12_PAGES);
     if (this.#prepareMsrBitmap(vmcs12)) c.setbit(VMCS_CONTROL.EXEC, USE_MSR_BITMAPS);
     else c.clearbit(VMCS_CONTROL.EXEC, USE_MSR_BITMAPS);
     // E10: guest-state checks (run by the checker with the others; a failure exits to L1 here).
@@ -521,7 +531,8 @@ export class KvmNested {
     }
     // E11: enter_guest_mode.
     this.state.guestMode = true;
-    // E12: prepare_vmcs02_rare when vmcs12 is dirty.
+    // E12: prepare_vmcs02, which begins with prepare_vmcs02_rare when vmcs12 is dirty.
+    kvm.tracePhase(KVM_PHASE.PREPARE_VMCS02);
     if (dirty) {
       meter.count(HV.PREPARE_VMCS02_RARE);
       if (hooks === null) this.#copyAll(vmcs12, this.#rareCopies);
@@ -537,6 +548,7 @@ export class KvmNested {
       // Group 1 with EPT in L0: PDPTR0–3.
       for (const field of GUEST_PDPTR_FIELDS) this.#copyRare(vmcs12, field);
       this.sync.dirtyVmcs12 = false;
+      kvm.tracePhase(KVM_PHASE.PREPARE_VMCS02);
     }
     if (!config.readOnlyShadowFields) {
       // kvm v5.2: GUEST_CS/SS_AR_BYTES were shadow-RW and written on every entry.
@@ -585,6 +597,7 @@ export class KvmNested {
     const paePaging = isPaePaging(cr0, cr4, efer);
     // The MMU switch (kvm: nested_ept_init_mmu_context, vmx_set_cr0/cr4/efer, nested_vmx_load_cr3).
     kvm.mmu.nestedVmEntry(nestedEpt ? { cr0, cr3, cr4, efer, eptp } : { cr0, cr3, cr4, efer });
+    kvm.tracePhase(KVM_PHASE.PREPARE_VMCS02);
     // kvm: nested_vmx_load_cr3 (reload_pdptrs at VM entry) — without nested EPT, L2's PDPTEs are
     // loaded from L1 memory at its CR3 (the entry checks have vetted them); with nested EPT the CPU
     // does not dereference CR3, and they come from vmcs12 below.
@@ -893,6 +906,7 @@ export class KvmNested {
     // X2: leave_guest_mode.
     this.state.guestMode = false;
     // X3: sync_vmcs02_to_vmcs12 (vmcs02 still current).
+    kvm.tracePhase(KVM_PHASE.SYNC_VMCS02_TO_VMCS12);
     this.sync.syncVmcs02ToVmcs12(vmcs12, kvm.cr0GuestOwnedBits(), kvm.cr4GuestOwnedBits());
     // kvm: sync_vmcs02_to_vmcs12 — with nested EPT and PAE paging, L2's PDPTEs as the CPU holds them
     // (a MOV to CR3 without an exit reloads them into vmcs02).
@@ -909,6 +923,7 @@ export class KvmNested {
     vmcs12.write(F.GUEST_RSP, rsp >>> 0, Math.floor(rsp / TWO_32));
     this.#syncVcpuStateToVmcs12(vmcs12);
     // X4: prepare_vmcs12.
+    kvm.tracePhase(KVM_PHASE.PREPARE_VMCS12);
     vmcs12.write(F.VM_EXIT_REASON, reason);
     vmcs12.write(F.EXIT_QUALIFICATION, qualLo, qualHi);
     vmcs12.launchState = 1;
@@ -1052,10 +1067,14 @@ export class KvmNested {
     const vmcs12 = this.state.cachedVmcs12;
     this.#switchVmcs(kvm.vmcs01);
     // X9: vmcs01 refresh.
-    if (refreshVmcs01) this.#vmcs01Refresh.run(kvm.processor);
+    if (refreshVmcs01) {
+      kvm.tracePhase(KVM_PHASE.REFRESH_VMCS01);
+      this.#vmcs01Refresh.run(kvm.processor);
+    }
     // X11: the shadow VMCS is refreshed before L1 runs.
     this.sync.requestVmcs12ToShadowSync();
     // X13: load_vmcs12_host_state.
+    kvm.tracePhase(KVM_PHASE.LOAD_VMCS12_HOST_STATE);
     const cr0 = vmcs12.read(F.HOST_CR0);
     const cr4 = vmcs12.read(F.HOST_CR4);
     const cr3 = vmcs12.read(F.HOST_CR3) + vmcs12.hi * TWO_32;
@@ -1078,6 +1097,7 @@ export class KvmNested {
     this.#write(F.CR4_READ_SHADOW, cr4);
     this.#write(F.GUEST_CR4, cr4);
     kvm.mmu.nestedVmExit({ cr0, cr3, cr4, efer });
+    kvm.tracePhase(KVM_PHASE.LOAD_VMCS12_HOST_STATE);
     kvm.cr3Dirty = true;
     kvm.loadPgdRequested = true;
     // kvm: nested_vmx_transition_tlb_flush on exit — a guest TLB flush only when vmcs12 does not
@@ -1107,6 +1127,7 @@ export class KvmNested {
   #switchVmcs(target: HardwareVmcs): void {
     const kvm = this.kvm;
     const meter = kvm.meter;
+    kvm.tracePhase(KVM_PHASE.SWITCH_VMCS);
     if (!kvm.config.noVcpuPutOnVmcsSwitch) {
       meter.count(HV.VCPU_PUT);
       meter.count(HV.PI_DESCRIPTOR_UPDATE);

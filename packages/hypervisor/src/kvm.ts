@@ -74,10 +74,12 @@ import type { KvmConfig } from "./hypervisor-config";
 import { HYPERVISOR_EVENTS as HV } from "./hypervisor-events";
 import { InKernelPic, inKernelPort, UserspaceDevices } from "./io-devices";
 import { KvmNested } from "./kvm-nested";
+import { KVM_PHASE, type KvmPhase } from "./kvm-phases";
 import { VcpuRegisterCache } from "./kvm-vcpu-registers";
 import type { ModelPolicies } from "./model-policies";
 import { msrBitmapIntercepts, writeMsrBitmap } from "./msr-bitmap";
 import { CR0_PDPTR_BITS, CR4_PDPTR_BITS } from "./pae-paging";
+import type { TransitionLedger } from "./transition-ledger";
 import { VMCS_FIELD as F, GUEST_PDPTR_FIELDS } from "./vmcs-field-encodings";
 import type { ExitSink, VmxCpu } from "./vmx-cpu";
 
@@ -145,6 +147,8 @@ export interface KvmOptions {
   readonly cpuOffersEpt?: boolean;
   /** Replacement policies (root cache, nested sync, exit reflection); default KVM's. */
   readonly policies?: ModelPolicies;
+  /** Where the KVM functions of each transition are marked on the timeline (`KVM_PHASE`); default none. */
+  readonly ledger?: TransitionLedger;
 }
 
 /**
@@ -210,6 +214,13 @@ export class Kvm implements ExitSink {
   /** What the entry checks know of the guest hypervisor's vCPU and of this host. */
   readonly l1Facts: L1VcpuFacts = DEFAULT_L1_VCPU_FACTS;
   readonly l0Facts: L0HostFacts = DEFAULT_L0_HOST_FACTS;
+  readonly #ledger: TransitionLedger | null;
+
+  /** Marks on the timeline that this KVM enters the function `phase` (a `KVM_PHASE` id); counts nothing. */
+  tracePhase(phase: KvmPhase): void {
+    this.#ledger?.phase(this.level, phase);
+  }
+
   /**
    * vmcs01's controls as KVM computed them (kvm: vmcs_config, the controls shadow of vmcs01);
    * `entry01Base` without the bits KVM toggles at run time (IA-32e mode guest, load IA32_EFER).
@@ -223,6 +234,7 @@ export class Kvm implements ExitSink {
   constructor(options: KvmOptions) {
     this.name = options.name;
     this.level = options.level;
+    this.#ledger = options.ledger ?? null;
     this.cpu = options.cpu;
     this.processor = options.cpu.processor;
     this.config = options.config;
@@ -563,11 +575,7 @@ export class Kvm implements ExitSink {
   enterGuest(): void {
     const p = this.processor;
     const nested = this.nested;
-    if (!nested.guestMode) {
-      nested.syncVmcs12ToShadow();
-      // kvm: vmx_sync_pir_to_irr → vmx_set_rvi with APICv (the model's host has it), L1 only.
-      p.vmread(F.GUEST_INTR_STATUS);
-    }
+    this.tracePhase(KVM_PHASE.PREPARE_ENTRY);
     // kvm: vcpu_enter_guest services the requests (kvm_mmu_sync_roots for KVM_REQ_MMU_SYNC — the
     // model keeps no unsync shadow pages —, then kvm_service_local_tlb_flush_requests: current
     // context, then guest), then kvm_mmu_reload, then KVM_REQ_LOAD_MMU_PGD → vmx_load_mmu_pgd.
@@ -605,6 +613,9 @@ export class Kvm implements ExitSink {
       }
     }
     this.cr3Dirty = false;
+    this.tracePhase(KVM_PHASE.SWITCH_TO_GUEST);
+    // kvm: vmx_prepare_switch_to_guest → nested_sync_vmcs12_to_shadow, when a sync is pending.
+    if (!nested.guestMode) nested.syncVmcs12ToShadow();
     if (this.hostStateReloadPending) {
       // kvm (flag D off): vmx_prepare_switch_to_guest re-saves host segments and writes them.
       this.hostStateReloadPending = false;
@@ -614,6 +625,9 @@ export class Kvm implements ExitSink {
       p.vmwrite(F.HOST_FS_BASE, 0);
       p.vmwrite(F.HOST_GS_BASE, 0);
     }
+    // kvm: vmx_sync_pir_to_irr → vmx_set_rvi with APICv (the model's host has it), L1 only.
+    if (!nested.guestMode) p.vmread(F.GUEST_INTR_STATUS);
+    this.tracePhase(KVM_PHASE.VCPU_RUN);
     this.regs.flush();
     const current = p.current;
     const launched = current === this.vmcs01 ? this.launched01 : nested.launched02;

@@ -108,6 +108,7 @@ export class Machine {
           guestMemoryBytes: sizes[k + 1]!,
           // A guest hypervisor gets EPT only when its parent uses EPT (nested EPT).
           cpuOffersEpt: k === 0 ? true : kvms[k - 1]!.useEpt,
+          ledger: this.hardware.ledger,
           ...(options.policies === undefined ? {} : { policies: options.policies }),
         }),
       );

@@ -32,11 +32,13 @@ export const TRACE_KIND = {
   MMU: 7,
   /** A guest running its own code. */
   GUEST: 8,
+  /** A KVM function of a transition (code = a `KVM_PHASE` id), until the next phase, exit or entry. */
+  PHASE: 9,
 } as const;
 export type TraceKind = (typeof TRACE_KIND)[keyof typeof TRACE_KIND];
 
 /** One past the largest trace kind. */
-export const TRACE_KIND_LIMIT = 9;
+export const TRACE_KIND_LIMIT = 10;
 
 const KIND_NAMES: readonly string[] = (() => {
   const names: string[] = [];

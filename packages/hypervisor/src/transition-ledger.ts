@@ -23,6 +23,8 @@ export class TransitionLedger {
   #clock = 0;
   /** Time already on the timeline when the meter was last reset (the timeline never runs backwards). */
   #base = 0;
+  /** A `TRACE_KIND.PHASE` span is open (the innermost span). */
+  #phaseOpen = false;
 
   constructor(meter: Meter, tracer: Tracer) {
     this.meter = meter;
@@ -40,6 +42,25 @@ export class TransitionLedger {
     return this.#depth;
   }
 
+  /**
+   * The KVM at `level` enters the function `phase` (a `KVM_PHASE` id): a timeline span that lasts
+   * until the next phase, VM exit or VM entry. Nothing is counted; without a tracer, nothing happens.
+   */
+  phase(level: number, phase: number): void {
+    const tracer = this.tracer;
+    if (!tracer.enabled) return;
+    const now = this.now;
+    if (this.#phaseOpen) tracer.end(now);
+    tracer.begin(TRACE_KIND.PHASE, level, phase, now);
+    this.#phaseOpen = true;
+  }
+
+  #endPhase(now: number): void {
+    if (!this.#phaseOpen) return;
+    this.#phaseOpen = false;
+    this.tracer.end(now);
+  }
+
   /** A hardware VM exit of `context` with basic reason `reason`: L0 now works on its behalf. */
   exit(context: GuestContext, reason: number): void {
     const depth = this.#depth;
@@ -47,6 +68,7 @@ export class TransitionLedger {
     this.#openContext[depth] = context;
     this.#depth = depth + 1;
     this.#clock++;
+    if (this.tracer.enabled) this.#endPhase(this.now);
     this.#accumulator?.beginExit(context.level, reason, 0);
     if (this.tracer.enabled) {
       this.tracer.instant(TRACE_KIND.VM_EXIT, context.level, reason, this.now);
@@ -60,6 +82,7 @@ export class TransitionLedger {
     let i = this.#depth - 1;
     while (i >= 0 && this.#openContext[i] !== context) i--;
     const tracing = this.tracer.enabled;
+    if (tracing) this.#endPhase(this.now);
     if (i < 0) {
       // A reflected exit delivered to a hypervisor: same open exit, new level (or, with no exit
       // open, a first entry).
@@ -87,7 +110,10 @@ export class TransitionLedger {
    */
   reset(): void {
     const now = this.now;
-    if (this.tracer.enabled) for (let i = 0; i < this.#depth; i++) this.tracer.end(now);
+    if (this.tracer.enabled) {
+      this.#endPhase(now);
+      for (let i = 0; i < this.#depth; i++) this.tracer.end(now);
+    }
     this.#openContext.fill(null);
     this.#depth = 0;
     this.#base = now;

@@ -65,6 +65,39 @@ describe("nestvisor explain", () => {
     expect(r.stdout).not.toContain("flags    ");
   });
 
+  it("cuts L0's side of the round trip at KVM's functions, in KVM's order (kvm-vmx.md §7, §8)", () => {
+    const out = runJson(["explain", "cpuid", "--no-flags", "--json"]) as Explained;
+    const l0 = out.steps.filter((s) => s.level === 0).map((s) => s.kvm);
+    const order = [
+      "nested_vmx_vmexit",
+      "sync_vmcs02_to_vmcs12",
+      "prepare_vmcs12, nested_flush_cached_shadow_vmcs12",
+      "vmx_switch_vmcs",
+      "load_vmcs12_host_state",
+      "vmx_prepare_switch_to_guest → nested_sync_vmcs12_to_shadow → copy_vmcs12_to_shadow",
+      "handle_vmresume -> nested_vmx_run",
+      "nested_vmx_check_controls / _address_space_size / _host_state / _guest_state",
+      "nested_vmx_enter_non_root_mode",
+      "prepare_vmcs02_early",
+      "nested_get_vmcs12_pages → nested_vmx_prepare_msr_bitmap",
+      "prepare_vmcs02",
+    ];
+    let at = -1;
+    for (const kvm of order) {
+      const next = l0.indexOf(kvm, at + 1);
+      expect(next, kvm).toBeGreaterThan(at);
+      at = next;
+    }
+    // Where the work is: load_vmcs12_host_state's segment writes, copy_vmcs12_to_shadow's 35 fields.
+    const step = (kvm: string) => out.steps.find((s) => s.kvm === kvm)!;
+    const count = (kvm: string, event: string) => step(kvm).events.find((e) => e.name === event)?.count;
+    expect(count("load_vmcs12_host_state", "VMWRITE")).toBeGreaterThan(40);
+    expect(
+      count("vmx_prepare_switch_to_guest → nested_sync_vmcs12_to_shadow → copy_vmcs12_to_shadow", "VMWRITE"),
+    ).toBe(35);
+    expect(count("vmx_switch_vmcs", "VMWRITE")).toBeUndefined();
+  });
+
   it("rejects a round trip that does not exist, and workloads without exits at that level", () => {
     const r = runCli(["explain", "cpuid", "--reason", "HLT", "--no-flags"]);
     expect(r.code).toBe(2);

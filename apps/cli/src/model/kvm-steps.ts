@@ -52,17 +52,14 @@ const FIXED: Readonly<Record<string, StepMarker>> = {
     step: "decide: L0 handles this L2 exit itself",
     kvm: "nested_vmx_reflect_vmexit → nested_vmx_l0_wants_exit",
   },
-  NESTED_VM_EXIT: {
-    step: "nested VM exit: vmcs12 exit info, L1 host state",
-    kvm: "nested_vmx_vmexit → prepare_vmcs12, load_vmcs12_host_state",
-  },
+  NESTED_VM_EXIT: { step: "nested VM exit: leave guest mode", kvm: "nested_vmx_vmexit" },
   NESTED_VM_ENTRY: {
-    step: "nested VM entry: prepare vmcs02",
-    kvm: "nested_vmx_enter_non_root_mode → prepare_vmcs02",
+    step: "nested VM entry: enter non-root mode",
+    kvm: "nested_vmx_enter_non_root_mode",
   },
   NESTED_ENTRY_CHECKS: {
     step: "nested VM-entry checks on vmcs12",
-    kvm: "nested_vmx_check_controls / _host_state / _guest_state",
+    kvm: "nested_vmx_check_controls / _address_space_size / _host_state / _guest_state",
   },
   PREPARE_VMCS02_RARE: { step: "write rarely changed vmcs02 fields", kvm: "prepare_vmcs02_rare" },
   PREPARE_VMCS02_CONSTANT_STATE: { step: "set up a new vmcs02", kvm: "prepare_vmcs02_constant_state" },

@@ -1,6 +1,7 @@
 import {
   type ChromeTrace,
   type CostProfile,
+  kvmPhaseInfo,
   TRACE_KIND,
   type TraceKind,
   type TraceTimeline,
@@ -33,6 +34,8 @@ export function traceEventName(kind: TraceKind, code: number): string {
       return `VMX instruction ${fieldName(code & 0x7fff)}`;
     case TRACE_KIND.MMU:
       return "MMU";
+    case TRACE_KIND.PHASE:
+      return kvmPhaseInfo(code)?.kvm ?? `KVM phase ${code}`;
     default:
       return "guest";
   }

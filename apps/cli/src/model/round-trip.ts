@@ -2,6 +2,7 @@ import {
   CostAccumulator,
   compileCostTable,
   type HypervisorModel,
+  kvmPhaseInfo,
   TRACE_KIND,
   type TraceKind,
   type Tracer,
@@ -28,7 +29,8 @@ type LogEntry =
       readonly level: number;
     }
   | { readonly type: "exit"; readonly level: number; readonly reason: number }
-  | { readonly type: "entry"; readonly level: number };
+  | { readonly type: "entry"; readonly level: number }
+  | { readonly type: "phase"; readonly level: number; readonly phase: number };
 
 class RecordingAccumulator extends CostAccumulator {
   recording = false;
@@ -51,7 +53,10 @@ class RecordingAccumulator extends CostAccumulator {
 function recordingTracer(accumulator: RecordingAccumulator): Tracer {
   return {
     enabled: true,
-    begin(_kind: TraceKind, _level: number, _code: number, _cycle: number): void {},
+    begin(kind: TraceKind, level: number, code: number, _cycle: number): void {
+      if (accumulator.recording && kind === TRACE_KIND.PHASE)
+        accumulator.log.push({ type: "phase", level, phase: code });
+    },
     end(_cycle: number): void {},
     instant(kind: TraceKind, level: number, code: number, _cycle: number): void {
       if (!accumulator.recording) return;
@@ -105,6 +110,8 @@ function reasonName(reason: number): string {
 function cut(log: readonly LogEntry[]): Step[] {
   const steps: MutableStep[] = [];
   let current: MutableStep | undefined;
+  /** `current` was opened by a KVM phase, not by a counted event. */
+  let openedByPhase = false;
   const open = (level: number, step: string, kvm: string, transition?: string): MutableStep => {
     const s: MutableStep = {
       level,
@@ -116,6 +123,7 @@ function cut(log: readonly LogEntry[]): Step[] {
     };
     steps.push(s);
     current = s;
+    openedByPhase = false;
     return s;
   };
   for (const entry of log) {
@@ -136,6 +144,16 @@ function cut(log: readonly LogEntry[]): Step[] {
       current = undefined;
       continue;
     }
+    if (entry.type === "phase") {
+      // A KVM function begins: a new step, unless the model re-marks the function it is in.
+      const info = kvmPhaseInfo(entry.phase);
+      const step = info?.step ?? `KVM phase ${entry.phase}`;
+      if (current === undefined || current.step !== step || current.level !== entry.level) {
+        open(entry.level, step, info?.kvm ?? "—");
+        openedByPhase = true;
+      }
+      continue;
+    }
     const marker = stepMarker(entry.name);
     if (entry.name === "HARDWARE_VM_EXIT") open(entry.level, "VM exit", marker!.kvm, `L${entry.level}→L0`);
     else if (
@@ -143,6 +161,11 @@ function cut(log: readonly LogEntry[]): Step[] {
       (current === undefined || current.step !== marker.step || current.level !== entry.level)
     ) {
       open(entry.level, marker.step, marker.kvm);
+    } else if (marker !== undefined && openedByPhase) {
+      // The event that a phase led up to (VMRESUME after vmx_vcpu_run's register write-back) names
+      // the step's function more exactly.
+      current!.kvm = marker.kvm;
+      openedByPhase = false;
     } else if (current === undefined || current.level !== entry.level) {
       open(entry.level, `L${entry.level} work`, "—");
     }
@@ -153,14 +176,17 @@ function cut(log: readonly LogEntry[]): Step[] {
     step.events.set(entry.name, event);
     step.cycles += entry.cycles;
   }
-  return steps.map((s) => ({
-    level: s.level,
-    ...(s.transition === undefined ? {} : { transition: s.transition }),
-    step: s.step,
-    kvm: s.kvm,
-    events: [...s.events.entries()].map(([name, e]) => ({ name, count: e.count, cycles: e.cycles })),
-    cycles: s.cycles,
-  }));
+  // A phase in which nothing was counted is no step (a function that had nothing to do this time).
+  return steps
+    .filter((s) => s.events.size > 0)
+    .map((s) => ({
+      level: s.level,
+      ...(s.transition === undefined ? {} : { transition: s.transition }),
+      step: s.step,
+      kvm: s.kvm,
+      events: [...s.events.entries()].map(([name, e]) => ({ name, count: e.count, cycles: e.cycles })),
+      cycles: s.cycles,
+    }));
 }
 
 /** Which round trip to explain: by default the first of the last iteration. */
