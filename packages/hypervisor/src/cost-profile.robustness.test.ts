@@ -70,6 +70,79 @@ describe("parseCostProfile on arbitrary input", () => {
   });
 });
 
+/**
+ * `value` as pretty JSON, with the member named by `path` given a second time, last in its object
+ * (with the value `again`).
+ */
+function withDuplicate(value: unknown, path: readonly string[], again: unknown, indent = ""): string {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return JSON.stringify(value);
+  const inner = `${indent}  `;
+  const members = Object.entries(value).map(
+    ([key, item]) =>
+      `${inner}${JSON.stringify(key)}: ${withDuplicate(item, key === path[0] ? path.slice(1) : [], again, inner)}`,
+  );
+  if (path.length === 1) members.push(`${inner}${JSON.stringify(path[0])}: ${JSON.stringify(again)}`);
+  return `{\n${members.join(",\n")}\n${indent}}`;
+}
+
+/** The text at 1-based `line` and `column`. */
+function at(text: string, line: number, column: number): string {
+  return (text.split("\n")[line - 1] ?? "").slice(column - 1);
+}
+
+describe("parseCostProfileText and duplicate keys", () => {
+  const json = validCostProfileJson();
+  const memberPaths: string[][] = [];
+  for (const key of Object.keys(json)) memberPaths.push([key]);
+  for (const key of ["value", "source"]) memberPaths.push(["tscGHz", key]);
+  for (const event of COST_EVENT_NAMES) {
+    memberPaths.push(["events", event]);
+    for (const key of ["cycles", "assumption"]) memberPaths.push(["events", event, key]);
+  }
+
+  it("refuses any member given twice, whatever the second value, naming its path and both places", () => {
+    fc.assert(
+      fc.property(fc.constantFrom(...memberPaths), fc.jsonValue({ maxDepth: 1 }), (path, again) => {
+        const text = withDuplicate(json, path, again);
+        const error = outcome(() => parseCostProfileText(text, "dup.json"))!;
+        expect(error.issues).toHaveLength(1);
+        const issue = error.issues[0]!;
+        expect(issue.path).toEqual(path);
+        const key = path[path.length - 1]!;
+        const match = /at line (\d+), column (\d+) \(first at line (\d+), column (\d+)\)/.exec(issue.message);
+        expect(match).not.toBeNull();
+        const [line, column, firstLine, firstColumn] = match!.slice(1).map(Number) as [
+          number,
+          number,
+          number,
+          number,
+        ];
+        expect(issue.line).toBe(line);
+        expect(line).toBeGreaterThan(firstLine);
+        expect(at(text, line, column).startsWith(`${JSON.stringify(key)}: ${JSON.stringify(again)}`)).toBe(
+          true,
+        );
+        expect(at(text, firstLine, firstColumn).startsWith(`${JSON.stringify(key)}: `)).toBe(true);
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it("still accepts the same profile written once", () => {
+    expect(parseCostProfileText(withDuplicate(json, [], null), "once.json").name).toBe("test-profile");
+  });
+
+  it("refuses a profile of 200,000 duplicate keys quickly, listing the first 100", () => {
+    const many = `{"events": {${Array.from({ length: 200_000 }, () => '"VMREAD": {}').join(",\n")}}}`;
+    const started = performance.now();
+    const error = outcome(() => parseCostProfileText(many, "many.json"))!;
+    expect(performance.now() - started).toBeLessThan(2000);
+    expect(error.issues).toHaveLength(101);
+    expect(error.issues[0]!.line).toBe(2);
+    expect(error.issues[100]!.message).toBe("199899 more duplicate keys, not listed");
+  });
+});
+
 describe("cost profile defects found by the robustness audit (regressions)", () => {
   it("refuses a price so large that cycle totals overflow, naming the field and the value", () => {
     const json = validCostProfileJson();

@@ -1,3 +1,5 @@
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { COST_EVENT_NAMES } from "./cost-catalogs";
 import {
@@ -159,6 +161,69 @@ describe("parseCostProfileText", () => {
     }
     expect(error).toBeInstanceOf(CostProfileError);
     expect((error as CostProfileError).message).toMatch(/^broken\.json:3: invalid JSON at column 10: /);
+  });
+});
+
+describe("parseCostProfileText: duplicate keys (regression: JSON.parse kept the last one, silently)", () => {
+  const text = [
+    "{",
+    '  "name": "dup",',
+    '  "description": "d",',
+    '  "cpu": "c",',
+    '  "tscGHz": { "value": 3, "source": "s" },',
+    '  "events": {',
+    '    "VMREAD": { "cycles": 99999, "cycles": 5, "assumption": "a" }',
+    "  },",
+    '  "name": "dup2"',
+    "}",
+  ].join("\n");
+
+  it("refuses a key given twice in one object, naming the key, its path and both places", () => {
+    expect(() => parseCostProfileText(text, "dup.json")).toThrow(
+      new CostProfileError("dup.json", [
+        {
+          path: ["events", "VMREAD", "cycles"],
+          message:
+            'duplicate key "cycles" at line 7, column 34 (first at line 7, column 17): a key may appear once per object',
+          line: 7,
+        },
+        {
+          path: ["name"],
+          message:
+            'duplicate key "name" at line 9, column 3 (first at line 2, column 3): a key may appear once per object',
+          line: 9,
+        },
+      ]),
+    );
+    try {
+      parseCostProfileText(text, "dup.json");
+    } catch (error) {
+      expect((error as Error).message.split("\n")).toEqual([
+        'dup.json:7: events.VMREAD.cycles: duplicate key "cycles" at line 7, column 34 (first at line 7, column 17): a key may appear once per object',
+        'dup.json:9: name: duplicate key "name" at line 9, column 3 (first at line 2, column 3): a key may appear once per object',
+      ]);
+    }
+  });
+
+  it("refuses an event priced twice in events", () => {
+    const json = validCostProfileJson();
+    const pretty = JSON.stringify(json, null, 2);
+    const twice = pretty.replace(
+      '"VMREAD": {',
+      '"VMREAD": { "cycles": 1, "source": "first" },\n    "VMREAD": {',
+    );
+    const line = twice.split("\n").indexOf('    "VMREAD": {') + 1;
+    expect(line).toBeGreaterThan(2);
+    expect(() => parseCostProfileText(twice, "two.json")).toThrow(
+      `two.json:${line}: events.VMREAD: duplicate key "VMREAD" at line ${line}, column 5 (first at line ${line - 1}, column 5)`,
+    );
+  });
+
+  it("the shipped profile's file has no duplicate keys (its JSON import would hide them)", () => {
+    const file = fileURLToPath(new URL("./profiles/intel-server.json", import.meta.url));
+    expect(parseCostProfileText(readFileSync(file, "utf8"), "intel-server.json")).toEqual(
+      costProfile("intel-server"),
+    );
   });
 });
 

@@ -1,4 +1,5 @@
 import { COST_EVENT_NAMES, type CostEventName, isCostEventName } from "./cost-catalogs";
+import { jsonDuplicateKeys } from "./json-duplicate-keys";
 import { jsonErrorOffset } from "./json-error-offset";
 import { didYouMeanSuffix } from "./name-suggestion";
 
@@ -384,7 +385,10 @@ export function parseCostProfile(
 
 /**
  * Parses JSON text and validates it (`parseCostProfile`); issues carry the line of the field at
- * fault, and a JSON syntax error names its line and column.
+ * fault, and a JSON syntax error names its line and column. A key given twice in one object (at
+ * the top level, in `events`, in one event's entry…) is refused, naming the key's path and both
+ * places: `JSON.parse` would keep the last value without a word, so the file would not be read as
+ * written. (`parseCostProfile` gets a value, in which duplicates are already gone.)
  */
 export function parseCostProfileText(text: string, origin: string): CostProfile {
   let json: unknown;
@@ -399,7 +403,28 @@ export function parseCostProfileText(text: string, origin: string): CostProfile 
       { path: [], message: `invalid JSON at column ${column}: ${message}`, line },
     ]);
   }
+  const duplicates = jsonDuplicateKeys(text, DETAILED_ISSUES);
+  if (duplicates.count > 0) throw new CostProfileError(origin, duplicateKeyIssues(duplicates));
   return parseCostProfile(json, origin, { text });
+}
+
+/** One issue per duplicate key described, and one counting those past `DETAILED_ISSUES`. */
+function duplicateKeyIssues(duplicates: ReturnType<typeof jsonDuplicateKeys>): CostProfileIssue[] {
+  const issues: CostProfileIssue[] = duplicates.found.map((d) => ({
+    path: d.path,
+    message:
+      `duplicate key ${describeValue(d.key)} at line ${d.line}, column ${d.column} ` +
+      `(first at line ${d.firstLine}, column ${d.firstColumn}): a key may appear once per object`,
+    line: d.line,
+  }));
+  const unlisted = duplicates.count - duplicates.found.length;
+  if (unlisted > 0) {
+    issues.push({
+      path: [],
+      message: `${unlisted} more duplicate key${unlisted === 1 ? "" : "s"}, not listed`,
+    });
+  }
+  return issues;
 }
 
 /** 1-based line and column of a character offset. */

@@ -36,3 +36,14 @@ describe("jsonErrorOffset", () => {
     expect(jsonErrorOffset("")).toBe(0);
   });
 });
+
+describe("jsonErrorOffset on deeply nested text (regression: it recursed and overflowed the stack)", () => {
+  it("reports where 100,000 unclosed brackets end, and accepts them closed", () => {
+    const depth = 100_000;
+    expect(jsonErrorOffset("[".repeat(depth))).toBe(depth);
+    expect(jsonErrorOffset(`${'{"a":'.repeat(depth)}1${"}".repeat(depth - 1)}`)).toBe(5 * depth + depth);
+    expect(jsonErrorOffset(`${"[".repeat(depth)}${"]".repeat(depth)}`)).toBe(-1);
+    expect(jsonErrorOffset(`${'{"a":['.repeat(depth)}1${"]}".repeat(depth)}`)).toBe(-1);
+    expect(jsonErrorOffset(`${"[".repeat(depth)}1,]${"]".repeat(depth - 1)}`)).toBe(depth + 2);
+  });
+});

@@ -57,47 +57,10 @@ export function jsonErrorOffset(text: string): number {
       } else i++;
     }
   };
-  const value = (): void => {
-    ws();
+  /** A number or a literal at `i` (the first character is not a bracket or a quote). */
+  const scalar = (): void => {
     const c = text[i];
-    if (c === "{") {
-      i++;
-      ws();
-      if (text[i] === "}") {
-        i++;
-        return;
-      }
-      for (;;) {
-        ws();
-        string();
-        ws();
-        expect(":");
-        value();
-        ws();
-        if (text[i] === ",") i++;
-        else {
-          expect("}");
-          return;
-        }
-      }
-    } else if (c === "[") {
-      i++;
-      ws();
-      if (text[i] === "]") {
-        i++;
-        return;
-      }
-      for (;;) {
-        value();
-        ws();
-        if (text[i] === ",") i++;
-        else {
-          expect("]");
-          return;
-        }
-      }
-    } else if (c === '"') string();
-    else if (c === "-" || (c !== undefined && c >= "0" && c <= "9")) {
+    if (c === "-" || (c !== undefined && c >= "0" && c <= "9")) {
       if (text[i] === "-") i++;
       if (text[i] === "0") i++;
       else digits();
@@ -110,14 +73,64 @@ export function jsonErrorOffset(text: string): number {
         if (text[i] === "+" || text[i] === "-") i++;
         digits();
       }
-    } else {
-      for (const word of ["true", "false", "null"]) {
-        if (text.startsWith(word, i)) {
-          i += word.length;
-          return;
-        }
+      return;
+    }
+    for (const word of ["true", "false", "null"]) {
+      if (text.startsWith(word, i)) {
+        i += word.length;
+        return;
       }
-      stop();
+    }
+    stop();
+  };
+  /** `"key":` inside an object, up to the colon. */
+  const member = (): void => {
+    ws();
+    string();
+    ws();
+    expect(":");
+  };
+  // Containers nest on an explicit stack, not the call stack: a text of 100,000 "[" is reported
+  // like any other, instead of overflowing the stack.
+  const OBJECT = 1;
+  const ARRAY = 0;
+  const open: number[] = [];
+  const value = (): void => {
+    next: for (;;) {
+      ws();
+      const c = text[i];
+      if (c === "{") {
+        i++;
+        ws();
+        if (text[i] !== "}") {
+          member();
+          open.push(OBJECT);
+          continue;
+        }
+        i++;
+      } else if (c === "[") {
+        i++;
+        ws();
+        if (text[i] !== "]") {
+          open.push(ARRAY);
+          continue;
+        }
+        i++;
+      } else if (c === '"') string();
+      else scalar();
+      // A value is complete: close the containers it completes, or go on to the next element.
+      while (open.length > 0) {
+        ws();
+        const container = open[open.length - 1];
+        if (text[i] === ",") {
+          i++;
+          if (container === OBJECT) member();
+          continue next;
+        }
+        expect(container === OBJECT ? "}" : "]");
+        open.pop();
+      }
+      return;
     }
   };
   try {

@@ -90,6 +90,30 @@ describe("profile defects found by the robustness audit (regressions)", () => {
     );
   });
 
+  it("refuses a key given twice (JSON.parse kept the last price, silently), naming file, line, path and column", () => {
+    const text = shipped().replace(
+      '"VMREAD": {\n      "cycles": ',
+      '"VMREAD": {\n      "cycles": 99999,\n      "cycles": ',
+    );
+    const line = text.split("\n").indexOf('    "VMREAD": {') + 3;
+    expect(line).toBeGreaterThan(3);
+    expect(() => load("dup.json", text)).toThrow(
+      new UsageError(
+        `dup.json:${line}: events.VMREAD.cycles: duplicate key "cycles" at line ${line}, column 7 (first at line ${line - 1}, column 7): a key may appear once per object`,
+      ),
+    );
+    const twice = text.replace('"name": "mine",', '"name": "mine",\n  "name": "other",');
+    expect(() => load("dup.json", twice)).toThrow(
+      /^dup\.json:3: name: duplicate key "name" at line 3, column 3 \(first at line 2, column 3\): a key may appear once per object \(and 1 more problems\)$/,
+    );
+  });
+
+  it("reports a deeply nested broken file as invalid JSON (it crashed with 'Maximum call stack size exceeded')", () => {
+    expect(() => load("deep.json", "[".repeat(100_000))).toThrow(
+      /^deep\.json:1: invalid JSON at column 100001: /,
+    );
+  });
+
   it("a profile of many unknown events is rejected, counting them all", () => {
     const many: Record<string, unknown> = {};
     for (let i = 0; i < 20_000; i++) many[`E${i}`] = { cycles: 1, assumption: "x" };
