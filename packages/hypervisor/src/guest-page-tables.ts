@@ -472,6 +472,20 @@ export function guestPageTablePages(setup: WorkloadSetup, features: CpuFeatures 
 }
 
 /**
+ * Table pages the machine gives a workload's page-table region beyond what its tables take (room
+ * the model's own page-table edits may need).
+ */
+export const GUEST_TABLE_SPARE_PAGES = 16;
+
+/**
+ * Bytes of a workload's guest-physical memory as the machine lays it out: its RAM, then its
+ * page-table region right above it (`tablePages` from `guestPageTablePages`, plus the spare pages).
+ */
+export function guestPhysicalBytes(setup: WorkloadSetup, tablePages = guestPageTablePages(setup)): number {
+  return setup.memoryBytes + (tablePages + GUEST_TABLE_SPARE_PAGES) * 4096;
+}
+
+/**
  * Writes the page tables of every address space of `setup` into `memory` (the guest's physical
  * memory), taking table pages from `region` upwards, and returns the CR3 value of each space.
  * Throws a `GuestPageTableError` naming the space and mapping for a bad input, before writing

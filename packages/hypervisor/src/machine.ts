@@ -1,7 +1,7 @@
 import { type Meter, VmcsProcessor } from "@nestvisor/vmx";
 import { SparseMemory } from "@nestvisor/x86-arch";
 import { GUEST_KIND, GuestContext } from "./guest-context";
-import { buildGuestPageTables, guestPageTablePages } from "./guest-page-tables";
+import { buildGuestPageTables, GUEST_TABLE_SPARE_PAGES, guestPageTablePages } from "./guest-page-tables";
 import { HardwareVmxCpu } from "./hardware-vmx-cpu";
 import type { KvmConfig } from "./hypervisor-config";
 import { type GuestBootState, HYPERVISOR_BOOT_STATE, KVM_PRIVATE_BYTES, Kvm } from "./kvm";
@@ -63,7 +63,7 @@ export class Machine {
     const level = program.setup.level;
     this.level = level;
     const setup = program.setup;
-    const tablePages = guestPageTablePages(setup) + 16;
+    const tablePages = guestPageTablePages(setup) + GUEST_TABLE_SPARE_PAGES;
     const leafBytes = setup.memoryBytes + tablePages * PAGE;
     // sizes[k] = bytes of level k's physical memory (k = level: the workload's).
     const sizes: number[] = new Array<number>(level + 1).fill(0);

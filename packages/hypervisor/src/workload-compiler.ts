@@ -27,8 +27,9 @@ import {
   type PagingMode,
   pagingModeOf,
 } from "@nestvisor/x86-arch";
-import { GuestPageTableError, guestPageTablePages } from "./guest-page-tables";
+import { GuestPageTableError, guestPageTablePages, guestPhysicalBytes } from "./guest-page-tables";
 import { didYouMeanSuffix } from "./name-suggestion";
+import { guestPhysicalEnd, literalCr3Problem } from "./workload-cr3-check";
 import {
   type AddressSpaceLayout,
   type Cpl,
@@ -455,9 +456,6 @@ function checkCr4Value(
  */
 export const MAX_MAPPED_BYTES = 2 ** 32;
 
-/** Pages the machine gives the page-table region beyond what the tables take (machine.ts: `+ 16`). */
-const TABLE_REGION_SPARE_PAGES = 16;
-
 /**
  * Checks that the machine can build and run a setup (true when it can). The mappings must fit
  * `MAX_MAPPED_BYTES`. The page tables are built right above the RAM (machine.ts), so RAM plus
@@ -487,7 +485,7 @@ function checkPhysicalLayout(setup: WorkloadSetup, defaultSpaces: boolean, probl
     if (!(error instanceof GuestPageTableError)) throw error;
     return problems.add("setup.addressSpaces", error.message);
   }
-  const end = setup.memoryBytes + (tablePages + TABLE_REGION_SPARE_PAGES) * PAGE_4K;
+  const end = guestPhysicalBytes(setup, tablePages);
   const bits = mode === PAGING_MODE.BIT32 || mode === PAGING_MODE.PAE ? 32 : MODERN_CPU.maxPhysAddr;
   if (end > 2 ** bits) {
     const holds =
@@ -643,6 +641,8 @@ class Emitter {
   tooManyOperations = false;
   pcideEverSet: boolean;
   readonly noFlushPaths: string[] = [];
+  /** Where the guest-physical memory ends (`guestPhysicalEnd`), once a literal CR3 needs it. */
+  physicalEnd: number | undefined;
   readonly resolved: ResolvedSetup;
   readonly problems: Problems;
   constructor(resolved: ResolvedSetup, problems: Problems) {
@@ -883,7 +883,10 @@ function emitStep(step: StepSpec, path: string, e: Emitter): number {
           );
           return 1;
         }
-        const problem = checkCr3Value(value, setup.pagingMode);
+        // The CR3 value itself, then against this machine: MAXPHYADDR and the guest's memory.
+        const problem =
+          checkCr3Value(value, setup.pagingMode) ??
+          literalCr3Problem(value, setup, (e.physicalEnd ??= guestPhysicalEnd(setup)));
         if (problem !== undefined) {
           e.problems.add(join(stepPath, "value"), problem);
           return 1;

@@ -4,6 +4,8 @@
  * `compileWorkload` likewise throws only `WorkloadBuildError`. Then one focused test per defect
  * found by the audit.
  */
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { stringify } from "yaml";
@@ -433,5 +435,96 @@ describe("regressions", () => {
     ]);
     const longMode = loadWorkload("name: x\nsteps: [{ invlpg: 0x100000000 }]\n", FILE);
     expect(longMode.length).toBe(1);
+  });
+});
+
+describe("strings where a number is required (regression: a quoted decimal was read as the number)", () => {
+  const HINT = "(a number in quotes: write it without quotes)";
+
+  it("refuses a plain decimal in quotes, in YAML and JSON, naming position, path and field", () => {
+    expect(problemsOf('name: x\nsteps:\n  - loop: { count: "2", steps: [hlt] }\n')).toEqual([
+      `3:20: steps[0].loop.count: expected an integer in [0, 0xffffffff], got "2" ${HINT}`,
+    ]);
+    expect(
+      problemsOf("name: x\nsetup: { level: '2', memory: \"16777216\" }\nsteps: [{ rdmsr: ' 16 ' }]\n"),
+    ).toEqual([
+      `2:17: setup.level: expected one of 1, 2, 3, got "2" ${HINT}`,
+      `2:30: setup.memory: expected a size in bytes in [0x1000, 0x400000000000], a multiple of 4096 (e.g. 4096, "16MiB"), got "16777216" ${HINT}`,
+      `3:18: steps[0].rdmsr.msr: expected an MSR index in [0, 0xffffffff] or an MSR name, got " 16 " ${HINT}`,
+    ]);
+    expect(problemsOf('{"name": "x", "steps": [{"cpuid": {"leaf": "1"}}, {"movToCr3": "4096"}]}')).toEqual([
+      `1:44: steps[0].cpuid.leaf: expected an integer in [0, 0xffffffff], got "1" ${HINT}`,
+      `1:64: steps[1].movToCr3.value: expected an integer in [0, 0xffffffffffffffff], got "4096" ${HINT}`,
+    ]);
+  });
+
+  it("accepts 1e3 as the number 1000 and refuses 1.5, in YAML and JSON", () => {
+    const yaml = loadWorkload(
+      "name: x\nsteps:\n  - compute: 1e3\n  - loop: { count: 2e0, steps: [hlt] }\n",
+      FILE,
+    );
+    const json = loadWorkload(
+      '{"name": "x", "steps": [{"compute": 1e3}, {"loop": {"count": 2E0, "steps": ["hlt"]}}]}',
+      FILE,
+    );
+    for (const program of [yaml, json]) {
+      expect(program.operands[0]).toBe(1000);
+      expect(program.length).toBe(4);
+    }
+    expect(problemsOf("name: x\nsteps:\n  - compute: 1.5\n")).toEqual([
+      "3:14: steps[0].compute.cycles: expected an integer in [0, 0x1fffffffffffff], got 1.5",
+    ]);
+    expect(problemsOf('{"name": "x", "steps": [{"loop": {"count": 1.5, "steps": ["hlt"]}}]}')).toEqual([
+      "1:44: steps[0].loop.count: expected an integer in [0, 0xffffffff], got 1.5",
+    ]);
+  });
+
+  it("keeps the documented string forms: 0x, 0o and 0b prefixes, _ separators, sizes with a unit", () => {
+    const program = loadWorkload(
+      '{"name": "x", "setup": {"memory": "0x100_0000"}, "steps": [{"cpuid": "0x10"}, {"cpuid": "0o17"}, {"cpuid": "0b101"}, {"compute": "1_000"}, {"wrmsr": {"msr": "0x10", "value": "0xffff_ffff_ffff_ffff"}}]}',
+      FILE,
+    );
+    expect([0, 1, 2, 3].map((i) => program.operands[i * 6])).toEqual([0x10, 0o17, 0b101, 1000]);
+    expect(program.setup.memoryBytes).toBe(16 * 2 ** 20);
+    const yaml = loadWorkload(
+      "name: x\nsetup: { memory: 8 MiB }\nsteps:\n  - cpuid: 0x10\n  - cpuid: 0b11\n",
+      FILE,
+    );
+    expect(yaml.setup.memoryBytes).toBe(8 * 2 ** 20);
+    expect(yaml.operands[6]).toBe(3);
+  });
+
+  it("accepts a string for an integer exactly when the committed JSON Schema's pattern does", () => {
+    const schema = JSON.parse(
+      readFileSync(fileURLToPath(new URL("../schema/workload.schema.json", import.meta.url)), "utf8"),
+    ) as {
+      $defs: { step: { oneOf: { properties?: Record<string, { anyOf?: Record<string, unknown>[] }> }[] } };
+    };
+    const compute = schema.$defs.step.oneOf.find((v) => v.properties?.compute !== undefined)!;
+    const cycles = compute.properties!.compute!.anyOf!.find((form) => form.type === "object") as {
+      properties: { cycles: { anyOf: { type: string; pattern?: string }[] } };
+    };
+    const pattern = new RegExp(
+      cycles.properties.cycles.anyOf.find((form) => form.type === "string")!.pattern!,
+    );
+    fc.assert(
+      fc.property(
+        fc.oneof(
+          fc.string({ unit: fc.constantFrom(..."0123456789abfxXoOB_ -.e".split("")), maxLength: 12 }),
+          fc
+            .tuple(
+              fc.constantFrom("", " ", "0x", "0X", "0o", "0b", "0B"),
+              fc.string({ unit: fc.constantFrom(..."0123456789aF_".split("")), maxLength: 8 }),
+              fc.constantFrom("", " ", "\t"),
+            )
+            .map(([prefix, digits, end]) => `${prefix}${digits}${end}`),
+        ),
+        (text) => {
+          const loaded = load(JSON.stringify({ name: "x", steps: [{ compute: { cycles: text } }] }));
+          expect(!(loaded instanceof WorkloadFileError)).toBe(pattern.test(text));
+        },
+      ),
+      { numRuns: 400 },
+    );
   });
 });

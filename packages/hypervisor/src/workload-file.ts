@@ -7,15 +7,19 @@
  * keys, missing keys, wrong types, values out of range) are collected in one pass over the file;
  * when there are none, the document is compiled and the compiler's problems (unmapped or
  * misaligned addresses, CR values that clash with the paging mode, unknown address spaces…) are
- * mapped back to the lines that caused them. Either way `WorkloadFileError` is thrown with all of
- * them, sorted by position, each formatted as
+ * mapped back to the lines that caused them (literal CR3 values among them, checked against the
+ * machine's MAXPHYADDR and the guest's memory: workload-cr3-check.ts). Each time
+ * `WorkloadFileError` is thrown with all the problems of that stage, sorted by position, each
+ * formatted as
  *
  *     my.yaml:12:5: steps[3].cpuid.leaf: expected an integer in [0, 0xffffffff], got "abc"
  *
  * Nothing half-built is returned.
  *
  * Conveniences for people writing files by hand:
- * - integers as numbers or strings (`0x1f`, `"0x8000_0000_0000_0000"`, `0o17`, `0b101`);
+ * - integers as numbers, or as strings in the forms a number cannot take (`"0x1f"` in JSON,
+ *   `0x8000_0000_0000_0000`, `0b101`, `1_000_000`); a plain decimal in quotes (`count: "2"`) is
+ *   refused like any string where a number is required (see `INTEGER_TEXT_PATTERN`);
  * - a scalar for an operation's main operand (`cpuid: 1`, `read: 0x1000`, `rdmsr: IA32_TSC_ADJUST`,
  *   `movToCr3: user1` for an address space, `iteration: tick`), and a bare name for an operation
  *   without required operands (`- hlt`, `- movFromCr3`);
@@ -38,13 +42,18 @@ import {
   type FieldKind,
   type FieldTable,
   formatGot,
+  INTEGER_TEXT_PATTERN,
+  isQuotedNumber,
   isStepName,
   listKeys,
   MAX_LOOP_DEPTH,
   parseByteSize,
-  parseInteger,
+  parseIntegerText,
+  parseSizeText,
   pathKey,
+  QUOTED_NUMBER_PATTERN,
   quoteText,
+  SIZE_TEXT_PATTERN,
   STEP_NAMES,
   STEP_TABLE,
   type StepSpec,
@@ -124,20 +133,37 @@ class Reader {
     return "an alias";
   }
 
-  /** An integer scalar as a BigInt (from a number, a BigInt or integer text), or undefined. */
+  /**
+   * An integer scalar as a BigInt, or undefined. From a number: YAML and JSON read `1e3` as the
+   * number 1000, an integer, which is accepted like `1000`; `1.5` is not an integer, and a number
+   * beyond 2^53 with a fraction or an exponent may not be exact, so both are refused (integers
+   * without either are read exactly, as BigInts). From a string only in the forms of
+   * `INTEGER_TEXT_PATTERN` (`"0x10"`, `0b101`, `1_000`): a plain decimal in quotes is refused.
+   */
   integer(node: Node): bigint | undefined {
     if (!isScalar(node)) return undefined;
     const value = node.value;
     if (typeof value === "bigint") return value;
     if (typeof value === "number") return Number.isSafeInteger(value) ? BigInt(value) : undefined;
-    if (typeof value === "string") return parseInteger(value);
+    if (typeof value === "string") return parseIntegerText(value);
     return undefined;
+  }
+
+  /** " (a number in quotes: …)" when `node` is a string holding a plain decimal integer, else "". */
+  quotedNumberHint(node: Node): string {
+    if (!isScalar(node) || typeof node.value !== "string" || !isQuotedNumber(node.value)) return "";
+    return " (a number in quotes: write it without quotes)";
   }
 
   /** Converts a leaf node to the value the document holds, or records a problem. */
   leaf(node: Node, type: FieldKind, path: string): unknown {
     this.mark(path, node);
-    const wrong = () => this.problem(node, path, `expected ${expectation(type)}, got ${this.got(node)}`);
+    const wrong = () =>
+      this.problem(
+        node,
+        path,
+        `expected ${expectation(type)}, got ${this.got(node)}${this.quotedNumberHint(node)}`,
+      );
     let value: unknown;
     switch (type.kind) {
       case "int":
@@ -181,9 +207,11 @@ class Reader {
         const bytes =
           typeof raw === "bigint"
             ? Number(raw)
-            : typeof raw === "number" || typeof raw === "string"
+            : typeof raw === "number"
               ? parseByteSize(raw)
-              : undefined;
+              : typeof raw === "string"
+                ? parseSizeText(raw)
+                : undefined;
         if (bytes === undefined) return wrong();
         value = bytes;
         break;
@@ -193,7 +221,9 @@ class Reader {
         if (!isScalar(node)) return wrong();
         const raw = node.value;
         if (typeof raw === "string") {
-          const big = type.kind === "msr" ? parseInteger(raw) : undefined;
+          // An MSR given as "16" is neither integer text nor a name; a space may be named "16".
+          if (type.kind === "msr" && isQuotedNumber(raw)) return wrong();
+          const big = type.kind === "msr" ? parseIntegerText(raw) : undefined;
           value = big === undefined ? raw : Number(big > 0xffffffffn ? 0x100000000n : big);
         } else {
           const big = this.integer(node);
@@ -374,7 +404,11 @@ class Reader {
     if (isScalar(valueNode)) {
       this.mark(stepPath, valueNode);
       let field: string | undefined = "shorthand" in info ? info.shorthand : undefined;
-      if (name === "movToCr3") field = this.integer(valueNode) === undefined ? "space" : "value";
+      if (name === "movToCr3") {
+        // A number (or integer text) is a literal CR3; a name is a space. "5" is refused as a value.
+        const quoted = typeof valueNode.value === "string" && isQuotedNumber(valueNode.value);
+        field = this.integer(valueNode) === undefined && !quoted ? "space" : "value";
+      }
       if (field !== undefined) {
         const fieldInfo = info.fields[field as keyof typeof info.fields] as { type: FieldKind } | undefined;
         if (fieldInfo !== undefined) {
@@ -492,12 +526,14 @@ function read(text: string, file: string): { spec: WorkloadSpec; reader: Reader;
  */
 export function loadWorkload(text: string, file = "<workload>"): WorkloadProgram {
   const { spec, reader, lines } = read(text, file);
+  let program: WorkloadProgram;
   try {
-    return compileWorkload(spec);
+    program = compileWorkload(spec);
   } catch (error) {
     if (!(error instanceof WorkloadBuildError)) throw error;
     throw new WorkloadFileError(file, locate(error.problems, reader, lines));
   }
+  return program;
 }
 
 function locate(
@@ -519,8 +555,9 @@ function locate(
 // JSON Schema
 // ---------------------------------------------------------------------------------------------
 
-const INTEGER_TEXT = "^\\s*(0[xX][0-9a-fA-F_]+|0[oO][0-7_]+|0[bB][01_]+|[0-9][0-9_]*)\\s*$";
-const SIZE_TEXT = "^\\s*[0-9][0-9_]*\\s*([BbKkMmGgTt]|[KkMmGgTt][Bb]|[KkMmGgTt][Ii][Bb])?\\s*$";
+// The loader's own patterns (workload-spec.ts), so that schema and loader accept the same strings.
+const INTEGER_TEXT = INTEGER_TEXT_PATTERN.source;
+const SIZE_TEXT = SIZE_TEXT_PATTERN.source;
 const NAME_TEXT = "^[A-Za-z0-9_.+-]{1,64}$";
 
 type Schema = { readonly [key: string]: unknown };
@@ -533,7 +570,8 @@ function kindSchema(type: FieldKind): Schema {
     case "u64":
       return { anyOf: [{ type: "integer", minimum: 0 }, integerText] };
     case "choice":
-      return { enum: [...type.values] };
+      // Strings in integer form are integers here too (the loader checks the value is a choice).
+      return { anyOf: [{ enum: [...type.values] }, integerText] };
     case "enum":
       return { type: "string", enum: [...type.values] };
     case "bool":
@@ -548,6 +586,7 @@ function kindSchema(type: FieldKind): Schema {
       return {
         anyOf: [
           { type: "integer", minimum: type.min, maximum: type.max, multipleOf: 4096 },
+          { type: "string", pattern: INTEGER_TEXT },
           { type: "string", pattern: SIZE_TEXT },
         ],
       };
@@ -555,7 +594,8 @@ function kindSchema(type: FieldKind): Schema {
       return {
         anyOf: [
           { type: "integer", minimum: 0, maximum: 0xffffffff },
-          { type: "string", minLength: 1 },
+          // A name or integer text; "16" is a number in quotes, refused.
+          { type: "string", minLength: 1, not: { pattern: QUOTED_NUMBER_PATTERN.source } },
         ],
       };
     case "space":
@@ -599,7 +639,15 @@ function stepSchema(): Schema {
     const forms: Schema[] = [objectSchema(info.fields)];
     if (noneRequired) forms.push({ type: "null" });
     if (info.shorthand !== undefined) forms.push(kindSchema(info.fields[info.shorthand]!.type));
-    if (name === "movToCr3") forms.push(kindSchema({ kind: "space" }), kindSchema({ kind: "u64" }));
+    if (name === "movToCr3") {
+      // A scalar is a literal CR3 when it is an integer (a number in quotes is refused), else a space name.
+      const spaceName = {
+        type: "string",
+        pattern: NAME_TEXT,
+        not: { pattern: QUOTED_NUMBER_PATTERN.source },
+      };
+      forms.push(spaceName, kindSchema({ kind: "u64" }));
+    }
     variants.push({
       type: "object",
       description: info.description,

@@ -5,8 +5,11 @@ import {
   expectation,
   formatGot,
   formatNumber,
+  isQuotedNumber,
   parseByteSize,
   parseInteger,
+  parseIntegerText,
+  parseSizeText,
   STEP_NAMES,
   STEP_TABLE,
   stepName,
@@ -43,6 +46,36 @@ describe("integer and size text", () => {
     expect(parseByteSize("0x1000")).toBe(4096);
     expect(parseByteSize("16 MB of RAM")).toBeUndefined();
     expect(parseByteSize(1.5)).toBeUndefined();
+  });
+
+  it("takes from a file's strings only the forms a number cannot take, not a number in quotes", () => {
+    expect(parseIntegerText("0x1F")).toBe(31n);
+    expect(parseIntegerText(" 0b101 ")).toBe(5n);
+    expect(parseIntegerText("0o17")).toBe(15n);
+    expect(parseIntegerText("1_000")).toBe(1000n);
+    expect(parseIntegerText("0x8000_0000_0000_0000")).toBe(2n ** 63n);
+    for (const text of ["2", " 16 ", "0", "0x", "0x_", "_1", "1e3", "1.5", "-1", ""])
+      expect(parseIntegerText(text)).toBeUndefined();
+    expect(isQuotedNumber(" 16 ")).toBe(true);
+    expect(isQuotedNumber("0x10")).toBe(false);
+    expect(parseSizeText("16MiB")).toBe(16 * 2 ** 20);
+    expect(parseSizeText("4096 B")).toBe(4096);
+    expect(parseSizeText("0x1000")).toBe(4096);
+    expect(parseSizeText("4096")).toBeUndefined();
+  });
+
+  it("parseIntegerText agrees with parseInteger on every string it accepts", () => {
+    fc.assert(
+      fc.property(
+        fc.string({ unit: fc.constantFrom(..."0123456789abcdefxob_ ".split("")), maxLength: 10 }),
+        (text) => {
+          const value = parseIntegerText(text);
+          if (value !== undefined) expect(parseInteger(text)).toBe(value);
+          if (isQuotedNumber(text)) expect(value).toBeUndefined();
+        },
+      ),
+      { numRuns: 300 },
+    );
   });
 });
 

@@ -32,8 +32,12 @@
  *         - write: { gva: 0x400000, size: 8, value: 1 }
  *         - movToCr0: 0x80050033
  * ```
- * Integers may be written as numbers or as strings in decimal, `0x…`, `0o…` or `0b…` (with `_`
- * separators); use strings for 64-bit values above 2^53 in JSON.
+ * Integers are numbers (`count: 2`, `cr0: 0x80050033` in YAML; `1e3` is the number 1000 and is
+ * accepted, `1.5` is not an integer and is refused). Strings stand for integers only in the forms a
+ * number cannot take: `"0x…"`, `"0o…"`, `"0b…"` (JSON has no hex numbers) and `_` separators
+ * (`0x8000_0000_0000_0000`, `1_000_000`). A plain decimal in quotes (`count: "2"`) is refused, like
+ * any string where a number is required. In JSON, write 64-bit values above 2^53 as `"0x…"` strings
+ * if other tools read the file (this loader reads big JSON numbers exactly).
  */
 import type { Cpl, WorkloadLevel } from "./workload-ops";
 
@@ -490,7 +494,46 @@ export function parseByteSize(value: number | string): number | undefined {
   return Number.isSafeInteger(bytes) ? bytes : undefined;
 }
 
-/** Parses integer text: decimal, 0x…, 0o…, 0b…, with `_` separators. Undefined when it is not one. */
+/**
+ * Integer text a workload file may give as a string: `0x…`, `0o…` or `0b…`, or decimal with `_`
+ * separators (each with at least one digit). Not a plain decimal: that is a number and is written
+ * as one. The JSON Schema's string pattern for integers is this pattern's source, so the schema and
+ * the loader accept the same strings.
+ */
+export const INTEGER_TEXT_PATTERN =
+  /^\s*(0[xX][0-9a-fA-F_]*[0-9a-fA-F][0-9a-fA-F_]*|0[oO][0-7_]*[0-7][0-7_]*|0[bB][01_]*[01][01_]*|[0-9][0-9_]*_[0-9_]*)\s*$/;
+
+/**
+ * A size with a unit, as a workload file may give `memory` (`16MiB`, `4K`, `4096 B`; the unit is
+ * required: a plain decimal is a number). The JSON Schema uses this pattern's source.
+ */
+export const SIZE_TEXT_PATTERN = /^\s*[0-9][0-9_]*\s*([BbKkMmGgTt]|[KkMmGgTt][Bb]|[KkMmGgTt][Ii][Bb])\s*$/;
+
+/** A plain decimal integer (`"2"`, `" 16 "`) given as a string: a number in quotes. */
+export const QUOTED_NUMBER_PATTERN = /^\s*[0-9]+\s*$/;
+
+/** Whether `text` is a plain decimal integer (`QUOTED_NUMBER_PATTERN`). */
+export function isQuotedNumber(text: string): boolean {
+  return QUOTED_NUMBER_PATTERN.test(text);
+}
+
+/**
+ * An integer given as a string in a workload file (`INTEGER_TEXT_PATTERN`), or undefined: a plain
+ * decimal in quotes is not one (see `isQuotedNumber`).
+ */
+export function parseIntegerText(text: string): bigint | undefined {
+  return INTEGER_TEXT_PATTERN.test(text) ? parseInteger(text) : undefined;
+}
+
+/** A size given as a string in a workload file: integer text or a size with a unit; else undefined. */
+export function parseSizeText(text: string): number | undefined {
+  return INTEGER_TEXT_PATTERN.test(text) || SIZE_TEXT_PATTERN.test(text) ? parseByteSize(text) : undefined;
+}
+
+/**
+ * Parses integer text: decimal, 0x…, 0o…, 0b…, with `_` separators. Undefined when it is not one.
+ * (Command-line parameters use it as it is; workload files give strings through `parseIntegerText`.)
+ */
 export function parseInteger(text: string): bigint | undefined {
   const trimmed = text.trim().replace(/_/g, "");
   if (!/^(0x[0-9a-f]+|0o[0-7]+|0b[01]+|[0-9]+)$/i.test(trimmed)) return undefined;

@@ -1,7 +1,7 @@
 /**
  * fast-check arbitraries of valid workload documents (test helper). The setup is fixed: 4-level
  * paging, 16 MiB, one identity-mapped address space "identity", so that every generated access is
- * mapped. Loops nest up to three deep with small counts, so a program runs at most a few thousand
+ * mapped, and every literal CR3 points into the 16 MiB of RAM. Loops nest up to three deep with small counts, so a program runs at most a few thousand
  * operations. Every loop body starts with a non-loop step, so no loop body runs empty.
  */
 import { CR0, CR4, CR4_HI } from "@nestvisor/x86-arch";
@@ -71,7 +71,9 @@ function leafStepArb(innerCount: number | undefined): fc.Arbitrary<StepSpec> {
     cr4Arb.map((value) => ({ movToCr4: { value } })),
     fc
       .oneof(
-        fc.bigInt({ min: 0n, max: 2n ** 63n - 1n }).map((value) => ({ value })),
+        // A literal CR3 whose PML4 table is in the guest's RAM: loaders refuse one beyond
+        // MAXPHYADDR or outside guest memory (workload-cr3-check.ts). Low bits: PWT, PCD, ignored.
+        fc.bigInt({ min: 0n, max: BigInt(MEMORY - 1) }).map((value) => ({ value })),
         fc.constantFrom({ space: "identity" }, { space: 0 }, { reload: true }),
       )
       .map((movToCr3) => ({ movToCr3 })),
