@@ -884,9 +884,9 @@ function emitStep(step: StepSpec, path: string, e: Emitter): number {
           return 1;
         }
         // The CR3 value itself, then against this machine: MAXPHYADDR and the guest's memory.
+        e.physicalEnd ??= guestPhysicalEnd(setup);
         const problem =
-          checkCr3Value(value, setup.pagingMode) ??
-          literalCr3Problem(value, setup, (e.physicalEnd ??= guestPhysicalEnd(setup)));
+          checkCr3Value(value, setup.pagingMode) ?? literalCr3Problem(value, setup, e.physicalEnd);
         if (problem !== undefined) {
           e.problems.add(join(stepPath, "value"), problem);
           return 1;
