@@ -518,7 +518,7 @@ export class KvmNested {
     }
     // Event injection fields (kvm: prepare_vmcs02_early, nested_run_pending).
     this.#entryEventCopies.run(kvm.processor, vmcs12);
-    // kvm: nested_get_vmcs12_pages → nested_vmx_prepare_msr_bitmap decides "use MSR bitmaps"
+    // E8: nested_get_vmcs12_pages → nested_vmx_prepare_msr_bitmap decides "use MSR bitmaps"
     // (exec_controls_setbit/clearbit; v5.2: vmcs_set_bits/vmcs_clear_bits, a VMREAD and a VMWRITE).
     kvm.tracePhase(KVM_PHASE.GET_VMCS12_PAGES);
     if (this.#prepareMsrBitmap(vmcs12)) c.setbit(VMCS_CONTROL.EXEC, USE_MSR_BITMAPS);
