@@ -41,7 +41,8 @@ describe("line prefixes (kvm-trace-formats.md §1)", () => {
     expect(b).toMatchObject({
       tid: 1695082,
       kind: "mmu-get-page",
-      gfn: 0x14b600n,
+      gfnLo: 0x14b600,
+      gfnHi: 0,
       level: 1,
       created: true,
       direct: true,
@@ -59,8 +60,10 @@ describe("line prefixes (kvm-trace-formats.md §1)", () => {
       cpu: 20,
       kind: "exit",
       reason: "EPT_VIOLATION",
-      info1: 0x582n,
-      info2: 0n,
+      info1Lo: 0x582,
+      info1Hi: 0,
+      info2Lo: 0,
+      info2Hi: 0,
     });
   });
 
@@ -87,8 +90,10 @@ describe("payload layouts by kernel era (§2, §4)", () => {
   it("kvm_exit: old and plugin layout", () => {
     expect(event(`${prefix}kvm_exit: reason EPT_VIOLATION rip 0x40359f info 582 0`)).toMatchObject({
       reason: "EPT_VIOLATION",
-      rip: 0x40359fn,
-      info1: 0x582n,
+      ripLo: 0x40359f,
+      ripHi: 0,
+      info1Lo: 0x582,
+      info1Hi: 0,
     });
   });
 
@@ -100,8 +105,8 @@ describe("payload layouts by kernel era (§2, §4)", () => {
       vcpuId: 2,
       reason: "INVALID_STATE",
       reasonFlags: ["FAILED_VMENTRY"],
-      intrInfo: 0x800000ecn,
-      errorCode: 0n,
+      intrInfo: 0x800000ec,
+      errorCode: 0,
     });
   });
 
@@ -112,8 +117,10 @@ describe("payload layouts by kernel era (§2, §4)", () => {
       ),
     ).toMatchObject({
       reason: "npf",
-      info1: 0x200000006n,
-      info2: 0x1ab000n,
+      info1Lo: 0x00000006,
+      info1Hi: 0x2,
+      info2Lo: 0x1ab000,
+      info2Hi: 0,
     });
     expect(event(`${prefix}kvm_exit: reason 131072 rip 0x1000 info 0 0`)).toMatchObject({ reason: "131072" });
   });
@@ -125,8 +132,10 @@ describe("payload layouts by kernel era (§2, §4)", () => {
     expect(e).toMatchObject({
       kind: "nested-exit",
       reason: "IO_INSTRUCTION",
-      rip: 0x7fa9ee5224e4n,
-      info1: 0x5658000bn,
+      ripLo: 0xee5224e4,
+      ripHi: 0x7fa9,
+      info1Lo: 0x5658000b,
+      info1Hi: 0,
     });
   });
 
@@ -145,7 +154,7 @@ describe("payload layouts by kernel era (§2, §4)", () => {
     ).toMatchObject({
       kind: "nested-inject",
       reason: "EXTERNAL_INTERRUPT",
-      intrInfo: 0x80000081n,
+      intrInfo: 0x80000081,
     });
     expect(
       event(
@@ -159,7 +168,8 @@ describe("payload layouts by kernel era (§2, §4)", () => {
     expect(event(`${prefix}kvm_entry: vcpu 1, rip 0xfffff8489b64142c`)).toMatchObject({
       kind: "entry",
       vcpuId: 1,
-      rip: 0xfffff8489b64142cn,
+      ripLo: 0x9b64142c,
+      ripHi: 0xfffff848,
     });
     expect(
       event(
@@ -179,10 +189,10 @@ describe("payload layouts by kernel era (§2, §4)", () => {
   it("kvm_mmu_get_page: the plugin layouts", () => {
     expect(
       event(`${prefix}kvm_mmu_get_page: existing sp gfn 3a22e 1/4 q3 direct --x !pge !nxe root 6 sync`),
-    ).toMatchObject({ gfn: 0x3a22en, level: 1, created: false, direct: true });
+    ).toMatchObject({ gfnLo: 0x3a22e, gfnHi: 0, level: 1, created: false, direct: true });
     expect(
       event(`${prefix}kvm_mmu_get_page: new sp gfn 0 4 q0 direct wux pae !nxe !wp root 0 sync`),
-    ).toMatchObject({ gfn: 0n, level: 4, created: true });
+    ).toMatchObject({ gfnLo: 0, gfnHi: 0, level: 4, created: true });
   });
 
   it("other KVM events are recognised but not used", () => {

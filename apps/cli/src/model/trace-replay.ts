@@ -12,7 +12,7 @@ import {
 } from "@nestvisor/hypervisor";
 import { decodeCrAccessQualification, decodeIoQualification } from "@nestvisor/vmx";
 import { CR0, MSR, PAGING_MODE } from "@nestvisor/x86-arch";
-import type { TraceStats } from "./trace-stat";
+import { type TraceStats, U64Counts } from "./trace-stat";
 
 /**
  * `nestvisor trace replay`: the trace's exit mix run through the model. Every (exiting level,
@@ -85,8 +85,8 @@ function simple(what: string, body: (b: StepsBuilder) => unknown, ops = 1): Reci
 
 const CR0_PAGED = defaultControlRegisters(PAGING_MODE.LEVEL4).cr0;
 
-function recipeFor(reason: string, qualification: bigint | undefined): Recipe | undefined {
-  const q = qualification === undefined ? undefined : Number(qualification & 0xffffffffn);
+/** `q`: the low 32 bits of the most frequent qualification, if any. */
+function recipeFor(reason: string, q: number | undefined): Recipe | undefined {
   switch (reason) {
     case "CPUID":
       return simple("cpuid (leaf 0)", (b) => b.cpuid(0, 0));
@@ -167,16 +167,10 @@ export interface ReplayOptions {
   readonly onRun?: (done: number, total: number, what: string) => void;
 }
 
-function mostFrequent(map: ReadonlyMap<bigint, number>): bigint | undefined {
-  let best: bigint | undefined;
-  let count = -1;
-  for (const [value, n] of map) {
-    if (n > count) {
-      best = value;
-      count = n;
-    }
-  }
-  return best;
+/** The low 32 bits of the most frequent value (of equals, the first seen), or undefined. */
+function mostFrequentLow(counts: U64Counts): number | undefined {
+  const slot = counts.mostFrequent();
+  return slot < 0 ? undefined : counts.los[slot];
 }
 
 export function replayTrace(stats: TraceStats, options: ReplayOptions): ReplayRow[] {
@@ -185,7 +179,7 @@ export function replayTrace(stats: TraceStats, options: ReplayOptions): ReplayRo
     level: 1 | 2;
     handledBy: "L0" | "L1" | null;
     count: number;
-    quals: Map<bigint, number>;
+    quals: U64Counts;
     us: number;
     timed: boolean;
   }
@@ -199,12 +193,13 @@ export function replayTrace(stats: TraceStats, options: ReplayOptions): ReplayRo
       level,
       handledBy,
       count: 0,
-      quals: new Map(),
+      quals: new U64Counts(),
       us: 0,
       timed: false,
     };
     b.count += g.count;
-    for (const [q, n] of g.qualifications) b.quals.set(q, (b.quals.get(q) ?? 0) + n);
+    const q = g.qualifications;
+    for (let i = 0; i < q.size; i++) b.quals.add(q.los[i]!, q.his[i]!, q.counts[i]!);
     for (const d of g.durations) b.us += d;
     if (g.durations.length > 0) b.timed = true;
     buckets.set(id, b);
@@ -216,7 +211,7 @@ export function replayTrace(stats: TraceStats, options: ReplayOptions): ReplayRo
     recipe:
       stats.nested && b.level === 1 && VMX_INSTRUCTION_REASONS.has(b.reason)
         ? null
-        : recipeFor(b.reason, mostFrequent(b.quals)),
+        : recipeFor(b.reason, mostFrequentLow(b.quals)),
   }));
   const total = plan.filter((p) => p.recipe).length * options.presets.length;
   let done = 0;

@@ -48,7 +48,7 @@ describe("traceStats", () => {
       `${r.exitingLevel}/${r.handledBy}/${r.reason}`;
     expect(rows.map(key).sort()).toEqual(["L1/L0/VMRESUME", "L2/L0/EPT_MISCONFIG", "L2/L1/IO_INSTRUCTION"]);
     const io = stats.groups.find((g) => g.reason === "IO_INSTRUCTION")!;
-    expect([...io.qualifications.keys()]).toEqual([0x5658000bn]);
+    expect([io.qualifications.los, io.qualifications.his]).toEqual([[0x5658000b], [0]]);
   });
 
   it("counts garbage and lost events, and keeps the first garbage lines as samples", () => {
