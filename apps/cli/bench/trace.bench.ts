@@ -1,5 +1,6 @@
 import type { BenchCase } from "@nestvisor/bench";
-import { parseTraceLine, TraceLineReader, toCodes } from "../src/model/trace-line";
+import { toCodes } from "../src/model/trace-code-units";
+import { parseTraceLine, TraceLineReader } from "../src/model/trace-line";
 import { traceStats } from "../src/model/trace-stat";
 
 /** Lines per batch: about 13 MB of text, read as `nestvisor trace` reads a file (bytes). */

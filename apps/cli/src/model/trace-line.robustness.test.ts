@@ -1,7 +1,8 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { MAX_LINE_LENGTH, parseTraceLine } from "./trace-line";
-import { normaliseReason, statRows, type TraceStats, traceLines, traceStats, U64Counts } from "./trace-stat";
+import { normaliseReason, statRows, type TraceStats, traceLines, traceStats } from "./trace-stat";
+import { U64Counts } from "./u64-counts";
 
 /**
  * Robustness of KVM trace ingestion: whatever a line or a file holds, the parser answers (an event,

@@ -19,33 +19,35 @@
  * trace-line.fast-path.test.ts checks all of it against the regular-expression reader it replaced.
  */
 
-import { Buffer } from "node:buffer";
+import {
+  type Codes,
+  codesOf,
+  decimalFits64,
+  decimalValue,
+  HEX,
+  HEX_NOT_HEX,
+  HEX_OK,
+  HEX_TOO_WIDE,
+  hexDigit,
+  indexIn,
+  isBlank,
+  isDigit,
+  isIdentStart,
+  isWord,
+  matchesAt,
+  matchesCi,
+  parseHexDigits,
+  parseHexNumber,
+  sameAt,
+  skipBlanks,
+  skipDigits,
+  textOf,
+  toCodes,
+  wordEndsAt,
+  wordStartsAt,
+} from "./trace-code-units";
 
 export type Producer = "perf" | "ftrace";
-
-/**
- * Text as UTF-16 code units (what `charCodeAt` returns), which the reader scans: indexing a typed
- * array is much cheaper than `charCodeAt`.
- */
-export type Codes = Uint16Array;
-
-/** The code units of a string, exactly (lone surrogates too). */
-export function toCodes(text: string): Codes {
-  const bytes = Buffer.from(text, "utf16le");
-  if (bytes.byteOffset % 2 === 0) return new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.length >>> 1);
-  const codes = new Uint16Array(text.length);
-  for (let i = 0; i < text.length; i++) codes[i] = text.charCodeAt(i);
-  return codes;
-}
-
-/** The string of code units [s, e). */
-export function textOf(t: Codes, s: number, e: number): string {
-  let text = "";
-  for (let i = s; i < e; i += 4096) {
-    text += String.fromCharCode.apply(null, t.subarray(i, Math.min(e, i + 4096)) as unknown as number[]);
-  }
-  return text;
-}
 
 interface Common {
   readonly line: number;
@@ -163,68 +165,6 @@ const NOT_AN_EVENT = "not a trace-cmd, ftrace or perf script event line";
 /** The libtraceevent kvm plugin's complaint on new kernels, followed by the kernel's own format. */
 const PLUGIN_NOISE = /CAN'T FIND FIELD "[^"]*"(?:<CANT FIND FIELD [^>]*>)?/g;
 
-// ---------------------------------------------------------------------------------------------
-// Characters.
-
-/** JavaScript's `\s`: what the regular expressions (and trim) take as a blank. */
-function isBlank(c: number): boolean {
-  if (c <= 0x20) return c === 0x20 || (c >= 0x09 && c <= 0x0d);
-  if (c < 0xa0) return false;
-  return (
-    c === 0xa0 ||
-    c === 0x1680 ||
-    (c >= 0x2000 && c <= 0x200a) ||
-    c === 0x2028 ||
-    c === 0x2029 ||
-    c === 0x202f ||
-    c === 0x205f ||
-    c === 0x3000 ||
-    c === 0xfeff
-  );
-}
-
-function isDigit(c: number): boolean {
-  return c >= 0x30 && c <= 0x39;
-}
-
-/** `[A-Za-z_]`. */
-function isIdentStart(c: number): boolean {
-  return (c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a) || c === 0x5f;
-}
-
-/** `\w`. */
-function isWord(c: number): boolean {
-  return isIdentStart(c) || isDigit(c);
-}
-
-const HEX_DIGITS = new Int8Array(128).fill(-1);
-for (let d = 0; d < 16; d++) {
-  HEX_DIGITS["0123456789abcdef".charCodeAt(d)] = d;
-  HEX_DIGITS["0123456789ABCDEF".charCodeAt(d)] = d;
-}
-
-/** The value of a hex digit, or -1. */
-function hexDigit(c: number): number {
-  return c < 128 ? HEX_DIGITS[c]! : -1;
-}
-
-function skipBlanks(t: Codes, i: number, e: number): number {
-  while (i < e && isBlank(t[i]!)) i++;
-  return i;
-}
-
-function skipDigits(t: Codes, i: number, e: number): number {
-  while (i < e && isDigit(t[i]!)) i++;
-  return i;
-}
-
-/** The code units of a constant word (ASCII). */
-function codesOf(word: string): Codes {
-  const codes = new Uint16Array(word.length);
-  for (let i = 0; i < word.length; i++) codes[i] = word.charCodeAt(i);
-  return codes;
-}
-
 // Words compared with the text.
 const W_CHECK_MMIO_SPTE = codesOf("check_mmio_spte");
 const W_CPU = codesOf("cpu");
@@ -267,52 +207,6 @@ const W_VCPU = codesOf("vcpu");
 const W_VERSION = codesOf("version");
 const W__BYTE = codesOf("-byte");
 
-/** Whether `word` (lower-case ASCII) is at `i` in any case, within [i, e). */
-function matchesCi(t: Codes, i: number, e: number, word: Codes): boolean {
-  if (i + word.length > e) return false;
-  for (let k = 0; k < word.length; k++) {
-    const w = word[k]!;
-    const c = t[i + k]!;
-    if (c !== w && !(w >= 0x61 && w <= 0x7a && c === w - 0x20)) return false;
-  }
-  return true;
-}
-
-/** Whether `word` is at i (no bounds check). */
-function sameAt(t: Codes, i: number, word: Codes): boolean {
-  for (let k = 0; k < word.length; k++) if (t[i + k] !== word[k]) return false;
-  return true;
-}
-
-/** Whether `word` (exact case) is at `i`, within [i, e). */
-function matchesAt(t: Codes, i: number, e: number, word: Codes): boolean {
-  return i + word.length <= e && sameAt(t, i, word);
-}
-
-/** The first index of `word` in [from, e), or -1 (never looks past e: the text may go on). */
-function indexIn(t: Codes, word: Codes, from: number, e: number): number {
-  const first = word[0]!;
-  for (let i = from; i + word.length <= e; i++) if (t[i]! === first && sameAt(t, i, word)) return i;
-  return -1;
-}
-
-/** `\b` before the character at i of the piece [s, e). */
-function wordStartsAt(t: Codes, s: number, i: number): boolean {
-  return i === s || !isWord(t[i - 1]!);
-}
-
-/** `\b` after the character before j of the piece [s, e). */
-function wordEndsAt(t: Codes, j: number, e: number): boolean {
-  return j === e || !isWord(t[j]!);
-}
-
-/** Decimal digits [s, e) as a number: exact up to 2 ** 53, larger beyond (compare only). */
-function decimalValue(t: Codes, s: number, e: number): number {
-  let n = 0;
-  for (let i = s; i < e; i++) n = n * 10 + (t[i]! - 0x30);
-  return n;
-}
-
 const POWERS_OF_TEN = Array.from({ length: 23 }, (_, i) => 10 ** i);
 
 /** Whether the last secondsValue had a decimal point. */
@@ -334,60 +228,6 @@ function secondsValue(t: Codes, s: number, e: number): number {
   // Both exact, so the one division rounds as Number() rounds the decimal.
   if (n <= Number.MAX_SAFE_INTEGER && fraction <= 22) return fraction <= 0 ? n : n / POWERS_OF_TEN[fraction]!;
   return Number(textOf(t, s, e));
-}
-
-/** Whether the decimal digits [s, e) are a value below 2 ** 64. */
-function decimalFits64(t: Codes, s: number, e: number): boolean {
-  while (s < e && t[s]! === 0x30) s++;
-  const n = e - s;
-  if (n !== 20) return n < 20;
-  const max = "18446744073709551615";
-  for (let k = 0; k < 20; k++) {
-    const d = t[s + k]! - max.charCodeAt(k);
-    if (d !== 0) return d < 0;
-  }
-  return true;
-}
-
-/** Results of parseHex: the low and high halves (a typed array: a module variable would box them). */
-const HEX = new Float64Array(2);
-const HEX_OK = 0;
-const HEX_NOT_HEX = 1;
-const HEX_TOO_WIDE = 2;
-
-/**
- * Reads hex digits [s, e) into HEX: HEX_OK, HEX_NOT_HEX (empty, or a character that is not a
- * hex digit) or HEX_TOO_WIDE (2 ** 64 or more).
- */
-function parseHexDigits(t: Codes, s: number, e: number): number {
-  if (s >= e) return HEX_NOT_HEX;
-  // The last 8 digits are the low half; the ones before, the high half (exact while it fits).
-  const mid = Math.max(e - 8, s);
-  let hi = 0;
-  for (let i = s; i < mid; i++) {
-    const d = hexDigit(t[i]!);
-    if (d < 0) return HEX_NOT_HEX;
-    hi = hi * 16 + d;
-  }
-  let lo = 0;
-  for (let i = mid; i < e; i++) {
-    const d = hexDigit(t[i]!);
-    if (d < 0) return HEX_NOT_HEX;
-    lo = lo * 16 + d;
-  }
-  HEX[0] = lo;
-  HEX[1] = hi;
-  return hi > U32_MAX ? HEX_TOO_WIDE : HEX_OK;
-}
-
-/** A payload number (one trailing ',' or ';' dropped, then an optional 0x) into HEX. */
-function parseHexNumber(t: Codes, s: number, e: number): number {
-  if (e > s) {
-    const last = t[e - 1]!;
-    if (last === 0x2c || last === 0x3b) e--;
-  }
-  if (e - s >= 2 && t[s]! === 0x30 && (t[s + 1]! | 0x20) === 0x78) s += 2;
-  return parseHexDigits(t, s, e);
 }
 
 /** Why a number token [s, e) is unusable (missing, not hex, wider than `bits`), or undefined. */

@@ -12,7 +12,8 @@ import {
 } from "@nestvisor/hypervisor";
 import { decodeCrAccessQualification, decodeIoQualification } from "@nestvisor/vmx";
 import { CR0, MSR, PAGING_MODE } from "@nestvisor/x86-arch";
-import { type TraceStats, U64Counts } from "./trace-stat";
+import type { TraceStats } from "./trace-stat";
+import { U64Counts } from "./u64-counts";
 
 /**
  * `nestvisor trace replay`: the trace's exit mix run through the model. Every (exiting level,
