@@ -909,8 +909,9 @@ export class KvmNested {
     kvm.tracePhase(KVM_PHASE.SYNC_VMCS02_TO_VMCS12);
     this.sync.syncVmcs02ToVmcs12(vmcs12, kvm.cr0GuestOwnedBits(), kvm.cr4GuestOwnedBits());
     // kvm: sync_vmcs02_to_vmcs12 — with nested EPT and PAE paging, L2's PDPTEs as the CPU holds them
-    // (a MOV to CR3 without an exit reloads them into vmcs02).
-    if (kvm.useEpt && this.nestedEpt && kvm.mmu.paePaging) {
+    // (a MOV to CR3 without an exit reloads them into vmcs02). Before flag E they are in the exit
+    // sync's own list, read on every exit with EPT (v5.2 sync_vmcs12), so not a second time here.
+    if (kvm.config.nestedEntryWriteTrims && kvm.useEpt && this.nestedEpt && kvm.mmu.paePaging) {
       for (const field of GUEST_PDPTR_FIELDS) {
         const lo = p.vmread(field);
         vmcs12.write(field, lo, p.hi);

@@ -417,8 +417,10 @@ export class Kvm implements ExitSink {
         (ept !== 0 ? SECONDARY_EXEC_CTLS.SECONDARY_EXEC_UNRESTRICTED_GUEST : 0),
     );
     // kvm: setup_vmcs_config — "load debug controls" is required (KVM_REQUIRED_VMX_VM_ENTRY_CONTROLS),
-    // "load IA32_PAT" optional and kept (vmx_vmentry_ctrl); IA-32e mode and "load IA32_EFER" are
-    // toggled at run time (the model's guests keep the EFER they boot with).
+    // "load IA32_PAT" optional and kept (vmx_vmentry_ctrl). IA-32e mode and "load IA32_EFER" are
+    // toggled at run time by vmx_set_efer/update_transition_efer, which clears "load IA32_EFER" when
+    // the guest's EFER equals the host's; the model keeps it set and always loads EFER through the
+    // VMCS (a known deviation, see KvmNested #loadEfer).
     this.entry01Base = ctl(
       CONTROL_CLASS.ENTRY,
       VM_ENTRY_CTLS.VM_ENTRY_LOAD_DEBUG_CONTROLS | VM_ENTRY_CTLS.VM_ENTRY_LOAD_IA32_PAT,
@@ -429,10 +431,9 @@ export class Kvm implements ExitSink {
         VM_ENTRY_CTLS.VM_ENTRY_LOAD_IA32_EFER) >>>
       0;
     // kvm: KVM_REQUIRED_VMX_VM_EXIT_CONTROLS (save debug controls, ack interrupt on exit, host
-    // address-space size) and "load IA32_PAT". vmx_vmexit_ctrl never sets "save IA32_PAT", "save
-    // IA32_EFER" or "save preemption timer" in a VMCS of its own (they exist for vmcs12 only, since
-    // v6.0; before, KVM set "save IA32_PAT" too, which only an L0 without flag E reads back — not
-    // modelled, see kvm-nested.ts nestedVmexit).
+    // address-space size) and "load IA32_PAT". No KVM of the modelled versions sets "save IA32_PAT",
+    // "save IA32_EFER" or "save preemption timer" in a VMCS of its own: setup_vmcs_config did not
+    // request them before 6.1, and vmx_vmexit_ctrl clears them since (they exist for vmcs12 only).
     this.exit01 = ctl(
       CONTROL_CLASS.EXIT,
       VM_EXIT_CTLS.VM_EXIT_SAVE_DEBUG_CONTROLS |

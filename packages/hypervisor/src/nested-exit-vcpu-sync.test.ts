@@ -13,7 +13,9 @@ import { builtinWorkload } from "./builtin-workloads";
 import { HYPERVISOR_EVENTS } from "./hypervisor-events";
 import { resolveFlags } from "./kernel-presets";
 import { Machine } from "./machine";
+import { steadyStateCounts } from "./testing/steady-state-counts";
 import { VMCS_FIELD as F } from "./vmcs-field-encodings";
+import { workload } from "./workload-builder";
 
 /**
  * The vCPU-state part of sync_vmcs02_to_vmcs12 (kvm-nested.ts #syncVcpuStateToVmcs12) and the
@@ -132,5 +134,28 @@ describe("sync_vmcs02_to_vmcs12 from vCPU state", () => {
     expect(s.vmcs02.read(F.GUEST_DR7)).toBe(0x4ff);
     reflectCpuid(s);
     expect(s.vmcs12.read(F.GUEST_DR7)).toBe(0x4ff);
+  });
+
+  it("reads L2's PDPTEs back once per exit: with flag E only under PAE paging, before it on every exit", () => {
+    const vmreads = (preset: string, paging: "pae" | "4-level") =>
+      steadyStateCounts(
+        (iterations, meter) =>
+          new Machine({
+            program: workload("pdpte")
+              .setup({
+                level: 2,
+                paging,
+                addressSpaces: [{ name: "a", mappings: [{ gva: 0x100000, pages: 4 }] }],
+              })
+              .loop(iterations, (b) => b.cpuid(0))
+              .build(),
+            config: resolveFlags(preset),
+            meter,
+          }),
+      ).VMREAD!;
+    // v5.2's sync_vmcs12 reads PDPTR0–3 with EPT whatever the paging mode: not a second time for PAE.
+    expect(vmreads("v5.2", "pae")).toBe(vmreads("v5.2", "4-level"));
+    // 6.12 reads them only with nested EPT and PAE paging.
+    expect(vmreads("v6.12", "pae") - vmreads("v6.12", "4-level")).toBe(4);
   });
 });
