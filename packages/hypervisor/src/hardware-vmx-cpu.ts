@@ -4,13 +4,16 @@ import {
   type Meter,
   meterTable,
   SECONDARY_EXEC_CTLS,
+  VM_ENTRY_CTLS,
+  VM_EXIT_CTLS,
   VMX_EVENTS,
   VMX_RESULT,
   type VmcsProcessor,
   type VmcsShadowingBitmaps,
   type VmxResult,
 } from "@nestvisor/vmx";
-import { type PhysicalMemory, Tlb } from "@nestvisor/x86-arch";
+import { CR0, EFER, type PhysicalMemory, Tlb } from "@nestvisor/x86-arch";
+import { HYPERVISOR_BOOT_STATE } from "./guest-boot-state";
 import { GUEST_KIND, type GuestContext } from "./guest-context";
 import { HYPERVISOR_EVENTS } from "./hypervisor-events";
 import type { Tracer } from "./tracer";
@@ -65,6 +68,24 @@ export class ExitInformation {
  * model enters was prepared by KVM code that checks what KVM checks; kvm-vmx.md §9 is enforced on
  * vmcs12), interrupt and NMI delivery, the preemption timer.
  */
+/** SDM 27.3.2.1: IA32_EFER after a VM entry on `vmcs`, the processor's EFER being `current`. */
+function eferAtVmEntry(vmcs: HardwareVmcs, current: number): number {
+  const entry = vmcs.read(F.VM_ENTRY_CONTROLS);
+  if ((entry & VM_ENTRY_CTLS.VM_ENTRY_LOAD_IA32_EFER) !== 0) return vmcs.read(F.GUEST_IA32_EFER);
+  const ia32e = (entry & VM_ENTRY_CTLS.VM_ENTRY_IA32E_MODE) !== 0;
+  let efer = ia32e ? current | EFER.LMA : current & ~EFER.LMA;
+  if ((vmcs.read(F.GUEST_CR0) & CR0.PG) !== 0) efer = ia32e ? efer | EFER.LME : efer & ~EFER.LME;
+  return efer >>> 0;
+}
+
+/** SDM 28.5.1: IA32_EFER after a VM exit from `vmcs`, the processor's EFER being `current`. */
+function eferAtVmExit(vmcs: HardwareVmcs, current: number): number {
+  const exit = vmcs.read(F.VM_EXIT_CONTROLS);
+  if ((exit & VM_EXIT_CTLS.VM_EXIT_LOAD_IA32_EFER) !== 0) return vmcs.read(F.HOST_IA32_EFER);
+  const host64 = (exit & VM_EXIT_CTLS.VM_EXIT_HOST_ADDR_SPACE_SIZE) !== 0;
+  return (host64 ? current | EFER.LMA | EFER.LME : current & ~(EFER.LMA | EFER.LME)) >>> 0;
+}
+
 export class HardwareVmxCpu implements VmxCpu {
   readonly hostLevel = 0;
   readonly processor: VmcsProcessor;
@@ -87,6 +108,15 @@ export class HardwareVmxCpu implements VmxCpu {
   running: GuestContext | null = null;
   /** The VMCS `running` runs on. */
   runningVmcs: HardwareVmcs | null = null;
+  /**
+   * IA32_EFER of the running guest, as the last VM entry loaded it (SDM 27.3.2.1): from
+   * GUEST_IA32_EFER with "load IA32_EFER", else the processor's EFER with LMA (and, with paging,
+   * LME) following "IA-32e mode guest". The guest cannot change it without a VM exit (KVM intercepts
+   * WRMSR to EFER).
+   */
+  guestEfer = 0;
+  /** IA32_EFER in VMX root operation (L0's); VM exits reload it (SDM 28.5.1). */
+  rootEfer: number = HYPERVISOR_BOOT_STATE.efer;
 
   #sink: ExitSink | null = null;
   readonly #guests = new Map<HardwareVmcs, GuestContext>();
@@ -129,6 +159,7 @@ export class HardwareVmxCpu implements VmxCpu {
     if (guest === undefined) throw new Error(`VM entry on ${vmcs.describe()}, which runs no guest`);
     p.noteVmEntry(vmcs);
     p.completeVmEntry();
+    this.guestEfer = eferAtVmEntry(vmcs, this.rootEfer);
     this.#tally(EV_ENTRY, 1);
     this.running = guest;
     this.runningVmcs = vmcs;
@@ -160,6 +191,7 @@ export class HardwareVmxCpu implements VmxCpu {
     vmcs.write(F.VM_EXIT_INTR_ERROR_CODE, info.errorCode);
     vmcs.write(F.IDT_VECTORING_INFO_FIELD, 0);
     this.#tally(EV_EXIT, 1);
+    this.rootEfer = eferAtVmExit(vmcs, this.rootEfer);
     this.tlb.evictAll();
     this.running = null;
     this.runningVmcs = null;

@@ -492,13 +492,22 @@ export class KvmNested {
           (SECONDARY_EXEC_CTLS.SECONDARY_EXEC_ENABLE_EPT |
             SECONDARY_EXEC_CTLS.SECONDARY_EXEC_ENABLE_VPID))) >>>
       0;
-    // kvm: prepare_vmcs02_early — vmcs01's entry controls with vmcs12's (less "load
-    // PERF_GLOBAL_CTRL"); IA-32e mode and "load IA32_EFER" follow L2's EFER, which the model takes
-    // from vmcs12's own two bits.
+    // kvm: prepare_vmcs02_early — vmcs01's entry and exit controls, with vmcs12's entry controls
+    // (less "load PERF_GLOBAL_CTRL"); IA-32e mode follows L2's EFER (nested_vmx_calc_efer), and
+    // "load IA32_EFER" is set on entry and exit only when L2's EFER differs from the host's.
+    const l2Efer = this.#l2Efer(vmcs12);
+    const switchEfer = kvm.transitionEfer(l2Efer) !== kvm.hostEfer;
     const entry =
       kvm.entry01Base |
-      (vmcs12.read(F.VM_ENTRY_CONTROLS) & ~VM_ENTRY_CTLS.VM_ENTRY_LOAD_IA32_PERF_GLOBAL_CTRL);
-    const exit = kvm.exit01;
+      (vmcs12.read(F.VM_ENTRY_CONTROLS) &
+        ~(
+          VM_ENTRY_CTLS.VM_ENTRY_LOAD_IA32_PERF_GLOBAL_CTRL |
+          VM_ENTRY_CTLS.VM_ENTRY_IA32E_MODE |
+          VM_ENTRY_CTLS.VM_ENTRY_LOAD_IA32_EFER
+        )) |
+      ((l2Efer & EFER.LMA) !== 0 ? VM_ENTRY_CTLS.VM_ENTRY_IA32E_MODE : 0) |
+      (switchEfer ? VM_ENTRY_CTLS.VM_ENTRY_LOAD_IA32_EFER : 0);
+    const exit = kvm.exit01Base | (switchEfer ? VM_EXIT_CTLS.VM_EXIT_LOAD_IA32_EFER : 0);
     c.init(0, pin);
     // With per-VMCS control shadows prepare_vmcs02_early keeps vmcs02's "use MSR bitmaps" bit, which
     // nested_get_vmcs12_pages then sets or clears; v5.2 wrote what vmcs01 and vmcs12 both ask for.
@@ -585,13 +594,7 @@ export class KvmNested {
     const cr0 = vmcs12.read(F.GUEST_CR0);
     const cr4 = vmcs12.read(F.GUEST_CR4);
     const cr3 = vmcs12.read(F.GUEST_CR3) + vmcs12.hi * TWO_32;
-    // kvm: nested_vmx_calc_efer — vmcs12's guest EFER with "load IA32_EFER", else L1's EFER with
-    // LMA/LME following "IA-32e mode guest".
-    const entryControls = vmcs12.read(F.VM_ENTRY_CONTROLS);
-    const efer =
-      (entryControls & VM_ENTRY_CTLS.VM_ENTRY_LOAD_IA32_EFER) !== 0
-        ? vmcs12.read(F.GUEST_IA32_EFER)
-        : eferInMode(kvm.mmu.efer, (entryControls & VM_ENTRY_CTLS.VM_ENTRY_IA32E_MODE) !== 0);
+    const efer = this.#l2Efer(vmcs12);
     const eptp = vmcs12.read(F.EPT_POINTER) + vmcs12.hi * TWO_32;
     const nestedEpt = this.nestedEpt;
     const paePaging = isPaePaging(cr0, cr4, efer);
@@ -615,8 +618,7 @@ export class KvmNested {
     this.#write(F.CR4_READ_SHADOW, cr4);
     this.#write(F.GUEST_CR4, cr4);
     this.#write(F.CR4_READ_SHADOW, readCr4);
-    // kvm: vmx_set_efer writes GUEST_IA32_EFER only when it differs from the host's EFER.
-    this.#loadEfer(this.vmcs02, efer);
+    this.#loadEfer(efer);
     this.#write(F.GUEST_CR3, cr3 >>> 0, Math.floor(cr3 / TWO_32));
     kvm.cr3Dirty = true;
     // PDPTRs again after CR0/CR4/EFER (kvm: prepare_vmcs02): flag E writes them only for a dirty
@@ -1086,7 +1088,7 @@ export class KvmNested {
       (exitControls & VM_EXIT_CTLS.VM_EXIT_LOAD_IA32_EFER) !== 0
         ? vmcs12.read(F.HOST_IA32_EFER)
         : eferInMode(kvm.mmu.efer, (exitControls & VM_EXIT_CTLS.VM_EXIT_HOST_ADDR_SPACE_SIZE) !== 0);
-    this.#loadEfer(kvm.vmcs01, efer);
+    this.#loadEfer(efer);
     kvm.regs.writeRflags(0x2);
     // kvm: the interrupt shadow is cleared (vmx_set_interrupt_shadow reads it first).
     kvm.processor.vmread(F.GUEST_INTERRUPTIBILITY_INFO);
@@ -1149,13 +1151,36 @@ export class KvmNested {
   }
 
   /**
-   * kvm: vmx_set_efer. KVM 6.12 skips the VMWRITE when the guest's EFER equals the host's (it clears
-   * the load-EFER controls instead, update_transition_efer); the model always loads EFER through the
-   * VMCS — one VMWRITE more per nested entry and exit than KVM when they are equal (a known deviation:
-   * the inner levels' entry checks and EFER computation would otherwise need nested_vmx_calc_efer).
+   * kvm: nested_vmx_calc_efer — vmcs12's guest EFER with "load IA32_EFER", else L1's EFER with
+   * LMA/LME following "IA-32e mode guest".
    */
-  #loadEfer(_vmcs: HardwareVmcs, efer: number): void {
-    this.#write(F.GUEST_IA32_EFER, efer);
+  #l2Efer(vmcs12: Vmcs12): number {
+    const entryControls = vmcs12.read(F.VM_ENTRY_CONTROLS);
+    return (entryControls & VM_ENTRY_CTLS.VM_ENTRY_LOAD_IA32_EFER) !== 0
+      ? vmcs12.read(F.GUEST_IA32_EFER)
+      : eferInMode(this.kvm.mmu.efer, (entryControls & VM_ENTRY_CTLS.VM_ENTRY_IA32E_MODE) !== 0);
+  }
+
+  /**
+   * kvm: vmx_set_efer on the loaded VMCS — "IA-32e mode guest" follows LMA; then
+   * update_transition_efer: when the EFER to run with differs from the host's, GUEST_IA32_EFER and
+   * "load IA32_EFER" on entry and exit (add_atomic_switch_msr_special), else both controls cleared
+   * (clear_atomic_switch_msr_special). Three control-shadow updates, each written only on change.
+   */
+  #loadEfer(efer: number): void {
+    const kvm = this.kvm;
+    const c = kvm.controls;
+    if ((efer & EFER.LMA) !== 0) c.setbit(VMCS_CONTROL.VM_ENTRY, VM_ENTRY_CTLS.VM_ENTRY_IA32E_MODE);
+    else c.clearbit(VMCS_CONTROL.VM_ENTRY, VM_ENTRY_CTLS.VM_ENTRY_IA32E_MODE);
+    const guest = kvm.transitionEfer(efer);
+    if (guest !== kvm.hostEfer) {
+      this.#write(F.GUEST_IA32_EFER, guest);
+      c.setbit(VMCS_CONTROL.VM_ENTRY, VM_ENTRY_CTLS.VM_ENTRY_LOAD_IA32_EFER);
+      c.setbit(VMCS_CONTROL.VM_EXIT, VM_EXIT_CTLS.VM_EXIT_LOAD_IA32_EFER);
+    } else {
+      c.clearbit(VMCS_CONTROL.VM_ENTRY, VM_ENTRY_CTLS.VM_ENTRY_LOAD_IA32_EFER);
+      c.clearbit(VMCS_CONTROL.VM_EXIT, VM_EXIT_CTLS.VM_EXIT_LOAD_IA32_EFER);
+    }
   }
 
   #write(field: number, lo: number, hi = 0): void {

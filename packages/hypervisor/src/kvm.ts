@@ -223,13 +223,26 @@ export class Kvm implements ExitSink {
 
   /**
    * vmcs01's controls as KVM computed them (kvm: vmcs_config, the controls shadow of vmcs01);
-   * `entry01Base` without the bits KVM toggles at run time (IA-32e mode guest, load IA32_EFER).
+   * `entry01Base` and `exit01Base` without the bits KVM toggles at run time (IA-32e mode guest,
+   * load IA32_EFER).
    */
   pin01 = 0;
   exec01 = 0;
   secondary01 = 0;
   entry01Base = 0;
-  exit01 = 0;
+  exit01Base = 0;
+  /** This KVM's own EFER, which a VM exit gives back (kvm: kvm_host.efer). */
+  readonly hostEfer: number = HYPERVISOR_BOOT_STATE.efer;
+
+  /**
+   * The EFER KVM switches to for a guest (kvm: update_transition_efer): NX forced on under shadow
+   * paging, LME only with LMA. Equal to `hostEfer` means no switch through the VMCS.
+   */
+  transitionEfer(efer: number): number {
+    let value = this.useEpt ? efer : efer | EFER.NXE;
+    if ((value & EFER.LMA) === 0) value &= ~EFER.LME;
+    return value >>> 0;
+  }
 
   constructor(options: KvmOptions) {
     this.name = options.name;
@@ -418,35 +431,35 @@ export class Kvm implements ExitSink {
     );
     // kvm: setup_vmcs_config — "load debug controls" is required (KVM_REQUIRED_VMX_VM_ENTRY_CONTROLS),
     // "load IA32_PAT" optional and kept (vmx_vmentry_ctrl). IA-32e mode and "load IA32_EFER" are
-    // toggled at run time by vmx_set_efer/update_transition_efer, which clears "load IA32_EFER" when
-    // the guest's EFER equals the host's; the model keeps it set and always loads EFER through the
-    // VMCS (a known deviation, see KvmNested #loadEfer).
+    // toggled by vmx_set_efer (KVM_SET_SREGS at reset): "load IA32_EFER" on entry and exit only
+    // when the guest's EFER differs from the host's (update_transition_efer).
     this.entry01Base = ctl(
       CONTROL_CLASS.ENTRY,
       VM_ENTRY_CTLS.VM_ENTRY_LOAD_DEBUG_CONTROLS | VM_ENTRY_CTLS.VM_ENTRY_LOAD_IA32_PAT,
     );
+    const switchEfer = this.transitionEfer(boot.efer) !== this.hostEfer;
     const entry =
       (this.entry01Base |
         (long ? VM_ENTRY_CTLS.VM_ENTRY_IA32E_MODE : 0) |
-        VM_ENTRY_CTLS.VM_ENTRY_LOAD_IA32_EFER) >>>
+        (switchEfer ? VM_ENTRY_CTLS.VM_ENTRY_LOAD_IA32_EFER : 0)) >>>
       0;
     // kvm: KVM_REQUIRED_VMX_VM_EXIT_CONTROLS (save debug controls, ack interrupt on exit, host
     // address-space size) and "load IA32_PAT". No KVM of the modelled versions sets "save IA32_PAT",
     // "save IA32_EFER" or "save preemption timer" in a VMCS of its own: setup_vmcs_config did not
     // request them before 6.1, and vmx_vmexit_ctrl clears them since (they exist for vmcs12 only).
-    this.exit01 = ctl(
+    this.exit01Base = ctl(
       CONTROL_CLASS.EXIT,
       VM_EXIT_CTLS.VM_EXIT_SAVE_DEBUG_CONTROLS |
         VM_EXIT_CTLS.VM_EXIT_HOST_ADDR_SPACE_SIZE |
         VM_EXIT_CTLS.VM_EXIT_ACK_INTR_ON_EXIT |
-        VM_EXIT_CTLS.VM_EXIT_LOAD_IA32_PAT |
-        VM_EXIT_CTLS.VM_EXIT_LOAD_IA32_EFER,
+        VM_EXIT_CTLS.VM_EXIT_LOAD_IA32_PAT,
     );
+    const exit01 = (this.exit01Base | (switchEfer ? VM_EXIT_CTLS.VM_EXIT_LOAD_IA32_EFER : 0)) >>> 0;
     c.init(0, this.pin01);
     c.init(1, this.exec01);
     c.init(2, this.secondary01);
     c.init(4, entry);
-    c.init(5, this.exit01);
+    c.init(5, exit01);
     writeMsrBitmap(this.cpu.memory, KVM_PAGE.MSR_BITMAP, PASSTHROUGH_MSRS);
     const w = (field: number, lo: number, hi = 0) => p.vmwrite(field, lo >>> 0, hi >>> 0);
     w(F.VIRTUAL_PROCESSOR_ID, this.level + 1);
@@ -468,7 +481,8 @@ export class Kvm implements ExitSink {
     w(F.GUEST_CR0, boot.cr0 | CR0.NE);
     w(F.GUEST_CR4, boot.cr4 | CR4.VMXE);
     w(F.GUEST_CR3, boot.cr3 >>> 0, Math.floor(boot.cr3 / TWO_32));
-    w(F.GUEST_IA32_EFER, boot.efer);
+    // kvm: add_atomic_switch_msr_special — the guest's EFER in the VMCS only when it is switched.
+    if (switchEfer) w(F.GUEST_IA32_EFER, this.transitionEfer(boot.efer));
     // kvm: kvm_vcpu_reset — DR7 at its reset value (vmx_set_dr7), DEBUGCTL clear, and with "load
     // IA32_PAT" the reset PAT (init_vmcs). The model's guest hypervisors never change their PAT, so
     // the host PAT KVM reads for the exit (vmx_set_constant_host_state, rdmsr) is the same value.
@@ -476,7 +490,7 @@ export class Kvm implements ExitSink {
     w(F.GUEST_IA32_DEBUGCTL, 0);
     if ((entry & VM_ENTRY_CTLS.VM_ENTRY_LOAD_IA32_PAT) !== 0)
       w(F.GUEST_IA32_PAT, IA32_PAT_RESET.lo, IA32_PAT_RESET.hi);
-    if ((this.exit01 & VM_EXIT_CTLS.VM_EXIT_LOAD_IA32_PAT) !== 0)
+    if ((this.exit01Base & VM_EXIT_CTLS.VM_EXIT_LOAD_IA32_PAT) !== 0)
       w(F.HOST_IA32_PAT, IA32_PAT_RESET.lo, IA32_PAT_RESET.hi);
     // kvm: KVM_SET_SREGS → __set_sregs_common — with PAE paging, load_pdptrs (with EPT they go to
     // GUEST_PDPTR0–3 at the first entry; the shadow MMU reads them itself when it builds a PAE root).

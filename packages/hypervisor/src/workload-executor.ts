@@ -370,7 +370,7 @@ export class WorkloadExecutor {
         const newCr4 = cr0 ? vmcs.read(F.GUEST_CR4) : next;
         if (
           ((current ^ next) & (cr0 ? CR0_PDPTR_BITS : CR4_PDPTR_BITS)) !== 0 &&
-          isPaePaging(newCr0, newCr4, vmcs.read(F.GUEST_IA32_EFER))
+          isPaePaging(newCr0, newCr4, this.hw.guestEfer)
         ) {
           const loaded = this.#loadGuestPdptes(vmcs, vmcs.read(F.GUEST_CR3));
           if (loaded === PDPTE_LOAD.EXITED) return true;
@@ -396,7 +396,7 @@ export class WorkloadExecutor {
           return this.#exit(EXIT_REASON.CR_ACCESS, LENGTH.MOV_CR, 3);
         }
         // SDM 4.4.1: under PAE paging the new table's PDPTEs are loaded (and checked) first.
-        if (isPaePaging(vmcs.read(F.GUEST_CR0), vmcs.read(F.GUEST_CR4), vmcs.read(F.GUEST_IA32_EFER))) {
+        if (isPaePaging(vmcs.read(F.GUEST_CR0), vmcs.read(F.GUEST_CR4), this.hw.guestEfer)) {
           const loaded = this.#loadGuestPdptes(vmcs, value);
           if (loaded === PDPTE_LOAD.EXITED) return true;
           if (loaded === PDPTE_LOAD.FAULTED) return false;
@@ -656,7 +656,7 @@ export class WorkloadExecutor {
     const cr0 = vmcs.read(F.GUEST_CR0);
     const cr4 = vmcs.read(F.GUEST_CR4);
     const cr3 = vmcs.read(F.GUEST_CR3) + vmcs.hi * TWO_32;
-    const efer = vmcs.read(F.GUEST_IA32_EFER);
+    const efer = this.hw.guestEfer;
     const r = this.#pagingRegs;
     const pae = isPaePaging(cr0, cr4, efer);
     const pdptesChanged = pae && this.#readPdpteRegisters(vmcs, cr3);
