@@ -56,18 +56,6 @@ export class ExitInformation {
   }
 }
 
-/**
- * The physical processor (DESIGN.md §3): VMX root operation through a `VmcsProcessor`, VM entries
- * and exits with their guest-state load and save, VMCS shadowing for VMREAD/VMWRITE that a guest
- * hypervisor executes in VMX non-root operation (SDM 25.10, 26.1.3 and 31.3 VMREAD/VMWRITE), and the
- * trampoline that runs a guest hypervisor's exit handler when an exit was delivered to it.
- *
- * Guest state moved at entry and exit: RIP, RFLAGS, CR0, CR3, CR4, EFER (SDM 27.3.2, 28.3.1). The
- * TLB is `tlb` (see there). Not
- * modelled: the hardware's own guest-state and host-state checks (SDM 27.3.1, 27.2.2: every VMCS the
- * model enters was prepared by KVM code that checks what KVM checks; kvm-vmx.md §9 is enforced on
- * vmcs12), interrupt and NMI delivery, the preemption timer.
- */
 /** SDM 27.3.2.1: IA32_EFER after a VM entry on `vmcs`, the processor's EFER being `current`. */
 function eferAtVmEntry(vmcs: HardwareVmcs, current: number): number {
   const entry = vmcs.read(F.VM_ENTRY_CONTROLS);
@@ -86,6 +74,18 @@ function eferAtVmExit(vmcs: HardwareVmcs, current: number): number {
   return (host64 ? current | EFER.LMA | EFER.LME : current & ~(EFER.LMA | EFER.LME)) >>> 0;
 }
 
+/**
+ * The physical processor (DESIGN.md §3): VMX root operation through a `VmcsProcessor`, VM entries
+ * and exits with their guest-state load and save, VMCS shadowing for VMREAD/VMWRITE that a guest
+ * hypervisor executes in VMX non-root operation (SDM 25.10, 26.1.3 and 31.3 VMREAD/VMWRITE), and the
+ * trampoline that runs a guest hypervisor's exit handler when an exit was delivered to it.
+ *
+ * Guest state moved at entry and exit: RIP, RFLAGS, CR0, CR3, CR4, EFER (SDM 27.3.2, 28.3.1). The
+ * TLB is `tlb` (see there). Not
+ * modelled: the hardware's own guest-state and host-state checks (SDM 27.3.1, 27.2.2: every VMCS the
+ * model enters was prepared by KVM code that checks what KVM checks; kvm-vmx.md §9 is enforced on
+ * vmcs12), interrupt and NMI delivery, the preemption timer.
+ */
 export class HardwareVmxCpu implements VmxCpu {
   readonly hostLevel = 0;
   readonly processor: VmcsProcessor;
