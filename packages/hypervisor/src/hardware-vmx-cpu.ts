@@ -12,7 +12,7 @@ import {
   type VmcsShadowingBitmaps,
   type VmxResult,
 } from "@nestvisor/vmx";
-import { CR0, EFER, type PhysicalMemory, Tlb } from "@nestvisor/x86-arch";
+import { CR0, EFER, eferInMode, type PhysicalMemory, Tlb } from "@nestvisor/x86-arch";
 import { HYPERVISOR_BOOT_STATE } from "./guest-boot-state";
 import { GUEST_KIND, type GuestContext } from "./guest-context";
 import { HYPERVISOR_EVENTS } from "./hypervisor-events";
@@ -61,17 +61,16 @@ function eferAtVmEntry(vmcs: HardwareVmcs, current: number): number {
   const entry = vmcs.read(F.VM_ENTRY_CONTROLS);
   if ((entry & VM_ENTRY_CTLS.VM_ENTRY_LOAD_IA32_EFER) !== 0) return vmcs.read(F.GUEST_IA32_EFER);
   const ia32e = (entry & VM_ENTRY_CTLS.VM_ENTRY_IA32E_MODE) !== 0;
-  let efer = ia32e ? current | EFER.LMA : current & ~EFER.LMA;
-  if ((vmcs.read(F.GUEST_CR0) & CR0.PG) !== 0) efer = ia32e ? efer | EFER.LME : efer & ~EFER.LME;
-  return efer >>> 0;
+  // LMA follows "IA-32e mode guest"; LME too, but only when the guest's CR0 enables paging.
+  if ((vmcs.read(F.GUEST_CR0) & CR0.PG) !== 0) return eferInMode(current, ia32e);
+  return (ia32e ? current | EFER.LMA : current & ~EFER.LMA) >>> 0;
 }
 
 /** SDM 28.5.1: IA32_EFER after a VM exit from `vmcs`, the processor's EFER being `current`. */
 function eferAtVmExit(vmcs: HardwareVmcs, current: number): number {
   const exit = vmcs.read(F.VM_EXIT_CONTROLS);
   if ((exit & VM_EXIT_CTLS.VM_EXIT_LOAD_IA32_EFER) !== 0) return vmcs.read(F.HOST_IA32_EFER);
-  const host64 = (exit & VM_EXIT_CTLS.VM_EXIT_HOST_ADDR_SPACE_SIZE) !== 0;
-  return (host64 ? current | EFER.LMA | EFER.LME : current & ~(EFER.LMA | EFER.LME)) >>> 0;
+  return eferInMode(current, (exit & VM_EXIT_CTLS.VM_EXIT_HOST_ADDR_SPACE_SIZE) !== 0);
 }
 
 /**

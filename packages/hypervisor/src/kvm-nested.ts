@@ -24,7 +24,15 @@ import {
   VmxInstructionContext,
   VmxInstructionEmulator,
 } from "@nestvisor/vmx";
-import { CR0, DR7_RESET, dr7AsHeld, EFER, IA32_PAT_RESET, isPaePaging } from "@nestvisor/x86-arch";
+import {
+  CR0,
+  DR7_RESET,
+  dr7AsHeld,
+  EFER,
+  eferInMode,
+  IA32_PAT_RESET,
+  isPaePaging,
+} from "@nestvisor/x86-arch";
 import { GPR, GUEST_KIND, type GuestContext } from "./guest-context";
 import { HostSegmentLoad } from "./host-segment-load";
 import { HYPERVISOR_EVENTS as HV } from "./hypervisor-events";
@@ -89,15 +97,6 @@ const MERGED_MSRS = new MsrBitmapMerge([
   [0x49, false, true], // IA32_PRED_CMD
   [0x10b, false, true], // IA32_FLUSH_CMD
 ]);
-
-/**
- * The vCPU's EFER with LMA and LME set for a 64-bit mode, cleared otherwise: what a nested entry
- * ("IA-32e mode guest", nested_vmx_calc_efer) and exit ("host address-space size",
- * load_vmcs12_host_state) use when vmcs12 does not load EFER.
- */
-function eferInMode(efer: number, longMode: boolean): number {
-  return (longMode ? efer | EFER.LMA | EFER.LME : efer & ~(EFER.LMA | EFER.LME)) >>> 0;
-}
 
 /** kvm: nested_cpu_has_vpid — "enable VPID" among vmcs12's active secondary controls. */
 function usesVpid(vmcs12: Vmcs12): boolean {

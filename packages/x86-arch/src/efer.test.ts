@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { decodeRegister, describeRegister, encodeRegister } from "./bit-register";
-import { EFER, EFER_LAYOUT } from "./efer";
+import { EFER, EFER_LAYOUT, eferInMode } from "./efer";
 
 describe("IA32_EFER", () => {
   it("decodes a long-mode value (SCE|LME|LMA|NXE = 0xd01)", () => {
@@ -23,5 +23,15 @@ describe("IA32_EFER", () => {
 
   it("reports reserved bits as undefined", () => {
     expect(decodeRegister(EFER_LAYOUT, 0x2n).undefinedBits).toBe(0x2n);
+  });
+});
+
+describe("eferInMode", () => {
+  it("sets or clears LMA and LME together and keeps every other bit", () => {
+    const others = (EFER.SCE | EFER.NXE | EFER.FFXSR) >>> 0;
+    expect(eferInMode(others, true)).toBe((others | EFER.LMA | EFER.LME) >>> 0);
+    expect(eferInMode((others | EFER.LMA | EFER.LME) >>> 0, false)).toBe(others);
+    expect(eferInMode(EFER.LME, true)).toBe((EFER.LME | EFER.LMA) >>> 0);
+    expect(eferInMode(0xffffffff, false)).toBe((0xffffffff & ~(EFER.LMA | EFER.LME)) >>> 0);
   });
 });

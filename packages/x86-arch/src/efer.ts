@@ -17,6 +17,16 @@ export const EFER = {
   AUTOIBRS: 1 << 21,
 } as const;
 
+/**
+ * `efer` with LMA and LME both set (`longMode`) or both clear: the EFER a VM exit gives the host
+ * without "load IA32_EFER" (SDM 28.5.1, "host address-space size"), and a VM entry with paging
+ * gives the guest without it (SDM 27.3.2.1, "IA-32e mode guest"); KVM computes the same for a nested
+ * guest (nested_vmx_calc_efer) and on a nested exit (load_vmcs12_host_state).
+ */
+export function eferInMode(efer: number, longMode: boolean): number {
+  return (longMode ? efer | EFER.LMA | EFER.LME : efer & ~(EFER.LMA | EFER.LME)) >>> 0;
+}
+
 /** IA32_EFER layout for decoding and display. */
 export const EFER_LAYOUT: RegisterLayout = {
   name: "IA32_EFER",

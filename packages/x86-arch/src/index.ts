@@ -77,7 +77,7 @@ export {
 export { CR4, CR4_HI, CR4_LAYOUT } from "./cr4";
 export { DENSE_MEMORY_MAX_BYTES, DenseMemory } from "./dense-memory";
 export { DR7, DR7_LAYOUT, DR7_LEN, DR7_RESET, DR7_RW, dr7AsHeld, dr7LenShift, dr7RwShift } from "./dr7";
-export { EFER, EFER_LAYOUT } from "./efer";
+export { EFER, EFER_LAYOUT, eferInMode } from "./efer";
 export {
   decodeEptCapabilities,
   EPT_CAP,
