@@ -154,6 +154,8 @@ const BLANKS = /\s+/g;
  * whose line breaks were lost, or a binary file that got through).
  */
 export const MAX_LINE_LENGTH = 16384;
+/** A capture group that did not take part in the match: no range. */
+const NO_RANGE: readonly [number, number] = [-1, -1];
 const U32_MAX = 0xffffffff;
 /** Beyond this many seconds a double no longer holds a timestamp to the microsecond. */
 const MAX_SECONDS = 2 ** 53 / 1e6;
@@ -929,34 +931,26 @@ export class TraceLineReader {
     const perf = PERF.exec(flat);
     if (perf) {
       const at = perf.indices!;
-      this.producer = "perf";
-      this.setRange(at[1], "comm");
-      this.setRange(at[2], "id");
-      this.setRange(at[3], "id2");
-      this.setRange(at[4], "cpu");
-      this.setRange(at[5], "ts");
-      this.setRange(at[7], "event");
-      this.setRange(at[8], "payload");
-      this.src = toCodes(flat);
-      this.srcText = flat;
-      this.scanned = false;
-      return true;
+      [this.commStart, this.commEnd] = at[1] ?? NO_RANGE;
+      [this.idStart, this.idEnd] = at[2] ?? NO_RANGE;
+      [this.id2Start, this.id2End] = at[3] ?? NO_RANGE;
+      [this.cpuStart, this.cpuEnd] = at[4] ?? NO_RANGE;
+      [this.tsStart, this.tsEnd] = at[5] ?? NO_RANGE;
+      [this.eventStart, this.eventEnd] = at[7] ?? NO_RANGE;
+      [this.payloadStart, this.payloadEnd] = at[8] ?? NO_RANGE;
+      return this.prefixMatched("perf", flat);
     }
     const ftrace = FTRACE.exec(flat);
     if (ftrace) {
       const at = ftrace.indices!;
-      this.producer = "ftrace";
-      this.setRange(at[1], "comm");
-      this.setRange(at[2], "id");
-      this.setRange(undefined, "id2");
-      this.setRange(at[3], "cpu");
-      this.setRange(at[5], "ts");
-      this.setRange(at[6], "event");
-      this.setRange(at[7], "payload");
-      this.src = toCodes(flat);
-      this.srcText = flat;
-      this.scanned = false;
-      return true;
+      [this.commStart, this.commEnd] = at[1] ?? NO_RANGE;
+      [this.idStart, this.idEnd] = at[2] ?? NO_RANGE;
+      [this.id2Start, this.id2End] = NO_RANGE;
+      [this.cpuStart, this.cpuEnd] = at[3] ?? NO_RANGE;
+      [this.tsStart, this.tsEnd] = at[5] ?? NO_RANGE;
+      [this.eventStart, this.eventEnd] = at[6] ?? NO_RANGE;
+      [this.payloadStart, this.payloadEnd] = at[7] ?? NO_RANGE;
+      return this.prefixMatched("ftrace", flat);
     }
     const lost = LOST.exec(flat);
     if (lost && !Number.isSafeInteger(Number(lost[1]))) {
@@ -972,40 +966,13 @@ export class TraceLineReader {
     return false;
   }
 
-  private setRange(
-    range: [number, number] | undefined,
-    what: "comm" | "id" | "id2" | "cpu" | "ts" | "event" | "payload",
-  ): void {
-    const [s, e] = range ?? [-1, -1];
-    switch (what) {
-      case "comm":
-        this.commStart = s;
-        this.commEnd = e;
-        break;
-      case "id":
-        this.idStart = s;
-        this.idEnd = e;
-        break;
-      case "id2":
-        this.id2Start = s;
-        this.id2End = e;
-        break;
-      case "cpu":
-        this.cpuStart = s;
-        this.cpuEnd = e;
-        break;
-      case "ts":
-        this.tsStart = s;
-        this.tsEnd = e;
-        break;
-      case "event":
-        this.eventStart = s;
-        this.eventEnd = e;
-        break;
-      default:
-        this.payloadStart = s;
-        this.payloadEnd = e;
-    }
+  /** The prefix ranges above index `flat`, which the rest of the line is now read from. */
+  private prefixMatched(producer: Producer, flat: string): true {
+    this.producer = producer;
+    this.src = toCodes(flat);
+    this.srcText = flat;
+    this.scanned = false;
+    return true;
   }
 
   /** After the prefix: its numbers, the event's kind and its payload. */
