@@ -437,7 +437,8 @@ export class Kvm implements ExitSink {
       CONTROL_CLASS.ENTRY,
       VM_ENTRY_CTLS.VM_ENTRY_LOAD_DEBUG_CONTROLS | VM_ENTRY_CTLS.VM_ENTRY_LOAD_IA32_PAT,
     );
-    const switchEfer = this.transitionEfer(boot.efer) !== this.hostEfer;
+    const transitionEfer = this.transitionEfer(boot.efer);
+    const switchEfer = transitionEfer !== this.hostEfer;
     const entry =
       (this.entry01Base |
         (long ? VM_ENTRY_CTLS.VM_ENTRY_IA32E_MODE : 0) |
@@ -482,7 +483,7 @@ export class Kvm implements ExitSink {
     w(F.GUEST_CR4, boot.cr4 | CR4.VMXE);
     w(F.GUEST_CR3, boot.cr3 >>> 0, Math.floor(boot.cr3 / TWO_32));
     // kvm: add_atomic_switch_msr_special — the guest's EFER in the VMCS only when it is switched.
-    if (switchEfer) w(F.GUEST_IA32_EFER, this.transitionEfer(boot.efer));
+    if (switchEfer) w(F.GUEST_IA32_EFER, transitionEfer);
     // kvm: kvm_vcpu_reset — DR7 at its reset value (vmx_set_dr7), DEBUGCTL clear, and with "load
     // IA32_PAT" the reset PAT (init_vmcs). The model's guest hypervisors never change their PAT, so
     // the host PAT KVM reads for the exit (vmx_set_constant_host_state, rdmsr) is the same value.
