@@ -171,6 +171,11 @@ export class HardwareVmxCpu implements VmxCpu {
     return VMX_RESULT.SUCCEED;
   }
 
+  invvpid(_type: number, _vpid: number): VmxResult {
+    this.#tally(VMX_EVENTS.INVVPID, 1);
+    return VMX_RESULT.SUCCEED;
+  }
+
   /**
    * The running guest causes a VM exit described by `exitInfo` (SDM 28): exit information stored in
    * its VMCS, L0 takes over and handles it; returns when L0 has entered a guest again.

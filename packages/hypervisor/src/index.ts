@@ -94,6 +94,7 @@ export {
   latencyBucketLow,
   nearestRank,
 } from "./exit-latency";
+export { LINUX_PAT, type MsrWords } from "./guest-boot-state";
 export { GPR, GUEST_KIND, GuestContext, type GuestKind } from "./guest-context";
 export {
   buildGuestPageTables,

@@ -24,15 +24,7 @@ import {
   VmxInstructionContext,
   VmxInstructionEmulator,
 } from "@nestvisor/vmx";
-import {
-  CR0,
-  DR7_RESET,
-  dr7AsHeld,
-  EFER,
-  eferInMode,
-  IA32_PAT_RESET,
-  isPaePaging,
-} from "@nestvisor/x86-arch";
+import { CR0, DR7_RESET, dr7AsHeld, EFER, eferInMode, isPaePaging } from "@nestvisor/x86-arch";
 import { GPR, GUEST_KIND, type GuestContext } from "./guest-context";
 import { HostSegmentLoad } from "./host-segment-load";
 import { HYPERVISOR_EVENTS as HV } from "./hypervisor-events";
@@ -398,6 +390,7 @@ export class KvmNested {
         break;
       default:
         outcome = e.invvpid(ctx, g.gprLo[reg2]!, g.gprHi[reg2]!, ptrLo, ptrHi, 0, 0);
+        if (outcome === 0) kvm.invalidateNestedVpid();
         break;
     }
     g.vmxOutcome = outcome;
@@ -582,12 +575,12 @@ export class KvmNested {
       ~(kvm.cr0GuestOwnedBits() & ~vmcs12.read(F.CR0_GUEST_HOST_MASK)) >>> 0,
       0xffffffff,
     );
-    // kvm: prepare_vmcs02 — vmcs12's PAT with "load IA32_PAT", else L1's when KVM's own VMCSs load
-    // the PAT (vmcs_config); the model's L1 keeps the reset PAT.
+    // kvm: prepare_vmcs02 — vmcs12's PAT with "load IA32_PAT", else L1's (vcpu->arch.pat) when KVM's
+    // own VMCSs load the PAT (vmcs_config); the model's L1 keeps the PAT it booted with.
     if ((vmcs12.read(F.VM_ENTRY_CONTROLS) & VM_ENTRY_CTLS.VM_ENTRY_LOAD_IA32_PAT) !== 0) {
       this.#copy(vmcs12, F.GUEST_IA32_PAT);
     } else if ((kvm.entry01Base & VM_ENTRY_CTLS.VM_ENTRY_LOAD_IA32_PAT) !== 0) {
-      this.#write(F.GUEST_IA32_PAT, IA32_PAT_RESET.lo, IA32_PAT_RESET.hi);
+      this.#write(F.GUEST_IA32_PAT, kvm.guestPat.lo, kvm.guestPat.hi);
     }
     this.#entryTsc.run(kvm.processor);
     const cr0 = vmcs12.read(F.GUEST_CR0);
@@ -645,6 +638,11 @@ export class KvmNested {
     this.state.nestedRunPending = false;
     // E16 (kvm: nested_vmx_run after a successful entry): the shadow VMCS L1 links for L2.
     this.#cacheShadowVmcs12(vmcs12);
+  }
+
+  /** kvm: nested_cpu_has_vpid on the cached vmcs12 (L2's TLB entries are tagged with vpid02). */
+  l2UsesVpid(): boolean {
+    return usesVpid(this.state.cachedVmcs12);
   }
 
   /** kvm: nested_read_cr0 / nested_read_cr4 (bits 31:0). */

@@ -55,6 +55,7 @@ import {
   encodeEptPointer,
   type Gpa,
   IA32_PAT_RESET,
+  INVVPID_TYPE,
   isPaePaging,
   loadPdptesInto,
   MODERN_CPU,
@@ -68,7 +69,13 @@ import {
 
 export { type GuestBootState, HYPERVISOR_BOOT_STATE };
 
-import { type GuestBootState, HYPERVISOR_BOOT_STATE } from "./guest-boot-state";
+import {
+  bootPat,
+  type GuestBootState,
+  HYPERVISOR_BOOT_STATE,
+  LINUX_PAT,
+  type MsrWords,
+} from "./guest-boot-state";
 import { GPR, GUEST_KIND, type GuestContext } from "./guest-context";
 import type { KvmConfig } from "./hypervisor-config";
 import { HYPERVISOR_EVENTS as HV } from "./hypervisor-events";
@@ -203,6 +210,8 @@ export class Kvm implements ExitSink {
   hostStateReloadPending = false;
   /** CR3 changed in the register cache: vmx_load_mmu_pgd writes GUEST_CR3 with the EPT pointer. */
   cr3Dirty = false;
+  /** The guest vCPU's IA32_PAT (kvm: vcpu->arch.pat), from its boot state. */
+  guestPat: MsrWords = IA32_PAT_RESET;
   /** kvm: mmu->pdptrs, the guest's PAE PDPTEs as KVM last loaded them (load_pdptrs). */
   readonly pdptrs: Float64Array = new Float64Array(4);
   /** kvm: VCPU_EXREG_PDPTR dirty — vmx_ept_load_pdptrs writes GUEST_PDPTR0–3 at the next entry. */
@@ -387,6 +396,7 @@ export class Kvm implements ExitSink {
     this.#check(p.vmptrld(KVM_PAGE.VMCS01), "VMPTRLD vmcs01");
     this.controls.switchTo(this.vmcs01);
     this.cpu.bindGuest(this.vmcs01, this.guest);
+    this.guestPat = bootPat(boot);
     this.#initVmcs(boot);
     this.nested.createVcpu();
   }
@@ -484,15 +494,17 @@ export class Kvm implements ExitSink {
     w(F.GUEST_CR3, boot.cr3 >>> 0, Math.floor(boot.cr3 / TWO_32));
     // kvm: add_atomic_switch_msr_special — the guest's EFER in the VMCS only when it is switched.
     if (switchEfer) w(F.GUEST_IA32_EFER, transitionEfer);
-    // kvm: kvm_vcpu_reset — DR7 at its reset value (vmx_set_dr7), DEBUGCTL clear, and with "load
-    // IA32_PAT" the reset PAT (init_vmcs). The model's guest hypervisors never change their PAT, so
-    // the host PAT KVM reads for the exit (vmx_set_constant_host_state, rdmsr) is the same value.
+    // kvm: kvm_vcpu_reset — DR7 at its reset value (vmx_set_dr7), DEBUGCTL clear; with "load
+    // IA32_PAT" the guest's PAT (the reset value, or what a booted guest hypervisor's Linux wrote:
+    // vmx_set_msr keeps GUEST_IA32_PAT current) and the host's, which KVM reads with RDMSR
+    // (vmx_set_constant_host_state) and which is Linux's on every host.
     w(F.GUEST_DR7, DR7_RESET);
     w(F.GUEST_IA32_DEBUGCTL, 0);
-    if ((entry & VM_ENTRY_CTLS.VM_ENTRY_LOAD_IA32_PAT) !== 0)
-      w(F.GUEST_IA32_PAT, IA32_PAT_RESET.lo, IA32_PAT_RESET.hi);
+    if ((entry & VM_ENTRY_CTLS.VM_ENTRY_LOAD_IA32_PAT) !== 0) {
+      w(F.GUEST_IA32_PAT, this.guestPat.lo, this.guestPat.hi);
+    }
     if ((this.exit01Base & VM_EXIT_CTLS.VM_EXIT_LOAD_IA32_PAT) !== 0)
-      w(F.HOST_IA32_PAT, IA32_PAT_RESET.lo, IA32_PAT_RESET.hi);
+      w(F.HOST_IA32_PAT, LINUX_PAT.lo, LINUX_PAT.hi);
     // kvm: KVM_SET_SREGS → __set_sregs_common — with PAE paging, load_pdptrs (with EPT they go to
     // GUEST_PDPTR0–3 at the first entry; the shadow MMU reads them itself when it builds a PAE root).
     if (isPaePaging(boot.cr0, boot.cr4, boot.efer)) this.loadPdptrs(boot.cr3);
@@ -578,13 +590,91 @@ export class Kvm implements ExitSink {
   }
 
   /**
-   * kvm: kvm_mmu_reload → kvm_mmu_load when the current root is invalid: a new root, then
-   * flush_tlb_current called directly (not a request) and KVM_REQ_LOAD_MMU_PGD.
+   * kvm: kvm_mmu_reload → kvm_mmu_load when the current root is invalid: a new root, loaded at once
+   * (kvm_mmu_load_pgd), then flush_tlb_current called directly (not a request).
    */
   reloadMmu(): void {
     if (!this.mmu.reload()) return;
+    this.#loadMmuPgd();
+    this.#flushTlbCurrent();
+  }
+
+  /**
+   * kvm: kvm_vcpu_flush_tlb_current → vmx_flush_tlb_current: with EPT, INVEPT single-context of the
+   * current root's EPTP (ept_sync_context); without, INVVPID of the current VPID. Nothing to
+   * invalidate without a valid root. A guest hypervisor's INVEPT/INVVPID exits to its parent.
+   */
+  #flushTlbCurrent(): void {
     this.meter.count(HV.TLB_FLUSH_CURRENT);
-    this.loadPgdRequested = true;
+    const context = this.mmu.mmu;
+    if (!context.hasRoot) return;
+    if (this.useEpt) {
+      const eptp = this.eptPointer(context.rootHpa);
+      this.cpu.invept(INVEPT_TYPE.SINGLE_CONTEXT, eptp.hi * TWO_32 + eptp.lo);
+    } else {
+      this.#vpidSyncContext(this.#currentVpid());
+    }
+  }
+
+  /** kvm: kvm_vcpu_flush_tlb_guest → vmx_flush_tlb_guest: INVVPID of the current VPID. */
+  #flushTlbGuest(): void {
+    this.meter.count(HV.TLB_FLUSH_GUEST);
+    this.#vpidSyncContext(this.#currentVpid());
+  }
+
+  /**
+   * kvm: vmx_get_current_vpid — vpid02 in guest mode when vmcs12 enables VPID, else the vCPU's own.
+   * The model's KVM gives its guest VPID level+1 and its nested guest level+2 (init_vmcs,
+   * prepare_vmcs02_early_rare).
+   */
+  #currentVpid(): number {
+    const nested = this.nested;
+    return nested.guestMode && nested.l2UsesVpid() ? this.level + 2 : this.level + 1;
+  }
+
+  /**
+   * kvm: vpid_sync_context — INVVPID single-context (the model's CPUs offer it); VPID 0 needs none,
+   * VM entry and exit flush it.
+   */
+  #vpidSyncContext(vpid: number): void {
+    if (vpid !== 0) this.cpu.invvpid(INVVPID_TYPE.SINGLE_CONTEXT, vpid);
+  }
+
+  /** kvm: handle_invvpid after the checks — INVVPID of vpid02 on the processor (vpid_sync_context). */
+  invalidateNestedVpid(): void {
+    this.#vpidSyncContext(this.level + 2);
+    // Without EPT, L1 and L2 share root_mmu: L2's roots go (kvm_mmu_free_guest_mode_roots).
+    this.mmu.handleInvvpidShadowPaging();
+  }
+
+  /**
+   * kvm: kvm_mmu_load_pgd → vmx_load_mmu_pgd. Nothing without a valid root (kvm_mmu_reload loads it
+   * later). With EPT: the EPT pointer, GUEST_CR3 only when the CR3 register is dirty, and the PDPTEs
+   * KVM loaded when they are dirty and the guest uses PAE paging (vmx_ept_load_pdptrs). Without EPT
+   * the processor walks the shadow root, written as GUEST_CR3. The dirty bits stay set until the VM
+   * entry (KVM resets its register cache after the next exit), so a second load writes them again.
+   */
+  #loadMmuPgd(): void {
+    const context = this.mmu.mmu;
+    if (!context.hasRoot) return;
+    const root = context.rootHpa;
+    const p = this.processor;
+    if (!this.useEpt) {
+      p.vmwrite(F.GUEST_CR3, root >>> 0, Math.floor(root / TWO_32));
+      return;
+    }
+    const eptp = this.eptPointer(root);
+    p.vmwrite(F.EPT_POINTER, eptp.lo, eptp.hi);
+    if (this.cr3Dirty) {
+      const cr3 = this.mmu.cr3;
+      p.vmwrite(F.GUEST_CR3, cr3 >>> 0, Math.floor(cr3 / TWO_32));
+    }
+    if (this.pdptrsDirty && this.mmu.paePaging) {
+      const pdptrs = this.pdptrs;
+      for (let i = 0; i < 4; i++) {
+        p.vmwrite(GUEST_PDPTR_FIELDS[i]!, pdptrs[i]! % TWO_32, Math.floor(pdptrs[i]! / TWO_32));
+      }
+    }
   }
 
   /** kvm: vcpu_enter_guest from the request checks to the VM entry. */
@@ -592,43 +682,23 @@ export class Kvm implements ExitSink {
     const p = this.processor;
     const nested = this.nested;
     this.tracePhase(KVM_PHASE.PREPARE_ENTRY);
-    // kvm: vcpu_enter_guest services the requests (kvm_mmu_sync_roots for KVM_REQ_MMU_SYNC — the
-    // model keeps no unsync shadow pages —, then kvm_service_local_tlb_flush_requests: current
-    // context, then guest), then kvm_mmu_reload, then KVM_REQ_LOAD_MMU_PGD → vmx_load_mmu_pgd.
+    // kvm: vcpu_enter_guest services the requests in this order: KVM_REQ_MMU_SYNC
+    // (kvm_mmu_sync_roots; the model keeps no unsync shadow pages), KVM_REQ_LOAD_MMU_PGD, then
+    // kvm_service_local_tlb_flush_requests (current context, then guest); kvm_mmu_reload comes after.
     const mmu = this.mmu;
-    if (mmu.requests !== 0) {
-      mmu.checkRequest(MMU_REQUEST.MMU_SYNC);
-      if (mmu.checkRequest(MMU_REQUEST.TLB_FLUSH_CURRENT)) this.meter.count(HV.TLB_FLUSH_CURRENT);
-      if (mmu.checkRequest(MMU_REQUEST.TLB_FLUSH_GUEST)) this.meter.count(HV.TLB_FLUSH_GUEST);
-    }
-    this.reloadMmu();
+    if (mmu.requests !== 0) mmu.checkRequest(MMU_REQUEST.MMU_SYNC);
     if (this.loadPgdRequested) {
       this.loadPgdRequested = false;
-      const root = this.mmu.mmu.rootHpa;
-      if (this.useEpt) {
-        // With EPT (nested EPT or not): the EPT pointer; GUEST_CR3 if it changed.
-        const eptp = this.eptPointer(root);
-        p.vmwrite(F.EPT_POINTER, eptp.lo, eptp.hi);
-        if (this.cr3Dirty) {
-          const cr3 = this.mmu.cr3;
-          p.vmwrite(F.GUEST_CR3, cr3 >>> 0, Math.floor(cr3 / TWO_32));
-        }
-        // kvm: vmx_ept_load_pdptrs — the PDPTEs KVM loaded, when dirty and the guest uses PAE paging.
-        if (this.pdptrsDirty) {
-          this.pdptrsDirty = false;
-          if (this.mmu.paePaging) {
-            const pdptrs = this.pdptrs;
-            for (let i = 0; i < 4; i++) {
-              p.vmwrite(GUEST_PDPTR_FIELDS[i]!, pdptrs[i]! % TWO_32, Math.floor(pdptrs[i]! / TWO_32));
-            }
-          }
-        }
-      } else {
-        // kvm: vmx_load_mmu_pgd without EPT — the processor walks the shadow root.
-        p.vmwrite(F.GUEST_CR3, root >>> 0, Math.floor(root / TWO_32));
-      }
+      this.#loadMmuPgd();
     }
+    if (mmu.requests !== 0) {
+      if (mmu.checkRequest(MMU_REQUEST.TLB_FLUSH_CURRENT)) this.#flushTlbCurrent();
+      if (mmu.checkRequest(MMU_REQUEST.TLB_FLUSH_GUEST)) this.#flushTlbGuest();
+    }
+    this.reloadMmu();
+    // The register cache is reset after the exit that follows (vmx_register_cache_reset).
     this.cr3Dirty = false;
+    this.pdptrsDirty = false;
     this.tracePhase(KVM_PHASE.SWITCH_TO_GUEST);
     // kvm: vmx_prepare_switch_to_guest → nested_sync_vmcs12_to_shadow, when a sync is pending.
     if (!nested.guestMode) nested.syncVmcs12ToShadow();

@@ -10,6 +10,7 @@ import {
 import { DR7_RESET, EFER, IA32_PAT_RESET } from "@nestvisor/x86-arch";
 import { describe, expect, it } from "vitest";
 import { builtinWorkload } from "./builtin-workloads";
+import { LINUX_PAT } from "./guest-boot-state";
 import { HYPERVISOR_EVENTS } from "./hypervisor-events";
 import { resolveFlags } from "./kernel-presets";
 import { Machine } from "./machine";
@@ -58,8 +59,21 @@ describe("a KVM guest hypervisor's VM-entry and VM-exit controls (kvm: setup_vmc
     expect(entry & VM_ENTRY_CTLS.VM_ENTRY_LOAD_DEBUG_CONTROLS).not.toBe(0);
     expect(entry & VM_ENTRY_CTLS.VM_ENTRY_LOAD_IA32_PAT).not.toBe(0);
     expect(vmcs12.read(F.GUEST_DR7)).toBe(DR7_RESET);
+    // L2 (a test guest) has the power-up PAT; L1's host, a Linux, has the PAT Linux programs.
     expect([vmcs12.read(F.GUEST_IA32_PAT), vmcs12.hi]).toEqual([IA32_PAT_RESET.lo, IA32_PAT_RESET.hi]);
-    expect([vmcs12.read(F.HOST_IA32_PAT), vmcs12.hi]).toEqual([IA32_PAT_RESET.lo, IA32_PAT_RESET.hi]);
+    expect([vmcs12.read(F.HOST_IA32_PAT), vmcs12.hi]).toEqual([LINUX_PAT.lo, LINUX_PAT.hi]);
+  });
+
+  it("L1's PAT is Linux's: in L0's vmcs01, and in vmcs02 when vmcs12 does not load a PAT", () => {
+    const s = stoppedInL2("v6.12");
+    expect([s.l0.vmcs01.read(F.GUEST_IA32_PAT), s.l0.vmcs01.hi]).toEqual([LINUX_PAT.lo, LINUX_PAT.hi]);
+    expect([s.l0.vmcs01.read(F.HOST_IA32_PAT), s.l0.vmcs01.hi]).toEqual([LINUX_PAT.lo, LINUX_PAT.hi]);
+    // Run the next entry with "load IA32_PAT" cleared in vmcs12: L0 gives L2 L1's PAT.
+    const entry = s.vmcs12.read(F.VM_ENTRY_CONTROLS);
+    s.vmcs12.write(F.VM_ENTRY_CONTROLS, (entry & ~VM_ENTRY_CTLS.VM_ENTRY_LOAD_IA32_PAT) >>> 0);
+    s.machine.run();
+    expect(s.l0.nested.guestMode).toBe(true);
+    expect([s.vmcs02.read(F.GUEST_IA32_PAT), s.vmcs02.hi]).toEqual([LINUX_PAT.lo, LINUX_PAT.hi]);
   });
 
   it("L0 runs L2 with vmcs12's DR7 as the register holds it and vmcs12's PAT", () => {

@@ -25,7 +25,7 @@ const TWO_32 = 4294967296;
 const VMX_INSTRUCTION_LENGTH = 3;
 /** VMX instruction information for VMREAD/VMWRITE with register operands: Reg1 = RAX, Reg2 = RDX, bit 10 set. */
 const REGISTER_FORM = (GPR.RAX << INFO.REG1_SHIFT) | INFO.REGISTER_OPERAND | (GPR.RDX << INFO.REG2_SHIFT);
-/** INVEPT/INVVPID: the type in Reg2 = RDX; the descriptor (modelled as its EPTP) in RAX. */
+/** INVEPT/INVVPID: the type in Reg2 = RDX; the descriptor (modelled as its EPTP or VPID) in RAX. */
 const TYPE_IN_RDX = GPR.RDX << INFO.REG2_SHIFT;
 
 /**
@@ -242,6 +242,11 @@ export class NestedVmxCpu implements VmxCpu {
   invept(type: number, eptp: number): VmxResult {
     this.context.setGpr(GPR.RDX, type, 0);
     return this.trap(EXIT_REASON.INVEPT, TYPE_IN_RDX, eptp, 0);
+  }
+
+  invvpid(type: number, vpid: number): VmxResult {
+    this.context.setGpr(GPR.RDX, type, 0);
+    return this.trap(EXIT_REASON.INVVPID, TYPE_IN_RDX, vpid, 0);
   }
 
   /**

@@ -33,4 +33,9 @@ export interface VmxCpu {
   enterGuest(launch: boolean): VmxResult;
   /** INVEPT (type 1 single-context with `eptp`, 2 global) executed by this hypervisor. */
   invept(type: number, eptp: number): VmxResult;
+  /**
+   * INVVPID (type 1 single-context for `vpid`, 2 all-context) executed by this hypervisor. Type 0
+   * (one linear address) is not used by the model's KVM.
+   */
+  invvpid(type: number, vpid: number): VmxResult;
 }

@@ -17,7 +17,8 @@ export const LINUX_CR0 = (CR0.PE | CR0.MP | CR0.ET | CR0.NE | CR0.WP | CR0.AM | 
 /** CR4 with what a 64-bit kernel sets and VMX enabled. */
 export const LINUX_CR4 = (CR4.PAE | CR4.PGE | CR4.OSFXSR | CR4.OSXMMEXCPT | CR4.VMXE) >>> 0;
 export const LINUX_EFER = (EFER.SCE | EFER.LME | EFER.LMA | EFER.NXE) >>> 0;
-export const LINUX_PAT = 0x0007040600070406n;
+/** The PAT Linux programs at boot (pat_init): WB, WC, UC-, UC, WB, WP, UC-, WT. */
+export const LINUX_PAT = 0x0407050600070106n;
 
 /** The baseline's control values (what the cases start from and modify). */
 export interface BaselineControls {

@@ -54,7 +54,8 @@ export const FIXTURE_EPTP = FIXTURE_GPA.EPT_PML4 | (3 << 3) | 6;
 /** Host CR0 of a Linux L1: PE, MP, ET, NE, WP, AM, PG. */
 const LINUX_CR0 = (CR0.PE | CR0.MP | CR0.ET | CR0.NE | CR0.WP | CR0.AM | CR0.PG) >>> 0;
 const LINUX_EFER = (EFER.SCE | EFER.LME | EFER.LMA | EFER.NXE) >>> 0;
-const LINUX_PAT = 0x0007040600070406n;
+/** The PAT Linux programs at boot (pat_init): WB, WC, UC-, UC, WB, WP, UC-, WT. */
+const LINUX_PAT = 0x0407050600070106n;
 
 /** One nested entry to check: vmcs12, capabilities, facts and memory, all mutable for a test. */
 export class EntryFixture {

@@ -1,0 +1,53 @@
+import { describe, expect, it } from "vitest";
+import { builtinWorkload } from "./builtin-workloads";
+import { resolveFlags } from "./kernel-presets";
+import { Machine } from "./machine";
+import { steadyStateCounts } from "./testing/steady-state-counts";
+
+/**
+ * KVM's TLB flushes are instructions (kvm: vmx_flush_tlb_current → ept_sync_context / vpid_sync_context,
+ * vmx_flush_tlb_guest): L0 executes INVEPT/INVVPID on the processor, and a guest hypervisor's exit
+ * to L0, which emulates them (handle_invept drops the EPT02 roots built from that EPTP).
+ * toggle_cr0_wp before v6.4 resets the MMU on each CR0.WP change: a root reload and its flush.
+ */
+function perIteration(level: 1 | 2, preset: string, flags: Record<string, boolean> = {}) {
+  return steadyStateCounts(
+    (iterations, meter) =>
+      new Machine({
+        program: builtinWorkload("toggle_cr0_wp", { level, iterations }),
+        config: resolveFlags(preset, flags),
+        meter,
+      }),
+  );
+}
+
+describe("TLB flushes execute INVEPT/INVVPID (kvm: vmx_flush_tlb_current)", () => {
+  it("L1 under v5.2: each CR0.WP toggle reloads the root and L0 runs an INVEPT of it", () => {
+    const c = perIteration(1, "v5.2");
+    expect(c.TLB_FLUSH_CURRENT).toBe(2);
+    expect(c.INVEPT).toBe(2);
+    expect(c.EMULATED_INVEPT ?? 0).toBe(0);
+  });
+
+  it("L2 under v5.2: L1's INVEPT exits to L0, which drops EPT02 and reloads it at the next entry", () => {
+    const c = perIteration(2, "v5.2");
+    // L1's two flushes are emulated; L0 then flushes the EPT02 root it reloads, natively.
+    expect(c.EMULATED_INVEPT).toBe(2);
+    expect(c.INVEPT).toBe(2);
+    expect(c.PGD_MISS).toBeGreaterThanOrEqual(2);
+  });
+
+  it("under v6.12 a CR0.WP toggle flushes nothing at either level", () => {
+    for (const level of [1, 2] as const) {
+      const c = perIteration(level, "v6.12");
+      expect(c.INVEPT ?? 0).toBe(0);
+      expect(c.EMULATED_INVEPT ?? 0).toBe(0);
+    }
+  });
+
+  it("without EPT in L1 the flush is an INVVPID of L2's VPID; L0 runs one on vpid02", () => {
+    const c = perIteration(2, "v5.2", { l1Ept: false });
+    expect(c.EMULATED_INVVPID).toBeGreaterThan(0);
+    expect(c.INVVPID).toBe(c.EMULATED_INVVPID);
+  });
+});
