@@ -96,7 +96,8 @@ export const HYPERVISOR_EVENT_DESCRIPTIONS: Readonly<Record<HypervisorEventName,
   EXIT_HANDLER_IO_KERNEL:
     "port I/O exit completed inside KVM by an in-kernel device (kvm: handle_io → kvm_fast_pio / kvm_io_bus)",
   EXIT_HANDLER_IO_USERSPACE:
-    "port I/O exit completed by the userspace device model: KVM_EXIT_IO to the VMM, its emulation, KVM_RUN again",
+    "port I/O exit completed by the userspace device model: KVM_EXIT_IO to the VMM, its emulation, KVM_RUN " +
+    "again (kvm: handle_io → kvm_fast_pio, KVM_EXIT_IO, complete_fast_pio_in)",
   EXIT_HANDLER_MSR: "RDMSR/WRMSR exit handler body (kvm: kvm_emulate_rdmsr / kvm_emulate_wrmsr)",
   EXIT_HANDLER_CR_ACCESS:
     "control-register access exit handler body (kvm: handle_cr → kvm_set_cr0/3/4); MMU work is counted by the mmu layer",

@@ -142,3 +142,17 @@ describe("Kvm regressions", () => {
     },
   );
 });
+
+describe("port I/O results in RAX (kvm: complete_fast_pio_in)", () => {
+  it("a 4-byte IN zero-extends into RAX; a 1-byte IN merges into its low byte", () => {
+    for (const level of [1, 2] as const) {
+      const rax = (size: 1 | 4) => {
+        // VMCALL of an unknown hypercall leaves -KVM_ENOSYS (-1000, all 64 bits) in RAX first.
+        const program = workload("in-width").setup({ level }).vmcall(0x7fff).in(0x70, size).build();
+        return runWorkload({ program, config: resolveFlags("v6.12", {}) }).snapshot.gprs[0]!;
+      };
+      expect(rax(4)).toMatch(/^0x0*[0-9a-f]{1,8}$/);
+      expect(rax(1)).toMatch(/^0xfffffffffffffc[0-9a-f]{2}$/);
+    }
+  });
+});

@@ -850,8 +850,13 @@ export class Kvm implements ExitSink {
     }
     if (isIn) {
       const value = kernel ? this.pic.read(port, bytes) : this.userspace.read(port, bytes);
-      const rax = g.gprLo[GPR.RAX]!;
-      g.gprLo[GPR.RAX] = ((rax & ~mask) | (value & mask)) >>> 0;
+      // kvm: complete_fast_pio_in — a 1- or 2-byte IN merges into RAX, a 4-byte one zero-extends.
+      if (bytes === 4) {
+        g.setGpr(GPR.RAX, value >>> 0, 0);
+      } else {
+        const rax = g.gprLo[GPR.RAX]!;
+        g.gprLo[GPR.RAX] = ((rax & ~mask) | (value & mask)) >>> 0;
+      }
     } else {
       const value = g.gprLo[GPR.RAX]! & mask;
       if (kernel) this.pic.write(port, bytes, value);

@@ -120,7 +120,12 @@ export function guestStateSnapshot(machine: Machine): GuestStateSnapshot {
   const o = machine.executor.observations;
   const leaf = machine.executor.context;
   const gprs: string[] = [];
-  for (let r = GPR.RAX; r <= GPR.RDI; r++) gprs.push(`0x${leaf.gpr(r).toString(16)}`);
+  // From the two halves: a 64-bit register above 2^53 has no exact number form.
+  for (let r = GPR.RAX; r <= GPR.RDI; r++) {
+    const hi = leaf.gprHi[r]!;
+    const lo = leaf.gprLo[r]!.toString(16);
+    gprs.push(hi === 0 ? `0x${lo}` : `0x${hi.toString(16)}${lo.padStart(8, "0")}`);
+  }
   const vmcs12: Record<string, string>[] = [];
   for (let k = 0; k + 1 < machine.kvms.length; k++) {
     const kvm = machine.kvms[k]!;
