@@ -466,7 +466,7 @@ export class KvmNested {
     if (dirty) {
       // kvm: prepare_vmcs02_early_rare.
       this.#write(F.VMCS_LINK_POINTER, 0xffffffff, 0xffffffff);
-      this.#write(F.VIRTUAL_PROCESSOR_ID, kvm.level + 2);
+      this.#write(F.VIRTUAL_PROCESSOR_ID, kvm.vpid02);
     }
     // Controls: vmcs01's (from the shadow with flag F, else fixed) merged with vmcs12's.
     const c = kvm.controls;

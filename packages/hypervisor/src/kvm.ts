@@ -473,7 +473,7 @@ export class Kvm implements ExitSink {
     c.init(5, exit01);
     writeMsrBitmap(this.cpu.memory, KVM_PAGE.MSR_BITMAP, PASSTHROUGH_MSRS);
     const w = (field: number, lo: number, hi = 0) => p.vmwrite(field, lo >>> 0, hi >>> 0);
-    w(F.VIRTUAL_PROCESSOR_ID, this.level + 1);
+    w(F.VIRTUAL_PROCESSOR_ID, this.vpid01);
     w(F.VMCS_LINK_POINTER, 0xffffffff, 0xffffffff);
     w(F.MSR_BITMAP, KVM_PAGE.MSR_BITMAP);
     // kvm: init_vmcs with enable_pml — the log page and an empty log (index PML_ENTITY_NUM − 1).
@@ -622,14 +622,20 @@ export class Kvm implements ExitSink {
     this.#vpidSyncContext(this.#currentVpid());
   }
 
-  /**
-   * kvm: vmx_get_current_vpid — vpid02 in guest mode when vmcs12 enables VPID, else the vCPU's own.
-   * The model's KVM gives its guest VPID level+1 and its nested guest level+2 (init_vmcs,
-   * prepare_vmcs02_early_rare).
-   */
+  /** kvm: vmx->vpid, the VPID of this KVM's guest: level+1 in the model (init_vmcs). */
+  get vpid01(): number {
+    return this.level + 1;
+  }
+
+  /** kvm: nested.vpid02, the VPID L0 gives its nested guest: level+2 (prepare_vmcs02_early_rare). */
+  get vpid02(): number {
+    return this.level + 2;
+  }
+
+  /** kvm: vmx_get_current_vpid — vpid02 in guest mode when vmcs12 enables VPID, else vpid01. */
   #currentVpid(): number {
     const nested = this.nested;
-    return nested.guestMode && nested.l2UsesVpid() ? this.level + 2 : this.level + 1;
+    return nested.guestMode && nested.l2UsesVpid() ? this.vpid02 : this.vpid01;
   }
 
   /**
@@ -642,7 +648,7 @@ export class Kvm implements ExitSink {
 
   /** kvm: handle_invvpid after the checks — INVVPID of vpid02 on the processor (vpid_sync_context). */
   invalidateNestedVpid(): void {
-    this.#vpidSyncContext(this.level + 2);
+    this.#vpidSyncContext(this.vpid02);
     // Without EPT, L1 and L2 share root_mmu: L2's roots go (kvm_mmu_free_guest_mode_roots).
     this.mmu.handleInvvpidShadowPaging();
   }

@@ -9,7 +9,7 @@ import type { KvmConfig } from "./hypervisor-config";
 import { Machine } from "./machine";
 import type { ModelPolicies } from "./model-policies";
 import { NOOP_TRACER, type Tracer } from "./tracer";
-import type { WorkloadProgram } from "./workload-ops";
+import { hex64, type WorkloadProgram } from "./workload-ops";
 
 /**
  * What a guest can observe at the end of a run (DESIGN.md §2.3): equal snapshots under two flag
@@ -121,11 +121,7 @@ export function guestStateSnapshot(machine: Machine): GuestStateSnapshot {
   const leaf = machine.executor.context;
   const gprs: string[] = [];
   // From the two halves: a 64-bit register above 2^53 has no exact number form.
-  for (let r = GPR.RAX; r <= GPR.RDI; r++) {
-    const hi = leaf.gprHi[r]!;
-    const lo = leaf.gprLo[r]!.toString(16);
-    gprs.push(hi === 0 ? `0x${lo}` : `0x${hi.toString(16)}${lo.padStart(8, "0")}`);
-  }
+  for (let r = GPR.RAX; r <= GPR.RDI; r++) gprs.push(hex64(leaf.gprLo[r]!, leaf.gprHi[r]!));
   const vmcs12: Record<string, string>[] = [];
   for (let k = 0; k + 1 < machine.kvms.length; k++) {
     const kvm = machine.kvms[k]!;

@@ -348,7 +348,8 @@ function hex(value: number): string {
   return `0x${value.toString(16)}`;
 }
 
-function hex64(lo: number, hi: number): string {
+/** A 64-bit value from its halves, without leading zeros (exact where one number would not be). */
+export function hex64(lo: number, hi: number): string {
   return hi === 0 ? hex(lo) : `0x${hi.toString(16)}${lo.toString(16).padStart(8, "0")}`;
 }
 

@@ -438,16 +438,12 @@ function reasonEnd(t: Codes, s: number, e: number): number {
  */
 function reasonProblem(t: Codes, s: number, e: number): string | undefined {
   if (e === s) return NO_REASON;
+  const hex =
+    e - s > 2 && t[s] === 0x30 && (t[s + 1]! | 0x20) === 0x78 ? parseHexDigits(t, s + 2, e) : HEX_NOT_HEX;
   if (skipDigits(t, s, e) === e) {
     if (!decimalFits64(t, s, e)) return `reason ${textOf(t, s, e)} does not fit in 64 bits`;
-  } else if (
-    e - s > 2 &&
-    t[s] === 0x30 &&
-    (t[s + 1]! | 0x20) === 0x78 &&
-    parseHexDigits(t, s + 2, e) !== HEX_NOT_HEX
-  ) {
-    if (parseHexDigits(t, s + 2, e) === HEX_TOO_WIDE)
-      return `reason ${textOf(t, s, e)} does not fit in 64 bits`;
+  } else if (hex !== HEX_NOT_HEX) {
+    if (hex === HEX_TOO_WIDE) return `reason ${textOf(t, s, e)} does not fit in 64 bits`;
   } else if (!isIdentStart(t[s]!))
     return `reason ${JSON.stringify(textOf(t, s, e))} is not an exit-reason name or number`;
   else {
