@@ -116,6 +116,12 @@ export class HardwareVmxCpu implements VmxCpu {
   guestEfer = 0;
   /** IA32_EFER in VMX root operation (L0's); VM exits reload it (SDM 28.5.1). */
   rootEfer: number = HYPERVISOR_BOOT_STATE.efer;
+  /**
+   * IA32_DEBUGCTL in VMX root operation. Linux boots with it clear (no LBR or BTF user in the
+   * model's host), and every VM exit clears it (SDM 28.5.1); KVM would write its snapshot back after
+   * the exit only when that snapshot is non-zero (kvm: vmx_vcpu_run, update_debugctlmsr).
+   */
+  rootDebugctl = 0;
 
   #sink: ExitSink | null = null;
   readonly #guests = new Map<HardwareVmcs, GuestContext>();
@@ -176,6 +182,12 @@ export class HardwareVmxCpu implements VmxCpu {
     return VMX_RESULT.SUCCEED;
   }
 
+  /** RDMSR IA32_DEBUGCTL by L0: a native MSR read. */
+  readDebugctl(): number {
+    this.#tally(HYPERVISOR_EVENTS.RDMSR_DEBUGCTL, 1);
+    return this.rootDebugctl;
+  }
+
   /**
    * The running guest causes a VM exit described by `exitInfo` (SDM 28): exit information stored in
    * its VMCS, L0 takes over and handles it; returns when L0 has entered a guest again.
@@ -196,6 +208,7 @@ export class HardwareVmxCpu implements VmxCpu {
     vmcs.write(F.IDT_VECTORING_INFO_FIELD, 0);
     this.#tally(EV_EXIT, 1);
     this.rootEfer = eferAtVmExit(vmcs, this.rootEfer);
+    this.rootDebugctl = 0;
     this.tlb.evictAll();
     this.running = null;
     this.runningVmcs = null;

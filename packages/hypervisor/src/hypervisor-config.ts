@@ -12,6 +12,8 @@ export interface KvmConfig extends MmuFlags {
   readonly noVcpuPutOnVmcsSwitch: boolean;
   readonly nestedEntryWriteTrims: boolean;
   readonly controlsShadow: boolean;
+  /** vcpu_enter_guest reads the host's DEBUGCTL before every entry (kernel behaviour, v6.14+). */
+  readonly hostDebugctlPerEntry: boolean;
   /** L0 uses EPT (kvm: enable_ept). */
   readonly ept: boolean;
   /** A guest hypervisor gives its own guest EPT (vmcs12 enables EPT). */

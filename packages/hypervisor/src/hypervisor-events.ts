@@ -75,7 +75,9 @@ export const HYPERVISOR_EVENT_DESCRIPTIONS: Readonly<Record<HypervisorEventName,
   HOST_STATE_RELOAD:
     "host state saved again at the next entry because a put cleared guest_state_loaded (kvm: " +
     "vmx_prepare_switch_to_guest); its HOST_FS/GS VMWRITEs are counted by the vmx layer",
-  RDMSR_DEBUGCTL: "RDMSR of IA32_DEBUGCTL when a vCPU is loaded (2019 vmx_vcpu_load; removed by flag D)",
+  RDMSR_DEBUGCTL:
+    "RDMSR of IA32_DEBUGCTL by L0 (get_debugctlmsr: in the 2019 vmx_vcpu_load, which flag D removes from VMCS " +
+    "switches; before every entry with hostDebugctlPerEntry); a guest hypervisor's is an exit instead",
   RDPKRU: "RDPKRU of the host PKRU when a vCPU is loaded (2019 vmx_vcpu_load; removed by flag D)",
   PI_DESCRIPTOR_UPDATE: "posted-interrupt descriptor update at vCPU put or load (kvm: vmx_vcpu_pi_put/_load)",
   VMCS_SWITCH:

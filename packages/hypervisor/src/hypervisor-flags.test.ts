@@ -11,6 +11,8 @@ import {
   HYPERVISOR_SWITCH_NAMES,
   type HypervisorFlags,
   isHypervisorFlagName,
+  KERNEL_BEHAVIOUR_DEFAULTS,
+  KERNEL_BEHAVIOUR_NAMES,
   mmuFlagsOf,
   OPTIMIZATION_FLAG_NAMES,
   parseFlagAssignment,
@@ -48,7 +50,7 @@ function thrown(fn: () => unknown): FlagError {
 }
 
 describe("HYPERVISOR_FLAG_INFO", () => {
-  it("has the six seed-003 VMX flags, every MMU flag and four switches, each once", () => {
+  it("has the six seed-003 VMX flags, every MMU flag, the kernel behaviours and four switches, each once", () => {
     expect(VMX_FLAG_NAMES).toEqual([
       "readOnlyShadowFields",
       "precomputedShadowOffsets",
@@ -58,7 +60,13 @@ describe("HYPERVISOR_FLAG_INFO", () => {
       "controlsShadow",
     ]);
     expect(HYPERVISOR_SWITCH_NAMES).toEqual(["ept", "l1Ept", "shadowVmcs", "tdpMmu"]);
-    expect(HYPERVISOR_FLAG_NAMES).toEqual([...VMX_FLAG_NAMES, ...MMU_FLAG_NAMES, ...HYPERVISOR_SWITCH_NAMES]);
+    expect(KERNEL_BEHAVIOUR_NAMES).toEqual(["hostDebugctlPerEntry"]);
+    expect(HYPERVISOR_FLAG_NAMES).toEqual([
+      ...VMX_FLAG_NAMES,
+      ...MMU_FLAG_NAMES,
+      ...KERNEL_BEHAVIOUR_NAMES,
+      ...HYPERVISOR_SWITCH_NAMES,
+    ]);
     expect(new Set(HYPERVISOR_FLAG_NAMES).size).toBe(HYPERVISOR_FLAG_NAMES.length);
   });
 
@@ -72,7 +80,16 @@ describe("HYPERVISOR_FLAG_INFO", () => {
     const kinds = HYPERVISOR_FLAG_INFO.map((f) => f.kind);
     expect(kinds.filter((k) => k === "vmx")).toHaveLength(6);
     expect(kinds.filter((k) => k === "mmu")).toHaveLength(MMU_FLAG_NAMES.length);
+    expect(kinds.filter((k) => k === "kernel")).toHaveLength(KERNEL_BEHAVIOUR_NAMES.length);
     expect(kinds.filter((k) => k === "switch")).toHaveLength(4);
+  });
+
+  it("gives today's kernel behaviours as the defaults, each naming its upstream commit", () => {
+    expect(Object.keys(KERNEL_BEHAVIOUR_DEFAULTS)).toEqual([...KERNEL_BEHAVIOUR_NAMES]);
+    for (const info of HYPERVISOR_FLAG_INFO.filter((f) => f.kind === "kernel")) {
+      expect(KERNEL_BEHAVIOUR_DEFAULTS[info.name as keyof typeof KERNEL_BEHAVIOUR_DEFAULTS]).toBe(true);
+      expect(info.commitOrSeries).toMatch(/^[0-9a-f]{12} /);
+    }
   });
 
   it("marks the VMX flags as seed 003, landed in v5.3", () => {
@@ -100,6 +117,7 @@ describe("HYPERVISOR_FLAG_INFO", () => {
     expect(OPTIMIZATION_FLAG_NAMES).toHaveLength(6 + MMU_FLAG_NAMES.length - 1);
     expect(OPTIMIZATION_FLAG_NAMES).not.toContain("unloadOnExit");
     for (const name of HYPERVISOR_SWITCH_NAMES) expect(OPTIMIZATION_FLAG_NAMES).not.toContain(name);
+    for (const name of KERNEL_BEHAVIOUR_NAMES) expect(OPTIMIZATION_FLAG_NAMES).not.toContain(name);
   });
 });
 

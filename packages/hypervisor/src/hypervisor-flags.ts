@@ -6,6 +6,8 @@ import { didYouMeanSuffix } from "./name-suggestion";
  *
  * - the six seed-003 VMX optimizations (flags A–F of kvm-vmx.md §10, all landed in v5.3);
  * - the MMU optimizations of `@nestvisor/mmu` (`MmuFlags`, kvm-mmu.md §7), reused as they are;
+ * - kernel behaviours that are neither optimizations nor configuration: later kernels do other work
+ *   for their own reasons (e.g. a bug fix), and the work shows in nested costs;
  * - four configuration switches (EPT in L0 and in L1, hardware VMCS shadowing, the TDP MMU).
  *
  * Optimization flags change *which work happens* (VMREADs, VMWRITEs, MMU reconfigurations, roots
@@ -65,6 +67,23 @@ export interface VmxFlags {
 export type VmxFlagName = keyof VmxFlags;
 
 /**
+ * Kernel behaviours that changed the work of a VM transition without being an optimization: each
+ * `true` is what Linux 6.12.117 (the kernel the model follows) does, `false` what the kernels before
+ * the change did. Presets set them by kernel; `none` and `all` keep today's.
+ */
+export interface KernelBehaviours {
+  /**
+   * vcpu_enter_guest reads the host's IA32_DEBUGCTL before every VM entry (kvm: get_debugctlmsr,
+   * 189ecdb3e112, upstream v6.14, in 6.12.y as a stable backport). Off: read once per vcpu_load
+   * (kvm v5.2: vmx_vcpu_load; v6.14-rc: kvm_arch_vcpu_load). In a guest hypervisor the read is an
+   * RDMSR its parent intercepts: one more exit to L0 for every entry into L2.
+   */
+  readonly hostDebugctlPerEntry: boolean;
+}
+
+export type KernelBehaviourName = keyof KernelBehaviours;
+
+/**
  * Configuration switches: which machine is modelled, not which kernel. Presets keep them at their
  * defaults (all on) except `tdpMmu`, which did not exist or was not the default before v5.15.
  */
@@ -95,12 +114,12 @@ export interface HypervisorSwitches {
 
 export type HypervisorSwitchName = keyof HypervisorSwitches;
 
-/** One flat flag set: VMX optimizations, MMU optimizations, configuration switches. */
-export type HypervisorFlags = VmxFlags & MmuFlags & HypervisorSwitches;
+/** One flat flag set: VMX optimizations, MMU optimizations, kernel behaviours, configuration switches. */
+export type HypervisorFlags = VmxFlags & MmuFlags & KernelBehaviours & HypervisorSwitches;
 
 export type HypervisorFlagName = keyof HypervisorFlags;
 
-export type HypervisorFlagKind = "vmx" | "mmu" | "switch";
+export type HypervisorFlagKind = "vmx" | "mmu" | "kernel" | "switch";
 
 /** What each flag is, for `--help` output, reports and the docs. */
 export interface HypervisorFlagInfo {
@@ -242,6 +261,21 @@ const MMU_FLAG_COMMITS: Readonly<Record<MmuFlagName, string>> = {
     'edbdb43fc96b "KVM: x86: Preserve TDP MMU roots until they are explicitly invalidated" (2023)',
 };
 
+const KERNEL_BEHAVIOUR_INFO: readonly HypervisorFlagInfo[] = [
+  {
+    name: "hostDebugctlPerEntry",
+    kind: "kernel",
+    seed: "—",
+    since: "v6.14 (6.12.y by stable backport)",
+    commitOrSeries:
+      '189ecdb3e112 "KVM: x86: Snapshot the host\'s DEBUGCTL after disabling IRQs" (Sean Christopherson, ' +
+      'after fb71c7959356 "KVM: x86: Snapshot the host\'s DEBUGCTL in common x86"; both Cc: stable)',
+    summary:
+      "the host's DEBUGCTL is read before every VM entry; a guest hypervisor's read is an intercepted RDMSR",
+    baseline: "the host's DEBUGCTL is read on vcpu_load only (not on a plain VM entry)",
+  },
+];
+
 const SWITCH_INFO: readonly HypervisorFlagInfo[] = [
   {
     name: "ept",
@@ -299,9 +333,11 @@ function mmuInfo(name: MmuFlagName): HypervisorFlagInfo {
   };
 }
 
-/** Every flag: VMX (A–F), then MMU (in `MMU_FLAG_NAMES` order), then switches. */
+/** Every flag: VMX (A–F), then MMU (in `MMU_FLAG_NAMES` order), then kernel behaviours, then switches. */
 export const HYPERVISOR_FLAG_INFO: readonly HypervisorFlagInfo[] = Object.freeze(
-  [...VMX_FLAG_INFO, ...MMU_FLAG_NAMES.map(mmuInfo), ...SWITCH_INFO].map((info) => Object.freeze(info)),
+  [...VMX_FLAG_INFO, ...MMU_FLAG_NAMES.map(mmuInfo), ...KERNEL_BEHAVIOUR_INFO, ...SWITCH_INFO].map((info) =>
+    Object.freeze(info),
+  ),
 );
 
 /** Every flag name, in `HYPERVISOR_FLAG_INFO` order. */
@@ -313,6 +349,10 @@ export const VMX_FLAG_NAMES: readonly VmxFlagName[] = Object.freeze(
   VMX_FLAG_INFO.map((f) => f.name as VmxFlagName),
 );
 
+export const KERNEL_BEHAVIOUR_NAMES: readonly KernelBehaviourName[] = Object.freeze(
+  KERNEL_BEHAVIOUR_INFO.map((f) => f.name as KernelBehaviourName),
+);
+
 export const HYPERVISOR_SWITCH_NAMES: readonly HypervisorSwitchName[] = Object.freeze(
   SWITCH_INFO.map((f) => f.name as HypervisorSwitchName),
 );
@@ -320,11 +360,18 @@ export const HYPERVISOR_SWITCH_NAMES: readonly HypervisorSwitchName[] = Object.f
 /**
  * The flags whose `true` is an optimization (less work): every VMX and MMU flag except
  * `unloadOnExit`, a pessimizing sub-flag of the pre-v4.20 baseline. Presets grow monotonically in
- * these; `all` turns every one of them on.
+ * these; `all` turns every one of them on. Kernel behaviours and switches are not optimizations.
  */
 export const OPTIMIZATION_FLAG_NAMES: readonly HypervisorFlagName[] = Object.freeze(
-  HYPERVISOR_FLAG_INFO.filter((f) => f.kind !== "switch" && f.name !== "unloadOnExit").map((f) => f.name),
+  HYPERVISOR_FLAG_INFO.filter((f) => (f.kind === "vmx" || f.kind === "mmu") && f.name !== "unloadOnExit").map(
+    (f) => f.name,
+  ),
 );
+
+/** Today's kernel behaviours (Linux 6.12.117): what `none`, `v6.12` and `all` run with. */
+export const KERNEL_BEHAVIOUR_DEFAULTS: KernelBehaviours = Object.freeze({
+  hostDebugctlPerEntry: true,
+});
 
 /** The configuration every preset starts from: EPT in L0 and L1, VMCS shadowing, the TDP MMU. */
 export const HYPERVISOR_SWITCH_DEFAULTS: HypervisorSwitches = Object.freeze({

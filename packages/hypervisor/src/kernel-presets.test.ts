@@ -7,6 +7,7 @@ import {
   HYPERVISOR_FLAG_NAMES,
   HYPERVISOR_SWITCH_NAMES,
   type HypervisorFlagName,
+  KERNEL_BEHAVIOUR_NAMES,
   mmuFlagsOf,
   OPTIMIZATION_FLAG_NAMES,
   VMX_FLAG_NAMES,
@@ -105,6 +106,16 @@ describe("KERNEL_PRESETS", () => {
       const flags = KERNEL_PRESETS[name].flags;
       for (const sw of HYPERVISOR_SWITCH_NAMES) {
         expect(flags[sw], `${name} ${sw}`).toBe(!(sw === "tdpMmu" && noTdpMmu.has(name)));
+      }
+    }
+  });
+
+  it("has today's kernel behaviours in none, v6.12 and all, and the earlier ones before", () => {
+    const today = new Set(["none", "v6.12", "all"]);
+    for (const name of KERNEL_PRESET_NAMES) {
+      const flags = KERNEL_PRESETS[name].flags;
+      for (const behaviour of KERNEL_BEHAVIOUR_NAMES) {
+        expect(flags[behaviour], `${name} ${behaviour}`).toBe(today.has(name));
       }
     }
   });

@@ -5,6 +5,8 @@ import {
   HYPERVISOR_SWITCH_DEFAULTS,
   type HypervisorFlagName,
   type HypervisorFlags,
+  KERNEL_BEHAVIOUR_DEFAULTS,
+  type KernelBehaviours,
   VMX_FLAG_NAMES,
   type VmxFlags,
   withFlags,
@@ -23,6 +25,10 @@ import { didYouMeanSuffix } from "./name-suggestion";
  * the default"), so the presets up to v5.7 turn it off and v5.17 onwards leave it on. `none` is not
  * a kernel but the ablation baseline: every optimization off on today's configuration, so `none`
  * against `v6.12` or `all` isolates the optimizations alone.
+ *
+ * Kernel behaviours (`KernelBehaviours`) follow the kernel: off up to v5.17, on from v6.12 (the
+ * model follows 6.12.117, which has them by stable backport); `none` and `all` keep today's, so
+ * that they too differ from `v6.12` in optimizations only.
  *
  * The MMU part of each preset is the `@nestvisor/mmu` preset for the same kernel, or for the range
  * of kvm-mmu.md §7.4 that contains it (v4.20–v5.6 → `v4.20`, v5.7–v5.15 → `v5.7`, v5.16–v5.17 → `v5.16`);
@@ -72,8 +78,16 @@ function vmxAll(on: boolean): VmxFlags {
   return out as VmxFlags;
 }
 
-function presetFlags(mmu: MmuFlags, vmxOn: boolean, tdpMmu: boolean): HypervisorFlags {
-  return withFlags({ ...vmxAll(vmxOn), ...mmu, ...HYPERVISOR_SWITCH_DEFAULTS }, { tdpMmu });
+/** The kernel behaviours of every preset kernel up to v5.17 (each changed in v6.14 or later). */
+const KERNEL_BEHAVIOURS_BEFORE_V6_14: KernelBehaviours = Object.freeze({ hostDebugctlPerEntry: false });
+
+/**
+ * A preset's flags: the VMX flags all on or off, the MMU flags, the kernel behaviours of a kernel
+ * before (`today` false) or with today's, and the switches at their defaults except `tdpMmu`.
+ */
+function presetFlags(mmu: MmuFlags, vmxOn: boolean, tdpMmu: boolean, today: boolean): HypervisorFlags {
+  const behaviours = today ? KERNEL_BEHAVIOUR_DEFAULTS : KERNEL_BEHAVIOURS_BEFORE_V6_14;
+  return withFlags({ ...vmxAll(vmxOn), ...mmu, ...behaviours, ...HYPERVISOR_SWITCH_DEFAULTS }, { tdpMmu });
 }
 
 const SEED_003 = 'seed 003, merged as Paolo Bonzini\'s "[PATCH 00/43] VMX optimizations" (2019)';
@@ -92,9 +106,9 @@ interface PresetSpec {
   readonly changes: readonly FlagChange[];
 }
 
-const V5_2 = presetFlags(MMU_FLAG_PRESETS["v4.20"], false, false);
-const V5_3 = presetFlags(MMU_FLAG_PRESETS["v4.20"], true, false);
-const V6_12 = presetFlags(MMU_FLAG_PRESETS["v6.12"], true, true);
+const V5_2 = presetFlags(MMU_FLAG_PRESETS["v4.20"], false, false, false);
+const V5_3 = presetFlags(MMU_FLAG_PRESETS["v4.20"], true, false, false);
+const V6_12 = presetFlags(MMU_FLAG_PRESETS["v6.12"], true, true, true);
 
 const SPECS: Readonly<Record<KernelPresetName, PresetSpec>> = {
   none: {
@@ -102,7 +116,7 @@ const SPECS: Readonly<Record<KernelPresetName, PresetSpec>> = {
     description:
       "Every optimization flag off on today's configuration (EPT, nested EPT, VMCS shadowing, TDP MMU): " +
       "the ablation baseline; no kernel had exactly this",
-    flags: presetFlags(MMU_FLAG_PRESETS.none, false, true),
+    flags: presetFlags(MMU_FLAG_PRESETS.none, false, true, true),
     changes: [],
   },
   "v4.19": {
@@ -110,8 +124,13 @@ const SPECS: Readonly<Record<KernelPresetName, PresetSpec>> = {
     description:
       "Before Vitaly's MMU split: one MMU context re-targeted on every nested switch, full re-init each time, " +
       "victim-cache root switching; no seed-003 VMX work; legacy MMU for direct roots",
-    flags: presetFlags(MMU_FLAG_PRESETS.none, false, false),
+    flags: presetFlags(MMU_FLAG_PRESETS.none, false, false, false),
     changes: [
+      {
+        flag: "hostDebugctlPerEntry",
+        commitOrSeries: "— (kernel behaviour of the era)",
+        note: "the host's DEBUGCTL is read on vcpu_load (vmx_vcpu_load), not before every entry",
+      },
       {
         flag: "tdpMmu",
         commitOrSeries: "— (configuration of the era)",
@@ -122,7 +141,7 @@ const SPECS: Readonly<Record<KernelPresetName, PresetSpec>> = {
   "v4.20": {
     kernel: "v4.20",
     description: "Seed 000 landed: separate root_mmu/guest_mmu and the 'reconfiguration needed?' gates",
-    flags: presetFlags(MMU_FLAG_PRESETS["v4.20"], false, false),
+    flags: presetFlags(MMU_FLAG_PRESETS["v4.20"], false, false, false),
     changes: [
       {
         flag: "splitGuestMmu",
@@ -168,7 +187,7 @@ const SPECS: Readonly<Record<KernelPresetName, PresetSpec>> = {
   "v5.7": {
     kernel: "v5.7",
     description: "Seeds 002/004 landed: direct roots match on role only; the current root is reused",
-    flags: presetFlags(MMU_FLAG_PRESETS["v5.7"], true, false),
+    flags: presetFlags(MMU_FLAG_PRESETS["v5.7"], true, false, false),
     changes: [
       {
         flag: "fastSwitchIgnoresCr3ForDirect",
@@ -186,7 +205,7 @@ const SPECS: Readonly<Record<KernelPresetName, PresetSpec>> = {
     kernel: "v5.17",
     description:
       "The last kernel before seed 001 (v5.18): the TDP MMU is the default, role changes still unload",
-    flags: presetFlags(MMU_FLAG_PRESETS["v5.16"], true, true),
+    flags: presetFlags(MMU_FLAG_PRESETS["v5.16"], true, true, false),
     changes: [
       {
         flag: "keepRootsOnPgeChange",
@@ -226,6 +245,15 @@ const SPECS: Readonly<Record<KernelPresetName, PresetSpec>> = {
           'edbdb43fc96b "KVM: x86: Preserve TDP MMU roots until they are explicitly invalidated" (v6.4)',
         note: "TDP MMU roots survive losing their last vCPU reference",
       },
+      {
+        flag: "hostDebugctlPerEntry",
+        commitOrSeries:
+          '189ecdb3e112 "KVM: x86: Snapshot the host\'s DEBUGCTL after disabling IRQs" (v6.14; 6.12.y stable ' +
+          "backport, in the 6.12.117 the model follows)",
+        note:
+          "kernel behaviour, not an optimization: vcpu_enter_guest reads DEBUGCTL before every entry, an " +
+          "intercepted RDMSR (one more exit to L0) when the kernel is a guest hypervisor",
+      },
     ],
   },
   // "All" means upstream plus the proposals that did not land: kvm-mmu.md §4.4/§7.2 describes seed
@@ -234,7 +262,7 @@ const SPECS: Readonly<Record<KernelPresetName, PresetSpec>> = {
     kernel: "v6.12 + unmerged proposals",
     description:
       "Every optimization on (unloadOnExit off): v6.12 plus seed 001 v2 patch 18, role changes without unload",
-    flags: presetFlags(MMU_FLAG_PRESETS.all, true, true),
+    flags: presetFlags(MMU_FLAG_PRESETS.all, true, true, true),
     changes: [
       {
         flag: "keepRootsOnAllRoleChanges",

@@ -837,6 +837,12 @@ export class KvmNested {
     this.kvm.meter.count(VMCS12_WRITE_EVENT);
   }
 
+  /** vmcs12's VM-exit controls (a vmcs12 read), e.g. whether L1 saves a guest MSR on exit. */
+  vmcs12ExitControls(): number {
+    this.kvm.meter.count(VMCS12_READ_EVENT);
+    return this.state.cachedVmcs12.read(F.VM_EXIT_CONTROLS);
+  }
+
   /** Does L1 intercept `vector` (with `errorCode`) in L2? Reads vmcs12 (see exceptionIntercepted). */
   exceptionExitsToL1(vector: number, errorCode: number): boolean {
     this.kvm.meter.count(VMCS12_READ_EVENT);
@@ -1140,7 +1146,8 @@ export class KvmNested {
     if (r !== 0) throw new Error(`${kvm.name}: VMPTRLD of ${target.describe()} failed (${r})`);
     if (!kvm.config.noVcpuPutOnVmcsSwitch) {
       meter.count(HV.VCPU_LOAD);
-      meter.count(HV.RDMSR_DEBUGCTL);
+      // kvm v5.2 vmx_vcpu_load: host_debugctlmsr = get_debugctlmsr() (an exit in a guest hypervisor).
+      kvm.hostDebugctl = kvm.cpu.readDebugctl();
       meter.count(HV.RDPKRU);
       meter.count(HV.PI_DESCRIPTOR_UPDATE);
     } else {

@@ -57,9 +57,23 @@ describe("KVM phases on the timeline", () => {
       `0:${P.SWITCH_TO_GUEST}`,
       `0:${P.COPY_VMCS12_TO_SHADOW}`,
       `0:${P.SWITCH_TO_GUEST}`,
+      `0:${P.SNAPSHOT_HOST_DEBUGCTL}`,
       `0:${P.VCPU_RUN}`,
     ].join(" ");
-    const l1Handler = [`1:${P.PREPARE_ENTRY}`, `1:${P.SWITCH_TO_GUEST}`, `1:${P.VCPU_RUN}`].join(" ");
+    // L1's DEBUGCTL read is an RDMSR exit that L0 handles before L1 goes on to its VMRESUME.
+    const l0HandlesRdmsr = [
+      `0:${P.PREPARE_ENTRY}`,
+      `0:${P.SWITCH_TO_GUEST}`,
+      `0:${P.SNAPSHOT_HOST_DEBUGCTL}`,
+      `0:${P.VCPU_RUN}`,
+    ].join(" ");
+    const l1Handler = [
+      `1:${P.PREPARE_ENTRY}`,
+      `1:${P.SWITCH_TO_GUEST}`,
+      `1:${P.SNAPSHOT_HOST_DEBUGCTL}`,
+      l0HandlesRdmsr,
+      `1:${P.VCPU_RUN}`,
+    ].join(" ");
     const entryToL2 = [
       `0:${P.SWITCH_VMCS}`,
       `0:${P.PREPARE_VMCS02_EARLY}`,
@@ -68,6 +82,7 @@ describe("KVM phases on the timeline", () => {
       `0:${P.PREPARE_VMCS02}`,
       `0:${P.PREPARE_ENTRY}`,
       `0:${P.SWITCH_TO_GUEST}`,
+      `0:${P.SNAPSHOT_HOST_DEBUGCTL}`,
       `0:${P.VCPU_RUN}`,
     ].join(" ");
     expect(seq).toContain(`${exitToL1} ${l1Handler} ${entryToL2}`);

@@ -14,6 +14,8 @@ export const KVM_PHASE = {
   VCPU_RUN: 3,
   /** vmx_prepare_switch_to_guest (host state saved again after a vCPU put), vmx_sync_pir_to_irr. */
   SWITCH_TO_GUEST: 12,
+  /** vcpu_enter_guest → get_debugctlmsr (`hostDebugctlPerEntry`). */
+  SNAPSHOT_HOST_DEBUGCTL: 13,
   /** vmx_switch_vmcs. */
   SWITCH_VMCS: 4,
   /** prepare_vmcs02_early (with prepare_vmcs02_early_rare). */
@@ -51,6 +53,10 @@ const INFO: Readonly<Record<KvmPhase, KvmPhaseInfo>> = {
   [KVM_PHASE.SWITCH_TO_GUEST]: {
     step: "switch to the guest's state",
     kvm: "vmx_prepare_switch_to_guest, vmx_sync_pir_to_irr",
+  },
+  [KVM_PHASE.SNAPSHOT_HOST_DEBUGCTL]: {
+    step: "read the host's DEBUGCTL",
+    kvm: "vcpu_enter_guest → get_debugctlmsr",
   },
   // The same step as the VMLAUNCH/VMRESUME that ends it (kvm-steps "VM entry").
   [KVM_PHASE.VCPU_RUN]: { step: "VM entry", kvm: "vmx_vcpu_run → __vmx_vcpu_run" },

@@ -48,6 +48,7 @@ import {
   CR4,
   createEptContext,
   createPagingContext,
+  DEBUGCTL,
   DR7_RESET,
   EFER,
   EPT_MEMORY_TYPE,
@@ -60,6 +61,7 @@ import {
   loadPdptesInto,
   MODERN_CPU,
   MODERN_EPT_CAPABILITIES,
+  MSR,
   type PagingContext,
   PFERR,
   type PhysicalMemory,
@@ -208,6 +210,12 @@ export class Kvm implements ExitSink {
   loadPgdRequested = true;
   /** Flag D off: a vCPU put cleared guest_state_loaded, so the next entry re-saves host state. */
   hostStateReloadPending = false;
+  /**
+   * kvm: vcpu->arch.host_debugctl, the host's DEBUGCTL as the last entry read it (`hostDebugctlPerEntry`).
+   * It stays 0 in the model (no level's host sets DEBUGCTL bits; SDM 28.5.1 clears it on every exit),
+   * so KVM's write-back after an exit (vmx_vcpu_run: update_debugctlmsr when non-zero) never happens.
+   */
+  hostDebugctl = 0;
   /** CR3 changed in the register cache: vmx_load_mmu_pgd writes GUEST_CR3 with the EPT pointer. */
   cr3Dirty = false;
   /** The guest vCPU's IA32_PAT (kvm: vcpu->arch.pat), from its boot state. */
@@ -719,8 +727,18 @@ export class Kvm implements ExitSink {
     }
     // kvm: vmx_sync_pir_to_irr → vmx_set_rvi with APICv (the model's host has it), L1 only.
     if (!nested.guestMode) p.vmread(F.GUEST_INTR_STATUS);
+    let reloadGuestDebugctl = false;
+    if (this.config.hostDebugctlPerEntry) {
+      // kvm: vcpu_enter_guest → get_debugctlmsr with IRQs off (189ecdb3e112); a change in a
+      // host-owned bit sets KVM_RUN_LOAD_DEBUGCTL.
+      this.tracePhase(KVM_PHASE.SNAPSHOT_HOST_DEBUGCTL);
+      const debugctl = this.cpu.readDebugctl();
+      reloadGuestDebugctl = ((debugctl ^ this.hostDebugctl) & DEBUGCTL.FREEZE_IN_SMM) !== 0;
+      this.hostDebugctl = debugctl;
+    }
     this.tracePhase(KVM_PHASE.VCPU_RUN);
     this.regs.flush();
+    if (reloadGuestDebugctl) this.#reloadGuestDebugctl();
     const current = p.current;
     const launched = current === this.vmcs01 ? this.launched01 : nested.launched02;
     const result = this.cpu.enterGuest(!launched);
@@ -893,6 +911,17 @@ export class Kvm implements ExitSink {
       this.skipInstruction();
       return;
     }
+    if (index === MSR.IA32_DEBUGCTL) {
+      if (write) this.#writeDebugctl(g.gprLo[GPR.RAX]!, g.gprLo[GPR.RDX]!);
+      else {
+        // kvm: vmx_get_msr → vmx_guest_debugctl_read, the VMCS value without the host-owned bit.
+        const lo = this.processor.vmread(F.GUEST_IA32_DEBUGCTL) & ~DEBUGCTL.FREEZE_IN_SMM;
+        g.setGpr(GPR.RAX, lo >>> 0, 0);
+        g.setGpr(GPR.RDX, this.processor.hi, 0);
+      }
+      this.skipInstruction();
+      return;
+    }
     if (write) {
       this.msrs.set(
         index,
@@ -906,6 +935,48 @@ export class Kvm implements ExitSink {
       g.setGpr(GPR.RDX, Math.floor(value / TWO_32) >>> 0, 0);
     }
     this.skipInstruction();
+  }
+
+  /**
+   * kvm: vmx_set_msr for IA32_DEBUGCTL. The model's guests are offered none of the optional bits
+   * (vmx_get_supported_debugctl: no bus-lock detection, no LBR virtualization, no RTM), so BTF and LBR
+   * are dropped (vmx_is_valid_debugctl ignores them) and any other bit is a #GP, which the model
+   * does not inject. In guest mode vmcs12 keeps the value when L1 saves debug controls on exit; the
+   * write keeps the host's FREEZE_IN_SMM (vmx_guest_debugctl_write).
+   */
+  /**
+   * kvm: vmx_reload_guest_debugctl — the guest's DEBUGCTL takes the host's FREEZE_IN_SMM when it
+   * differs. The model's hosts never set the bit, so this runs only if a host did.
+   */
+  #reloadGuestDebugctl(): void {
+    const p = this.processor;
+    const value = p.vmread(F.GUEST_IA32_DEBUGCTL);
+    const hi = p.hi;
+    if (((value ^ this.hostDebugctl) & DEBUGCTL.FREEZE_IN_SMM) === 0) return;
+    const guest = value & ~DEBUGCTL.FREEZE_IN_SMM;
+    p.vmwrite(F.GUEST_IA32_DEBUGCTL, (guest | (this.hostDebugctl & DEBUGCTL.FREEZE_IN_SMM)) >>> 0, hi);
+  }
+
+  #writeDebugctl(lo: number, hi: number): void {
+    const invalidLo = lo & ~(DEBUGCTL.BTF | DEBUGCTL.LBR);
+    if (invalidLo !== 0 || hi !== 0) {
+      throw new Error(
+        `${this.name}: WRMSR IA32_DEBUGCTL 0x${(hi * TWO_32 + lo).toString(16)} sets bits KVM does not ` +
+          "support for the guest; the #GP KVM injects is not modelled",
+      );
+    }
+    const value = 0;
+    if (
+      this.nested.guestMode &&
+      (this.nested.vmcs12ExitControls() & VM_EXIT_CTLS.VM_EXIT_SAVE_DEBUG_CONTROLS) !== 0
+    ) {
+      this.nested.updateVmcs12(F.GUEST_IA32_DEBUGCTL, value, 0);
+    }
+    this.processor.vmwrite(
+      F.GUEST_IA32_DEBUGCTL,
+      (value | (this.hostDebugctl & DEBUGCTL.FREEZE_IN_SMM)) >>> 0,
+      0,
+    );
   }
 
   /** kvm: handle_cr for MOV to/from CR0/CR3/CR4. */

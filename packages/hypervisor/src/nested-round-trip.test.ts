@@ -27,12 +27,31 @@ describe("nested CPUID round trip, seed-003 counters (kvm-vmx.md §10)", () => {
 
   it("has two hardware exits (L2's CPUID, L1's VMRESUME) and one nested entry and exit", () => {
     for (const c of [v52, v53, v612]) {
-      expect(c.HARDWARE_VM_EXIT).toBe(2);
-      expect(c.HARDWARE_VM_ENTRY).toBe(2);
+      expect(c.HARDWARE_VM_ENTRY).toBe(c.HARDWARE_VM_EXIT);
       expect(c.NESTED_VM_ENTRY).toBe(1);
       expect(c.NESTED_VM_EXIT).toBe(1);
       expect(c.NESTED_EXIT_REFLECTED).toBe(1);
     }
+    expect(v52.HARDWARE_VM_EXIT).toBe(2);
+    expect(v53.HARDWARE_VM_EXIT).toBe(2);
+  });
+
+  it("v6.12 adds L1's RDMSR of DEBUGCTL before its entry: a third exit, handled by L0 (hostDebugctlPerEntry)", () => {
+    expect(v612.HARDWARE_VM_EXIT).toBe(3);
+    expect(v612.EXIT_HANDLER_MSR).toBe(1);
+    expect(v612.NESTED_EXIT_HANDLED_BY_L0 ?? 0).toBe(0);
+    // L0 reads its own DEBUGCTL natively before each of its three entries (L1 twice, L2 once).
+    expect(v612.RDMSR_DEBUGCTL).toBe(3);
+    const without = perRoundTrip("v6.12", { hostDebugctlPerEntry: false });
+    expect(without.HARDWARE_VM_EXIT).toBe(2);
+    expect(without.RDMSR_DEBUGCTL ?? 0).toBe(0);
+    expect(without.EXIT_HANDLER_MSR ?? 0).toBe(0);
+    // The read is the only difference: one exit and entry, its dispatch and handler, one VMREAD of
+    // GUEST_IA32_DEBUGCTL with the instruction skip's reads, and L0's three native reads.
+    expect(v612.HARDWARE_VM_ENTRY! - without.HARDWARE_VM_ENTRY!).toBe(1);
+    expect(v612.EXIT_DISPATCH! - without.EXIT_DISPATCH!).toBe(1);
+    expect(v612.NESTED_VM_ENTRY).toBe(without.NESTED_VM_ENTRY);
+    expect(v612.VMWRITE! - without.VMWRITE!).toBe(1);
   });
 
   it("no guest TLB flush per round trip while vmcs12 uses an unchanging VPID (nested_vmx_transition_tlb_flush)", () => {

@@ -1,5 +1,6 @@
 import type { Memslots, ShadowPageStore } from "@nestvisor/mmu";
 import {
+  CPU_BASED_CTLS,
   EXIT_REASON,
   type HardwareVmcs,
   VMX_INSTRUCTION_INFO as INFO,
@@ -14,10 +15,12 @@ import {
   type VmxCapabilities,
   type VmxResult,
 } from "@nestvisor/vmx";
-import { PFERR, type PhysicalMemory, readWords, writeWords } from "@nestvisor/x86-arch";
+import { MSR, PFERR, type PhysicalMemory, readWords, writeWords } from "@nestvisor/x86-arch";
 import { GPR, type GuestContext } from "./guest-context";
 import type { HardwareVmxCpu } from "./hardware-vmx-cpu";
 import type { GuestVmcsAccess } from "./model-policies";
+import { msrBitmapIntercepts } from "./msr-bitmap";
+import { VMCS_FIELD as F } from "./vmcs-field-encodings";
 import type { ExitSink, VmxCpu } from "./vmx-cpu";
 
 const TWO_32 = 4294967296;
@@ -27,6 +30,8 @@ const VMX_INSTRUCTION_LENGTH = 3;
 const REGISTER_FORM = (GPR.RAX << INFO.REG1_SHIFT) | INFO.REGISTER_OPERAND | (GPR.RDX << INFO.REG2_SHIFT);
 /** INVEPT/INVVPID: the type in Reg2 = RDX; the descriptor (modelled as its EPTP or VPID) in RAX. */
 const TYPE_IN_RDX = GPR.RDX << INFO.REG2_SHIFT;
+/** RDMSR is 0F 32 (SDM Vol. 2B). */
+const RDMSR_LENGTH = 2;
 
 /**
  * The guest hypervisor can use VMCS shadowing on the CPU its parent offers (kvm: cpu_has_vmx_shadow_vmcs,
@@ -247,6 +252,34 @@ export class NestedVmxCpu implements VmxCpu {
   invvpid(type: number, vpid: number): VmxResult {
     this.context.setGpr(GPR.RDX, type, 0);
     return this.trap(EXIT_REASON.INVVPID, TYPE_IN_RDX, vpid, 0);
+  }
+
+  /**
+   * RDMSR IA32_DEBUGCTL in this hypervisor's context. SDM 26.1.3: an exit when the VMCS it runs on
+   * does not use MSR bitmaps or its read bitmap has the bit (KVM never passes DEBUGCTL through: it
+   * is not in vmx_possible_passthrough_msrs). Otherwise the value VM entry loaded from
+   * GUEST_IA32_DEBUGCTL (SDM 27.3.2.1, "load debug controls", which KVM always sets).
+   */
+  readDebugctl(): number {
+    const hw = this.hardware;
+    const ctx = this.context;
+    const vmcs = hw.runningVmcs;
+    if (hw.running !== ctx || vmcs === null) {
+      throw new Error(`${ctx.name} executed RDMSR while it was not running`);
+    }
+    const exec = vmcs.read(F.CPU_BASED_VM_EXEC_CONTROL);
+    const bitmap = vmcs.read(F.MSR_BITMAP) + vmcs.hi * TWO_32;
+    const intercepted =
+      (exec & CPU_BASED_CTLS.CPU_BASED_USE_MSR_BITMAPS) === 0 ||
+      msrBitmapIntercepts(hw.memory, bitmap, MSR.IA32_DEBUGCTL, false);
+    if (!intercepted) return vmcs.read(F.GUEST_IA32_DEBUGCTL);
+    ctx.setGpr(GPR.RCX, MSR.IA32_DEBUGCTL, 0);
+    const info = hw.exitInfo.reset(EXIT_REASON.MSR_READ);
+    info.instructionLength = RDMSR_LENGTH;
+    hw.vmExit();
+    hw.drive();
+    if (hw.running !== ctx) throw new Error(`${ctx.name}'s RDMSR did not return to it`);
+    return ctx.gprLo[GPR.RAX]! + ctx.gprLo[GPR.RDX]! * TWO_32;
   }
 
   /**

@@ -38,4 +38,10 @@ export interface VmxCpu {
    * (one linear address) is not used by the model's KVM.
    */
   invvpid(type: number, vpid: number): VmxResult;
+  /**
+   * RDMSR of IA32_DEBUGCTL executed by this hypervisor (kvm: get_debugctlmsr): the value, below
+   * 2^32 (DEBUGCTL's defined bits are 0–15). A guest hypervisor's read exits to its parent when the
+   * MSR bitmap of the VMCS it runs on intercepts it.
+   */
+  readDebugctl(): number;
 }

@@ -75,6 +75,7 @@ export {
   splitCr3OperandWords,
 } from "./cr3";
 export { CR4, CR4_HI, CR4_LAYOUT } from "./cr4";
+export { DEBUGCTL, DEBUGCTL_LAYOUT } from "./debugctl";
 export { DENSE_MEMORY_MAX_BYTES, DenseMemory } from "./dense-memory";
 export { DR7, DR7_LAYOUT, DR7_LEN, DR7_RESET, DR7_RW, dr7AsHeld, dr7LenShift, dr7RwShift } from "./dr7";
 export { EFER, EFER_LAYOUT, eferInMode } from "./efer";

@@ -33,6 +33,7 @@ describe("registerLayout / registerNames", () => {
       "pkrs",
       "segment-ar",
       "dr7",
+      "debugctl",
       "pferr",
       "pte",
       "pte32",

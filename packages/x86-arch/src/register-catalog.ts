@@ -2,6 +2,7 @@ import type { RegisterLayout } from "./bit-register";
 import { CR0_LAYOUT } from "./cr0";
 import { CR3_LAYOUT, CR3_PCID_LAYOUT } from "./cr3";
 import { CR4_LAYOUT } from "./cr4";
+import { DEBUGCTL_LAYOUT } from "./debugctl";
 import { DR7_LAYOUT } from "./dr7";
 import { EFER_LAYOUT } from "./efer";
 import { EPT_VPID_CAP_LAYOUT } from "./ept-capabilities";
@@ -28,6 +29,7 @@ const LAYOUTS: ReadonlyMap<string, RegisterLayout> = new Map([
   ["pkrs", PKRS_LAYOUT],
   ["segment-ar", SEGMENT_AR_LAYOUT],
   ["dr7", DR7_LAYOUT],
+  ["debugctl", DEBUGCTL_LAYOUT],
   ["pferr", PFERR_LAYOUT],
   ["pte", PTE64_LAYOUT],
   ["pte32", PTE32_LAYOUT],

@@ -479,6 +479,7 @@ export const DECODE_KINDS: readonly DecodeKind[] = [
   registerKind("pkru", "PKRU"),
   registerKind("pkrs", "IA32_PKRS"),
   registerKind("dr7", "DR7"),
+  registerKind("debugctl", "IA32_DEBUGCTL"),
   registerKind("segment-ar", "VMX segment access rights"),
   registerKind("pte", "a 64-bit (PAE/IA-32e) paging-structure entry"),
   registerKind("pte32", "a 32-bit paging entry"),
