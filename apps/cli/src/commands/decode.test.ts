@@ -72,6 +72,10 @@ describe("nestvisor decode", () => {
       register: expect.stringContaining("EPT"),
     });
     expect(runJson(["decode", "eptp", "0x1234505e", "--json"])).toMatchObject({ fields: { AD: true } });
+    expect(runJson(["decode", "debugctl", "0x4001", "--json"])).toMatchObject({
+      register: "IA32_DEBUGCTL",
+      fields: { LBR: true, BTF: false, FREEZE_IN_SMM: true },
+    });
     const pte = runCli(["decode", "pte", "0x8000000012345067"]);
     for (const line of pte.stdout.split("\n")) expect(line.length).toBeLessThanOrEqual(100);
   });
