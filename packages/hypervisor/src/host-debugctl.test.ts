@@ -73,10 +73,10 @@ describe("host DEBUGCTL read before every entry (hostDebugctlPerEntry)", () => {
 });
 
 describe("IA32_DEBUGCTL emulated for the guest (vmx_get_msr / vmx_set_msr)", () => {
-  const program = (level: number, value: number) =>
+  const program = (level: 1 | 2, value: number) =>
     workload("debugctl").setup({ level }).wrmsr(MSR.IA32_DEBUGCTL, value).rdmsr(MSR.IA32_DEBUGCTL).build();
 
-  it.each([1, 2])(
+  it.each<1 | 2>([1, 2])(
     "drops LBR and BTF, which the guest is not offered, and reads 0 back (level %i)",
     (level) => {
       const zero = runWorkload({ program: program(level, 0), config: V612 });

@@ -348,7 +348,7 @@ export class KvmNested {
     }
     // kvm: nested_vmx_check_permission → vmx_get_cpl (SS AR bytes through the segment cache).
     ctx.cpl = kvm.regs.readCpl();
-    if ((info & INFO.REGISTER_OPERAND) !== 0) kvm.regs.read64BitMode();
+    if ((info & INFO.REGISTER_OPERAND) !== 0) kvm.is64BitMode();
     ctx.rflags = kvm.regs.readRflags();
     const e = this.emulator;
     const ptrLo = g.gprLo[GPR.RAX]!;
@@ -785,6 +785,8 @@ export class KvmNested {
     const shadow0 = vmcs12.read(F.CR0_READ_SHADOW);
     switch ((qual >>> 4) & 3) {
       case 0: {
+        // kvm: kvm_register_read of the source operand (is_64_bit_mode: CS AR bytes in long mode).
+        kvm.is64BitMode();
         const value = kvm.exitingRegisters().gprLo[(qual >>> 8) & 0xf]!;
         if (cr === 0) return (mask0 & (value ^ shadow0)) >>> 0 !== 0;
         if (cr === 4)

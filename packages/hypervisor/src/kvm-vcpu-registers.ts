@@ -19,10 +19,12 @@ export class VcpuRegisterCache {
   #rflagsAvailable = false;
   #ssArAvailable = false;
   #csArAvailable = false;
+  #csBaseAvailable = false;
   #exitQualAvailable = false;
   #intrInfoAvailable = false;
   ssAr = 0;
   csAr = 0;
+  csBase = 0;
   exitQualLo = 0;
   exitQualHi = 0;
   intrInfo = 0;
@@ -41,6 +43,7 @@ export class VcpuRegisterCache {
     this.#rflagsAvailable = false;
     this.#ssArAvailable = false;
     this.#csArAvailable = false;
+    this.#csBaseAvailable = false;
     this.#exitQualAvailable = false;
     this.#intrInfoAvailable = false;
   }
@@ -68,6 +71,15 @@ export class VcpuRegisterCache {
       this.#csArAvailable = true;
     }
     return (this.csAr & 0x2000) !== 0;
+  }
+
+  /** kvm: vmx_get_segment_base(CS) → GUEST_CS_BASE through the segment cache (low 32 bits). */
+  readCsBase(): number {
+    if (!this.#csBaseAvailable) {
+      this.csBase = this.#processor.vmread(F.GUEST_CS_BASE);
+      this.#csBaseAvailable = true;
+    }
+    return this.csBase;
   }
 
   /** kvm: vmx_get_exit_qual (cached per exit). */

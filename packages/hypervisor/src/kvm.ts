@@ -846,10 +846,19 @@ export class Kvm implements ExitSink {
     this.skipInstruction();
   }
 
+  /**
+   * kvm: is_64_bit_mode — false outside long mode (no VMCS access), else CS.L from GUEST_CS_AR_BYTES
+   * through the segment cache. kvm_register_read truncates a GPR to 32 bits when it is false.
+   */
+  is64BitMode(): boolean {
+    if ((this.mmu.efer & EFER.LMA) === 0) return false;
+    return this.regs.read64BitMode();
+  }
+
   #handleVmcall(): void {
     this.meter.count(HV.EXIT_HANDLER_VMCALL);
     // kvm: is_64_bit_hypercall and the CPL check read CS and SS AR bytes (segment cache).
-    this.regs.read64BitMode();
+    this.is64BitMode();
     this.regs.readCpl();
     const g = this.exitingRegisters();
     // kvm: kvm_emulate_hypercall — an unknown hypercall returns -KVM_ENOSYS (1000) in RAX.
@@ -868,8 +877,9 @@ export class Kvm implements ExitSink {
     const kernel = inKernelPort(port);
     this.meter.count(kernel ? HV.EXIT_HANDLER_IO_KERNEL : HV.EXIT_HANDLER_IO_USERSPACE);
     if (!kernel) {
-      // kvm: the user-space exit remembers the linear RIP (kvm_get_linear_rip: CS AR bytes, RIP).
-      this.regs.read64BitMode();
+      // kvm: the user-space exit remembers the linear RIP (kvm_get_linear_rip: RIP, plus the CS base
+      // outside 64-bit mode).
+      if (!this.is64BitMode()) this.regs.readCsBase();
       this.regs.readRip();
     }
     if (isIn) {
@@ -990,7 +1000,7 @@ export class Kvm implements ExitSink {
     const g = this.exitingRegisters();
     if (type === 0) {
       // kvm: kvm_register_read (is_64_bit_mode) and kvm_read_cr0/cr4 of the old value.
-      this.regs.read64BitMode();
+      const longOperand = this.is64BitMode();
       // The old CR0's guest-owned bits (WP under EPT) come from the VMCS: the guest may have toggled
       // them without an exit (kvm_read_cr0_bits → vmx_cache_reg).
       if (cr === 0) this.mmu.cacheGuestOwnedCr0(p.vmread(F.GUEST_CR0), this.cr0GuestOwnedBits());
@@ -1004,8 +1014,9 @@ export class Kvm implements ExitSink {
         this.setCr4(nested ? this.nested.l2CrValue(4, value) : value);
         if (nested) p.vmwrite(F.CR4_READ_SHADOW, value);
       } else if (cr === 3) {
-        // Bit 63 is CR3's no-flush hint, not part of the value (SDM 4.10.4.1).
-        const hi = g.gprHi[gpr]!;
+        // Bit 63 is CR3's no-flush hint, not part of the value (SDM 4.10.4.1). Outside 64-bit mode
+        // the operand is 32 bits (kvm_register_read).
+        const hi = longOperand ? g.gprHi[gpr]! : 0;
         this.setCr3(g.gprLo[gpr]! + (hi & 0x7fffffff) * TWO_32, (hi & 0x80000000) !== 0);
       }
     } else if (type === 1) {

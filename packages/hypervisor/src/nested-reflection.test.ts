@@ -155,6 +155,27 @@ describe("which L2 exits L1 takes (kvm: nested_vmx_l1_wants_exit)", () => {
       expect(reflects(() => {}, EXIT_REASON.CR_ACCESS, 0 | MOV_FROM)).toBe(false);
     });
 
+    it("reads L2's CS AR bytes for the source register of a MOV to CR, not for a MOV from CR (kvm_register_read)", () => {
+      const csArReads = (qualification: number): number => {
+        const s = stoppedInL2();
+        s.vmcs02.write(F.EXIT_QUALIFICATION, qualification >>> 0, 0);
+        s.l0.regs.reset();
+        const p = s.l0.processor;
+        const vmread = p.vmread.bind(p);
+        let reads = 0;
+        p.vmread = (encoding: number) => {
+          if (encoding === F.GUEST_CS_AR_BYTES) reads++;
+          return vmread(encoding);
+        };
+        s.l0.nested.reflectVmexit(EXIT_REASON.CR_ACCESS);
+        return reads;
+      };
+      // L2 runs in long mode, so is_64_bit_mode reads CS.L (once: the segment cache keeps it).
+      expect(csArReads(3 | MOV_TO)).toBe(1);
+      expect(csArReads(4 | MOV_TO)).toBe(1);
+      expect(csArReads(3 | MOV_FROM)).toBe(0);
+    });
+
     it("CLTS goes to L1 only when L1 owns CR0.TS and its read shadow has TS set", () => {
       const ownsTs = (shadowTs: boolean) => (s: Stopped) => {
         const mask = s.vmcs12.read(F.CR0_GUEST_HOST_MASK);

@@ -92,3 +92,36 @@ describe("PAE guests in the machine (the PDPTE registers, SDM 4.4.1 and 27.3.2.4
     },
   );
 });
+
+describe("is_64_bit_mode outside long mode", () => {
+  /** The GUEST_CS_AR_BYTES and GUEST_CS_BASE reads L0 makes while a level-1 guest runs `paging`. */
+  function csReads(paging: PagingName) {
+    const m = new Machine({
+      program: workload("cs-reads")
+        .setup({ level: 1, paging, memory: "16MiB" })
+        .vmcall()
+        .in(0x1234, 4)
+        .build(),
+      config: resolveFlags("v6.12", {}),
+      meter: new CountingMeter(COST_CATALOGS),
+    });
+    const p = m.kvms[0]!.processor;
+    const vmread = p.vmread.bind(p);
+    const reads = { ar: 0, base: 0 };
+    p.vmread = (encoding: number) => {
+      if (encoding === F.GUEST_CS_AR_BYTES) reads.ar++;
+      if (encoding === F.GUEST_CS_BASE) reads.base++;
+      return vmread(encoding);
+    };
+    m.run();
+    return reads;
+  }
+
+  it("reads no CS AR bytes for a PAE guest's VMCALL and user-space IN, and the CS base for the IN's linear RIP", () => {
+    // kvm: is_64_bit_hypercall / kvm_get_linear_rip → is_64_bit_mode, false without EFER.LMA;
+    // kvm_get_linear_rip then adds the CS base (vmx_get_segment_base).
+    expect(csReads("pae")).toEqual({ ar: 0, base: 1 });
+    // In 64-bit mode each exit reads CS.L once (the segment cache is reset per exit) and no base.
+    expect(csReads("4-level")).toEqual({ ar: 2, base: 0 });
+  });
+});

@@ -65,6 +65,7 @@ export const VMCS_FIELD = Object.freeze({
   GUEST_IA32_DEBUGCTL: vmcsFieldEncoding("GUEST_IA32_DEBUGCTL"),
   GUEST_IA32_PAT: vmcsFieldEncoding("GUEST_IA32_PAT"),
   GUEST_CS_AR_BYTES: vmcsFieldEncoding("GUEST_CS_AR_BYTES"),
+  GUEST_CS_BASE: vmcsFieldEncoding("GUEST_CS_BASE"),
   GUEST_SS_AR_BYTES: vmcsFieldEncoding("GUEST_SS_AR_BYTES"),
   GUEST_CS_SELECTOR: vmcsFieldEncoding("GUEST_CS_SELECTOR"),
   GUEST_INTERRUPTIBILITY_INFO: vmcsFieldEncoding("GUEST_INTERRUPTIBILITY_INFO"),
