@@ -101,6 +101,39 @@ function usesVpid(vmcs12: Vmcs12): boolean {
 /** TSC_MULTIPLIER's high word for a ratio of 1.0: 1 << 48 (kvm: vmx's 48 fractional bits). */
 const TSC_RATIO_ONE_HI = 0x1_0000;
 
+const S2 = SECONDARY_EXEC_CTLS;
+/** Secondary controls prepare_vmcs02_early takes from vmcs12 only, never from vmcs01. */
+const SECONDARY_FROM_VMCS12_ONLY =
+  S2.SECONDARY_EXEC_VIRTUALIZE_APIC_ACCESSES |
+  S2.SECONDARY_EXEC_VIRTUALIZE_X2APIC_MODE |
+  S2.SECONDARY_EXEC_ENABLE_INVPCID |
+  S2.SECONDARY_EXEC_ENABLE_RDTSCP |
+  S2.SECONDARY_EXEC_ENABLE_XSAVES |
+  S2.SECONDARY_EXEC_ENABLE_USR_WAIT_PAUSE |
+  S2.SECONDARY_EXEC_VIRTUAL_INTR_DELIVERY |
+  S2.SECONDARY_EXEC_APIC_REGISTER_VIRT |
+  S2.SECONDARY_EXEC_ENABLE_VMFUNC |
+  S2.SECONDARY_EXEC_DESC;
+
+/**
+ * vmcs02's secondary controls (kvm: prepare_vmcs02_early): vmcs01's without the ones taken from
+ * vmcs12 only, plus vmcs12's when it activates secondary controls; never PML (emulated for L2) or
+ * VMCS shadowing (emulated), and unrestricted guest only when vmcs12 asks for it. Reads vmcs12 in
+ * memory, as the caller's other vmcs12 reads do.
+ */
+export function vmcs02Secondary(secondary01: number, vmcs12: Vmcs12): number {
+  let control = secondary01 & ~SECONDARY_FROM_VMCS12_ONLY;
+  const secondary12 =
+    (vmcs12.read(F.CPU_BASED_VM_EXEC_CONTROL) & CPU_BASED_CTLS.CPU_BASED_ACTIVATE_SECONDARY_CONTROLS) !== 0
+      ? vmcs12.read(F.SECONDARY_VM_EXEC_CONTROL)
+      : 0;
+  control |= secondary12;
+  control &= ~(S2.SECONDARY_EXEC_ENABLE_PML | S2.SECONDARY_EXEC_SHADOW_VMCS);
+  if ((secondary12 & S2.SECONDARY_EXEC_UNRESTRICTED_GUEST) === 0)
+    control &= ~S2.SECONDARY_EXEC_UNRESTRICTED_GUEST;
+  return control >>> 0;
+}
+
 /**
  * kvm: nested_vmx_is_exception_vmexit — vmcs12's exception bitmap; for a #PF, bit 14 inverted when the
  * error code's low 16 bits masked by PAGE_FAULT_ERROR_CODE_MASK differ from ..._MATCH (SDM 25.2).
@@ -136,6 +169,11 @@ export class KvmNested {
   readonly #hostDescriptorLimits: FixedVmwrites;
   /** kvm: nested.last_vpid — the vmcs12 VPID of the last nested entry (0 after vCPU creation). */
   #lastVpid12 = 0;
+  /**
+   * vmcs02's secondary controls as the last prepare_vmcs02_early set them (kvm: the loaded VMCS's
+   * controls_shadow.secondary_exec, read by secondary_exec_controls_get without a VMREAD).
+   */
+  secondary02 = 0;
   readonly #hostSegments = new HostSegmentLoad();
   readonly #hostDebugLoad: FixedVmwrites;
   /** prepare_vmcs02: PAT, TSC offset and multiplier. */
@@ -478,12 +516,8 @@ export class KvmNested {
       ((kvm.exec01 | vmcs12.read(F.CPU_BASED_VM_EXEC_CONTROL) | UNCOND_IO) &
         ~CPU_BASED_CTLS.CPU_BASED_USE_IO_BITMAPS) >>>
       0;
-    const secondary =
-      ((kvm.secondary01 & ~SECONDARY_EXEC_CTLS.SECONDARY_EXEC_SHADOW_VMCS) |
-        (vmcs12.read(F.SECONDARY_VM_EXEC_CONTROL) &
-          (SECONDARY_EXEC_CTLS.SECONDARY_EXEC_ENABLE_EPT |
-            SECONDARY_EXEC_CTLS.SECONDARY_EXEC_ENABLE_VPID))) >>>
-      0;
+    const secondary = vmcs02Secondary(kvm.secondary01, vmcs12);
+    this.secondary02 = secondary;
     // kvm: prepare_vmcs02_early — vmcs01's entry and exit controls, with vmcs12's entry controls
     // (less "load PERF_GLOBAL_CTRL"); IA-32e mode follows L2's EFER (nested_vmx_calc_efer), and
     // "load IA32_EFER" is set on entry and exit only when L2's EFER differs from the host's.
@@ -605,6 +639,7 @@ export class KvmNested {
     const readCr4 = this.nestedReadCr(vmcs12, cr4, F.CR4_GUEST_HOST_MASK, F.CR4_READ_SHADOW);
     this.#write(F.CR0_READ_SHADOW, cr0);
     this.#write(F.GUEST_CR0, cr0);
+    kvm.checkGuestStateValid(cr0);
     this.#write(F.CR0_READ_SHADOW, readCr0);
     kvm.processor.vmread(F.GUEST_CR4);
     this.#write(F.CR4_READ_SHADOW, cr4);
@@ -1102,6 +1137,7 @@ export class KvmNested {
     kvm.processor.vmread(F.GUEST_INTERRUPTIBILITY_INFO);
     this.#write(F.CR0_READ_SHADOW, cr0);
     this.#write(F.GUEST_CR0, cr0);
+    kvm.checkGuestStateValid(cr0);
     // kvm: vmx_set_cr4 → kvm_read_cr4 and the guest/host mask are read back first.
     kvm.processor.vmread(F.CR4_GUEST_HOST_MASK);
     kvm.processor.vmread(F.GUEST_CR4);

@@ -1,5 +1,20 @@
 import type { VmcsProcessor } from "@nestvisor/vmx";
-import { VMCS_FIELD as F } from "./vmcs-field-encodings";
+import { VMCS_FIELD as F, vmcsFieldEncoding } from "./vmcs-field-encodings";
+
+/** Segment registers in KVM's order (kvm: VCPU_SREG_ES … VCPU_SREG_LDTR). */
+export const SEGMENT = Object.freeze({ ES: 0, CS: 1, SS: 2, DS: 3, FS: 4, GS: 5, TR: 6, LDTR: 7 } as const);
+export type SegmentRegister = (typeof SEGMENT)[keyof typeof SEGMENT];
+
+/** The four VMCS fields of a segment (kvm: SEG_FIELD_SEL, SEG_FIELD_BASE, SEG_FIELD_LIMIT, SEG_FIELD_AR). */
+export const SEGMENT_FIELD = Object.freeze({ SELECTOR: 0, BASE: 1, LIMIT: 2, AR: 3 } as const);
+export type SegmentField = (typeof SEGMENT_FIELD)[keyof typeof SEGMENT_FIELD];
+
+const SEGMENT_NAMES = ["ES", "CS", "SS", "DS", "FS", "GS", "TR", "LDTR"] as const;
+const FIELD_SUFFIXES = ["SELECTOR", "BASE", "LIMIT", "AR_BYTES"] as const;
+/** Encoding of field f of segment s at index s * 4 + f (kvm: kvm_vmx_segment_fields). */
+const SEGMENT_ENCODINGS: Int32Array = Int32Array.from(
+  SEGMENT_NAMES.flatMap((seg) => FIELD_SUFFIXES.map((field) => vmcsFieldEncoding(`GUEST_${seg}_${field}`))),
+);
 
 /**
  * KVM's lazily filled register cache for the registers that live in the VMCS (kvm:
@@ -17,14 +32,12 @@ export class VcpuRegisterCache {
   #rspAvailable = false;
   #rspDirty = false;
   #rflagsAvailable = false;
-  #ssArAvailable = false;
-  #csArAvailable = false;
-  #csBaseAvailable = false;
+  /** kvm: vmx->segment_cache.bitmask — bit s * 4 + f set once field f of segment s was read. */
+  #segmentsAvailable = 0;
+  /** kvm: vmx->segment_cache.seg — the low 32 bits of each cached field, indexed like the bitmask. */
+  readonly #segmentValues = new Float64Array(32);
   #exitQualAvailable = false;
   #intrInfoAvailable = false;
-  ssAr = 0;
-  csAr = 0;
-  csBase = 0;
   exitQualLo = 0;
   exitQualHi = 0;
   intrInfo = 0;
@@ -41,9 +54,7 @@ export class VcpuRegisterCache {
     this.#ripAvailable = false;
     this.#rspAvailable = false;
     this.#rflagsAvailable = false;
-    this.#ssArAvailable = false;
-    this.#csArAvailable = false;
-    this.#csBaseAvailable = false;
+    this.#segmentsAvailable = 0;
     this.#exitQualAvailable = false;
     this.#intrInfoAvailable = false;
   }
@@ -55,31 +66,41 @@ export class VcpuRegisterCache {
     this.#rspDirty = false;
   }
 
+  /**
+   * One field of a guest segment through KVM's segment cache (kvm: vmx_read_guest_seg_selector/
+   * _base/_limit/_ar): a VMREAD the first time after an exit, the cached low 32 bits after that.
+   */
+  readSegment(segment: SegmentRegister, field: SegmentField): number {
+    const bit = segment * 4 + field;
+    const mask = 1 << bit;
+    if ((this.#segmentsAvailable & mask) === 0) {
+      this.#segmentValues[bit] = this.#processor.vmread(SEGMENT_ENCODINGS[bit]!);
+      this.#segmentsAvailable |= mask;
+    }
+    return this.#segmentValues[bit]!;
+  }
+
+  /** kvm: vmx_get_segment — selector, base, limit and access rights of one segment, all cached. */
+  readWholeSegment(segment: SegmentRegister): void {
+    this.readSegment(segment, SEGMENT_FIELD.BASE);
+    this.readSegment(segment, SEGMENT_FIELD.LIMIT);
+    this.readSegment(segment, SEGMENT_FIELD.SELECTOR);
+    this.readSegment(segment, SEGMENT_FIELD.AR);
+  }
+
   /** kvm: vmx_get_cpl → GUEST_SS_AR_BYTES through the segment cache; returns the CPL (DPL of SS). */
   readCpl(): number {
-    if (!this.#ssArAvailable) {
-      this.ssAr = this.#processor.vmread(F.GUEST_SS_AR_BYTES);
-      this.#ssArAvailable = true;
-    }
-    return (this.ssAr >>> 5) & 3;
+    return (this.readSegment(SEGMENT.SS, SEGMENT_FIELD.AR) >>> 5) & 3;
   }
 
   /** kvm: is_64_bit_mode → GUEST_CS_AR_BYTES.L through the segment cache. */
   read64BitMode(): boolean {
-    if (!this.#csArAvailable) {
-      this.csAr = this.#processor.vmread(F.GUEST_CS_AR_BYTES);
-      this.#csArAvailable = true;
-    }
-    return (this.csAr & 0x2000) !== 0;
+    return (this.readSegment(SEGMENT.CS, SEGMENT_FIELD.AR) & 0x2000) !== 0;
   }
 
   /** kvm: vmx_get_segment_base(CS) → GUEST_CS_BASE through the segment cache (low 32 bits). */
   readCsBase(): number {
-    if (!this.#csBaseAvailable) {
-      this.csBase = this.#processor.vmread(F.GUEST_CS_BASE);
-      this.#csBaseAvailable = true;
-    }
-    return this.csBase;
+    return this.readSegment(SEGMENT.CS, SEGMENT_FIELD.BASE);
   }
 
   /** kvm: vmx_get_exit_qual (cached per exit). */

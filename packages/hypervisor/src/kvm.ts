@@ -66,6 +66,7 @@ import {
   PFERR,
   type PhysicalMemory,
   pdptAddress,
+  RFLAGS,
   RFLAGS_RESET,
 } from "@nestvisor/x86-arch";
 
@@ -84,7 +85,7 @@ import { HYPERVISOR_EVENTS as HV } from "./hypervisor-events";
 import { InKernelPic, inKernelPort, UserspaceDevices } from "./io-devices";
 import { KvmNested } from "./kvm-nested";
 import { KVM_PHASE, type KvmPhase } from "./kvm-phases";
-import { VcpuRegisterCache } from "./kvm-vcpu-registers";
+import { SEGMENT, SEGMENT_FIELD, type SegmentRegister, VcpuRegisterCache } from "./kvm-vcpu-registers";
 import type { ModelPolicies } from "./model-policies";
 import { msrBitmapIntercepts, writeMsrBitmap } from "./msr-bitmap";
 import { CR0_PDPTR_BITS, CR4_PDPTR_BITS } from "./pae-paging";
@@ -94,6 +95,26 @@ import type { ExitSink, VmxCpu } from "./vmx-cpu";
 
 const TWO_32 = 4294967296;
 const PAGE = 4096;
+/** The segments __vmx_guest_state_valid reads in protected mode, in its order. */
+const PMODE_CHECKED_SEGMENTS: readonly SegmentRegister[] = Object.freeze([
+  SEGMENT.CS,
+  SEGMENT.SS,
+  SEGMENT.DS,
+  SEGMENT.ES,
+  SEGMENT.FS,
+  SEGMENT.GS,
+  SEGMENT.TR,
+  SEGMENT.LDTR,
+]);
+/** The segments it reads in real or VM86 mode (rmode_segment_valid). */
+const RMODE_CHECKED_SEGMENTS: readonly SegmentRegister[] = Object.freeze([
+  SEGMENT.CS,
+  SEGMENT.SS,
+  SEGMENT.DS,
+  SEGMENT.ES,
+  SEGMENT.FS,
+  SEGMENT.GS,
+]);
 
 /** Where KVM keeps its own pages in its physical memory (a model layout; see `KvmLayout`). */
 export const KVM_PAGE = {
@@ -1050,11 +1071,51 @@ export class Kvm implements ExitSink {
     const cr0 = (value | CR0.ET) >>> 0;
     p.vmwrite(F.CR0_READ_SHADOW, cr0);
     p.vmwrite(F.GUEST_CR0, (cr0 | CR0.NE) >>> 0);
+    this.checkGuestStateValid(cr0);
     const old = this.mmu.cr0;
     // VcpuMmu.setCr0 stores the value and runs kvm_post_set_cr0.
     this.mmu.setCr0(cr0);
     // kvm: kvm_set_cr0 — entering or changing PAE paging's CD/NW/PG reloads the PDPTEs.
     if (((old ^ cr0) & CR0_PDPTR_BITS) !== 0) this.#reloadPdptrs();
+  }
+
+  /**
+   * The end of vmx_set_cr0 (kvm: vmx->emulation_required = vmx_emulation_required(vcpu)) with the
+   * new CR0 `cr0`. With unrestricted guest nothing is read. Without it (no EPT, or L2 when vmcs12
+   * does not ask for unrestricted guest) __vmx_guest_state_valid reads the guest's segments through
+   * the segment cache: in protected mode RFLAGS (for VM86), then CS and SS (cs_ss_rpl_check,
+   * code_segment_valid, stack_segment_valid), DS, ES, FS, GS (data_segment_valid), TR and LDTR; in
+   * real or VM86 mode CS, SS, DS, ES, FS, GS (rmode_segment_valid). Every read is the whole segment
+   * (vmx_get_segment). The model's guests always pass; a CS/SS RPL mismatch, after which KVM would
+   * emulate the guest (emulate_invalid_guest_state), is not modelled and throws.
+   */
+  checkGuestStateValid(cr0: number): void {
+    if (this.#isUnrestrictedGuest()) return;
+    const regs = this.regs;
+    if ((cr0 & CR0.PE) === 0 || (regs.readRflags() & RFLAGS.VM) !== 0) {
+      for (const seg of RMODE_CHECKED_SEGMENTS) regs.readWholeSegment(seg);
+      return;
+    }
+    for (const seg of PMODE_CHECKED_SEGMENTS) regs.readWholeSegment(seg);
+    const cs = regs.readSegment(SEGMENT.CS, SEGMENT_FIELD.SELECTOR);
+    const ss = regs.readSegment(SEGMENT.SS, SEGMENT_FIELD.SELECTOR);
+    if ((cs & 3) !== (ss & 3)) {
+      throw new Error(
+        `${this.name}: CS.RPL ${cs & 3} differs from SS.RPL ${ss & 3} without unrestricted guest; ` +
+          "KVM would emulate the invalid guest state, which the model does not",
+      );
+    }
+  }
+
+  /**
+   * kvm: is_unrestricted_guest — the module's enable_unrestricted_guest (which needs EPT) and, for
+   * L2, "unrestricted guest" among vmcs02's secondary controls, read from KVM's copy (no VMREAD;
+   * kernels before the 2020 check of L2's control, such as v5.2, trusted the module parameter alone).
+   */
+  #isUnrestrictedGuest(): boolean {
+    if (!this.useEpt) return false;
+    if (!this.nested.guestMode) return true;
+    return (this.nested.secondary02 & SECONDARY_EXEC_CTLS.SECONDARY_EXEC_UNRESTRICTED_GUEST) !== 0;
   }
 
   /** kvm: kvm_set_cr4 → vmx_set_cr4 → kvm_post_set_cr4. */
