@@ -52,6 +52,7 @@ export const HYPERVISOR_EVENTS = defineEventCatalog("hypervisor", 0x300, [
   "PREPARE_VMCS02_CONSTANT_STATE",
   "NESTED_MSR_LIST_ENTRY",
   "EVENT_INJECTION",
+  "NESTED_EPT_FAULT_INJECTED",
 ]);
 
 export type HypervisorEventName = (typeof HYPERVISOR_EVENTS.names)[number];
@@ -136,4 +137,7 @@ export const HYPERVISOR_EVENT_DESCRIPTIONS: Readonly<Record<HypervisorEventName,
     "one entry of a vmcs12 VM-entry MSR-load or VM-exit MSR-store/-load list processed in software (kvm: nested_vmx_load_msr, nested_vmx_store_msr)",
   EVENT_INJECTION:
     "an interrupt or exception injected into a guest at VM entry (kvm: vmx_inject_irq / vmx_inject_exception); its VMWRITEs are counted by the vmx layer",
+  NESTED_EPT_FAULT_INJECTED:
+    "an EPT violation or misconfiguration that L0 finds in L1's EPT12 while building EPT02, given to L1 as a " +
+    "nested VM exit; the L2 exit was L0's, not reflected (kvm: FNAME(page_fault) → nested_ept_inject_page_fault)",
 });

@@ -922,7 +922,7 @@ export class KvmNested {
         case FAULT.INJECT_EPT_VIOLATION:
         case FAULT.INJECT_EPT_MISCONFIG:
           // kvm: nested_ept_inject_page_fault → nested_vmx_vmexit with vmcs12's exit information.
-          kvm.meter.count(HV.NESTED_EXIT_REFLECTED);
+          kvm.meter.count(HV.NESTED_EPT_FAULT_INJECTED);
           // KVM stores the address after nested_vmx_vmexit; nothing in between reads it, and the
           // model's syncs to L1 (shadow VMCS, enlightened VMCS) run after the exit in both orders.
           vmcs12.write(F.GUEST_PHYSICAL_ADDRESS, r.gpa >>> 0, Math.floor(r.gpa / TWO_32));

@@ -13,6 +13,7 @@ import { GPR } from "./guest-context";
 import { HYPERVISOR_EVENTS } from "./hypervisor-events";
 import { resolveFlags } from "./kernel-presets";
 import { Machine } from "./machine";
+import { runWorkload } from "./run-workload";
 import { VMCS_FIELD as F, vmcsFieldEncoding } from "./vmcs-field-encodings";
 import { loadWorkload } from "./workload-file";
 
@@ -338,5 +339,20 @@ describe("vmcs01 with PML (kvm: init_vmcs, enable_pml)", () => {
     expect(s.l0.vmcs01.read(GUEST_PML_INDEX)).toBe(511);
     expect(s.vmcs12.read(PML_ADDRESS)).not.toBe(0);
     expect(s.vmcs12.read(GUEST_PML_INDEX)).toBe(511);
+  });
+});
+
+describe("EPT violations of L2 under nested EPT", () => {
+  it("are L0's exits; one EPT12 lacks is given to L1 by nested_ept_inject_page_fault, not reflected", () => {
+    const r = runWorkload({
+      program: builtinWorkload("touch_memory", { level: 2, pages: 16 }),
+      config: resolveFlags("v6.12", {}),
+    });
+    // kvm: nested_vmx_l0_wants_exit keeps every EPT violation with nested EPT; L0's walk of EPT12 then
+    // finds the page unmapped and makes the nested VM exit itself.
+    expect(r.counts.NESTED_EXIT_REFLECTED ?? 0).toBe(0);
+    expect(r.counts.NESTED_EPT_FAULT_INJECTED).toBeGreaterThanOrEqual(16);
+    expect(r.counts.NESTED_EPT_FAULT_INJECTED).toBe(r.counts.NESTED_VM_EXIT);
+    expect(r.counts.NESTED_EXIT_HANDLED_BY_L0).toBeGreaterThanOrEqual(2 * 16);
   });
 });

@@ -48,6 +48,10 @@ const FIXED: Readonly<Record<string, StepMarker>> = {
     step: "decide: L1 asked for this exit, reflect it",
     kvm: "nested_vmx_reflect_vmexit",
   },
+  NESTED_EPT_FAULT_INJECTED: {
+    step: "EPT12 does not map it: give L1 the EPT violation",
+    kvm: "FNAME(page_fault) → nested_ept_inject_page_fault",
+  },
   NESTED_EXIT_HANDLED_BY_L0: {
     step: "decide: L0 handles this L2 exit itself",
     kvm: "nested_vmx_reflect_vmexit → nested_vmx_l0_wants_exit",

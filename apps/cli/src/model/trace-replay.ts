@@ -149,7 +149,7 @@ export interface ReplayRow {
   readonly cyclesPerExit: Readonly<Record<string, number>>;
   /** Model exits of this reason per operation, by preset (0: the preset would not exit at all). */
   readonly exitsPerOperation: Readonly<Record<string, number>>;
-  /** Share of L2 exits the model reflects to L1, by preset (L2 rows only). */
+  /** Share of L2 exits that reach L1 in the model (reflected, or EPT violations L0 passes on), by preset (L2 rows only). */
   readonly reflected: Readonly<Record<string, number>>;
   readonly totalCycles: Readonly<Record<string, number>>;
   /** Measured time of these exits in the trace, µs (kvm_exit to kvm_entry), if timed. */
@@ -244,12 +244,15 @@ export function replayTrace(stats: TraceStats, options: ReplayOptions): ReplayRo
         const exits = result.attribution.exits
           .filter((e) => e.level === b.level && e.name === b.reason)
           .reduce((a, e) => a + e.count, 0);
+        // Every L2 exit is counted once as reflected or handled by L0; an EPT violation L0 handled and
+        // then gave to L1 (EPT12 lacks the mapping) reached L1 too.
         const reflectedCount = result.counts.NESTED_EXIT_REFLECTED ?? 0;
         const handledByL0 = result.counts.NESTED_EXIT_HANDLED_BY_L0 ?? 0;
+        const reachedL1 = reflectedCount + (result.counts.NESTED_EPT_FAULT_INJECTED ?? 0);
         sim = {
           perOp: result.totalCycles / ops,
           exitsPerOp: exits / ops,
-          reflected: reflectedCount + handledByL0 === 0 ? 0 : reflectedCount / (reflectedCount + handledByL0),
+          reflected: reflectedCount + handledByL0 === 0 ? 0 : reachedL1 / (reflectedCount + handledByL0),
         };
         simulations.set(key, sim);
       }
