@@ -10,6 +10,7 @@ import {
   isVmxResultOutcome,
   NestedVmxState,
   PIN_BASED_CTLS,
+  rflagsAfterVmxResult,
   SECONDARY_EXEC_CTLS,
   ShadowVmcsSync,
   type ShadowVmcsSyncOptions,
@@ -30,6 +31,7 @@ import { HostSegmentLoad } from "./host-segment-load";
 import { HYPERVISOR_EVENTS as HV } from "./hypervisor-events";
 import { KVM_PAGE, type Kvm } from "./kvm";
 import { KVM_PHASE } from "./kvm-phases";
+import type { SegmentRegister } from "./kvm-vcpu-registers";
 import { hasNestedEntryHooks, type NestedEntryHooks } from "./model-policies";
 import { MsrBitmapMerge } from "./msr-bitmap";
 import { NestedVmxCpu } from "./nested-vmx-cpu";
@@ -364,30 +366,65 @@ export class KvmNested {
 
   /**
    * An exit for a VMX instruction of L1 (kvm: handle_vmxon … handle_invvpid). Operands come from the
-   * exiting context's registers as the VMX instruction-information field names them (SDM 28.2.5);
-   * a memory operand (VMXON/VMCLEAR/VMPTRLD pointer, INVEPT descriptor) is taken as the value in the
-   * register Reg2 would name — decoding the address (kvm: get_vmx_mem_address) is counted in the
-   * handler's base cost, not modelled.
+   * exiting context's registers as the VMX instruction-information field names them (SDM 28.2.5).
+   * Each handler reads what KVM's does: VMLAUNCH/VMRESUME the interrupt shadow and the CPL, VMXOFF
+   * the CPL; the others also the instruction information, and for a memory operand the exit
+   * qualification (its displacement), the base and index registers and the segment
+   * (get_vmx_mem_address); RFLAGS only when the instruction completes with VMsucceed or VMfail
+   * (nested_vmx_succeed/fail). The memory operand (VMXON/VMCLEAR/VMPTRLD pointer, INVEPT/INVVPID
+   * descriptor) is the value in RAX: the model's guest hypervisors have no page tables of their own,
+   * so KVM's read of the operand through L1's tables (kvm_read_guest_virt, with its GUEST_CR3 read
+   * and walk) is not modelled.
    */
   handleVmxInstruction(reason: number): void {
     const kvm = this.kvm;
     const p = kvm.processor;
+    const regs = kvm.regs;
     kvm.meter.count(HV.EXIT_HANDLER_VMX_INSTRUCTION);
-    kvm.regs.readExitQualification();
-    const info = p.vmread(F.VMX_INSTRUCTION_INFO);
     const g = kvm.exitingRegisters();
-    const reg1 = (info & INFO.REG1_MASK) >>> INFO.REG1_SHIFT;
-    const reg2 = (info & INFO.REG2_MASK) >>> INFO.REG2_SHIFT;
     const ctx = this.ctx;
     ctx.operandFault = 0;
-    if (reason === EXIT_REASON.VMLAUNCH || reason === EXIT_REASON.VMRESUME) {
-      // kvm: nested_vmx_run reads the interrupt shadow before any check (MOV-SS blocking → VMfail 26).
-      ctx.movSsBlocking = (p.vmread(F.GUEST_INTERRUPTIBILITY_INFO) & 2) !== 0;
+    let info = 0;
+    switch (reason) {
+      case EXIT_REASON.VMLAUNCH:
+      case EXIT_REASON.VMRESUME:
+        // kvm: nested_vmx_run reads the interrupt shadow before any check (MOV-SS blocking → VMfail 26).
+        ctx.movSsBlocking = (p.vmread(F.GUEST_INTERRUPTIBILITY_INFO) & 2) !== 0;
+        // kvm: nested_vmx_check_permission → vmx_get_cpl (SS AR bytes through the segment cache).
+        ctx.cpl = regs.readCpl();
+        break;
+      case EXIT_REASON.VMOFF:
+        ctx.cpl = regs.readCpl();
+        break;
+      case EXIT_REASON.VMREAD:
+      case EXIT_REASON.VMWRITE:
+        // kvm: handle_vmread/handle_vmwrite read the qualification and information first, then the
+        // permission check, then the field register (kvm_register_read).
+        regs.readExitQualification();
+        info = p.vmread(F.VMX_INSTRUCTION_INFO);
+        ctx.cpl = regs.readCpl();
+        kvm.is64BitMode();
+        if ((info & INFO.REGISTER_OPERAND) === 0) this.#decodeMemoryOperand(info);
+        break;
+      case EXIT_REASON.INVEPT:
+      case EXIT_REASON.INVVPID:
+        // kvm: handle_invept/handle_invvpid — permission, information, the type register, then the
+        // descriptor's address.
+        ctx.cpl = regs.readCpl();
+        info = p.vmread(F.VMX_INSTRUCTION_INFO);
+        kvm.is64BitMode();
+        this.#decodeMemoryOperand(info);
+        break;
+      default:
+        // VMXON (its CPL check), VMCLEAR, VMPTRLD (nested_vmx_check_permission), VMPTRST; then the
+        // pointer's address (nested_vmx_get_vmptr → get_vmx_mem_address).
+        ctx.cpl = regs.readCpl();
+        info = p.vmread(F.VMX_INSTRUCTION_INFO);
+        this.#decodeMemoryOperand(info);
+        break;
     }
-    // kvm: nested_vmx_check_permission → vmx_get_cpl (SS AR bytes through the segment cache).
-    ctx.cpl = kvm.regs.readCpl();
-    if ((info & INFO.REGISTER_OPERAND) !== 0) kvm.is64BitMode();
-    ctx.rflags = kvm.regs.readRflags();
+    const reg1 = (info & INFO.REG1_MASK) >>> INFO.REG1_SHIFT;
+    const reg2 = (info & INFO.REG2_MASK) >>> INFO.REG2_SHIFT;
     const e = this.emulator;
     const ptrLo = g.gprLo[GPR.RAX]!;
     const ptrHi = g.gprHi[GPR.RAX]!;
@@ -433,13 +470,17 @@ export class KvmNested {
     }
     g.vmxOutcome = outcome;
     if (outcome === VMX_OUTCOME.ENTER_NON_ROOT) {
+      // kvm: nested_vmx_enter_non_root_mode passes L1's RIP to its tracepoint (kvm_rip_read), which
+      // is evaluated whether or not the tracepoint is enabled.
+      regs.readRip();
       this.#nestedVmEntry();
       return;
     }
     if (isVmxResultOutcome(outcome)) {
       // kvm: nested_vmx_fail — an enlightened VMCS must show L1 the VM-instruction error.
       if (outcome > 0) this.#entryHooks?.instructionFailed();
-      kvm.regs.writeRflags(ctx.rflags);
+      // kvm: nested_vmx_succeed/fail → vmx_get_rflags, then vmx_set_rflags with the status flags.
+      kvm.setRflags(rflagsAfterVmxResult(regs.readRflags(), outcome));
       kvm.skipInstruction();
       return;
     }
@@ -448,6 +489,19 @@ export class KvmNested {
       kvm.meter.count(HV.EVENT_INJECTION);
       p.vmwrite(F.VM_ENTRY_INTR_INFO_FIELD, 0x8000_0300 | (-outcome - 0x100));
     }
+  }
+
+  /**
+   * kvm: get_vmx_mem_address's register and segment reads for a memory operand described by `info`:
+   * the displacement (exit qualification), the base and index registers (kvm_register_read:
+   * is_64_bit_mode) and the segment (vmx_get_segment: four fields through the segment cache).
+   */
+  #decodeMemoryOperand(info: number): void {
+    const kvm = this.kvm;
+    kvm.regs.readExitQualification();
+    if ((info & INFO.BASE_INVALID) === 0) kvm.is64BitMode();
+    if ((info & INFO.INDEX_INVALID) === 0) kvm.is64BitMode();
+    kvm.regs.readWholeSegment(((info & INFO.SEGMENT_MASK) >>> INFO.SEGMENT_SHIFT) as SegmentRegister);
   }
 
   // ------------------------------------------------------------------------------------------
@@ -602,7 +656,9 @@ export class KvmNested {
       this.#l2Dr7 = DR7_RESET;
       this.#l1DebugLoad.run(kvm.processor);
     }
-    this.#copy(vmcs12, F.GUEST_RFLAGS);
+    // kvm: vmx_set_rflags(vcpu, vmcs12->guest_rflags).
+    kvm.setRflags(vmcs12.read(F.GUEST_RFLAGS));
+    kvm.meter.count(VMCS12_READ_EVENT);
     this.#write(F.EXCEPTION_BITMAP, (1 << 18) | vmcs12.read(F.EXCEPTION_BITMAP));
     this.#write(
       F.CR0_GUEST_HOST_MASK,
@@ -666,8 +722,7 @@ export class KvmNested {
         kvm.mmu.makeRequest(MMU_REQUEST.TLB_FLUSH_GUEST);
       }
     }
-    // RSP/RIP go through the register cache and are written at the entry.
-    kvm.regs.reset();
+    // RSP/RIP go through the register cache (reset by the VMCS switch) and are written at the entry.
     kvm.regs.writeRsp(vmcs12.read(F.GUEST_RSP) + vmcs12.hi * TWO_32);
     kvm.regs.writeRip(vmcs12.read(F.GUEST_RIP) + vmcs12.hi * TWO_32);
     this.state.nestedRunPending = false;
@@ -1052,8 +1107,10 @@ export class KvmNested {
     const info = kvm.processor.vmread(F.VMX_INSTRUCTION_INFO);
     const g = kvm.exitingRegisters();
     const reg2 = (info & INFO.REG2_MASK) >>> INFO.REG2_SHIFT;
+    // kvm: kvm_register_read of the field register (is_64_bit_mode reads CS AR bytes in long mode;
+    // the model's guest hypervisors are 64-bit).
+    kvm.is64BitMode();
     const fieldLo = g.gprLo[reg2]!;
-    // kvm: kvm_register_read is 64 bits in 64-bit mode (the model's guest hypervisors are 64-bit).
     if (g.gprHi[reg2]! !== 0 || fieldLo >>> 15 !== 0) return true;
     const bitmap = vmcs12.read(bitmapField) + vmcs12.hi * TWO_32;
     kvm.meter.count(VMCS12_READ_EVENT);
@@ -1132,7 +1189,7 @@ export class KvmNested {
         ? vmcs12.read(F.HOST_IA32_EFER)
         : eferInMode(kvm.mmu.efer, (exitControls & VM_EXIT_CTLS.VM_EXIT_HOST_ADDR_SPACE_SIZE) !== 0);
     this.#loadEfer(efer);
-    kvm.regs.writeRflags(0x2);
+    kvm.setRflags(0x2);
     // kvm: the interrupt shadow is cleared (vmx_set_interrupt_shadow reads it first).
     kvm.processor.vmread(F.GUEST_INTERRUPTIBILITY_INFO);
     this.#write(F.CR0_READ_SHADOW, cr0);
@@ -1158,7 +1215,11 @@ export class KvmNested {
       this.#write(F.GUEST_IA32_PAT, vmcs12.read(F.HOST_IA32_PAT), vmcs12.hi);
     }
     this.#hostSegments.run(kvm.processor, vmcs12);
+    // kvm: every __vmx_set_segment clears the segment cache (vmx_segment_cache_clear).
+    kvm.regs.clearSegments();
     this.#hostDebugLoad.run(kvm.processor);
+    // kvm: load_vmcs12_host_state ends with vmx_emulation_required on L1's new state.
+    kvm.checkGuestStateValid(cr0);
     kvm.regs.writeRsp(vmcs12.read(F.HOST_RSP) + vmcs12.hi * TWO_32);
     kvm.regs.writeRip(vmcs12.read(F.HOST_RIP) + vmcs12.hi * TWO_32);
     // The guest hypervisor's handler runs when it is entered.
@@ -1184,8 +1245,9 @@ export class KvmNested {
     if (r !== 0) throw new Error(`${kvm.name}: VMPTRLD of ${target.describe()} failed (${r})`);
     if (!kvm.config.noVcpuPutOnVmcsSwitch) {
       meter.count(HV.VCPU_LOAD);
-      // kvm v5.2 vmx_vcpu_load: host_debugctlmsr = get_debugctlmsr() (an exit in a guest hypervisor).
-      kvm.hostDebugctl = kvm.cpu.readDebugctl();
+      // kvm v5.2 vmx_vcpu_load: host_debugctlmsr = get_debugctlmsr() (an exit in a guest hypervisor);
+      // a kernel that snapshots it before every entry (hostDebugctlPerEntry) no longer reads it here.
+      if (!kvm.config.hostDebugctlPerEntry) kvm.hostDebugctl = kvm.cpu.readDebugctl();
       meter.count(HV.RDPKRU);
       meter.count(HV.PI_DESCRIPTOR_UPDATE);
     } else {

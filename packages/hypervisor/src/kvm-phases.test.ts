@@ -62,12 +62,14 @@ describe("KVM phases on the timeline", () => {
     ].join(" ");
     // L1's DEBUGCTL read is an RDMSR exit that L0 handles before L1 goes on to its VMRESUME.
     const l0HandlesRdmsr = [
+      `0:${P.SKIP_INSTRUCTION}`,
       `0:${P.PREPARE_ENTRY}`,
       `0:${P.SWITCH_TO_GUEST}`,
       `0:${P.SNAPSHOT_HOST_DEBUGCTL}`,
       `0:${P.VCPU_RUN}`,
     ].join(" ");
     const l1Handler = [
+      `1:${P.SKIP_INSTRUCTION}`,
       `1:${P.PREPARE_ENTRY}`,
       `1:${P.SWITCH_TO_GUEST}`,
       `1:${P.SNAPSHOT_HOST_DEBUGCTL}`,

@@ -16,6 +16,8 @@ export const KVM_PHASE = {
   SWITCH_TO_GUEST: 12,
   /** vcpu_enter_guest → get_debugctlmsr (`hostDebugctlPerEntry`). */
   SNAPSHOT_HOST_DEBUGCTL: 13,
+  /** kvm_skip_emulated_instruction at the end of an exit handler. */
+  SKIP_INSTRUCTION: 14,
   /** vmx_switch_vmcs. */
   SWITCH_VMCS: 4,
   /** prepare_vmcs02_early (with prepare_vmcs02_early_rare). */
@@ -53,6 +55,10 @@ const INFO: Readonly<Record<KvmPhase, KvmPhaseInfo>> = {
   [KVM_PHASE.SWITCH_TO_GUEST]: {
     step: "switch to the guest's state",
     kvm: "vmx_prepare_switch_to_guest, vmx_sync_pir_to_irr",
+  },
+  [KVM_PHASE.SKIP_INSTRUCTION]: {
+    step: "skip the emulated instruction",
+    kvm: "kvm_skip_emulated_instruction → skip_emulated_instruction",
   },
   [KVM_PHASE.SNAPSHOT_HOST_DEBUGCTL]: {
     step: "read the host's DEBUGCTL",

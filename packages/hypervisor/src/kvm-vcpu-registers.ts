@@ -80,6 +80,11 @@ export class VcpuRegisterCache {
     return this.#segmentValues[bit]!;
   }
 
+  /** kvm: vmx_segment_cache_clear, after KVM writes a segment (__vmx_set_segment). */
+  clearSegments(): void {
+    this.#segmentsAvailable = 0;
+  }
+
   /** kvm: vmx_get_segment — selector, base, limit and access rights of one segment, all cached. */
   readWholeSegment(segment: SegmentRegister): void {
     this.readSegment(segment, SEGMENT_FIELD.BASE);

@@ -845,12 +845,14 @@ export class Kvm implements ExitSink {
    * single-step check reads RFLAGS.
    */
   skipInstruction(): void {
+    this.tracePhase(KVM_PHASE.SKIP_INSTRUCTION);
     const p = this.processor;
+    // RFLAGS first: kvm_skip_emulated_instruction checks it for single-stepping after the skip.
+    this.regs.readRflags();
     const length = p.vmread(F.VM_EXIT_INSTRUCTION_LEN);
     this.regs.writeRip(this.regs.readRip() + length);
     const interruptibility = p.vmread(F.GUEST_INTERRUPTIBILITY_INFO);
     if ((interruptibility & 3) !== 0) p.vmwrite(F.GUEST_INTERRUPTIBILITY_INFO, interruptibility & ~3);
-    this.regs.readRflags();
   }
 
   #handleCpuid(): void {
@@ -1042,7 +1044,8 @@ export class Kvm implements ExitSink {
       }
     } else if (type === 1) {
       const value = cr === 0 ? this.readCr0() : cr === 4 ? this.readCr4() : this.mmu.cr3;
-      g.setGpr(gpr, value >>> 0, Math.floor(value / TWO_32));
+      // kvm: kvm_register_write truncates to 32 bits outside 64-bit mode (is_64_bit_mode).
+      g.setGpr(gpr, value >>> 0, this.is64BitMode() ? Math.floor(value / TWO_32) : 0);
     }
     this.skipInstruction();
   }
@@ -1087,7 +1090,8 @@ export class Kvm implements ExitSink {
    * code_segment_valid, stack_segment_valid), DS, ES, FS, GS (data_segment_valid), TR and LDTR; in
    * real or VM86 mode CS, SS, DS, ES, FS, GS (rmode_segment_valid). Every read is the whole segment
    * (vmx_get_segment). The model's guests always pass; a CS/SS RPL mismatch, after which KVM would
-   * emulate the guest (emulate_invalid_guest_state), is not modelled and throws.
+   * emulate the guest (emulate_invalid_guest_state) or fail a nested entry, is not modelled and
+   * throws. Real mode is read as whole segments too, without KVM's enter_rmode (not modelled).
    */
   checkGuestStateValid(cr0: number): void {
     if (this.#isUnrestrictedGuest()) return;
@@ -1102,15 +1106,31 @@ export class Kvm implements ExitSink {
     if ((cs & 3) !== (ss & 3)) {
       throw new Error(
         `${this.name}: CS.RPL ${cs & 3} differs from SS.RPL ${ss & 3} without unrestricted guest; ` +
-          "KVM would emulate the invalid guest state, which the model does not",
+          "invalid guest state (emulated by KVM, or a failed nested entry) is not modelled",
       );
     }
   }
 
   /**
+   * kvm: vmx_set_rflags. With unrestricted guest one VMWRITE and the cache; without it the old
+   * value is read first (vmx_get_rflags), and a change of RFLAGS.VM re-runs the guest-state check.
+   * (vm86 mode, which KVM uses for real mode without unrestricted guest, is not modelled.)
+   */
+  setRflags(value: number): void {
+    if (this.#isUnrestrictedGuest()) {
+      this.regs.writeRflags(value);
+      return;
+    }
+    const old = this.regs.readRflags();
+    this.regs.writeRflags(value);
+    if (((old ^ value) & RFLAGS.VM) !== 0) this.checkGuestStateValid(this.mmu.cr0);
+  }
+
+  /**
    * kvm: is_unrestricted_guest — the module's enable_unrestricted_guest (which needs EPT) and, for
-   * L2, "unrestricted guest" among vmcs02's secondary controls, read from KVM's copy (no VMREAD;
-   * kernels before the 2020 check of L2's control, such as v5.2, trusted the module parameter alone).
+   * L2, "unrestricted guest" among vmcs02's secondary controls, read from KVM's copy (no VMREAD).
+   * The L2 test dates from 2020; the model applies it under every preset, like the rest of 6.12's
+   * behaviour that no flag covers.
    */
   #isUnrestrictedGuest(): boolean {
     if (!this.useEpt) return false;

@@ -28,8 +28,18 @@ const TWO_32 = 4294967296;
 const VMX_INSTRUCTION_LENGTH = 3;
 /** VMX instruction information for VMREAD/VMWRITE with register operands: Reg1 = RAX, Reg2 = RDX, bit 10 set. */
 const REGISTER_FORM = (GPR.RAX << INFO.REG1_SHIFT) | INFO.REGISTER_OPERAND | (GPR.RDX << INFO.REG2_SHIFT);
-/** INVEPT/INVVPID: the type in Reg2 = RDX; the descriptor (modelled as its EPTP or VPID) in RAX. */
-const TYPE_IN_RDX = GPR.RDX << INFO.REG2_SHIFT;
+/**
+ * A memory operand addressed by RAX alone, 64-bit address size, DS segment (what `vmptrld (%rax)`
+ * reports; SDM 28.2.5). The model puts the operand's value, not its address, in RAX: its guest
+ * hypervisors have no page tables of their own through which KVM would read it.
+ */
+const MEMORY_AT_RAX =
+  (2 << INFO.ADDRESS_SIZE_SHIFT) |
+  (3 << INFO.SEGMENT_SHIFT) |
+  INFO.INDEX_INVALID |
+  (GPR.RAX << INFO.BASE_SHIFT);
+/** INVEPT/INVVPID: the type in Reg2 = RDX; the descriptor (modelled as its EPTP or VPID) at RAX. */
+const TYPE_IN_RDX = (GPR.RDX << INFO.REG2_SHIFT) | MEMORY_AT_RAX;
 /** RDMSR is 0F 32 (SDM Vol. 2B). */
 const RDMSR_LENGTH = 2;
 
@@ -100,7 +110,7 @@ export class NestedVmcsProcessor extends VmcsProcessor {
   }
 
   override vmxon(address: number): VmxResult {
-    return this.#cpu.trap(EXIT_REASON.VMON, 0, address, 0);
+    return this.#cpu.trap(EXIT_REASON.VMON, MEMORY_AT_RAX, address, 0);
   }
 
   override vmxoff(): VmxResult {
@@ -108,7 +118,7 @@ export class NestedVmcsProcessor extends VmcsProcessor {
   }
 
   override vmptrld(address: number): VmxResult {
-    const result = this.#cpu.trap(EXIT_REASON.VMPTRLD, 0, address, 0);
+    const result = this.#cpu.trap(EXIT_REASON.VMPTRLD, MEMORY_AT_RAX, address, 0);
     if (result === VMX_RESULT.SUCCEED) {
       const vmcs = this.vmcsAt(address);
       if (vmcs === undefined) throw new Error(`VMPTRLD of 0x${address.toString(16)}: no VMCS handle there`);
@@ -118,7 +128,7 @@ export class NestedVmcsProcessor extends VmcsProcessor {
   }
 
   override vmclear(address: number): VmxResult {
-    const result = this.#cpu.trap(EXIT_REASON.VMCLEAR, 0, address, 0);
+    const result = this.#cpu.trap(EXIT_REASON.VMCLEAR, MEMORY_AT_RAX, address, 0);
     if (result === VMX_RESULT.SUCCEED && this.#current?.address === address) this.#current = null;
     return result;
   }

@@ -20,7 +20,7 @@ describe("nestvisor explain", () => {
     const r = runCli(["explain", "cpuid"]);
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(
-      /^cpuid at L2: CPUID round trip 3 of 3, preset v6\.12, profile intel-server\n8,152 cycles in \d+ steps/,
+      /^cpuid at L2: CPUID round trip 3 of 3, preset v6\.12, profile intel-server\n8,142 cycles in \d+ steps/,
     );
     expect(r.stdout).toMatch(/ {2}1 {2}L2→L0 {2}VM exit: CPUID +260 cycles/);
     expect(r.stdout).toContain("mirrors  nested_vmx_reflect_vmexit");

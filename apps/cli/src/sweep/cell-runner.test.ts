@@ -36,12 +36,12 @@ describe("CellRunner", () => {
       model: null,
       profile: "intel-server",
       flags: {},
-      cyclesPerIteration: 8152,
+      cyclesPerIteration: 8142,
     });
     expect(kvm.guest).toMatch(/^[0-9a-f]{16}$/);
     const evmcs = await runner.run(grid.cells[1]!, frame);
     expect(evmcs.model).toBe("kvm-evmcs");
-    expect(evmcs.cyclesPerIteration).toBe(7120);
+    expect(evmcs.cyclesPerIteration).toBe(7110);
     expect(evmcs.guest).toBe(kvm.guest);
     // Pure: the same cell gives the same row again, in a fresh runner too.
     expect(await new CellRunner(repo).run(grid.cells[1]!, frame)).toEqual(evmcs);
