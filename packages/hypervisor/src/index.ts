@@ -166,7 +166,13 @@ export {
 } from "./kvm";
 export { KvmNested } from "./kvm-nested";
 export { KVM_PHASE, type KvmPhase, type KvmPhaseInfo, kvmPhaseInfo } from "./kvm-phases";
-export { VcpuRegisterCache } from "./kvm-vcpu-registers";
+export {
+  SEGMENT,
+  SEGMENT_FIELD,
+  type SegmentField,
+  type SegmentRegister,
+  VcpuRegisterCache,
+} from "./kvm-vcpu-registers";
 export { Machine, type MachineOptions } from "./machine";
 export {
   type ExitReflectionPolicy,

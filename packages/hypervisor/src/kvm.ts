@@ -88,6 +88,7 @@ import { KVM_PHASE, type KvmPhase } from "./kvm-phases";
 import { SEGMENT, SEGMENT_FIELD, type SegmentRegister, VcpuRegisterCache } from "./kvm-vcpu-registers";
 import type { ModelPolicies } from "./model-policies";
 import { msrBitmapIntercepts, writeMsrBitmap } from "./msr-bitmap";
+import { TRACKED_WRITE_LENGTH } from "./nested-vmx-cpu";
 import { CR0_PDPTR_BITS, CR4_PDPTR_BITS } from "./pae-paging";
 import type { TransitionLedger } from "./transition-ledger";
 import { VMCS_FIELD as F, GUEST_PDPTR_FIELDS } from "./vmcs-field-encodings";
@@ -1364,7 +1365,31 @@ export class Kvm implements ExitSink {
     if (bytes === 8) memory.write64(host, g.gprLo[GPR.RAX]!, g.gprLo[GPR.RDX]!);
     else memory.write32(host, g.gprLo[GPR.RAX]!);
     this.shadow.trackedWrite(gpa, bytes);
-    this.skipInstruction();
+    this.#emulatorRegisterAccesses();
+  }
+
+  /**
+   * kvm: x86_emulate_instruction's VMCS traffic for the store that hit a write-tracked page (the
+   * guest hypervisors are 64-bit): init_emulate_ctxt reads CS.L/D, RFLAGS and RIP; the instruction
+   * fetch (kvm_fetch_guest_virt) reads the CPL and, for the walk of the guest's tables, CR3
+   * (kvm_read_cr3); the store's address is the faulting gpa (gpa_available), so no second walk. The
+   * writeback reads the interrupt shadow (toggle_interruptibility), advances RIP by the decoded length
+   * (written at the entry) and writes RFLAGS (__kvm_set_rflags). The decode, the walk and the
+   * emulation themselves are TRACKED_WRITE's cycles; the model's guest hypervisors have no page tables
+   * of their own to walk.
+   */
+  #emulatorRegisterAccesses(): void {
+    const regs = this.regs;
+    const p = this.processor;
+    this.is64BitMode();
+    const rflags = regs.readRflags();
+    const rip = regs.readRip();
+    regs.readCpl();
+    p.vmread(F.GUEST_CR3);
+    const interruptibility = p.vmread(F.GUEST_INTERRUPTIBILITY_INFO);
+    if ((interruptibility & 3) !== 0) p.vmwrite(F.GUEST_INTERRUPTIBILITY_INFO, interruptibility & ~3);
+    regs.writeRip(rip + TRACKED_WRITE_LENGTH);
+    this.setRflags(rflags);
   }
 
   /** INVEPT on behalf of a guest hypervisor (kvm: handle_invept after the checks). */

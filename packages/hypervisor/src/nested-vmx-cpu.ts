@@ -42,6 +42,12 @@ const MEMORY_AT_RAX =
 const TYPE_IN_RDX = (GPR.RDX << INFO.REG2_SHIFT) | MEMORY_AT_RAX;
 /** RDMSR is 0F 32 (SDM Vol. 2B). */
 const RDMSR_LENGTH = 2;
+/**
+ * The length of the store a guest hypervisor writes a page-table entry with (a MOV with a REX prefix
+ * and a memory operand). VM_EXIT_INSTRUCTION_LEN is undefined for EPT violations and #PF (SDM 28.2.5),
+ * so the parent learns it by decoding the instruction (x86_decode_insn).
+ */
+export const TRACKED_WRITE_LENGTH = 4;
 
 /**
  * The guest hypervisor can use VMCS shadowing on the CPU its parent offers (kvm: cpu_has_vmx_shadow_vmcs,
@@ -340,13 +346,13 @@ export class NestedVmxCpu implements VmxCpu {
     ctx.setGpr(GPR.RCX, bytes, 0);
     if (this.#parentUsesEpt) {
       const info = hw.exitInfo.reset(EXIT_REASON.EPT_VIOLATION);
-      info.instructionLength = 4;
+      info.instructionLength = TRACKED_WRITE_LENGTH;
       // SDM 28.2.1 Table 28-7: a data write (bit 1) to a present, readable, executable entry (bits 3, 5).
       info.qualificationLo = 0x2 | 0x8 | 0x20;
       info.gpa = gpa;
     } else {
       const info = hw.exitInfo.reset(EXIT_REASON.EXCEPTION_NMI);
-      info.instructionLength = 4;
+      info.instructionLength = TRACKED_WRITE_LENGTH;
       // SDM 25.9.2: valid, error code delivered, hardware exception, vector 14; SDM 28.2.1: the
       // qualification of a #PF exit is the linear address. Error code: present | write (SDM 4.7).
       info.interruptionInfo = 0x80000b0e;

@@ -1,0 +1,59 @@
+import { CountingMeter, fieldByEncoding } from "@nestvisor/vmx";
+import { describe, expect, it } from "vitest";
+import { builtinWorkload } from "./builtin-workloads";
+import { COST_CATALOGS } from "./cost-catalogs";
+import { resolveFlags } from "./kernel-presets";
+import { Machine } from "./machine";
+
+/**
+ * L1 writes its EPT12 tables, which L0 write-tracks: each store is an EPT violation that L0 emulates
+ * (kvm: page_fault_handle_page_track → x86_emulate_instruction). What L0 reads and writes in the VMCS
+ * from the tracked write to the next entry.
+ */
+describe("an emulated store to a write-tracked page", () => {
+  it("reads CS.L, RFLAGS, RIP, the CPL, CR3 and the interrupt shadow, and writes RFLAGS; no instruction length", () => {
+    const m = new Machine({
+      program: builtinWorkload("touch_memory", { level: 2, pages: 4 }),
+      config: resolveFlags("v6.12", {}),
+      meter: new CountingMeter(COST_CATALOGS),
+    });
+    const l0 = m.kvms[0]!;
+    const p = l0.processor;
+    const log: string[][] = [];
+    let current: string[] | null = null;
+    const name = (encoding: number) => fieldByEncoding(encoding)?.name ?? String(encoding);
+    const vmread = p.vmread.bind(p);
+    p.vmread = (encoding: number) => {
+      // The entry that follows starts with vmx_sync_pir_to_irr's RVI read.
+      if (name(encoding) === "GUEST_INTR_STATUS") current = null;
+      current?.push(`read ${name(encoding)}`);
+      return vmread(encoding);
+    };
+    const vmwrite = p.vmwrite.bind(p);
+    p.vmwrite = (encoding: number, lo: number, hi?: number) => {
+      current?.push(`write ${name(encoding)}`);
+      return vmwrite(encoding, lo, hi);
+    };
+    const shadow = l0.shadow;
+    const trackedWrite = shadow.trackedWrite.bind(shadow);
+    shadow.trackedWrite = (gpa: number, bytes: number, paePaging?: boolean) => {
+      const r = trackedWrite(gpa, bytes, paePaging);
+      current = [];
+      log.push(current);
+      return r;
+    };
+    m.run();
+    expect(log.length).toBeGreaterThan(0);
+    for (const accesses of log) {
+      expect(accesses).toEqual([
+        "read GUEST_CS_AR_BYTES",
+        "read GUEST_RFLAGS",
+        "read GUEST_RIP",
+        "read GUEST_SS_AR_BYTES",
+        "read GUEST_CR3",
+        "read GUEST_INTERRUPTIBILITY_INFO",
+        "write GUEST_RFLAGS",
+      ]);
+    }
+  });
+});
