@@ -230,6 +230,8 @@ export class Kvm implements ExitSink {
   launched01 = false;
   /** KVM_REQ_LOAD_MMU_PGD: write EPT_POINTER before the next entry. */
   loadPgdRequested = true;
+  /** KVM_REQ_TLB_FLUSH: a remote flush asked this vCPU to flush every context before its next entry. */
+  tlbFlushAllRequested = false;
   /** Flag D off: a vCPU put cleared guest_state_loaded, so the next entry re-saves host state. */
   hostStateReloadPending = false;
   /**
@@ -312,6 +314,10 @@ export class Kvm implements ExitSink {
       meter: this.meter,
       memslots: this.memslots,
     });
+    // kvm: kvm_flush_remote_tlbs → KVM_REQ_TLB_FLUSH on the VM's (one) vCPU.
+    this.store.onRemoteFlush = () => {
+      this.tlbFlushAllRequested = true;
+    };
     this.useEpt = (options.cpuOffersEpt ?? true) && (this.level === 0 ? this.config.ept : this.config.l1Ept);
     const holder: { tdp: TdpMmu | null } = { tdp: null };
     this.shadow = new ShadowMmu({
@@ -646,6 +652,18 @@ export class Kvm implements ExitSink {
     }
   }
 
+  /**
+   * kvm: kvm_vcpu_flush_tlb_all → vmx_flush_tlb_all: with EPT an INVEPT of every EPTP
+   * (ept_sync_global), else an INVVPID of every VPID (vpid_sync_vcpu_global; the model's CPUs offer
+   * the all-context type). A guest hypervisor's is an exit that L0 emulates (handle_invept frees all
+   * of L2's shadow-EPT roots).
+   */
+  #flushTlbAll(): void {
+    this.meter.count(HV.TLB_FLUSH_ALL);
+    if (this.useEpt) this.cpu.invept(INVEPT_TYPE.GLOBAL, 0);
+    else this.cpu.invvpid(INVVPID_TYPE.ALL_CONTEXTS, 0);
+  }
+
   /** kvm: kvm_vcpu_flush_tlb_guest → vmx_flush_tlb_guest: INVVPID of the current VPID. */
   #flushTlbGuest(): void {
     this.meter.count(HV.TLB_FLUSH_GUEST);
@@ -726,6 +744,12 @@ export class Kvm implements ExitSink {
     if (this.loadPgdRequested) {
       this.loadPgdRequested = false;
       this.#loadMmuPgd();
+    }
+    // kvm: KVM_REQ_TLB_FLUSH before the local flushes; flushing everything subsumes "current".
+    if (this.tlbFlushAllRequested) {
+      this.tlbFlushAllRequested = false;
+      this.#flushTlbAll();
+      if (mmu.requests !== 0) mmu.checkRequest(MMU_REQUEST.TLB_FLUSH_CURRENT);
     }
     if (mmu.requests !== 0) {
       if (mmu.checkRequest(MMU_REQUEST.TLB_FLUSH_CURRENT)) this.#flushTlbCurrent();
@@ -882,11 +906,12 @@ export class Kvm implements ExitSink {
   #handleVmcall(): void {
     this.meter.count(HV.EXIT_HANDLER_VMCALL);
     // kvm: is_64_bit_hypercall and the CPL check read CS and SS AR bytes (segment cache).
-    this.is64BitMode();
+    const op64 = this.is64BitMode();
     this.regs.readCpl();
     const g = this.exitingRegisters();
-    // kvm: kvm_emulate_hypercall — an unknown hypercall returns -KVM_ENOSYS (1000) in RAX.
-    g.setGpr(GPR.RAX, -1000 >>> 0, 0xffffffff);
+    // kvm: kvm_emulate_hypercall — an unknown hypercall returns -KVM_ENOSYS (1000) in RAX, truncated
+    // to 32 bits outside 64-bit mode.
+    g.setGpr(GPR.RAX, -1000 >>> 0, op64 ? 0xffffffff : 0);
     this.skipInstruction();
   }
 

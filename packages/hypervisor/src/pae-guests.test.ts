@@ -4,6 +4,7 @@ import { describe, expect, it } from "vitest";
 import { COST_CATALOGS } from "./cost-catalogs";
 import { resolveFlags } from "./kernel-presets";
 import { Machine } from "./machine";
+import { runWorkload } from "./run-workload";
 import { VMCS_FIELD as F, GUEST_PDPTR_FIELDS } from "./vmcs-field-encodings";
 import { workload } from "./workload-builder";
 import type { PagingName } from "./workload-spec";
@@ -123,5 +124,15 @@ describe("is_64_bit_mode outside long mode", () => {
     expect(csReads("pae")).toEqual({ ar: 0, base: 1 });
     // In 64-bit mode each exit reads CS.L once (the segment cache is reset per exit) and no base.
     expect(csReads("4-level")).toEqual({ ar: 2, base: 0 });
+  });
+
+  it("returns VMCALL's -KVM_ENOSYS in 32 bits to a PAE guest and in 64 to a 64-bit one (kvm_emulate_hypercall)", () => {
+    const rax = (paging: PagingName) =>
+      runWorkload({
+        program: workload("vmcall").setup({ level: 1, paging, memory: "16MiB" }).vmcall().build(),
+        config: resolveFlags("v6.12", {}),
+      }).snapshot.gprs[0];
+    expect(rax("pae")).toBe("0xfffffc18");
+    expect(rax("4-level")).toBe("0xfffffffffffffc18");
   });
 });

@@ -1,5 +1,7 @@
+import { CountingMeter } from "@nestvisor/vmx";
 import { describe, expect, it } from "vitest";
 import { builtinWorkload } from "./builtin-workloads";
+import { COST_CATALOGS } from "./cost-catalogs";
 import { resolveFlags } from "./kernel-presets";
 import { Machine } from "./machine";
 import { steadyStateCounts } from "./testing/steady-state-counts";
@@ -49,5 +51,50 @@ describe("TLB flushes execute INVEPT/INVVPID (kvm: vmx_flush_tlb_current)", () =
     const c = perIteration(2, "v5.2", { l1Ept: false });
     expect(c.EMULATED_INVVPID).toBeGreaterThan(0);
     expect(c.INVVPID).toBe(c.EMULATED_INVVPID);
+  });
+});
+
+describe("remote TLB flushes (kvm: kvm_flush_remote_tlbs → KVM_REQ_TLB_FLUSH → vmx_flush_tlb_all)", () => {
+  function cpuidMachine(level: 1 | 2, flags: Record<string, boolean> = {}) {
+    const meter = new CountingMeter(COST_CATALOGS);
+    const machine = new Machine({
+      program: builtinWorkload("cpuid", { level, iterations: 2 }),
+      config: resolveFlags("v6.12", flags),
+      meter,
+    });
+    return { machine, meter };
+  }
+
+  it("at L0: one INVEPT of every EPTP before the next entry", () => {
+    const { machine, meter } = cpuidMachine(1);
+    const before = meter.snapshot();
+    machine.kvms[0]!.store.remoteFlush();
+    machine.run();
+    const d = meter.diff(before);
+    expect(d.TLB_FLUSH_REQUEST).toBe(1);
+    expect(d.TLB_FLUSH_ALL).toBe(1);
+    expect(d.INVEPT).toBe(1);
+  });
+
+  it("in a guest hypervisor with EPT: an INVEPT exit, and L0 frees every EPT02 root (handle_invept, global)", () => {
+    const { machine, meter } = cpuidMachine(2);
+    const before = meter.snapshot();
+    machine.kvms[1]!.store.remoteFlush();
+    machine.run();
+    const d = meter.diff(before);
+    expect(d.TLB_FLUSH_ALL).toBe(1);
+    expect(d.EMULATED_INVEPT).toBe(1);
+    // The next nested entry finds no EPT02 root: it loads one (and L0 flushes it natively).
+    expect(d.ROOT_LOAD).toBeGreaterThanOrEqual(1);
+  });
+
+  it("without EPT: an INVVPID of every VPID", () => {
+    const { machine, meter } = cpuidMachine(2, { l1Ept: false });
+    const before = meter.snapshot();
+    machine.kvms[1]!.store.remoteFlush();
+    machine.run();
+    const d = meter.diff(before);
+    expect(d.TLB_FLUSH_ALL).toBe(1);
+    expect(d.EMULATED_INVVPID).toBe(1);
   });
 });

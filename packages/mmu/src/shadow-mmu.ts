@@ -442,7 +442,7 @@ export class ShadowMmu {
         store.unlinkParent(existing, tableId, index);
         memory.write64(pa, 0, 0);
         this.count(MMU_EVENTS.SPTE_WRITE);
-        this.count(MMU_EVENTS.TLB_FLUSH_REQUEST);
+        this.store.remoteFlush();
         lo = 0;
       }
       const baseGfn = gfn - (gfn % SPAN[level]!);
@@ -584,7 +584,7 @@ export class ShadowMmu {
     list.length = keep;
     if (keep === 0) this.#gfnPages.delete(gfn);
     // kvm: kvm_mmu_remote_flush_or_zap.
-    if (store.commitZap() === 0 && flush) this.count(MMU_EVENTS.TLB_FLUSH_REQUEST);
+    if (store.commitZap() === 0 && flush) this.store.remoteFlush();
     return matched;
   }
 
@@ -655,7 +655,7 @@ export class ShadowMmu {
       // kvm: drop_large_spte.
       memory.write64(pa, 0, 0);
       this.count(MMU_EVENTS.SPTE_WRITE);
-      this.count(MMU_EVENTS.TLB_FLUSH_REQUEST);
+      this.store.remoteFlush();
     }
     const childHpa = store.hostPage(child);
     const adDisabled = (store.role(child) & PAGE_ROLE.AD_DISABLED) !== 0;
@@ -701,7 +701,7 @@ export class ShadowMmu {
       // kvm: drop_spte and a remote flush when the pfn changes.
       memory.write64(pa, 0, 0);
       this.count(MMU_EVENTS.SPTE_WRITE);
-      this.count(MMU_EVENTS.TLB_FLUSH_REQUEST);
+      this.store.remoteFlush();
     }
     const adDisabled = (this.store.role(tableId) & PAGE_ROLE.AD_DISABLED) !== 0;
     const lo = leafSpteLo(this.format, hpa, 1, access, hostWritable, adDisabled);
@@ -713,7 +713,7 @@ export class ShadowMmu {
       memory.write64(pa, lo, hi);
       this.count(MMU_EVENTS.SPTE_WRITE);
       if (present && (oldLo & SPTE_WRITABLE) !== 0 && (lo & SPTE_WRITABLE) === 0) {
-        this.count(MMU_EVENTS.TLB_FLUSH_REQUEST);
+        this.store.remoteFlush();
       }
       if ((access & ACC.WRITE) !== 0) this.#indexAdd(this.#rmap, gfn, pa);
     }
@@ -742,7 +742,7 @@ export class ShadowMmu {
         flush = true;
       }
       this.#rmap.delete(gfn);
-      if (flush) this.count(MMU_EVENTS.TLB_FLUSH_REQUEST);
+      if (flush) this.store.remoteFlush();
     }
     this.#onWriteProtectGfn?.(gfn);
   }

@@ -93,6 +93,12 @@ export class ShadowPageStore {
   #tdpPages = 0;
   readonly #writeTrack = new Map<number, number>();
   readonly #hooks: ZapAllFastHooks[] = [];
+  /**
+   * Called on every remote TLB flush (kvm: kvm_flush_remote_tlbs → KVM_REQ_TLB_FLUSH for every vCPU
+   * of the VM): the VM's owner makes the request, which the vCPU serves before its next entry with a
+   * flush of all its contexts (kvm_vcpu_flush_tlb_all). Null: the flush is only counted.
+   */
+  onRemoteFlush: (() => void) | null = null;
   readonly #obsoleteRootListeners: (() => void)[] = [];
   readonly #counts: Float64Array | null;
 
@@ -534,13 +540,19 @@ export class ShadowPageStore {
     return zapped;
   }
 
+  /** kvm: kvm_flush_remote_tlbs — one TLB_FLUSH_REQUEST, and the request to the VM's vCPUs. */
+  remoteFlush(): void {
+    this.#count(MMU_EVENTS.TLB_FLUSH_REQUEST);
+    this.onRemoteFlush?.();
+  }
+
   /**
    * kvm: kvm_mmu_commit_zap_page — a remote TLB flush, then every prepared page is freed (off its
    * hash bucket, host page returned). Returns the number of pages freed.
    */
   commitZap(): number {
     if (this.#invalidHead === NONE) return 0;
-    this.#count(MMU_EVENTS.TLB_FLUSH_REQUEST);
+    this.remoteFlush();
     let freed = 0;
     while (this.#invalidHead !== NONE) {
       const id = this.#invalidHead;

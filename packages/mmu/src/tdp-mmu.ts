@@ -200,7 +200,7 @@ export class TdpMmu {
       if (this.store.isInvalid(id)) continue;
       if (this.#zapLeafs(this.store.hostPage(id), this.store.level(id), 0, startGfn, endGfn)) flush = true;
     }
-    if (flush) this.#count(MMU_EVENTS.TLB_FLUSH_REQUEST);
+    if (flush) this.store.remoteFlush();
     return flush;
   }
 
@@ -337,7 +337,7 @@ export class TdpMmu {
         break;
       }
     }
-    if (changed) this.#count(MMU_EVENTS.TLB_FLUSH_REQUEST);
+    if (changed) this.store.remoteFlush();
     return changed;
   }
 
