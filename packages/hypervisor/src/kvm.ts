@@ -107,15 +107,8 @@ const PMODE_CHECKED_SEGMENTS: readonly SegmentRegister[] = Object.freeze([
   SEGMENT.TR,
   SEGMENT.LDTR,
 ]);
-/** The segments it reads in real or VM86 mode (rmode_segment_valid). */
-const RMODE_CHECKED_SEGMENTS: readonly SegmentRegister[] = Object.freeze([
-  SEGMENT.CS,
-  SEGMENT.SS,
-  SEGMENT.DS,
-  SEGMENT.ES,
-  SEGMENT.FS,
-  SEGMENT.GS,
-]);
+/** The segments it reads in real or VM86 mode (rmode_segment_valid): the same six, no TR or LDTR. */
+const RMODE_CHECKED_SEGMENTS: readonly SegmentRegister[] = Object.freeze(PMODE_CHECKED_SEGMENTS.slice(0, 6));
 
 /** Where KVM keeps its own pages in its physical memory (a model layout; see `KvmLayout`). */
 export const KVM_PAGE = {
