@@ -409,18 +409,30 @@ export class KvmNested {
       case EXIT_REASON.INVEPT:
       case EXIT_REASON.INVVPID:
         // kvm: handle_invept/handle_invvpid — permission, information, the type register, then the
-        // descriptor's address.
+        // descriptor's address and its read through L1's tables.
         ctx.cpl = regs.readCpl();
         info = p.vmread(F.VMX_INSTRUCTION_INFO);
         kvm.is64BitMode();
         this.#decodeMemoryOperand(info);
+        this.#operandWalk(true);
         break;
+      case EXIT_REASON.VMON: {
+        // kvm: handle_vmxon — CR0 and CR4 (kvm_read_cr0/cr4) against the VMX-fixed bits after the CPL.
+        ctx.cpl = regs.readCpl();
+        kvm.mmu.cacheGuestOwnedCr0(p.vmread(F.GUEST_CR0), kvm.cr0GuestOwnedBits());
+        p.vmread(F.GUEST_CR4);
+        info = p.vmread(F.VMX_INSTRUCTION_INFO);
+        this.#decodeMemoryOperand(info);
+        this.#operandWalk(false);
+        break;
+      }
       default:
-        // VMXON (its CPL check), VMCLEAR, VMPTRLD (nested_vmx_check_permission), VMPTRST; then the
-        // pointer's address (nested_vmx_get_vmptr → get_vmx_mem_address).
+        // VMCLEAR, VMPTRLD (nested_vmx_check_permission), VMPTRST; then the pointer's address
+        // (nested_vmx_get_vmptr → get_vmx_mem_address) and its read through L1's tables.
         ctx.cpl = regs.readCpl();
         info = p.vmread(F.VMX_INSTRUCTION_INFO);
         this.#decodeMemoryOperand(info);
+        this.#operandWalk(true);
         break;
     }
     const reg1 = (info & INFO.REG1_MASK) >>> INFO.REG1_SHIFT;
@@ -502,6 +514,20 @@ export class KvmNested {
     if ((info & INFO.BASE_INVALID) === 0) kvm.is64BitMode();
     if ((info & INFO.INDEX_INVALID) === 0) kvm.is64BitMode();
     kvm.regs.readWholeSegment(((info & INFO.SEGMENT_MASK) >>> INFO.SEGMENT_SHIFT) as SegmentRegister);
+  }
+
+  /**
+   * kvm: the VMCS reads of kvm_read_guest_virt's walk of L1's tables to the memory operand: CR3
+   * (kvm_read_cr3, L1's own register under EPT), RFLAGS (permission_fault's SMAP check) and, under
+   * EPT, CR0.WP (kvm_mmu_refresh_passthrough_bits), unless `readCr0` is false because this exit read
+   * CR0 already. The walk itself is not modelled: the model's guest hypervisors have no page tables.
+   */
+  #operandWalk(readCr0: boolean): void {
+    const kvm = this.kvm;
+    const p = kvm.processor;
+    if (kvm.useEpt) p.vmread(F.GUEST_CR3);
+    kvm.regs.readRflags();
+    if (kvm.useEpt && readCr0) kvm.mmu.cacheGuestOwnedCr0(p.vmread(F.GUEST_CR0), kvm.cr0GuestOwnedBits());
   }
 
   // ------------------------------------------------------------------------------------------

@@ -1377,37 +1377,54 @@ export class Kvm implements ExitSink {
     if (g.kind !== GUEST_KIND.HYPERVISOR) {
       throw new Error(`${this.name}: a workload wrote a write-tracked page at 0x${gpa.toString(16)}`);
     }
+    const rip = this.#emulatorDecodeAccesses();
     const bytes = g.gprLo[GPR.RCX]!;
     const host = this.memslots.gfnToHpa(Math.floor(gpa / PAGE)) + (gpa % PAGE);
     const memory = this.cpu.memory;
     if (bytes === 8) memory.write64(host, g.gprLo[GPR.RAX]!, g.gprLo[GPR.RDX]!);
     else memory.write32(host, g.gprLo[GPR.RAX]!);
     this.shadow.trackedWrite(gpa, bytes);
-    this.#emulatorRegisterAccesses();
+    this.#emulatorWriteback(rip);
   }
 
   /**
-   * kvm: x86_emulate_instruction's VMCS traffic for the store that hit a write-tracked page (the
-   * guest hypervisors are 64-bit): init_emulate_ctxt reads CS.L/D, RFLAGS and RIP; the instruction
-   * fetch (kvm_fetch_guest_virt) reads the CPL and, for the walk of the guest's tables, CR3
-   * (kvm_read_cr3); the store's address is the faulting gpa (gpa_available), so no second walk. The
-   * writeback reads the interrupt shadow (toggle_interruptibility), advances RIP by the decoded length
-   * (written at the entry) and writes RFLAGS (__kvm_set_rflags). The decode, the walk and the
-   * emulation themselves are TRACKED_WRITE's cycles; the model's guest hypervisors have no page tables
-   * of their own to walk.
+   * kvm: the VMCS reads from the write-protection fault to the decoded store (the guest hypervisors
+   * are 64-bit). With EPT: kvm_mmu_write_protect_fault reads RIP (its retry check); init_emulate_ctxt
+   * CS.L/D and RFLAGS; the instruction fetch CR4 (__linearize's address width), the CPL
+   * (kvm_fetch_guest_virt), and for the walk of the guest's tables CR3 (kvm_read_cr3) and CR0.WP
+   * (permission_fault → kvm_mmu_refresh_passthrough_bits; WP is the guest's own bit under EPT). The
+   * store's address is the faulting gpa (gpa_available), so no second walk. Without EPT the #PF path
+   * has walked first (RFLAGS for permission_fault) and CR3 is KVM's own (no read); its second walk
+   * for the store reads nothing more from the VMCS. Returns RIP. The walks and the emulation are
+   * TRACKED_WRITE's cycles; the model's guest hypervisors have no page tables of their own to walk.
    */
-  #emulatorRegisterAccesses(): void {
+  #emulatorDecodeAccesses(): number {
     const regs = this.regs;
     const p = this.processor;
-    this.is64BitMode();
-    const rflags = regs.readRflags();
+    if (!this.useEpt) regs.readRflags();
     const rip = regs.readRip();
+    regs.read64BitMode();
+    regs.readRflags();
+    p.vmread(F.GUEST_CR4);
     regs.readCpl();
-    p.vmread(F.GUEST_CR3);
+    if (this.useEpt) {
+      p.vmread(F.GUEST_CR3);
+      this.mmu.cacheGuestOwnedCr0(p.vmread(F.GUEST_CR0), this.cr0GuestOwnedBits());
+    }
+    return rip;
+  }
+
+  /**
+   * kvm: x86_emulate_instruction's writeback after the store: toggle_interruptibility reads the
+   * interrupt shadow (and clears it), RIP advances by the decoded length (written at the entry),
+   * __kvm_set_rflags writes RFLAGS.
+   */
+  #emulatorWriteback(rip: number): void {
+    const p = this.processor;
     const interruptibility = p.vmread(F.GUEST_INTERRUPTIBILITY_INFO);
     if ((interruptibility & 3) !== 0) p.vmwrite(F.GUEST_INTERRUPTIBILITY_INFO, interruptibility & ~3);
-    regs.writeRip(rip + TRACKED_WRITE_LENGTH);
-    this.setRflags(rflags);
+    this.regs.writeRip(rip + TRACKED_WRITE_LENGTH);
+    this.setRflags(this.regs.readRflags());
   }
 
   /** INVEPT on behalf of a guest hypervisor (kvm: handle_invept after the checks). */

@@ -50,7 +50,7 @@ describe("what L0 reads to emulate L1's VMX instructions", () => {
       expect(reads).toEqual(["GUEST_INTERRUPTIBILITY_INFO", "GUEST_SS_AR_BYTES", "GUEST_RIP"]);
   });
 
-  it("INVEPT: the CPL, the instruction information, the type register, the descriptor's address, RFLAGS", () => {
+  it("INVEPT: the CPL, the information, the type register, the descriptor's address and its read", () => {
     // v5.2's L1 resets its MMU on each CR0.WP toggle of L2 and flushes the new root with INVEPT.
     const runs = readsPerInstruction("toggle_cr0_wp", "v5.2", EXIT_REASON.INVEPT);
     expect(runs.length).toBeGreaterThan(0);
@@ -64,7 +64,10 @@ describe("what L0 reads to emulate L1's VMX instructions", () => {
         "GUEST_DS_LIMIT",
         "GUEST_DS_SELECTOR",
         "GUEST_DS_AR_BYTES",
+        // kvm_read_guest_virt of the descriptor: the walk's CR3, RFLAGS (SMAP) and CR0.WP.
+        "GUEST_CR3",
         "GUEST_RFLAGS",
+        "GUEST_CR0",
       ]);
     }
   });

@@ -81,7 +81,10 @@ export function spteIndex(lo: number, hi: number, level: number): number {
  *   gfn write-protected, as KVM does for upper-level tables and whenever unsync is impossible, so a
  *   guest write to any shadowed table is emulated and zaps the affected SPTEs at once. The store
  *   write-tracks every indirect page's gfn (KVM write-tracks only level > 1 and write-protects
- *   level 1 through the rmaps); the effect is the same without unsync.
+ *   level 1 through the rmaps). The counts differ: in KVM the first store to a last-level table
+ *   unsyncs it (one exit, no emulation) and later stores run without exits until the next sync;
+ *   here every store to it is an exit and an emulated write (a guest hypervisor's EPT12 leaf
+ *   tables in `touch_memory` at L2).
  * - Leaves are 4 KiB (the host backs memslots with 4-KiB pages: kvm_mmu_hugepage_adjust keeps
  *   level 1); a guest huge page is shadowed by direct pages (kvm: the second loop of FNAME(fetch)).
  * - No prefetch of neighbouring SPTEs (kvm: FNAME(pte_prefetch)), no MMIO SPTEs, no dirty logging.
