@@ -177,7 +177,7 @@ export class HardwareVmxCpu implements VmxCpu {
     return VMX_RESULT.SUCCEED;
   }
 
-  invvpid(_type: number, _vpid: number): VmxResult {
+  invvpid(_type: number, _vpid: number, _linear = 0): VmxResult {
     this.#tally(VMX_EVENTS.INVVPID, 1);
     return VMX_RESULT.SUCCEED;
   }

@@ -476,8 +476,18 @@ export class KvmNested {
         if (outcome === 0) kvm.invalidateNestedEpt(g.gprLo[reg2]!, ptrHi * TWO_32 + ptrLo);
         break;
       default:
-        outcome = e.invvpid(ctx, g.gprLo[reg2]!, g.gprHi[reg2]!, ptrLo, ptrHi, 0, 0);
-        if (outcome === 0) kvm.invalidateNestedVpid();
+        outcome = e.invvpid(
+          ctx,
+          g.gprLo[reg2]!,
+          g.gprHi[reg2]!,
+          ptrLo,
+          ptrHi,
+          g.gprLo[GPR.RCX]!,
+          g.gprHi[GPR.RCX]!,
+        );
+        if (outcome === 0) {
+          kvm.invalidateNestedVpid(g.gprLo[reg2]!, g.gprHi[GPR.RCX]! * TWO_32 + g.gprLo[GPR.RCX]!);
+        }
         break;
     }
     g.vmxOutcome = outcome;

@@ -687,9 +687,18 @@ export class Kvm implements ExitSink {
     if (vpid !== 0) this.cpu.invvpid(INVVPID_TYPE.SINGLE_CONTEXT, vpid);
   }
 
-  /** kvm: handle_invvpid after the checks — INVVPID of vpid02 on the processor (vpid_sync_context). */
-  invalidateNestedVpid(): void {
-    this.#vpidSyncContext(this.vpid02);
+  /** kvm: vpid_sync_vcpu_addr — INVVPID of one linear address (the model's CPUs offer the type). */
+  #vpidSyncAddress(vpid: number, linear: number): void {
+    if (vpid !== 0) this.cpu.invvpid(INVVPID_TYPE.INDIVIDUAL_ADDRESS, vpid, linear);
+  }
+
+  /**
+   * kvm: handle_invvpid after the checks — vpid02 invalidated on the processor: the one address for
+   * an individual-address INVVPID (vpid_sync_vcpu_addr), else the whole context (vpid_sync_context).
+   */
+  invalidateNestedVpid(type: number, linear: number): void {
+    if (type === INVVPID_TYPE.INDIVIDUAL_ADDRESS) this.#vpidSyncAddress(this.vpid02, linear);
+    else this.#vpidSyncContext(this.vpid02);
     // Without EPT, L1 and L2 share root_mmu: L2's roots go (kvm_mmu_free_guest_mode_roots).
     this.mmu.handleInvvpidShadowPaging();
   }
@@ -823,11 +832,16 @@ export class Kvm implements ExitSink {
       case EXIT_REASON.CR_ACCESS:
         this.#handleCr();
         return;
-      case EXIT_REASON.INVLPG:
+      case EXIT_REASON.INVLPG: {
         this.meter.count(HV.EXIT_HANDLER_INVLPG);
-        this.regs.readExitQualification();
+        // kvm: handle_invlpg → kvm_mmu_invlpg → kvm_mmu_invalidate_addr: flush_tlb_gva, an INVVPID of
+        // the address for the current VPID (vmx_flush_tlb_gva); the model's shadow pages are never
+        // unsync, so there is nothing to resync.
+        const linear = this.regs.readExitQualification() + this.regs.exitQualHi * TWO_32;
+        this.#vpidSyncAddress(this.#currentVpid(), linear);
         this.skipInstruction();
         return;
+      }
       case EXIT_REASON.EPT_VIOLATION:
         this.#handleEptViolation();
         return;

@@ -265,8 +265,10 @@ export class NestedVmxCpu implements VmxCpu {
     return this.trap(EXIT_REASON.INVEPT, TYPE_IN_RDX, eptp, 0);
   }
 
-  invvpid(type: number, vpid: number): VmxResult {
+  /** The descriptor's linear address (its second quadword) travels in RCX. */
+  invvpid(type: number, vpid: number, linear = 0): VmxResult {
     this.context.setGpr(GPR.RDX, type, 0);
+    this.context.setGpr(GPR.RCX, linear >>> 0, Math.floor(linear / TWO_32));
     return this.trap(EXIT_REASON.INVVPID, TYPE_IN_RDX, vpid, 0);
   }
 

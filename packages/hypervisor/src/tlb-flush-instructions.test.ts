@@ -4,7 +4,9 @@ import { builtinWorkload } from "./builtin-workloads";
 import { COST_CATALOGS } from "./cost-catalogs";
 import { resolveFlags } from "./kernel-presets";
 import { Machine } from "./machine";
+import { runWorkload } from "./run-workload";
 import { steadyStateCounts } from "./testing/steady-state-counts";
+import { workload } from "./workload-builder";
 
 /**
  * KVM's TLB flushes are instructions (kvm: vmx_flush_tlb_current → ept_sync_context / vpid_sync_context,
@@ -96,5 +98,31 @@ describe("remote TLB flushes (kvm: kvm_flush_remote_tlbs → KVM_REQ_TLB_FLUSH �
     const d = meter.diff(before);
     expect(d.TLB_FLUSH_ALL).toBe(1);
     expect(d.EMULATED_INVVPID).toBe(1);
+  });
+});
+
+describe("INVLPG without EPT (kvm: kvm_mmu_invlpg → vmx_flush_tlb_gva)", () => {
+  const program = (level: 1 | 2) =>
+    workload("invlpg")
+      .setup({ level })
+      .loop(4, (b) => b.invlpg(0x1000))
+      .build();
+
+  it("at L1 on shadow paging: one INVVPID of the address per INVLPG", () => {
+    const c = runWorkload({ program: program(1), config: resolveFlags("v6.12", { ept: false }) }).counts;
+    expect(c.EXIT_HANDLER_INVLPG).toBe(4);
+    expect(c.INVVPID).toBe(4);
+  });
+
+  it("in L1 shadow-paging L2: L1's INVVPID of the address exits, L0 invalidates it in vpid02 (handle_invvpid)", () => {
+    const c = runWorkload({ program: program(2), config: resolveFlags("v6.12", { l1Ept: false }) }).counts;
+    // L2's INVLPGs go to L1 (INVLPG exiting without EPT); each of L1's INVVPIDs is emulated by L0.
+    expect(c.EMULATED_INVVPID).toBeGreaterThanOrEqual(4);
+    expect(c.INVVPID).toBe(c.EMULATED_INVVPID);
+  });
+
+  it("with EPT, INVLPG does not exit", () => {
+    const c = runWorkload({ program: program(1), config: resolveFlags("v6.12", {}) }).counts;
+    expect(c.EXIT_HANDLER_INVLPG ?? 0).toBe(0);
   });
 });

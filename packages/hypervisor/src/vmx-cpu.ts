@@ -34,10 +34,10 @@ export interface VmxCpu {
   /** INVEPT (type 1 single-context with `eptp`, 2 global) executed by this hypervisor. */
   invept(type: number, eptp: number): VmxResult;
   /**
-   * INVVPID (type 1 single-context for `vpid`, 2 all-context) executed by this hypervisor. Type 0
-   * (one linear address) is not used by the model's KVM.
+   * INVVPID executed by this hypervisor: type 0 (the linear address `linear` of `vpid`), 1
+   * (single-context), 2 (all-context); `linear` is below 2^53.
    */
-  invvpid(type: number, vpid: number): VmxResult;
+  invvpid(type: number, vpid: number, linear?: number): VmxResult;
   /**
    * RDMSR of IA32_DEBUGCTL executed by this hypervisor (kvm: get_debugctlmsr): the value, below
    * 2^32 (DEBUGCTL's defined bits are 0–15). A guest hypervisor's read exits to its parent when the
