@@ -1226,8 +1226,9 @@ export class KvmNested {
         : eferInMode(kvm.mmu.efer, (exitControls & VM_EXIT_CTLS.VM_EXIT_HOST_ADDR_SPACE_SIZE) !== 0);
     this.#loadEfer(efer);
     kvm.setRflags(0x2);
-    // kvm: the interrupt shadow is cleared (vmx_set_interrupt_shadow reads it first).
-    kvm.processor.vmread(F.GUEST_INTERRUPTIBILITY_INFO);
+    // kvm: the interrupt shadow is cleared (vmx_set_interrupt_shadow reads it, writes it if set).
+    const interruptibility = kvm.processor.vmread(F.GUEST_INTERRUPTIBILITY_INFO);
+    if ((interruptibility & 3) !== 0) this.#write(F.GUEST_INTERRUPTIBILITY_INFO, interruptibility & ~3);
     this.#write(F.CR0_READ_SHADOW, cr0);
     this.#write(F.GUEST_CR0, cr0);
     kvm.checkGuestStateValid(cr0);

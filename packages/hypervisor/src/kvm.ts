@@ -1435,8 +1435,12 @@ export class Kvm implements ExitSink {
    */
   #emulatorWriteback(rip: number): void {
     const p = this.processor;
-    const interruptibility = p.vmread(F.GUEST_INTERRUPTIBILITY_INFO);
-    if ((interruptibility & 3) !== 0) p.vmwrite(F.GUEST_INTERRUPTIBILITY_INFO, interruptibility & ~3);
+    // toggle_interruptibility reads the shadow; a set shadow goes through vmx_set_interrupt_shadow,
+    // which reads it again before clearing it.
+    if ((p.vmread(F.GUEST_INTERRUPTIBILITY_INFO) & 3) !== 0) {
+      const interruptibility = p.vmread(F.GUEST_INTERRUPTIBILITY_INFO);
+      p.vmwrite(F.GUEST_INTERRUPTIBILITY_INFO, interruptibility & ~3);
+    }
     this.regs.writeRip(rip + TRACKED_WRITE_LENGTH);
     this.setRflags(this.regs.readRflags());
   }

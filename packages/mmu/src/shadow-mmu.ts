@@ -700,11 +700,13 @@ export class ShadowMmu {
       access &= ~ACC.WRITE;
     }
     const present = isShadowPresentSpte(oldLo);
+    // kvm: mmu_set_spte batches its reasons to flush into one kvm_flush_remote_tlbs_gfn at the end.
+    let flush = false;
     if (present && spteAddress(oldLo, oldHi) !== hpa) {
-      // kvm: drop_spte and a remote flush when the pfn changes.
+      // kvm: drop_spte when the pfn changes.
       memory.write64(pa, 0, 0);
       this.count(MMU_EVENTS.SPTE_WRITE);
-      this.store.remoteFlush();
+      flush = true;
     }
     const adDisabled = (this.store.role(tableId) & PAGE_ROLE.AD_DISABLED) !== 0;
     const lo = leafSpteLo(this.format, hpa, 1, access, hostWritable, adDisabled);
@@ -715,11 +717,11 @@ export class ShadowMmu {
     } else {
       memory.write64(pa, lo, hi);
       this.count(MMU_EVENTS.SPTE_WRITE);
-      if (present && (oldLo & SPTE_WRITABLE) !== 0 && (lo & SPTE_WRITABLE) === 0) {
-        this.store.remoteFlush();
-      }
+      // kvm: mmu_spte_update — losing W on a present SPTE needs a flush.
+      if (present && (oldLo & SPTE_WRITABLE) !== 0 && (lo & SPTE_WRITABLE) === 0) flush = true;
       if ((access & ACC.WRITE) !== 0) this.#indexAdd(this.#rmap, gfn, pa);
     }
+    if (flush) this.store.remoteFlush();
     if (wrprot && writeFault) outcome = SHADOW_FAULT.EMULATE_WRITE_PROTECTED;
     return outcome;
   }
