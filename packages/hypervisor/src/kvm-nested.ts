@@ -521,9 +521,21 @@ export class KvmNested {
   #decodeMemoryOperand(info: number): void {
     const kvm = this.kvm;
     kvm.regs.readExitQualification();
-    if ((info & INFO.BASE_INVALID) === 0) kvm.is64BitMode();
-    if ((info & INFO.INDEX_INVALID) === 0) kvm.is64BitMode();
+    if ((info & INFO.BASE_INVALID) === 0)
+      this.#readOperandRegister((info & INFO.BASE_MASK) >>> INFO.BASE_SHIFT);
+    if ((info & INFO.INDEX_INVALID) === 0)
+      this.#readOperandRegister((info & INFO.INDEX_MASK) >>> INFO.INDEX_SHIFT);
     kvm.regs.readWholeSegment(((info & INFO.SEGMENT_MASK) >>> INFO.SEGMENT_SHIFT) as SegmentRegister);
+  }
+
+  /**
+   * kvm: kvm_register_read of an addressing register — RSP lives in the VMCS (kvm_rsp_read through
+   * the register cache), the others in KVM's copy; then is_64_bit_mode.
+   */
+  #readOperandRegister(gpr: number): void {
+    const kvm = this.kvm;
+    if (gpr === GPR.RSP) kvm.regs.readRsp();
+    kvm.is64BitMode();
   }
 
   /**

@@ -29,17 +29,19 @@ const VMX_INSTRUCTION_LENGTH = 3;
 /** VMX instruction information for VMREAD/VMWRITE with register operands: Reg1 = RAX, Reg2 = RDX, bit 10 set. */
 const REGISTER_FORM = (GPR.RAX << INFO.REG1_SHIFT) | INFO.REGISTER_OPERAND | (GPR.RDX << INFO.REG2_SHIFT);
 /**
- * A memory operand addressed by RAX alone, 64-bit address size, DS segment (what `vmptrld (%rax)`
- * reports; SDM 28.2.5). The model puts the operand's value, not its address, in RAX: its guest
- * hypervisors have no page tables of their own through which KVM would read it.
+ * A memory operand in a stack slot: base RSP plus a displacement, 64-bit address size, SS segment
+ * (SDM 28.2.5). KVM's own VMX instructions take their pointer or descriptor from a local variable
+ * ("m" operands of vmcs_load, vmcs_clear, __invept, __invvpid), which the compiler places on the
+ * stack. The model passes the slot's content in RAX: its guest hypervisors have no memory of their
+ * own, through their own page tables, from which L0 would read it.
  */
-const MEMORY_AT_RAX =
+const MEMORY_ON_STACK =
   (2 << INFO.ADDRESS_SIZE_SHIFT) |
-  (3 << INFO.SEGMENT_SHIFT) |
+  (2 << INFO.SEGMENT_SHIFT) |
   INFO.INDEX_INVALID |
-  (GPR.RAX << INFO.BASE_SHIFT);
-/** INVEPT/INVVPID: the type in Reg2 = RDX; the descriptor (modelled as its EPTP or VPID) at RAX. */
-const TYPE_IN_RDX = (GPR.RDX << INFO.REG2_SHIFT) | MEMORY_AT_RAX;
+  (GPR.RSP << INFO.BASE_SHIFT);
+/** INVEPT/INVVPID: the type in Reg2 = RDX; the descriptor (modelled as its EPTP or VPID) in RAX. */
+const TYPE_IN_RDX = (GPR.RDX << INFO.REG2_SHIFT) | MEMORY_ON_STACK;
 /** RDMSR is 0F 32 (SDM Vol. 2B). */
 const RDMSR_LENGTH = 2;
 /**
@@ -116,7 +118,7 @@ export class NestedVmcsProcessor extends VmcsProcessor {
   }
 
   override vmxon(address: number): VmxResult {
-    return this.#cpu.trap(EXIT_REASON.VMON, MEMORY_AT_RAX, address, 0);
+    return this.#cpu.trap(EXIT_REASON.VMON, MEMORY_ON_STACK, address, 0);
   }
 
   override vmxoff(): VmxResult {
@@ -124,7 +126,7 @@ export class NestedVmcsProcessor extends VmcsProcessor {
   }
 
   override vmptrld(address: number): VmxResult {
-    const result = this.#cpu.trap(EXIT_REASON.VMPTRLD, MEMORY_AT_RAX, address, 0);
+    const result = this.#cpu.trap(EXIT_REASON.VMPTRLD, MEMORY_ON_STACK, address, 0);
     if (result === VMX_RESULT.SUCCEED) {
       const vmcs = this.vmcsAt(address);
       if (vmcs === undefined) throw new Error(`VMPTRLD of 0x${address.toString(16)}: no VMCS handle there`);
@@ -134,7 +136,7 @@ export class NestedVmcsProcessor extends VmcsProcessor {
   }
 
   override vmclear(address: number): VmxResult {
-    const result = this.#cpu.trap(EXIT_REASON.VMCLEAR, MEMORY_AT_RAX, address, 0);
+    const result = this.#cpu.trap(EXIT_REASON.VMCLEAR, MEMORY_ON_STACK, address, 0);
     if (result === VMX_RESULT.SUCCEED && this.#current?.address === address) this.#current = null;
     return result;
   }

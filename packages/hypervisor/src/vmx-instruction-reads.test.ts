@@ -60,10 +60,12 @@ describe("what L0 reads to emulate L1's VMX instructions", () => {
         "VMX_INSTRUCTION_INFO",
         "GUEST_CS_AR_BYTES",
         "EXIT_QUALIFICATION",
-        "GUEST_DS_BASE",
-        "GUEST_DS_LIMIT",
-        "GUEST_DS_SELECTOR",
-        "GUEST_DS_AR_BYTES",
+        // The descriptor is a stack slot: base RSP (from the VMCS), segment SS (its AR bytes are
+        // cached from the CPL check).
+        "GUEST_RSP",
+        "GUEST_SS_BASE",
+        "GUEST_SS_LIMIT",
+        "GUEST_SS_SELECTOR",
         // kvm_read_guest_virt of the descriptor: the walk's CR3, RFLAGS (SMAP) and CR0.WP.
         "GUEST_CR3",
         "GUEST_RFLAGS",
