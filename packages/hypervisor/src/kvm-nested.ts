@@ -414,16 +414,16 @@ export class KvmNested {
         info = p.vmread(F.VMX_INSTRUCTION_INFO);
         kvm.is64BitMode();
         this.#decodeMemoryOperand(info);
-        this.#operandWalk(true);
+        this.#operandWalk();
         break;
       case EXIT_REASON.VMON: {
         // kvm: handle_vmxon — CR0 and CR4 (kvm_read_cr0/cr4) against the VMX-fixed bits after the CPL.
         ctx.cpl = regs.readCpl();
-        kvm.mmu.cacheGuestOwnedCr0(p.vmread(F.GUEST_CR0), kvm.cr0GuestOwnedBits());
+        kvm.refreshGuestOwnedCr0();
         p.vmread(F.GUEST_CR4);
         info = p.vmread(F.VMX_INSTRUCTION_INFO);
         this.#decodeMemoryOperand(info);
-        this.#operandWalk(false);
+        this.#operandWalk();
         break;
       }
       default:
@@ -432,7 +432,7 @@ export class KvmNested {
         ctx.cpl = regs.readCpl();
         info = p.vmread(F.VMX_INSTRUCTION_INFO);
         this.#decodeMemoryOperand(info);
-        this.#operandWalk(true);
+        this.#operandWalk();
         break;
     }
     const reg1 = (info & INFO.REG1_MASK) >>> INFO.REG1_SHIFT;
@@ -541,15 +541,14 @@ export class KvmNested {
   /**
    * kvm: the VMCS reads of kvm_read_guest_virt's walk of L1's tables to the memory operand: CR3
    * (kvm_read_cr3, L1's own register under EPT), RFLAGS (permission_fault's SMAP check) and, under
-   * EPT, CR0.WP (kvm_mmu_refresh_passthrough_bits), unless `readCr0` is false because this exit read
-   * CR0 already. The walk itself is not modelled: the model's guest hypervisors have no page tables.
+   * EPT, CR0.WP (kvm_mmu_refresh_passthrough_bits; cached when this exit read CR0 already). The walk
+   * itself is not modelled: the model's guest hypervisors have no page tables.
    */
-  #operandWalk(readCr0: boolean): void {
+  #operandWalk(): void {
     const kvm = this.kvm;
-    const p = kvm.processor;
-    if (kvm.useEpt) p.vmread(F.GUEST_CR3);
+    if (kvm.useEpt) kvm.processor.vmread(F.GUEST_CR3);
     kvm.regs.readRflags();
-    if (kvm.useEpt && readCr0) kvm.mmu.cacheGuestOwnedCr0(p.vmread(F.GUEST_CR0), kvm.cr0GuestOwnedBits());
+    if (kvm.useEpt) kvm.refreshGuestOwnedCr0();
   }
 
   // ------------------------------------------------------------------------------------------
@@ -743,6 +742,7 @@ export class KvmNested {
     const readCr4 = this.nestedReadCr(vmcs12, cr4, F.CR4_GUEST_HOST_MASK, F.CR4_READ_SHADOW);
     this.#write(F.CR0_READ_SHADOW, cr0);
     this.#write(F.GUEST_CR0, cr0);
+    kvm.regs.markCr0Available();
     kvm.checkGuestStateValid(cr0);
     this.#write(F.CR0_READ_SHADOW, readCr0);
     kvm.processor.vmread(F.GUEST_CR4);
@@ -1238,11 +1238,10 @@ export class KvmNested {
         : eferInMode(kvm.mmu.efer, (exitControls & VM_EXIT_CTLS.VM_EXIT_HOST_ADDR_SPACE_SIZE) !== 0);
     this.#loadEfer(efer);
     kvm.setRflags(0x2);
-    // kvm: the interrupt shadow is cleared (vmx_set_interrupt_shadow reads it, writes it if set).
-    const interruptibility = kvm.processor.vmread(F.GUEST_INTERRUPTIBILITY_INFO);
-    if ((interruptibility & 3) !== 0) this.#write(F.GUEST_INTERRUPTIBILITY_INFO, interruptibility & ~3);
+    kvm.clearInterruptShadow();
     this.#write(F.CR0_READ_SHADOW, cr0);
     this.#write(F.GUEST_CR0, cr0);
+    kvm.regs.markCr0Available();
     kvm.checkGuestStateValid(cr0);
     // kvm: vmx_set_cr4 → kvm_read_cr4 and the guest/host mask are read back first.
     kvm.processor.vmread(F.CR4_GUEST_HOST_MASK);

@@ -32,6 +32,8 @@ export class VcpuRegisterCache {
   #rspAvailable = false;
   #rspDirty = false;
   #rflagsAvailable = false;
+  /** kvm: VCPU_EXREG_CR0 available — the guest-owned CR0 bits were read from GUEST_CR0 or written. */
+  #cr0Available = false;
   /** kvm: vmx->segment_cache.bitmask — bit s * 4 + f set once field f of segment s was read. */
   #segmentsAvailable = 0;
   /** kvm: vmx->segment_cache.seg — the low 32 bits of each cached field, indexed like the bitmask. */
@@ -55,6 +57,7 @@ export class VcpuRegisterCache {
     this.#rspAvailable = false;
     this.#rflagsAvailable = false;
     this.#segmentsAvailable = 0;
+    this.#cr0Available = false;
     this.#exitQualAvailable = false;
     this.#intrInfoAvailable = false;
   }
@@ -78,6 +81,16 @@ export class VcpuRegisterCache {
       this.#segmentsAvailable |= mask;
     }
     return this.#segmentValues[bit]!;
+  }
+
+  /** Whether KVM's CR0 is current (kvm: kvm_register_is_available(vcpu, VCPU_EXREG_CR0)). */
+  get cr0Available(): boolean {
+    return this.#cr0Available;
+  }
+
+  /** KVM's CR0 is current: read from GUEST_CR0, or just written (vmx_set_cr0). */
+  markCr0Available(): void {
+    this.#cr0Available = true;
   }
 
   /** kvm: vmx_segment_cache_clear, after KVM writes a segment (__vmx_set_segment). */

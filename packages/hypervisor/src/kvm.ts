@@ -883,6 +883,15 @@ export class Kvm implements ExitSink {
     this.regs.readRflags();
     const length = p.vmread(F.VM_EXIT_INSTRUCTION_LEN);
     this.regs.writeRip(this.regs.readRip() + length);
+    this.clearInterruptShadow();
+  }
+
+  /**
+   * kvm: vmx_set_interrupt_shadow(vcpu, 0) — GUEST_INTERRUPTIBILITY_INFO read, and written back
+   * without STI and MOV-SS blocking (bits 1:0) only when one of them was set.
+   */
+  clearInterruptShadow(): void {
+    const p = this.processor;
     const interruptibility = p.vmread(F.GUEST_INTERRUPTIBILITY_INFO);
     if ((interruptibility & 3) !== 0) p.vmwrite(F.GUEST_INTERRUPTIBILITY_INFO, interruptibility & ~3);
   }
@@ -1004,13 +1013,6 @@ export class Kvm implements ExitSink {
   }
 
   /**
-   * kvm: vmx_set_msr for IA32_DEBUGCTL. The model's guests are offered none of the optional bits
-   * (vmx_get_supported_debugctl: no bus-lock detection, no LBR virtualization, no RTM), so BTF and LBR
-   * are dropped (vmx_is_valid_debugctl ignores them) and any other bit is a #GP, which the model
-   * does not inject. In guest mode vmcs12 keeps the value when L1 saves debug controls on exit; the
-   * write keeps the host's FREEZE_IN_SMM (vmx_guest_debugctl_write).
-   */
-  /**
    * kvm: vmx_reload_guest_debugctl — the guest's DEBUGCTL takes the host's FREEZE_IN_SMM when it
    * differs. The model's hosts never set the bit, so this runs only if a host did.
    */
@@ -1023,6 +1025,13 @@ export class Kvm implements ExitSink {
     p.vmwrite(F.GUEST_IA32_DEBUGCTL, (guest | (this.hostDebugctl & DEBUGCTL.FREEZE_IN_SMM)) >>> 0, hi);
   }
 
+  /**
+   * kvm: vmx_set_msr for IA32_DEBUGCTL. The model's guests are offered none of the optional bits
+   * (vmx_get_supported_debugctl: no bus-lock detection, no LBR virtualization, no RTM), so BTF and LBR
+   * are dropped (vmx_is_valid_debugctl ignores them) and any other bit is a #GP, which the model
+   * does not inject. In guest mode vmcs12 keeps the value when L1 saves debug controls on exit; the
+   * write keeps the host's FREEZE_IN_SMM (vmx_guest_debugctl_write).
+   */
   #writeDebugctl(lo: number, hi: number): void {
     const invalidLo = lo & ~(DEBUGCTL.BTF | DEBUGCTL.LBR);
     if (invalidLo !== 0 || hi !== 0) {
@@ -1057,9 +1066,8 @@ export class Kvm implements ExitSink {
     if (type === 0) {
       // kvm: kvm_register_read (is_64_bit_mode) and kvm_read_cr0/cr4 of the old value.
       const longOperand = this.is64BitMode();
-      // The old CR0's guest-owned bits (WP under EPT) come from the VMCS: the guest may have toggled
-      // them without an exit (kvm_read_cr0_bits → vmx_cache_reg).
-      if (cr === 0) this.mmu.cacheGuestOwnedCr0(p.vmread(F.GUEST_CR0), this.cr0GuestOwnedBits());
+      // The old CR0's guest-owned bits (WP under EPT) come from the VMCS.
+      if (cr === 0) this.refreshGuestOwnedCr0();
       else if (cr === 4) p.vmread(F.GUEST_CR4);
       const value = g.gprLo[gpr]!;
       const nested = this.nested.guestMode;
@@ -1081,6 +1089,17 @@ export class Kvm implements ExitSink {
       g.setGpr(gpr, value >>> 0, this.is64BitMode() ? Math.floor(value / TWO_32) : 0);
     }
     this.skipInstruction();
+  }
+
+  /**
+   * kvm: kvm_read_cr0_bits → vmx_cache_reg(VCPU_EXREG_CR0) — the guest-owned CR0 bits (WP under
+   * EPT), which the guest may have toggled without an exit, from GUEST_CR0; once per exit, as KVM's
+   * register cache keeps them until the next one.
+   */
+  refreshGuestOwnedCr0(): void {
+    if (this.regs.cr0Available) return;
+    this.mmu.cacheGuestOwnedCr0(this.processor.vmread(F.GUEST_CR0), this.cr0GuestOwnedBits());
+    this.regs.markCr0Available();
   }
 
   /** kvm: kvm_read_cr0 — guest-owned bits from GUEST_CR0, the rest from the read shadow. */
@@ -1107,6 +1126,7 @@ export class Kvm implements ExitSink {
     const cr0 = (value | CR0.ET) >>> 0;
     p.vmwrite(F.CR0_READ_SHADOW, cr0);
     p.vmwrite(F.GUEST_CR0, (cr0 | CR0.NE) >>> 0);
+    this.regs.markCr0Available();
     this.checkGuestStateValid(cr0);
     const old = this.mmu.cr0;
     // VcpuMmu.setCr0 stores the value and runs kvm_post_set_cr0.
@@ -1423,7 +1443,7 @@ export class Kvm implements ExitSink {
     regs.readCpl();
     if (this.useEpt) {
       p.vmread(F.GUEST_CR3);
-      this.mmu.cacheGuestOwnedCr0(p.vmread(F.GUEST_CR0), this.cr0GuestOwnedBits());
+      this.refreshGuestOwnedCr0();
     }
     return rip;
   }
@@ -1437,10 +1457,7 @@ export class Kvm implements ExitSink {
     const p = this.processor;
     // toggle_interruptibility reads the shadow; a set shadow goes through vmx_set_interrupt_shadow,
     // which reads it again before clearing it.
-    if ((p.vmread(F.GUEST_INTERRUPTIBILITY_INFO) & 3) !== 0) {
-      const interruptibility = p.vmread(F.GUEST_INTERRUPTIBILITY_INFO);
-      p.vmwrite(F.GUEST_INTERRUPTIBILITY_INFO, interruptibility & ~3);
-    }
+    if ((p.vmread(F.GUEST_INTERRUPTIBILITY_INFO) & 3) !== 0) this.clearInterruptShadow();
     this.regs.writeRip(rip + TRACKED_WRITE_LENGTH);
     this.setRflags(this.regs.readRflags());
   }
