@@ -1,4 +1,6 @@
+import { CPU_BASED_CTLS, type HardwareVmcs } from "@nestvisor/vmx";
 import type { PhysicalMemory } from "@nestvisor/x86-arch";
+import { VMCS_FIELD as F } from "./vmcs-field-encodings";
 
 /**
  * The 4-KiB MSR bitmap of VMX (SDM 25.6.9): read bitmap for MSRs 0–1FFFH at offset 0, for
@@ -24,6 +26,22 @@ export function msrBitmapIntercepts(
   const bit = bitOffset(index, write);
   if (bit < 0) return true;
   return ((memory.read8(address + (bit >>> 3)) >>> (bit & 7)) & 1) !== 0;
+}
+
+/**
+ * Whether RDMSR (WRMSR with `write`) of `index` in the guest `vmcs` runs exits (SDM 26.1.3): always
+ * without "use MSR bitmaps", else as the VMCS's bitmap in `memory` says. Reads the VMCS directly,
+ * as the processor does (no VMREAD).
+ */
+export function vmcsInterceptsMsr(
+  vmcs: HardwareVmcs,
+  memory: PhysicalMemory,
+  index: number,
+  write: boolean,
+): boolean {
+  if ((vmcs.read(F.CPU_BASED_VM_EXEC_CONTROL) & CPU_BASED_CTLS.CPU_BASED_USE_MSR_BITMAPS) === 0) return true;
+  const bitmap = vmcs.read(F.MSR_BITMAP) + vmcs.hi * 4294967296;
+  return msrBitmapIntercepts(memory, bitmap, index, write);
 }
 
 /**

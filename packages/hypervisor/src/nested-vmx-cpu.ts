@@ -1,6 +1,5 @@
 import type { Memslots, ShadowPageStore } from "@nestvisor/mmu";
 import {
-  CPU_BASED_CTLS,
   EXIT_REASON,
   type HardwareVmcs,
   VMX_INSTRUCTION_INFO as INFO,
@@ -19,7 +18,7 @@ import { MSR, PFERR, type PhysicalMemory, readWords, writeWords } from "@nestvis
 import { GPR, type GuestContext } from "./guest-context";
 import type { HardwareVmxCpu } from "./hardware-vmx-cpu";
 import type { GuestVmcsAccess } from "./model-policies";
-import { msrBitmapIntercepts } from "./msr-bitmap";
+import { vmcsInterceptsMsr } from "./msr-bitmap";
 import { VMCS_FIELD as F } from "./vmcs-field-encodings";
 import type { ExitSink, VmxCpu } from "./vmx-cpu";
 
@@ -287,12 +286,8 @@ export class NestedVmxCpu implements VmxCpu {
     if (hw.running !== ctx || vmcs === null) {
       throw new Error(`${ctx.name} executed RDMSR while it was not running`);
     }
-    const exec = vmcs.read(F.CPU_BASED_VM_EXEC_CONTROL);
-    const bitmap = vmcs.read(F.MSR_BITMAP) + vmcs.hi * TWO_32;
-    const intercepted =
-      (exec & CPU_BASED_CTLS.CPU_BASED_USE_MSR_BITMAPS) === 0 ||
-      msrBitmapIntercepts(hw.memory, bitmap, MSR.IA32_DEBUGCTL, false);
-    if (!intercepted) return vmcs.read(F.GUEST_IA32_DEBUGCTL);
+    if (!vmcsInterceptsMsr(vmcs, hw.memory, MSR.IA32_DEBUGCTL, false))
+      return vmcs.read(F.GUEST_IA32_DEBUGCTL);
     ctx.setGpr(GPR.RCX, MSR.IA32_DEBUGCTL, 0);
     const info = hw.exitInfo.reset(EXIT_REASON.MSR_READ);
     info.instructionLength = RDMSR_LENGTH;

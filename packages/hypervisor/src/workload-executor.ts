@@ -33,7 +33,7 @@ import {
 import { GPR, type GuestContext } from "./guest-context";
 import type { HardwareVmxCpu } from "./hardware-vmx-cpu";
 import { HYPERVISOR_EVENTS as HV } from "./hypervisor-events";
-import { msrBitmapIntercepts } from "./msr-bitmap";
+import { vmcsInterceptsMsr } from "./msr-bitmap";
 import { CR0_PDPTR_BITS, CR4_PDPTR_BITS } from "./pae-paging";
 import { CURSOR_END, ProgramCursor } from "./program-cursor";
 import { VMCS_FIELD as F, GUEST_PDPTR_FIELDS } from "./vmcs-field-encodings";
@@ -325,11 +325,7 @@ export class WorkloadExecutor {
       case OP.WRMSR: {
         const index = cursor.operand(MSR_SLOT.INDEX);
         const write = op === OP.WRMSR;
-        const exec = vmcs.read(F.CPU_BASED_VM_EXEC_CONTROL);
-        const bitmap = vmcs.read(F.MSR_BITMAP) + vmcs.hi * TWO_32;
-        const intercepted =
-          (exec & CPU_BASED_CTLS.CPU_BASED_USE_MSR_BITMAPS) === 0 ||
-          msrBitmapIntercepts(this.hw.memory, bitmap, index, write);
+        const intercepted = vmcsInterceptsMsr(vmcs, this.hw.memory, index, write);
         g.setGpr(GPR.RCX, index, 0);
         if (write) {
           g.setGpr(GPR.RAX, cursor.operand(MSR_SLOT.VALUE_LO), 0);
