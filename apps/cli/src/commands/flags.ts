@@ -6,11 +6,14 @@ import { renderTable } from "../framework/table";
 
 export const flagsCommand: Command = {
   name: "flags",
-  summary: "List every optimization flag and configuration switch, with the seed and kernel it comes from.",
+  summary:
+    "List every optimization flag, kernel behaviour and configuration switch, with the seed and kernel it comes from.",
   usage: "flags [--json]",
   description:
-    "An optimization flag changes which work KVM does, never what a guest sees; a switch changes the machine " +
-    "modelled (EPT, nested EPT, VMCS shadowing, TDP MMU). Set them with --flag name=on|off on top of a preset.",
+    "An optimization flag changes which work KVM does, never what a guest sees; a kernel behaviour is work a " +
+    "later kernel does for its own reasons (e.g. hostDebugctlPerEntry: the host's DEBUGCTL read before every " +
+    "entry); a switch changes the machine modelled (EPT, nested EPT, VMCS shadowing, TDP MMU). Set them with " +
+    "--flag name=on|off on top of a preset.",
   options: [JSON_OPTION],
   examples: [
     { command: "nestvisor flags", description: "the table" },
