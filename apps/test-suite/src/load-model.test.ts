@@ -140,7 +140,7 @@ describe("loadModel with a hypervisor ModelSpec module (the nestvisor --model fo
       /unknown kernel preset "v9\.9"/,
     );
     await expect(loadModel(moduleFile("export default { policies: { rootcache: {} } };"))).rejects.toThrow(
-      /unknown policy "rootcache"; policies are rootCache, nestedSync, reflection, vmcsAccess/,
+      /unknown policy "rootcache"; policies are rootCache, nestedSync, reflection, vmcsAccess, unsyncShadowPages/,
     );
     await expect(loadModel(moduleFile("export default { policies: { reflection: true } };"))).rejects.toThrow(
       /policy "reflection" is not a function/,

@@ -25,11 +25,12 @@ export const MODEL_KIT: ModelKit = Object.freeze({ x86, vmx, mmu, hypervisor, de
 /** What `ModelSpec` holds (`@nestvisor/hypervisor`'s createModel reads nothing else). */
 const SPEC_KEYS: readonly string[] = ["name", "preset", "flags", "innerFlags", "profile", "policies"];
 /** The policies a `ModelSpec` may replace, and what each must be. */
-const POLICY_KINDS: Readonly<Record<keyof ModelPolicies, "object" | "function">> = {
+const POLICY_KINDS: Readonly<Record<keyof ModelPolicies, "object" | "function" | "boolean">> = {
   rootCache: "object",
   nestedSync: "function",
   reflection: "function",
   vmcsAccess: "function",
+  unsyncShadowPages: "boolean",
 };
 
 function isFactory(value: unknown): value is ModelFactory {
@@ -76,7 +77,7 @@ function specOf(value: object, fromFunction: boolean): ModelSpec | string {
     if (kind === undefined)
       return `unknown policy "${name}"; policies are ${Object.keys(POLICY_KINDS).join(", ")}`;
     if (typeof policy !== kind || policy === null)
-      return `policy "${name}" is not a${kind === "object" ? "n object" : " function"}`;
+      return `policy "${name}" is not a${kind === "object" ? "n object" : ` ${kind}`}`;
   }
   const rootCache = policies.rootCache as Record<string, unknown> | undefined;
   if (

@@ -27,6 +27,12 @@ export class GuestContext {
   pendingExit = false;
   /** A hypervisor context only: the outcome of its last VMX instruction that exited (VmxOutcome). */
   vmxOutcome = 0;
+  /**
+   * A hypervisor context only: its parent emulated its last store to a write-protected page (kvm:
+   * the write-tracked path). False after such an exit means the parent unsynced the page and let the
+   * store re-execute.
+   */
+  storeEmulated = false;
   /** The code that runs in a hypervisor context (its KVM model); null for a workload. */
   hypervisor: ExitSink | null = null;
 

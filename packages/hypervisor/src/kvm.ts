@@ -4,6 +4,7 @@ import {
   Memslots,
   MMU_EVENTS,
   MMU_REQUEST,
+  PAGE_ROLE,
   type MmuFlags,
   SHADOW_FAULT,
   ShadowEptMmu,
@@ -302,16 +303,19 @@ export class Kvm implements ExitSink {
     });
     const poolPages = (KVM_PRIVATE_BYTES - KVM_PAGE.POOL) / PAGE;
     this.allocator = new HostPageAllocator(memory, { base: KVM_PAGE.POOL, pages: poolPages, zeroed: true });
+    this.useEpt = (options.cpuOffersEpt ?? true) && (this.level === 0 ? this.config.ept : this.config.l1Ept);
     this.store = new ShadowPageStore({
       allocator: this.allocator,
       meter: this.meter,
       memslots: this.memslots,
+      // Unsync last-level pages need the format's sync: shadow EPT has it (ShadowEptMmu.syncSpte),
+      // shadow paging does not yet, so its shadowed tables stay write-tracked.
+      unsync: this.useEpt && (this.policies.unsyncShadowPages ?? true),
     });
     // kvm: kvm_flush_remote_tlbs → KVM_REQ_TLB_FLUSH on the VM's (one) vCPU.
     this.store.onRemoteFlush = () => {
       this.tlbFlushAllRequested = true;
     };
-    this.useEpt = (options.cpuOffersEpt ?? true) && (this.level === 0 ? this.config.ept : this.config.l1Ept);
     const holder: { tdp: TdpMmu | null } = { tdp: null };
     this.shadow = new ShadowMmu({
       store: this.store,
@@ -319,7 +323,7 @@ export class Kvm implements ExitSink {
       format: this.useEpt ? SPTE_FORMAT.EPT : SPTE_FORMAT.X86,
       meter: this.meter,
       // kvm: kvm_mmu_slot_gfn_write_protect also write-protects the TDP MMU's mapping of the gfn.
-      onWriteProtectGfn: (gfn) => holder.tdp?.writeProtectGfn(gfn),
+      onWriteProtectGfn: (gfn) => holder.tdp?.writeProtectGfn(gfn, false) ?? false,
     });
     // kvm: tdp_mmu_enabled needs TDP; the legacy MMU builds direct roots from shadow pages.
     this.tdp =
@@ -624,8 +628,22 @@ export class Kvm implements ExitSink {
    */
   reloadMmu(): void {
     if (!this.mmu.reload()) return;
+    // kvm: kvm_mmu_load syncs the new root's unsync pages before loading it.
+    this.#syncRoots();
     this.#loadMmuPgd();
     this.#flushTlbCurrent();
+  }
+
+  /**
+   * kvm: kvm_mmu_sync_roots — nothing for a direct root role or without a root; the shadow-EPT root
+   * of L2 is synced against vmcs12's EPT12. Only the shadow-EPT store has unsync pages.
+   */
+  #syncRoots(): void {
+    const context = this.mmu.mmu;
+    const shadowEpt = this.shadowEpt;
+    if (shadowEpt === null || !this.store.unsyncEnabled || !context.hasRoot) return;
+    if ((context.rootRole & PAGE_ROLE.DIRECT) !== 0) return;
+    shadowEpt.syncRoots(context.rootHpa, this.ept12Context(this.mmu.eptp12));
   }
 
   /**
@@ -739,10 +757,10 @@ export class Kvm implements ExitSink {
     const nested = this.nested;
     this.tracePhase(KVM_PHASE.PREPARE_ENTRY);
     // kvm: vcpu_enter_guest services the requests in this order: KVM_REQ_MMU_SYNC
-    // (kvm_mmu_sync_roots; the model keeps no unsync shadow pages), KVM_REQ_LOAD_MMU_PGD, then
-    // kvm_service_local_tlb_flush_requests (current context, then guest); kvm_mmu_reload comes after.
+    // (kvm_mmu_sync_roots), KVM_REQ_LOAD_MMU_PGD, then kvm_service_local_tlb_flush_requests (current
+    // context, then guest); kvm_mmu_reload comes after.
     const mmu = this.mmu;
-    if (mmu.requests !== 0) mmu.checkRequest(MMU_REQUEST.MMU_SYNC);
+    if (mmu.requests !== 0 && mmu.checkRequest(MMU_REQUEST.MMU_SYNC)) this.#syncRoots();
     if (this.loadPgdRequested) {
       this.loadPgdRequested = false;
       this.#loadMmuPgd();
@@ -1419,6 +1437,7 @@ export class Kvm implements ExitSink {
     else memory.write32(host, g.gprLo[GPR.RAX]!);
     this.shadow.trackedWrite(gpa, bytes);
     this.#emulatorWriteback(rip);
+    g.storeEmulated = true;
   }
 
   /**

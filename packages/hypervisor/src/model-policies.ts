@@ -118,4 +118,11 @@ export interface ModelPolicies {
    * vmcs12 coherent with what the guest hypervisor writes (e.g. `enlightenedVmcsPolicies`).
    */
   readonly vmcsAccess?: GuestVmcsAccessFactory;
+  /**
+   * Whether last-level shadow-EPT pages may become unsync, as in every KVM the presets name (kvm:
+   * mmu_try_to_unsync_pages); default true. False write-tracks every table EPT02 shadows, so each
+   * store of a guest hypervisor to its EPT12 leaf tables is an exit and an emulated write: an A/B
+   * switch for what unsync saves. Shadow paging (no EPT at that level) never unsyncs in this model.
+   */
+  readonly unsyncShadowPages?: boolean;
 }

@@ -335,11 +335,14 @@ export class NestedVmxCpu implements VmxCpu {
    * page_fault_handle_page_track). Under EPT the protection is in EPT: an EPT-violation exit. Under
    * shadow paging it is in the parent's shadow PTE: a #PF, which the parent intercepts (its exception
    * bitmap has #PF without EPT). The model does not build the guest hypervisor's own page tables, so
-   * its kernel addresses are its physical ones: the #PF's linear address is `gpa`.
+   * its kernel addresses are its physical ones: the #PF's linear address is `gpa`. Returns whether
+   * the parent emulated the store; false means it made the page writable (it unsynced the shadow
+   * pages of a last-level table) and the store re-executes.
    */
-  trackedWrite(gpa: number, bytes: number, lo: number, hi: number): void {
+  trackedWrite(gpa: number, bytes: number, lo: number, hi: number): boolean {
     const hw = this.hardware;
     const ctx = this.context;
+    ctx.storeEmulated = false;
     ctx.setGpr(GPR.RAX, lo, 0);
     ctx.setGpr(GPR.RDX, hi, 0);
     ctx.setGpr(GPR.RCX, bytes, 0);
@@ -361,14 +364,17 @@ export class NestedVmxCpu implements VmxCpu {
     }
     hw.vmExit();
     hw.drive();
+    return ctx.storeEmulated;
   }
 }
 
 /**
- * The guest hypervisor's physical memory: its parent's memslots over the parent's memory. Writes to
- * a gfn the parent's shadow MMU write-tracks (a page table it shadows, e.g. EPT12) are EPT-violation
- * exits that the parent emulates (kvm: page_fault_handle_page_track). Reads and other writes go
- * straight through: the model does not fault in the guest hypervisor's own pages.
+ * The guest hypervisor's physical memory: its parent's memslots over the parent's memory. A store
+ * to a gfn the parent write-protects (a page table its shadow MMU shadows, e.g. EPT12) is an
+ * EPT-violation exit: the parent emulates it for a write-tracked (upper-level) table (kvm:
+ * page_fault_handle_page_track), or unsyncs the shadow pages of a last-level table and lets the
+ * store re-execute, after which it goes straight to memory. Reads and other writes go straight
+ * through: the model does not fault in the guest hypervisor's own pages.
  */
 class TrackedGuestMemory implements PhysicalMemory {
   readonly size: number;
@@ -381,8 +387,21 @@ class TrackedGuestMemory implements PhysicalMemory {
     this.size = parent.memory.size;
   }
 
-  #tracked(gpa: number): boolean {
-    return this.#parent.store.isGfnTracked(Math.floor(gpa / 4096));
+  #writeProtected(gpa: number): boolean {
+    return this.#parent.store.isGfnWriteProtected(Math.floor(gpa / 4096));
+  }
+
+  /**
+   * The store of `bytes` bytes at `gpa` as the processor executes it: while the page is
+   * write-protected it faults to the parent; done once the parent emulated it, else re-executed.
+   * Returns whether the store is still to be done (the page became writable).
+   */
+  #faultingStore(gpa: number, bytes: number, lo: number, hi: number): boolean {
+    for (let tries = 0; this.#writeProtected(gpa); tries++) {
+      if (tries === 4) throw new Error(`store to 0x${gpa.toString(16)} still write-protected after 4 faults`);
+      if (this.#cpu.trackedWrite(gpa, bytes, lo, hi)) return false;
+    }
+    return true;
   }
 
   read8(gpa: number): number {
@@ -398,31 +417,29 @@ class TrackedGuestMemory implements PhysicalMemory {
     return this.#parent.memory.read64(gpa);
   }
   write8(gpa: number, value: number): void {
-    if (this.#tracked(gpa)) throw new Error("byte writes to shadowed page tables are not modelled");
+    if (this.#writeProtected(gpa)) throw new Error("byte writes to shadowed page tables are not modelled");
     this.#parent.memory.write8(gpa, value);
   }
   write16(gpa: number, value: number): void {
-    if (this.#tracked(gpa)) throw new Error("16-bit writes to shadowed page tables are not modelled");
+    if (this.#writeProtected(gpa)) throw new Error("16-bit writes to shadowed page tables are not modelled");
     this.#parent.memory.write16(gpa, value);
   }
   write32(gpa: number, value: number): void {
-    if (this.#tracked(gpa)) this.#cpu.trackedWrite(gpa, 4, value >>> 0, 0);
-    else this.#parent.memory.write32(gpa, value);
+    if (this.#faultingStore(gpa, 4, value >>> 0, 0)) this.#parent.memory.write32(gpa, value);
   }
   write64(gpa: number, lo: number, hi: number): void {
-    if (this.#tracked(gpa)) this.#cpu.trackedWrite(gpa, 8, lo >>> 0, hi >>> 0);
-    else this.#parent.memory.write64(gpa, lo, hi);
+    if (this.#faultingStore(gpa, 8, lo >>> 0, hi >>> 0)) this.#parent.memory.write64(gpa, lo, hi);
   }
   readWords(gpa: number, target: Uint32Array, offset: number, count: number): void {
     readWords(this.#parent.memory, gpa, target, offset, count);
   }
-  /** Page by page: a write-tracked page takes the word-by-word path (each write emulated). */
+  /** Page by page: a write-protected page takes the word-by-word path (each store may fault). */
   writeWords(gpa: number, source: Uint32Array, offset: number, count: number): void {
     let done = 0;
     while (done < count) {
       const at = gpa + done * 4;
       const n = Math.min(count - done, (4096 - (at % 4096)) >>> 2);
-      if (this.#tracked(at)) {
+      if (this.#writeProtected(at)) {
         for (let i = 0; i < n; i++) this.write32(at + i * 4, source[offset + done + i]!);
       } else {
         writeWords(this.#parent.memory, at, source, offset + done, n);
@@ -433,7 +450,26 @@ class TrackedGuestMemory implements PhysicalMemory {
   readBytes(gpa: number, length: number): Uint8Array {
     return this.#parent.memory.readBytes(gpa, length);
   }
+  /**
+   * Page by page: a write-protected page is stored to as quadwords (each may fault: the first
+   * unsyncs a last-level table; a tracked table is emulated until write flooding unshadows it), so
+   * a guest hypervisor reusing a shadowed page — zeroing a freed table — is seen by its parent.
+   */
   writeBytes(gpa: number, bytes: Uint8Array): void {
-    this.#parent.memory.writeBytes(gpa, bytes);
+    let done = 0;
+    while (done < bytes.length) {
+      const at = gpa + done;
+      const n = Math.min(bytes.length - done, 4096 - (at % 4096));
+      const part = bytes.subarray(done, done + n);
+      if (!this.#writeProtected(at)) {
+        this.#parent.memory.writeBytes(at, part);
+      } else if (at % 8 !== 0 || n % 8 !== 0) {
+        throw new Error("unaligned byte-string writes to shadowed page tables are not modelled");
+      } else {
+        const words = new DataView(part.buffer, part.byteOffset, n);
+        for (let i = 0; i < n; i += 8) this.write64(at + i, words.getUint32(i, true), words.getUint32(i + 4, true));
+      }
+      done += n;
+    }
   }
 }

@@ -56,6 +56,17 @@ export const MMU_EVENTS = defineEventCatalog("mmu", 0x200, [
    * flush_tlb_current that ends every kvm_mmu_load (one per ROOT_LOAD).
    */
   "TLB_FLUSH_REQUEST",
+  /**
+   * A last-level shadow page marked unsync because a writable SPTE now maps the guest table it
+   * shadows (kvm: mmu_try_to_unsync_pages → kvm_unsync_page and the parents' unsync-child bits).
+   */
+  "UNSYNC_PAGE",
+  /** An `mmu_sync_children` pass that found unsync pages under a page (kvm: kvm_mmu_sync_roots, FNAME(fetch)). */
+  "SYNC_CHILDREN",
+  /** One shadow page brought back in line with its guest table (kvm: __kvm_sync_page, 512 SPTEs scanned). */
+  "SYNC_PAGE",
+  /** One present SPTE re-derived from its guest entry during a sync (kvm: FNAME(sync_spte)). */
+  "SYNC_SPTE",
 ]);
 
 export type MmuEventName = (typeof MMU_EVENTS.names)[number];

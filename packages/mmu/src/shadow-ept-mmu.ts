@@ -3,17 +3,22 @@ import {
   AD_UPDATE,
   EPT_OUTCOME,
   EPT_VIOLATION,
+  EPT_MISCONFIG,
   EPTE_LO,
   type EptContext,
   EptWalker,
+  eptEntryAddress,
+  eptEntryMisconfiguration,
+  eptEntryPresent,
   PAGE_SIZE,
   WalkTrace,
 } from "@nestvisor/x86-arch";
 import { MMU_EVENTS } from "./mmu-events";
-import { ACC } from "./page-role";
+import { ACC, PAGE_ROLE } from "./page-role";
 import { SHADOW_FAULT, ShadowFaultResult } from "./shadow-fault";
-import type { ShadowMmu } from "./shadow-mmu";
+import type { ShadowMmu, SyncSpteSource } from "./shadow-mmu";
 import { SPTE_FORMAT } from "./shadow-spte";
+import { spteAddress } from "./spte";
 
 /** Qualification bits 5:3: the AND of R, W, X over the EPT entries walked (SDM Table 28-7). */
 const RWX_BITS = EPT_VIOLATION.READABLE | EPT_VIOLATION.WRITABLE | EPT_VIOLATION.EXECUTABLE;
@@ -48,24 +53,81 @@ function eptAcc(bits: number): number {
  * EPT12 accessed/dirty flags are set as KVM's walk does (after a successful walk, kvm:
  * FNAME(update_accessed_dirty_bits)); those writes by L0 are not tracked writes.
  *
+ * Unsync: with an unsync store, an EPT12 last-level table is write-protected rather than
+ * write-tracked, and L1's first store to it unsyncs its EPT02 pages (in L0's TDP fault). This class
+ * is the EPT format's `syncSource` (kvm: FNAME(sync_spte) for PTTYPE_EPT), run against the EPT12
+ * context of the last fault or of `syncRoots`.
+ *
  * INVEPT is the root cache's business (kvm: handle_invept frees guest_mmu roots whose EPTP matches,
  * or all of them): `ShadowRootBackend.putRoot` drops the references and a valid root's pages stay
- * in the hash, in sync because every EPT12 table they shadow is write-tracked; a root zapped
- * meanwhile is freed with its last reference. With no unsync pages there is nothing for INVEPT or
- * nested_ept_invalidate_addr to resync.
+ * in the hash; a root zapped meanwhile is freed with its last reference. The next root load finds
+ * the pages in the hash and syncs the unsync ones under it (kvm: kvm_mmu_load → kvm_mmu_sync_roots).
  */
-export class ShadowEptMmu {
+export class ShadowEptMmu implements SyncSpteSource {
   readonly shadow: ShadowMmu;
   /** Walks EPT12 in L1 memory, setting its A/D flags only after a successful walk. */
   readonly walker: EptWalker;
   readonly trace = new WalkTrace();
   readonly result = new ShadowFaultResult();
+  /** The EPT12 context a sync reads entries with (kvm: vcpu->arch.mmu, the guest MMU in use). */
+  #ept12: EptContext | null = null;
 
   constructor(shadow: ShadowMmu) {
     if (shadow.format !== SPTE_FORMAT.EPT)
       throw new RangeError("shadow EPT needs a ShadowMmu in the EPT format");
     this.shadow = shadow;
     this.walker = new EptWalker(shadow.guestMemory, { adUpdate: AD_UPDATE.AFTER_SUCCESS });
+    shadow.syncSource = this;
+  }
+
+  /**
+   * kvm: kvm_mmu_sync_roots with the guest MMU of nested EPT: syncs the unsync EPT02 pages under
+   * `rootHpa` against the EPT12 of `ept12` (the EPT pointer of vmcs12).
+   */
+  syncRoots(rootHpa: number, ept12: EptContext): void {
+    this.#ept12 = ept12;
+    this.shadow.syncRoots(rootHpa);
+  }
+
+  /**
+   * kvm: FNAME(sync_spte) for PTTYPE_EPT — entry `index` of the EPT02 last-level page `id` against
+   * the EPT12 entry it shadows. The SPTE is dropped (returns 1) when the EPT12 entry is not
+   * present, not accessed while EPTP12 enables A/D, misconfigured (kvm: prefetch_invalid_gpte), or
+   * maps another page; left alone (0) while its rights are unchanged; otherwise rebuilt with the
+   * page role's access AND the entry's, minus W for a clean entry under A/D (protect_clean_gpte).
+   * 6.12 does not drop an SPTE whose rights became empty (its check compares against the 64-bit
+   * non-present value, which a rights mask never equals), so neither does this. -1 when the entry's
+   * page is in no memslot.
+   */
+  syncSpte(id: number, index: number): number {
+    const shadow = this.shadow;
+    const ctx = this.#ept12;
+    if (ctx === null) return -1;
+    const gpa = shadow.store.gfn(id) * PAGE_SIZE + index * 8;
+    if (shadow.memslots.lookup(Math.floor(gpa / PAGE_SIZE)) < 0) return -1;
+    const memory = shadow.guestMemory;
+    const lo = memory.read32(gpa);
+    const hi = memory.read32(gpa + 4);
+    if (
+      !eptEntryPresent(lo, ctx.modeBasedExecute) ||
+      (ctx.accessedDirty && (lo & EPTE_LO.ACCESSED) === 0) ||
+      eptEntryMisconfiguration(ctx, lo, hi, 1) !== EPT_MISCONFIG.NONE
+    ) {
+      shadow.dropSpte(id, index);
+      return 1;
+    }
+    const gfn = Math.floor(eptEntryAddress(lo, hi) / PAGE_SIZE);
+    const role = shadow.store.role(id);
+    let access = ((role & PAGE_ROLE.ACCESS_MASK) >>> PAGE_ROLE.ACCESS_SHIFT) & eptAcc(lo);
+    if (ctx.accessedDirty && (lo & EPTE_LO.DIRTY) === 0) access &= ~ACC.WRITE;
+    const spte = shadow.store.hostPage(id) + index * 8;
+    const mapped = spteAddress(shadow.memory.read32(spte), shadow.memory.read32(spte + 4));
+    if (shadow.memslots.lookup(gfn) < 0 || shadow.memslots.gfnToHpa(gfn) !== mapped) {
+      shadow.dropSpte(id, index);
+      return 1;
+    }
+    if (shadow.leafAccess(id, index) === access) return 0;
+    return shadow.resyncLeaf(id, index, gfn, access);
   }
 
   /**
@@ -80,6 +142,7 @@ export class ShadowEptMmu {
     shadow.count(MMU_EVENTS.SHADOW_EPT_FAULT);
     const r = this.result;
     r.reset();
+    this.#ept12 = ept12;
     if (!shadow.isDummyRoot(rootHpa) && !shadow.isSpecialRoot(rootHpa)) {
       const id = shadow.store.idOfHostPage(rootHpa);
       if (id >= 0 && shadow.store.level(id) !== ept12.levels) {

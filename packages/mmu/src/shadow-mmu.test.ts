@@ -18,7 +18,7 @@ import { nestedEptFixture } from "./testing/nested-ept-fixture";
 const LEVEL4 = 0x00003704;
 const PAE = 0x00003703;
 
-function setup(format: 0 | 1 = SPTE_FORMAT.X86, onWriteProtectGfn?: (gfn: number) => void) {
+function setup(format: 0 | 1 = SPTE_FORMAT.X86, onWriteProtectGfn?: (gfn: number) => boolean) {
   const memory = new DenseMemory(0x200_0000);
   const allocator = new HostPageAllocator(memory, { base: 0x10_0000, pages: 256, zeroed: true });
   const meter = new CountingMeter([MMU_EVENTS]);
@@ -145,7 +145,7 @@ describe("ShadowMmu roots (kvm: mmu_alloc_root, mmu_free_root_page)", () => {
 describe("ShadowMmu write tracking", () => {
   it("tells the owner of other mappings when a gfn becomes shadowed, once", () => {
     const gfns: number[] = [];
-    const { shadow } = setup(SPTE_FORMAT.X86, (gfn) => gfns.push(gfn));
+    const { shadow } = setup(SPTE_FORMAT.X86, (gfn) => gfns.push(gfn) > 0);
     shadow.allocShadowRoots(LEVEL4, 0x5000, null);
     shadow.allocShadowRoots(LEVEL4 & ~PAGE_ROLE.CR0_WP, 0x5000, null); // a second page for gfn 5
     shadow.allocShadowRoots(LEVEL4, 0x6000, null);

@@ -27,12 +27,23 @@ export interface ShadowMmuOptions {
   readonly format: SpteFormat;
   readonly meter?: Meter;
   /**
-   * Called when a gfn becomes write-tracked, after the shadow MMU write-protected its own SPTEs
-   * mapping it: mappings outside the shadow MMU must lose write access too (kvm:
+   * Called when the shadow MMU write-protects a gfn (it became shadowed, or an unsync page of it is
+   * synced), after its own SPTEs: mappings outside the shadow MMU must lose write access too (kvm:
    * kvm_mmu_slot_gfn_write_protect → kvm_tdp_mmu_write_protect_gfn for L1's EPT01 mapping of an
-   * EPT12 page).
+   * EPT12 page). Returns whether it changed a mapping; the one remote flush for both is the shadow
+   * MMU's to make.
    */
-  readonly onWriteProtectGfn?: (gfn: number) => void;
+  readonly onWriteProtectGfn?: (gfn: number) => boolean;
+}
+
+/**
+ * The paging-format half of a sync (kvm: `mmu->sync_spte`, FNAME(sync_spte)): brings entry `index`
+ * of the last-level shadow page `id` (a present SPTE) in line with the guest entry it shadows,
+ * through `ShadowMmu.dropSpte` and `ShadowMmu.resyncLeaf`. Returns 0 (unchanged), 1 (changed or
+ * dropped; a flush may be needed) or -1 (the guest entry could not be read: the page is zapped).
+ */
+export interface SyncSpteSource {
+  syncSpte(id: number, index: number): number;
 }
 
 const NONE = -1;
@@ -75,16 +86,23 @@ export function spteIndex(lo: number, hi: number, level: number): number {
  * - guest writes to tracked tables (kvm: kvm_mmu_track_write with detect_write_misaligned,
  *   detect_write_flooding and get_written_sptes): "zap on write".
  *
+ * - unsync last-level pages, when the store allows them (`ShadowPageStore` option `unsync`): a
+ *   writable mapping of a shadowed last-level table unsyncs its pages instead of being
+ *   write-protected (kvm: make_spte → mmu_try_to_unsync_pages), so the guest's later stores to
+ *   that table run without exits; the pages are brought back in line by `syncPage` (an exact-role
+ *   hit in the hash: kvm_mmu_find_shadow_page → kvm_sync_page), `syncChildren` (an upper page
+ *   about to be linked: FNAME(fetch) → mmu_sync_children) and `syncRoots` (kvm_mmu_sync_roots,
+ *   at root load and on KVM_REQ_MMU_SYNC), with the paging format's `syncSource` re-deriving each
+ *   present SPTE.
+ *
  * Modelled choices (documented differences from KVM):
- * - No unsync pages. KVM lets a last-level shadowed table become writable and unsync
- *   (mmu_try_to_unsync_pages) and resyncs it on a TLB flush/INVEPT; the model keeps every shadowed
- *   gfn write-protected, as KVM does for upper-level tables and whenever unsync is impossible, so a
- *   guest write to any shadowed table is emulated and zaps the affected SPTEs at once. The store
- *   write-tracks every indirect page's gfn (KVM write-tracks only level > 1 and write-protects
- *   level 1 through the rmaps). The counts differ: in KVM the first store to a last-level table
- *   unsyncs it (one exit, no emulation) and later stores run without exits until the next sync;
- *   here every store to it is an exit and an emulated write (a guest hypervisor's EPT12 leaf
- *   tables in `touch_memory` at L2).
+ * - Unsync needs a `syncSource`; the shadow-paging (x86) format has none yet, so its store keeps
+ *   every shadowed gfn write-tracked (the store's `unsync` off): a guest write to any shadowed
+ *   table is emulated and zaps the affected SPTEs at once, as KVM does for upper-level tables.
+ * - A sync runs as one batch (KVM collects at most 16 walk entries per batch and write-protects
+ *   and flushes per batch), so flush counts differ only with more unsync pages under one root.
+ * - A sync that finds a changed target gfn compares host addresses (the model keeps no per-SPTE
+ *   gfn, kvm's shadowed_translation gfn; the memslots map gfns to host pages one to one).
  * - Leaves are 4 KiB (the host backs memslots with 4-KiB pages: kvm_mmu_hugepage_adjust keeps
  *   level 1); a guest huge page is shadowed by direct pages (kvm: the second loop of FNAME(fetch)).
  * - No prefetch of neighbouring SPTEs (kvm: FNAME(pte_prefetch)), no MMIO SPTEs, no dirty logging.
@@ -120,8 +138,20 @@ export class ShadowMmu {
   flooded = 0;
   /** Writable SPTEs write-protected because their gfn became shadowed. */
   writeProtectedSptes = 0;
+  /** The paging format's sync (kvm: mmu->sync_spte); set by `ShadowEptMmu`. */
+  syncSource: SyncSpteSource | null = null;
 
-  readonly #onWriteProtectGfn: ((gfn: number) => void) | null;
+  readonly #onWriteProtectGfn: ((gfn: number) => boolean) | null;
+  /**
+   * kvm: the access of sp->shadowed_translation — the guest-derived rights each leaf of an
+   * indirect last-level page was installed with, by page id (512 entries, allocated on the page's
+   * first leaf). A sync leaves an SPTE alone while they are unchanged.
+   */
+  readonly #leafAccess: (Uint8Array | undefined)[] = [];
+  /** Role word of the root being faulted through or synced (kvm: vcpu->arch.mmu->root_role). */
+  #syncRootRole = 0;
+  /** Scratch list of unsync pages for `syncChildren`. */
+  readonly #unsyncScratch: number[] = [];
   readonly #counts: Float64Array | null;
   /** kvm: sp->write_flooding_count, by page id. */
   readonly #flood: Uint8Array;
@@ -407,6 +437,7 @@ export class ShadowMmu {
     let table = this.#walkTable;
     let tableId = this.#walkId;
     let level = this.#walkLevel;
+    this.#syncRootRole = store.role(tableId);
 
     // Indirect levels: one shadow page per guest table.
     while (level > guestLevel) {
@@ -420,6 +451,9 @@ export class ShadowMmu {
       } else {
         const role = childRole(store.role(tableId), this.walkPtAccess[level - 2]!, false, index);
         child = this.#getShadowPage(this.walkTableGfn[level - 2]!, role);
+        // kvm: FNAME(fetch) — an upper page is synced before it is linked: the guest need not flush
+        // after making an entry present, so a stale unsync child must not become reachable.
+        if (store.unsyncChildren(child) > 0) this.syncChildren(child);
         this.#link(pa, lo, child, tableId, index);
       }
       table = store.hostPage(child);
@@ -600,7 +634,146 @@ export class ShadowMmu {
     return out;
   }
 
+  // ---- unsync pages ---------------------------------------------------------------------------
+
+  /**
+   * kvm: kvm_mmu_sync_roots for the root at `rootHpa` (the caller checked that the MMU's root role
+   * is indirect): a 4/5-level root is synced when it is unsync or has unsync children (kvm:
+   * is_unsync_root); a PAE root's level-2 roots are synced each. The dummy root has nothing.
+   */
+  syncRoots(rootHpa: number): void {
+    if (this.isDummyRoot(rootHpa)) return;
+    const store = this.store;
+    if (this.#specialRoots.has(rootHpa)) {
+      for (let i = 0; i < 4; i++) {
+        const lo = this.memory.read32(rootHpa + i * 8);
+        if ((lo & PDPTE_PRESENT) === 0) continue;
+        const id = store.idOfHostPage(spteAddress(lo, this.memory.read32(rootHpa + i * 8 + 4)));
+        if (id === NONE) continue;
+        this.#syncRootRole = store.role(id);
+        this.syncChildren(id);
+      }
+      return;
+    }
+    const id = store.idOfHostPage(rootHpa);
+    if (id === NONE || store.isTdpPage(id)) {
+      throw new RangeError(`0x${rootHpa.toString(16)} is not a shadow-MMU root`);
+    }
+    if (!store.isUnsync(id) && store.unsyncChildren(id) === 0) return;
+    this.#syncRootRole = store.role(id);
+    this.syncChildren(id);
+  }
+
+  /**
+   * kvm: mmu_sync_children — every unsync page below page `id` is brought back in line: first the
+   * gfn of each is write-protected again (kvm_vcpu_write_protect_gfn, one remote flush if a mapping
+   * changed), then each is marked sync and synced (`syncPage`); a page whose sync fails is zapped.
+   * Ends with one flush if a synced SPTE needs it (kvm_mmu_remote_flush_or_zap). Counts
+   * SYNC_CHILDREN when there was something to sync.
+   */
+  syncChildren(id: number): void {
+    const store = this.store;
+    const pages = this.#unsyncScratch;
+    pages.length = 0;
+    if (store.collectUnsync(id, pages) === 0) return;
+    this.count(MMU_EVENTS.SYNC_CHILDREN);
+    let protectedAny = false;
+    for (let i = 0; i < pages.length; i++) {
+      if (this.#writeProtectGfn(store.gfn(pages[i]!))) protectedAny = true;
+    }
+    if (protectedAny) store.remoteFlush();
+    let flush = false;
+    for (let i = 0; i < pages.length; i++) {
+      const sp = pages[i]!;
+      store.unlinkUnsync(sp);
+      const synced = this.syncPage(sp);
+      if (synced < 0) store.prepareZap(sp);
+      else if (synced > 0) flush = true;
+    }
+    if (store.commitZap() === 0 && flush) store.remoteFlush();
+  }
+
+  /**
+   * kvm: __kvm_sync_page — the page's role must be the current root's, ignoring level, access,
+   * quadrant and passthrough (kvm_sync_page_check); then every SPTE not at the initial non-present
+   * value goes through the format's `syncSource` (kvm_sync_spte). Returns -1 (the page must be
+   * zapped: wrong role, no sync source, or a guest entry that could not be read — KVM ORs the
+   * results, so a -1 makes the whole result -1), or whether a flush is needed (0/1). Counts
+   * SYNC_PAGE, and SYNC_SPTE per SPTE synced.
+   */
+  syncPage(id: number): number {
+    this.count(MMU_EVENTS.SYNC_PAGE);
+    const store = this.store;
+    const source = this.syncSource;
+    const ignored = PAGE_ROLE.LEVEL_MASK | PAGE_ROLE.ACCESS_MASK | PAGE_ROLE.QUADRANT_MASK | PAGE_ROLE.PASSTHROUGH;
+    const role = store.role(id);
+    if (source === null || (role & NO_GPTES) !== 0 || ((role ^ this.#syncRootRole) & ~ignored) !== 0) return -1;
+    const memory = this.memory;
+    const table = store.hostPage(id);
+    let result = 0;
+    for (let i = 0; i < 512; i++) {
+      if ((memory.read32(table + i * 8) | memory.read32(table + i * 8 + 4)) === 0) continue;
+      this.count(MMU_EVENTS.SYNC_SPTE);
+      result |= source.syncSpte(id, i);
+    }
+    return result;
+  }
+
+  /** The rights leaf `index` of indirect page `id` was installed with (kvm: kvm_mmu_page_get_access). */
+  leafAccess(id: number, index: number): number {
+    return this.#leafAccess[id]?.[index] ?? 0;
+  }
+
+  /** kvm: drop_spte during a sync — the leaf is cleared (its rmap entry goes stale). */
+  dropSpte(id: number, index: number): void {
+    const pa = this.store.hostPage(id) + index * 8;
+    if ((this.memory.read32(pa) | this.memory.read32(pa + 4)) === 0) return;
+    this.memory.write64(pa, 0, 0);
+    this.count(MMU_EVENTS.SPTE_WRITE);
+  }
+
+  /**
+   * The end of FNAME(sync_spte) once the gfn is known to be unchanged: `access` (guest-derived
+   * rights) is recorded and the leaf rebuilt on its host page with it (kvm: make_spte with
+   * can_unsync false — W goes if any valid page shadows the target gfn, unless the old SPTE was
+   * writable; host-writability kept from the old SPTE). Returns 1 when the rewrite removed write
+   * permission (kvm: mmu_spte_update's flush), else 0.
+   */
+  resyncLeaf(id: number, index: number, gfn: number, access: number): number {
+    this.#setLeafAccess(id, index, access);
+    const pa = this.store.hostPage(id) + index * 8;
+    const memory = this.memory;
+    const oldLo = memory.read32(pa);
+    const oldHi = memory.read32(pa + 4);
+    const hpa = spteAddress(oldLo, oldHi);
+    const slot = this.memslots.lookup(gfn);
+    const hostWritable = slot >= 0 && !this.memslots.readOnlyAt(slot);
+    let rights = access;
+    if (!hostWritable) rights &= ~ACC.WRITE;
+    const wasWritable = (oldLo & SPTE_WRITABLE) !== 0;
+    if ((rights & ACC.WRITE) !== 0 && !wasWritable && this.store.tryToUnsyncPages(gfn, false)) {
+      rights &= ~ACC.WRITE;
+    }
+    const adDisabled = (this.store.role(id) & PAGE_ROLE.AD_DISABLED) !== 0;
+    const lo = leafSpteLo(this.format, hpa, 1, rights, hostWritable, adDisabled);
+    const hi = leafSpteHi(this.format, hpa, rights, hostWritable, adDisabled);
+    if (lo === oldLo && hi === oldHi) return 0;
+    memory.write64(pa, lo, hi);
+    this.count(MMU_EVENTS.SPTE_WRITE);
+    if ((rights & ACC.WRITE) !== 0) this.#indexAdd(this.#rmap, gfn, pa);
+    return wasWritable && (lo & SPTE_WRITABLE) === 0 ? 1 : 0;
+  }
+
   // ---- internals -----------------------------------------------------------------------------
+
+  #setLeafAccess(id: number, index: number, access: number): void {
+    let rights = this.#leafAccess[id];
+    if (rights === undefined) {
+      rights = new Uint8Array(512);
+      this.#leafAccess[id] = rights;
+    }
+    rights[index] = access;
+  }
 
   /**
    * Positions the shadow walk at the top table for address `aLo` (kvm: shadow_walk_init): the root
@@ -635,17 +808,37 @@ export class ShadowMmu {
 
   /**
    * kvm: kvm_mmu_get_shadow_page — find or create, clearing the write-flooding count (kvm: on a
-   * hit in kvm_mmu_find_shadow_page). A new page with guest PTEs joins the gfn index; if its gfn
-   * just became write-tracked, the SPTEs mapping the gfn writable are write-protected (kvm:
-   * account_shadowed).
+   * hit in kvm_mmu_find_shadow_page). An unsync hit is synced first, without write protection, and
+   * stays unsync; if the sync fails the page is zapped and a new one built (kvm:
+   * kvm_mmu_find_shadow_page → kvm_sync_page). A new page with guest PTEs joins the gfn index and
+   * the SPTEs mapping its gfn writable are write-protected (kvm: account_shadowed — for a
+   * last-level page of an unsync store always, otherwise when the gfn just became write-tracked).
    */
   #getShadowPage(gfn: number, role: number): number {
     const store = this.store;
-    const id = store.getShadowPage(gfn, role);
+    let id = store.find(gfn, role);
+    if (id !== NONE && store.isUnsync(id)) {
+      const synced = this.syncPage(id);
+      if (synced < 0) {
+        store.prepareZap(id);
+        store.commitZap();
+        store.cacheMisses++;
+        id = NONE;
+      } else if (synced > 0) {
+        store.remoteFlush();
+      }
+    }
+    const created = id === NONE;
+    if (created) id = store.alloc(gfn, role, false);
+    store.lastGetCreated = created;
     this.#flood[id] = 0;
-    if (store.lastGetCreated && (role & NO_GPTES) === 0) {
+    if (created && (role & NO_GPTES) === 0) {
       this.#indexAdd(this.#gfnPages, gfn, id);
-      if (store.writeTrackCount(gfn) === 1) this.#writeProtectGfn(gfn);
+      this.#leafAccess[id]?.fill(0);
+      const lastLevelUnsyncable = store.unsyncEnabled && roleLevel(role) === 1;
+      if (lastLevelUnsyncable || store.writeTrackCount(gfn) === 1) {
+        if (this.#writeProtectGfn(gfn)) store.remoteFlush();
+      }
     }
     return id;
   }
@@ -673,8 +866,10 @@ export class ShadowMmu {
 
   /**
    * kvm: mmu_set_spte → make_spte for a 4-KiB leaf. Write permission goes when the slot is
-   * read-only (kvm: !host_writable) or the gfn is write-tracked (kvm: mmu_try_to_unsync_pages
-   * fails, as unsync is not modelled); a leaf for another page is dropped first.
+   * read-only (kvm: !host_writable), or when the gfn is shadowed and its pages cannot become unsync
+   * (kvm: mmu_try_to_unsync_pages fails; not asked when the old SPTE was already writable); a leaf
+   * for another page is dropped first. An indirect page records the rights (kvm:
+   * kvm_mmu_page_set_access).
    */
   #setSpte(
     table: number,
@@ -694,12 +889,7 @@ export class ShadowMmu {
     const hostWritable = !memslots.readOnlyAt(slot);
     let access = pteAccess;
     if (!hostWritable) access &= ~ACC.WRITE;
-    let wrprot = false;
-    if ((access & ACC.WRITE) !== 0 && this.store.isGfnTracked(gfn)) {
-      wrprot = true;
-      access &= ~ACC.WRITE;
-    }
-    const present = isShadowPresentSpte(oldLo);
+    let present = isShadowPresentSpte(oldLo);
     // kvm: mmu_set_spte batches its reasons to flush into one kvm_flush_remote_tlbs_gfn at the end.
     let flush = false;
     if (present && spteAddress(oldLo, oldHi) !== hpa) {
@@ -707,7 +897,15 @@ export class ShadowMmu {
       memory.write64(pa, 0, 0);
       this.count(MMU_EVENTS.SPTE_WRITE);
       flush = true;
+      present = false;
     }
+    let wrprot = false;
+    const wasWritable = present && (oldLo & SPTE_WRITABLE) !== 0;
+    if ((access & ACC.WRITE) !== 0 && !wasWritable && this.store.tryToUnsyncPages(gfn, true)) {
+      wrprot = true;
+      access &= ~ACC.WRITE;
+    }
+    if ((this.store.role(tableId) & NO_GPTES) === 0) this.#setLeafAccess(tableId, index, pteAccess);
     const adDisabled = (this.store.role(tableId) & PAGE_ROLE.AD_DISABLED) !== 0;
     const lo = leafSpteLo(this.format, hpa, 1, access, hostWritable, adDisabled);
     const hi = leafSpteHi(this.format, hpa, access, hostWritable, adDisabled);
@@ -729,13 +927,13 @@ export class ShadowMmu {
   /**
    * Clears write permission from every SPTE mapping `gfn` writable (kvm:
    * kvm_mmu_slot_gfn_write_protect → rmap_write_protect with pt_protect), then tells the owner of
-   * other mappings.
+   * other mappings. Returns whether any mapping changed: the caller makes the one remote flush.
    */
-  #writeProtectGfn(gfn: number): void {
+  #writeProtectGfn(gfn: number): boolean {
+    let flush = false;
     const list = this.#rmap.get(gfn);
     if (list !== undefined) {
       const memory = this.memory;
-      let flush = false;
       for (let i = 0; i < list.length; i++) {
         const pa = list[i]!;
         if (!this.#isWritableLeafFor(pa, gfn)) continue;
@@ -747,9 +945,9 @@ export class ShadowMmu {
         flush = true;
       }
       this.#rmap.delete(gfn);
-      if (flush) this.store.remoteFlush();
     }
-    this.#onWriteProtectGfn?.(gfn);
+    if (this.#onWriteProtectGfn?.(gfn) === true) flush = true;
+    return flush;
   }
 
   /** The SPTE at `pa` is a present writable leaf of a live shadow page mapping `gfn`'s host page. */

@@ -295,8 +295,8 @@ describe("ShadowPageStore: write tracking and layout", () => {
     expect(store.isGfnTracked(0x77)).toBe(false);
   });
 
-  it("keeps 48 bytes of metadata per page beside the 4096-byte table", () => {
-    expect(setup().store.metadataBytesPerPage).toBe(48);
+  it("keeps 116 bytes of metadata per page (48, plus the unsync-child count and 512-bit bitmap) beside the 4096-byte table", () => {
+    expect(setup().store.metadataBytesPerPage).toBe(116);
   });
 
   it("refuses to zap a TDP page through the shadow path, or free a shadow page as TDP", () => {

@@ -17,14 +17,16 @@ import { isLastSpte, isShadowPresentSpte, SPTES_PER_PAGE, spteAddress } from "./
  * subtraction. A few bytes per page (`metadataBytesPerPage`) sit beside the 4096 of the table.
  *
  * Modelled: the 4096-bucket hash by gfn and full role word (obsolete pages skipped), allocation
- * (FIFO active list, generation stamp, write-tracking of shadowed gfns), parent links, legacy root
+ * (FIFO active list, generation stamp, accounting of shadowed gfns), parent links, legacy root
  * counts, prepare/commit zapping with KVM's rule for roots still referenced (marked invalid, kept
  * until the last reference), `kvm_mmu_zap_all_fast` (generation toggle, TDP root invalidation
- * through hooks, obsolete-page zap), and per-gfn write-track counts.
+ * through hooks, obsolete-page zap), per-gfn write-track counts, and — with the `unsync` option —
+ * unsync last-level pages: the unsync flag, the parents' unsync-child bitmaps and counts
+ * (kvm: mark_unsync), `mmu_try_to_unsync_pages`, the bitmap walk of `mmu_unsync_walk`, and the
+ * zap of unsync children before their parent (kvm: mmu_zap_unsync_children).
  *
- * Not modelled here (the shadow MMU's concern): syncing unsync pages (`find` returns an unsync hit
- * and the caller syncs it), unsync-children bitmaps, rmaps of leaf SPTEs, write-flooding counts,
- * the huge-page disallow counts of shadowed gfns, and the page-count limit
+ * Not modelled here (the shadow MMU's concern): syncing a page's SPTEs (`find` returns an unsync
+ * hit and the caller syncs it), rmaps of leaf SPTEs, write-flooding counts, and the page-count limit
  * (`kvm_mmu_zap_oldest_mmu_pages`).
  */
 export interface ShadowPageStoreOptions {
@@ -41,6 +43,14 @@ export interface ShadowPageStoreOptions {
    * without a parent (kvm: mmu_page_zap_pte). Default true.
    */
   readonly tdpEnabled?: boolean;
+  /**
+   * Unsync last-level pages, as KVM does for every shadow MMU (kvm: account_shadowed write-tracks
+   * only level > 1 and write-protects a level-1 table's mappings; a later writable mapping unsyncs
+   * the page). False: every page with guest PTEs write-tracks its gfn, so a guest write to any
+   * shadowed table is emulated (the model's rule for formats whose sync is not modelled). Default
+   * false.
+   */
+  readonly unsync?: boolean;
 }
 
 /** What the TDP MMU does inside `zapAllFast` (kvm: kvm_tdp_mmu_invalidate_all_roots / _zap_invalidated_roots). */
@@ -50,6 +60,10 @@ export interface ZapAllFastHooks {
 }
 
 const NONE = -1;
+/** 32-bit words of one page's unsync-child bitmap (512 bits). */
+const BITMAP_WORDS = 16;
+/** Role bits of a page that shadows no guest table (kvm: !sp_has_gptes). */
+const NO_GPTES = PAGE_ROLE.DIRECT | PAGE_ROLE.PASSTHROUGH;
 /** kvm: gfn_write_track counts are 16 bits (`KVM_MAX_...`: WARN on overflow). */
 const WRITE_TRACK_LIMIT = 0xffff;
 
@@ -57,6 +71,8 @@ export class ShadowPageStore {
   readonly allocator: HostPageAllocator;
   readonly meter: Meter;
   readonly tdpEnabled: boolean;
+  /** Whether last-level pages may become unsync (the `unsync` option). */
+  readonly unsyncEnabled: boolean;
 
   // Per-page fields (index = id).
   readonly #gfn: Float64Array;
@@ -68,6 +84,10 @@ export class ShadowPageStore {
   readonly #parentCount: Int32Array;
   readonly #moreParents: Int32Array;
   readonly #flags: Uint8Array;
+  /** kvm: `sp->unsync_children` — set bits in the page's unsync-child bitmap. */
+  readonly #unsyncChildren: Int32Array;
+  /** kvm: `sp->unsync_child_bitmap` — 512 bits (16 words) per page. */
+  readonly #unsyncBitmap: Uint32Array;
   readonly #gen: Uint8Array;
   readonly #hashNext: Int32Array;
   readonly #hashPrev: Int32Array;
@@ -110,12 +130,15 @@ export class ShadowPageStore {
   cacheMisses = 0;
   /** Broadcasts of KVM_REQ_MMU_FREE_OBSOLETE_ROOTS. */
   freeObsoleteRootsRequests = 0;
+  /** Pages currently unsync (kvm: `kvm->stat.mmu_unsync`). */
+  unsyncPages = 0;
 
   constructor(options: ShadowPageStoreOptions) {
     const n = options.allocator.capacity;
     this.allocator = options.allocator;
     this.meter = options.meter ?? NOOP_METER;
     this.tdpEnabled = options.tdpEnabled ?? true;
+    this.unsyncEnabled = options.unsync ?? false;
     this.#counts = meterTable(this.meter);
     this.#gfn = new Float64Array(n);
     this.#role = new Uint32Array(n);
@@ -125,6 +148,8 @@ export class ShadowPageStore {
     this.#parentCount = new Int32Array(n);
     this.#moreParents = new Int32Array(n).fill(NONE);
     this.#flags = new Uint8Array(n);
+    this.#unsyncChildren = new Int32Array(n);
+    this.#unsyncBitmap = new Uint32Array(n * BITMAP_WORDS);
     this.#gen = new Uint8Array(n);
     this.#hashNext = new Int32Array(n).fill(NONE);
     this.#hashPrev = new Int32Array(n).fill(NONE);
@@ -146,6 +171,8 @@ export class ShadowPageStore {
       this.#parentCount.BYTES_PER_ELEMENT +
       this.#moreParents.BYTES_PER_ELEMENT +
       this.#flags.BYTES_PER_ELEMENT +
+      this.#unsyncChildren.BYTES_PER_ELEMENT +
+      this.#unsyncBitmap.BYTES_PER_ELEMENT * BITMAP_WORDS +
       this.#gen.BYTES_PER_ELEMENT +
       this.#hashNext.BYTES_PER_ELEMENT +
       this.#hashPrev.BYTES_PER_ELEMENT +
@@ -247,13 +274,89 @@ export class ShadowPageStore {
   }
 
   /**
-   * Marks an unsync page (kvm: kvm_unsync_page) or clears it (kvm: kvm_unlink_unsync_page). The
-   * shadow MMU decides when; only last-level indirect pages may be unsync.
+   * Marks an unsync page (kvm: kvm_unsync_page) or clears it (kvm: kvm_unlink_unsync_page), as a
+   * raw setter for tests and fixtures. The MMU itself goes through `tryToUnsyncPages` and
+   * `unlinkUnsync`, which also keep the parents' bitmaps and the stat.
    */
   setUnsync(id: number, unsync: boolean): void {
     this.#requireLive(id);
-    if (unsync) this.#flags[id] = this.#flags[id]! | SP_FLAG.UNSYNC;
-    else this.#flags[id] = this.#flags[id]! & ~SP_FLAG.UNSYNC;
+    if (unsync === this.isUnsync(id)) return;
+    if (unsync) {
+      this.#flags[id] = this.#flags[id]! | SP_FLAG.UNSYNC;
+      this.unsyncPages++;
+      if ((this.#flags[id]! & SP_FLAG.TDP_MMU) === 0) this.#markParentsUnsync(id);
+    } else {
+      this.unlinkUnsync(id);
+    }
+  }
+
+  /** kvm: `sp->unsync_children`. */
+  unsyncChildren(id: number): number {
+    return this.#unsyncChildren[id]!;
+  }
+
+  /**
+   * kvm: mmu_try_to_unsync_pages (without prefetch) — called when a writable SPTE is about to map
+   * `gfn`. A write-tracked gfn must stay write-protected; otherwise every valid page with guest PTEs
+   * for the gfn must become unsync, which a sync in progress (`canUnsync` false: kvm's
+   * FNAME(sync_spte)) does not allow. Pages already unsync stay so. Returns true when the new SPTE
+   * must lose write permission (kvm: -EPERM).
+   */
+  tryToUnsyncPages(gfn: number, canUnsync: boolean): boolean {
+    if (this.#writeTrack.has(gfn)) return true;
+    for (let sp = this.#hashHeads[spHashBucket(gfn)]!; sp !== NONE; sp = this.#hashNext[sp]!) {
+      if (!this.#isValidWithGptesFor(sp, gfn)) continue;
+      if (!canUnsync) return true;
+      if ((this.#flags[sp]! & SP_FLAG.UNSYNC) !== 0) continue;
+      if (this.level(sp) !== 1) throw new Error(`shadow page ${sp} of untracked gfn 0x${gfn.toString(16)} is not last-level`);
+      this.#unsyncPage(sp);
+    }
+    return false;
+  }
+
+  /** kvm: kvm_unlink_unsync_page — the page is in sync again (its parents' bits are the walk's business). */
+  unlinkUnsync(id: number): void {
+    if ((this.#flags[id]! & SP_FLAG.UNSYNC) === 0) return;
+    this.#flags[id] = this.#flags[id]! & ~SP_FLAG.UNSYNC;
+    this.unsyncPages--;
+  }
+
+  /**
+   * kvm: mmu_unsync_walk — the unsync last-level pages reachable from page `id` through the
+   * unsync-child bitmaps, appended to `out` (each once), depth first. Every bit the walk visits is
+   * cleared as it goes (KVM clears the bits of entries that are not present, of children with
+   * nothing to sync, and — through mmu_pages_clear_parents — of every page it then syncs or zaps;
+   * the caller syncs or zaps every page returned before anything else runs, so the end state is the
+   * same). Returns the number of pages appended.
+   */
+  collectUnsync(id: number, out: number[]): number {
+    const before = out.length;
+    this.#collectUnsync(id, out);
+    return out.length - before;
+  }
+
+  /** Whether some valid page with guest PTEs shadows `gfn` (kvm: the disallow_lpage count of account_shadowed). */
+  isGfnShadowed(gfn: number): boolean {
+    if (this.#writeTrack.has(gfn)) return true;
+    for (let sp = this.#hashHeads[spHashBucket(gfn)]!; sp !== NONE; sp = this.#hashNext[sp]!) {
+      if (this.#gfn[sp] === gfn && (this.#role[sp]! & (NO_GPTES | PAGE_ROLE.INVALID)) === 0) return true;
+    }
+    return false;
+  }
+
+  /**
+   * Whether every mapping of `gfn` is write-protected: the gfn is write-tracked, or a valid
+   * last-level page shadows it and is still sync. That is KVM's invariant: account_shadowed and the
+   * sync write-protect every mapping of the gfn, and any later writable mapping would have unsynced
+   * the page (mmu_try_to_unsync_pages). A guest's store to such a gfn faults.
+   */
+  isGfnWriteProtected(gfn: number): boolean {
+    if (this.#writeTrack.has(gfn)) return true;
+    if (!this.unsyncEnabled) return false;
+    for (let sp = this.#hashHeads[spHashBucket(gfn)]!; sp !== NONE; sp = this.#hashNext[sp]!) {
+      if (this.#isValidWithGptesFor(sp, gfn) && (this.#flags[sp]! & SP_FLAG.UNSYNC) === 0) return true;
+    }
+    return false;
   }
 
   /** Sets the role's invalid bit (kvm: `root->role.invalid = true` in kvm_tdp_mmu_invalidate_all_roots). */
@@ -284,6 +387,7 @@ export class ShadowPageStore {
       rootCount: this.#rootCount[id]!,
       parentCount: this.#parentCount[id]!,
       unsync: (f & SP_FLAG.UNSYNC) !== 0,
+      unsyncChildren: this.#unsyncChildren[id]!,
       tdpMmuPage: (f & SP_FLAG.TDP_MMU) !== 0,
       writeTracked: (f & SP_FLAG.WRITE_TRACKED) !== 0,
       mmuValidGen: this.#gen[id]!,
@@ -345,8 +449,9 @@ export class ShadowPageStore {
    * kvm: kvm_mmu_alloc_shadow_page (and tdp_mmu_alloc_sp + tdp_mmu_init_sp for `tdp`): takes a
    * zeroed host page and stamps the page. A shadow-MMU page joins the head of the FIFO active
    * list and its hash bucket with the current `mmu_valid_gen`; if it shadows guest PTEs (indirect,
-   * not passthrough) its gfn becomes write-tracked (kvm: account_shadowed). TDP MMU pages are on
-   * neither list. Returns the id.
+   * not passthrough) its gfn is accounted (kvm: account_shadowed): write-tracked, except for a
+   * last-level page of an `unsync` store, whose mappings the shadow MMU write-protects instead. TDP
+   * MMU pages are on neither list. Returns the id.
    */
   alloc(gfn: number, role: number, tdp: boolean): number {
     const id = this.allocator.pageIndex(this.allocator.alloc());
@@ -357,6 +462,8 @@ export class ShadowPageStore {
     this.#parentCount[id] = 0;
     this.#moreParents[id] = NONE;
     this.#gen[id] = this.#mmuValidGen;
+    this.#unsyncChildren[id] = 0;
+    this.#unsyncBitmap.fill(0, id * BITMAP_WORDS, (id + 1) * BITMAP_WORDS);
     this.#count(MMU_EVENTS.SHADOW_PAGE_ALLOC);
     if (tdp) {
       this.#flags[id] = SP_FLAG.LIVE | SP_FLAG.TDP_MMU;
@@ -367,8 +474,8 @@ export class ShadowPageStore {
     this.#listAddHead(id);
     this.#hashAdd(id, gfn);
     this.#usedMmuPages++;
-    // kvm: sp_has_gptes — indirect and not a passthrough page.
-    if ((role & (PAGE_ROLE.DIRECT | PAGE_ROLE.PASSTHROUGH)) === 0) {
+    // kvm: sp_has_gptes — indirect and not a passthrough page; account_shadowed tracks level > 1 only.
+    if ((role & NO_GPTES) === 0 && (roleLevel(role) > 1 || !this.unsyncEnabled)) {
       this.trackGfn(gfn);
       this.#flags[id] = this.#flags[id]! | SP_FLAG.WRITE_TRACKED;
     }
@@ -485,6 +592,15 @@ export class ShadowPageStore {
     const page = this.hostPage(id);
     const level = this.level(id);
     let zapped = 0;
+    // kvm: mmu_zap_unsync_children — the unsync pages below go first, each counted as zapped.
+    if (level > 1 && this.#unsyncChildren[id]! > 0) {
+      const unsync: number[] = [];
+      this.#collectUnsync(id, unsync);
+      for (let i = 0; i < unsync.length; i++) {
+        this.prepareZap(unsync[i]!);
+        zapped++;
+      }
+    }
     // kvm: kvm_mmu_page_unlink_children → mmu_page_zap_pte for each entry.
     for (let i = 0; i < SPTES_PER_PAGE; i++) {
       const pa = page + i * 8;
@@ -521,7 +637,7 @@ export class ShadowPageStore {
       this.untrackGfn(this.#gfn[id]!);
       this.#flags[id] = this.#flags[id]! & ~SP_FLAG.WRITE_TRACKED;
     }
-    this.#flags[id] = this.#flags[id]! & ~SP_FLAG.UNSYNC;
+    this.unlinkUnsync(id);
     let zappedRoot = false;
     if (this.#rootCount[id] === 0) {
       zapped++;
@@ -645,6 +761,74 @@ export class ShadowPageStore {
     const counts = this.#counts;
     if (counts !== null) counts[event] = counts[event]! + 1;
     else this.meter.count(event);
+  }
+
+  /** Live, not obsolete, not TDP, with guest PTEs, for `gfn` (kvm: for_each_gfn_valid_sp_with_gptes). */
+  #isValidWithGptesFor(sp: number, gfn: number): boolean {
+    return (
+      this.#gfn[sp] === gfn &&
+      (this.#role[sp]! & NO_GPTES) === 0 &&
+      (this.#flags[sp]! & SP_FLAG.TDP_MMU) === 0 &&
+      !this.isObsolete(sp)
+    );
+  }
+
+  /** kvm: kvm_unsync_page — flag, stat, and the parents' unsync-child bits. */
+  #unsyncPage(id: number): void {
+    this.#count(MMU_EVENTS.UNSYNC_PAGE);
+    this.#flags[id] = this.#flags[id]! | SP_FLAG.UNSYNC;
+    this.unsyncPages++;
+    this.#markParentsUnsync(id);
+  }
+
+  /** kvm: kvm_mmu_mark_parents_unsync — mark_unsync on every parent SPTE of `id`. */
+  #markParentsUnsync(id: number): void {
+    if (this.#parentCount[id] === 0) return;
+    this.#markUnsync(this.#parentSp[id]!, this.#parentIndex[id]!);
+    for (let link = this.#moreParents[id]!; link !== NONE; link = this.#linkNext[link]!) {
+      this.#markUnsync(this.#linkSp[link]!, this.#linkIndex[link]!);
+    }
+  }
+
+  /** kvm: mark_unsync — set the bit; on the page's first unsync child, mark its own parents. */
+  #markUnsync(parent: number, index: number): void {
+    const word = parent * BITMAP_WORDS + (index >>> 5);
+    const bit = 1 << (index & 31);
+    const bits = this.#unsyncBitmap[word]!;
+    if ((bits & bit) !== 0) return;
+    this.#unsyncBitmap[word] = (bits | bit) >>> 0;
+    if (this.#unsyncChildren[parent]!++ > 0) return;
+    this.#markParentsUnsync(parent);
+  }
+
+  #clearUnsyncChildBit(id: number, index: number): void {
+    const word = id * BITMAP_WORDS + (index >>> 5);
+    this.#unsyncBitmap[word] = (this.#unsyncBitmap[word]! & ~(1 << (index & 31))) >>> 0;
+    this.#unsyncChildren[id] = this.#unsyncChildren[id]! - 1;
+  }
+
+  /** The walk of `collectUnsync` (kvm: __mmu_unsync_walk), clearing each visited bit. */
+  #collectUnsync(id: number, out: number[]): void {
+    const memory = this.allocator.memory;
+    const page = this.hostPage(id);
+    const level = this.level(id);
+    const base = id * BITMAP_WORDS;
+    for (let w = 0; w < BITMAP_WORDS && this.#unsyncChildren[id]! > 0; w++) {
+      let bits = this.#unsyncBitmap[base + w]!;
+      while (bits !== 0) {
+        const b = 31 - Math.clz32(bits & -bits);
+        bits = (bits & ~(1 << b)) >>> 0;
+        const index = w * 32 + b;
+        this.#clearUnsyncChildBit(id, index);
+        const lo = memory.read32(page + index * 8);
+        // kvm: an entry no longer present, or a large leaf, has nothing to sync.
+        if (!isShadowPresentSpte(lo) || isLastSpte(lo, level)) continue;
+        const child = this.idOfHostPage(spteAddress(lo, memory.read32(page + index * 8 + 4)));
+        if (child === NONE) continue;
+        if (this.#unsyncChildren[child]! > 0) this.#collectUnsync(child, out);
+        else if ((this.#flags[child]! & SP_FLAG.UNSYNC) !== 0 && !out.includes(child)) out.push(child);
+      }
+    }
   }
 
   #clearSpte(pa: number): void {

@@ -71,6 +71,8 @@ export interface ShadowPageInfo {
   /** Number of parent SPTEs pointing to the page (kvm: `sp->parent_ptes`; `sp->ptep` for TDP pages). */
   readonly parentCount: number;
   readonly unsync: boolean;
+  /** kvm: `sp->unsync_children` — entries marked in the page's unsync-child bitmap. */
+  readonly unsyncChildren: number;
   readonly tdpMmuPage: boolean;
   readonly writeTracked: boolean;
   /** kvm: `sp->mmu_valid_gen`. */

@@ -212,14 +212,17 @@ export class TdpMmu {
    * per the role's `ad_disabled`. Counts TDP_FAULT, SPTE_WRITE per entry written and
    * SHADOW_PAGE_ALLOC per table. `writeFault` matters for read-only slots and write-tracked gfns.
    *
-   * A write-tracked gfn (one the shadow MMU shadows, e.g. a page of L1's EPT12) is mapped without
-   * W (kvm: make_spte → mmu_try_to_unsync_pages fails with -EPERM for kvm_gfn_is_write_tracked),
-   * so L1's writes to it exit and are emulated; a write fault on its present leaf returns
+   * A leaf gets W only through make_spte's check (kvm: mmu_try_to_unsync_pages, asked for every
+   * fault since the TDP MMU maps with ACC_ALL, unless the old leaf was writable). A write-tracked
+   * gfn (an upper-level table the shadow MMU shadows, e.g. an EPT12 PML4) is mapped without W, so
+   * L1's writes to it exit and are emulated: a write fault on its present leaf returns
    * EMULATE_WRITE_PROTECTED (kvm: page_fault_handle_page_track, which needs the fault's P bit —
-   * here: the leaf is present); a write fault on a tracked gfn with no leaf installs the read-only
-   * leaf and returns EMULATE_WRITE_PROTECTED too (kvm: tdp_mmu_map_handle_target_level, `wrprot &&
-   * fault->write`), so the write is never lost to a retry. With `hugePages`, a 2-MiB range holding
-   * a tracked gfn is mapped with 4-KiB leaves (kvm: account_shadowed → kvm_mmu_gfn_disallow_lpage).
+   * here: the leaf is present), and so does a write fault that had to install the read-only leaf
+   * (kvm: tdp_mmu_map_handle_target_level, `wrprot && fault->write`), so the write is never lost to
+   * a retry. A gfn shadowed only by last-level pages of an unsync store has those pages unsynced
+   * and gets a writable leaf: the fault is FIXED and the guest's store re-executes. With
+   * `hugePages`, a 2-MiB range holding a shadowed gfn is mapped with 4-KiB leaves (kvm:
+   * account_shadowed → kvm_mmu_gfn_disallow_lpage).
    */
   map(rootHpa: number, gpa: Gpa, writeFault: boolean): TdpMapResult {
     this.#count(MMU_EVENTS.TDP_FAULT);
@@ -239,7 +242,7 @@ export class TdpMmu {
     const readOnly = memslots.readOnlyAt(slot);
     if (readOnly && writeFault) return TDP_MAP_RESULT.EMULATE_READ_ONLY;
     const tracked = store.isGfnTracked(gfn);
-    const goal = this.hugePages && this.#canMap2M(slot, gfn) && !this.#anyTracked(gfn) ? 2 : 1;
+    const goal = this.hugePages && this.#canMap2M(slot, gfn) && !this.#anyShadowed(gfn) ? 2 : 1;
     const adDisabled = (role & PAGE_ROLE.AD_DISABLED) !== 0;
 
     let table = rootHpa;
@@ -259,7 +262,10 @@ export class TdpMmu {
         if (tracked && writeFault && present && isLastSpte(lo, level)) {
           return TDP_MAP_RESULT.EMULATE_WRITE_PROTECTED;
         }
-        const writable = !readOnly && !tracked;
+        // kvm: make_spte — no unsync check when the old leaf was already writable.
+        const wasWritable = present && isLastSpte(lo, level) && (lo & SPTE_LO.WRITABLE) !== 0;
+        const wrprot = !readOnly && !wasWritable && store.tryToUnsyncPages(leafGfn, true);
+        const writable = !readOnly && !wrprot;
         const newLo = eptLeafSpteLo(pageHpa, level, writable, adDisabled);
         const newHi = eptLeafSpteHi(pageHpa, !readOnly, writable, adDisabled);
         if (present && lo === newLo && hi === newHi) return TDP_MAP_RESULT.SPURIOUS;
@@ -268,7 +274,7 @@ export class TdpMmu {
         this.#count(MMU_EVENTS.SPTE_WRITE);
         // kvm: tdp_mmu_map_handle_target_level — a write fault whose leaf make_spte had to
         // write-protect is emulated now, not retried: the new read-only leaf would only fault again.
-        if (tracked && writeFault) return TDP_MAP_RESULT.EMULATE_WRITE_PROTECTED;
+        if (wrprot && writeFault) return TDP_MAP_RESULT.EMULATE_WRITE_PROTECTED;
         return TDP_MAP_RESULT.FIXED;
       }
 
@@ -298,14 +304,15 @@ export class TdpMmu {
   }
 
   /**
-   * `gfn` became write-tracked (kvm: kvm_mmu_slot_gfn_write_protect → kvm_tdp_mmu_write_protect_gfn,
-   * the `onWriteProtectGfn` hook of `ShadowMmu`): W is cleared from the leaf mapping it in every
-   * valid root, so the guest's next write to it exits and is emulated. A 2-MiB leaf over it is
-   * zapped instead (KVM clears its W and splits it when a later fault needs a 4-KiB leaf; huge-page
-   * splitting is not modelled, the next fault rebuilds the range with 4-KiB leaves). Returns
-   * whether an SPTE changed (a TLB flush is then requested and counted).
+   * `gfn` became shadowed, or its unsync pages are being synced (kvm: kvm_mmu_slot_gfn_write_protect
+   * → kvm_tdp_mmu_write_protect_gfn, the `onWriteProtectGfn` hook of `ShadowMmu`): W is cleared
+   * from the leaf mapping it in every valid root, so the guest's next write to it faults. A 2-MiB
+   * leaf over it is zapped instead (KVM clears its W and splits it when a later fault needs a 4-KiB
+   * leaf; huge-page splitting is not modelled, the next fault rebuilds the range with 4-KiB
+   * leaves). Returns whether an SPTE changed; then a remote flush is requested unless `flush` is
+   * false (the caller flushes once for the shadow MMU's mappings and these).
    */
-  writeProtectGfn(gfn: number): boolean {
+  writeProtectGfn(gfn: number, flush = true): boolean {
     const store = this.store;
     const memory = store.allocator.memory;
     let changed = false;
@@ -337,7 +344,7 @@ export class TdpMmu {
         break;
       }
     }
-    if (changed) this.store.remoteFlush();
+    if (changed && flush) this.store.remoteFlush();
     return changed;
   }
 
@@ -443,10 +450,10 @@ export class TdpMmu {
     );
   }
 
-  /** A gfn of the aligned 512-page range holding `gfn` is write-tracked (kvm: disallow_lpage from account_shadowed). */
-  #anyTracked(gfn: number): boolean {
+  /** A gfn of the aligned 512-page range holding `gfn` is shadowed (kvm: disallow_lpage from account_shadowed). */
+  #anyShadowed(gfn: number): boolean {
     const first = gfn - (gfn % LARGE_PAGES);
-    for (let g = first; g < first + LARGE_PAGES; g++) if (this.store.isGfnTracked(g)) return true;
+    for (let g = first; g < first + LARGE_PAGES; g++) if (this.store.isGfnShadowed(g)) return true;
     return false;
   }
 

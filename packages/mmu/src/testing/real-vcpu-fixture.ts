@@ -82,7 +82,7 @@ export function realVcpuFixture(options: RealVcpuFixtureOptions = {}) {
     format: SPTE_FORMAT.EPT,
     meter,
     // kvm: kvm_mmu_slot_gfn_write_protect also write-protects the TDP MMU's (EPT01's) mapping.
-    onWriteProtectGfn: (gfn) => holder.tdp?.writeProtectGfn(gfn),
+    onWriteProtectGfn: (gfn) => holder.tdp?.writeProtectGfn(gfn, false) ?? false,
   });
   const tdp = new TdpMmu({ store, memslots, meter, preserveTdpRoots: flags.preserveTdpRoots });
   holder.tdp = tdp;
