@@ -467,7 +467,8 @@ class TrackedGuestMemory implements PhysicalMemory {
         throw new Error("unaligned byte-string writes to shadowed page tables are not modelled");
       } else {
         const words = new DataView(part.buffer, part.byteOffset, n);
-        for (let i = 0; i < n; i += 8) this.write64(at + i, words.getUint32(i, true), words.getUint32(i + 4, true));
+        for (let i = 0; i < n; i += 8)
+          this.write64(at + i, words.getUint32(i, true), words.getUint32(i + 4, true));
       }
       done += n;
     }

@@ -1,9 +1,9 @@
 import { EXIT_REASON } from "@nestvisor/vmx";
 import {
   AD_UPDATE,
+  EPT_MISCONFIG,
   EPT_OUTCOME,
   EPT_VIOLATION,
-  EPT_MISCONFIG,
   EPTE_LO,
   type EptContext,
   EptWalker,

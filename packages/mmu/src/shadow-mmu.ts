@@ -705,9 +705,11 @@ export class ShadowMmu {
     this.count(MMU_EVENTS.SYNC_PAGE);
     const store = this.store;
     const source = this.syncSource;
-    const ignored = PAGE_ROLE.LEVEL_MASK | PAGE_ROLE.ACCESS_MASK | PAGE_ROLE.QUADRANT_MASK | PAGE_ROLE.PASSTHROUGH;
+    const ignored =
+      PAGE_ROLE.LEVEL_MASK | PAGE_ROLE.ACCESS_MASK | PAGE_ROLE.QUADRANT_MASK | PAGE_ROLE.PASSTHROUGH;
     const role = store.role(id);
-    if (source === null || (role & NO_GPTES) !== 0 || ((role ^ this.#syncRootRole) & ~ignored) !== 0) return -1;
+    if (source === null || (role & NO_GPTES) !== 0 || ((role ^ this.#syncRootRole) & ~ignored) !== 0)
+      return -1;
     const memory = this.memory;
     const table = store.hostPage(id);
     let result = 0;
@@ -862,6 +864,8 @@ export class ShadowMmu {
     );
     this.count(MMU_EVENTS.SPTE_WRITE);
     store.linkParent(child, parent, index);
+    // kvm: __link_shadow_page — a child that is unsync, or has unsync children, marks the new parent.
+    if (store.isUnsync(child) || store.unsyncChildren(child) > 0) store.markUnsyncChild(parent, index);
   }
 
   /**

@@ -308,10 +308,20 @@ export class ShadowPageStore {
       if (!this.#isValidWithGptesFor(sp, gfn)) continue;
       if (!canUnsync) return true;
       if ((this.#flags[sp]! & SP_FLAG.UNSYNC) !== 0) continue;
-      if (this.level(sp) !== 1) throw new Error(`shadow page ${sp} of untracked gfn 0x${gfn.toString(16)} is not last-level`);
+      if (this.level(sp) !== 1)
+        throw new Error(`shadow page ${sp} of untracked gfn 0x${gfn.toString(16)} is not last-level`);
       this.#unsyncPage(sp);
     }
     return false;
+  }
+
+  /**
+   * kvm: mark_unsync — entry `index` of page `parent` leads to unsync pages: its bit is set, and on
+   * the page's first unsync child its own parents are marked. For a link made to a page that is
+   * unsync or has unsync children (kvm: __link_shadow_page).
+   */
+  markUnsyncChild(parent: number, index: number): void {
+    this.#markUnsync(parent, index);
   }
 
   /** kvm: kvm_unlink_unsync_page — the page is in sync again (its parents' bits are the walk's business). */

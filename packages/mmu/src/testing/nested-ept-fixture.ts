@@ -31,6 +31,8 @@ export interface NestedEptFixtureOptions {
   /** Pages of L1 RAM in memslot 0 (default 8192 = 32 MiB). */
   readonly l1Pages?: number;
   readonly meter?: CountingMeter;
+  /** The store lets last-level pages become unsync (`ShadowPageStore` option `unsync`). Default false. */
+  readonly unsync?: boolean;
 }
 
 /** The guest-mode shadow-EPT root role (kvm-mmu.md §2.4/§2.9: 0x00020704, plus ad_disabled without A/D). */
@@ -79,7 +81,7 @@ export function nestedEptFixture(options: NestedEptFixtureOptions = {}) {
   const memslots = new Memslots();
   memslots.add({ id: 0, baseGfn: 0, npages: l1Pages, hostBase: l1Host });
   memslots.add({ id: 1, baseGfn: roGfn, npages: 16, hostBase: roHost, readOnly: true });
-  const store = new ShadowPageStore({ allocator, meter, memslots });
+  const store = new ShadowPageStore({ allocator, meter, memslots, unsync: options.unsync ?? false });
   const shadow = new ShadowMmu({ store, memslots, format: SPTE_FORMAT.EPT, meter });
   const ept = new ShadowEptMmu(shadow);
   const backend = new ShadowRootBackend({ shadow });

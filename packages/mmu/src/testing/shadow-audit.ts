@@ -76,7 +76,7 @@ const hex = (lo: number, hi: number) => `0x${(hi * 2 ** 32 + lo).toString(16)}`;
  * Test oracle for shadow EPT: walks EPT02 from `rootHpa` with the x86-arch `EptWalker` over host
  * memory for every present leaf, and checks it against the composed walk — L1's EPT12 (over
  * `shadow.guestMemory`) then the memslots: same host address; R and X as EPT12 grants them; W only
- * where EPT12 grants it, the slot is writable, the L1 gfn is not write-tracked, and (EPT12 A/D on)
+ * where EPT12 grants it, the slot is writable, the L1 gfn is not write-protected (`isGfnWriteProtected`), and (EPT12 A/D on)
  * the EPT12 leaf is dirty. Returns the leaf count and one message per disagreement.
  */
 export function auditShadowEpt(
@@ -133,7 +133,8 @@ export function auditShadowEpt(
       const dirty = !ept12.accessedDirty || (composed.result.leafLo & EPTE_LO.DIRTY) !== 0;
       if ((l1 & EPTE_LO.WRITE) === 0) problems.push(`${where}: EPT02 writable, EPT12 is not`);
       if (memslots.readOnlyAt(slot)) problems.push(`${where}: EPT02 writable over a read-only slot`);
-      if (shadow.store.isGfnTracked(l1Gfn)) problems.push(`${where}: EPT02 writable over a shadowed table`);
+      if (shadow.store.isGfnWriteProtected(l1Gfn))
+        problems.push(`${where}: EPT02 writable over a write-protected (shadowed, sync) table`);
       if (!dirty) problems.push(`${where}: EPT02 writable while the EPT12 leaf is clean`);
     }
   }
@@ -155,7 +156,7 @@ export interface GuestPagingRegs {
  * `pae_root`, EFER.NX on, CR0.WP on) for every present leaf, and checks it against the guest's
  * walk (over `shadow.guestMemory`) composed with the memslots: same host address; U and X as the
  * guest grants them; W only where the guest grants it on a dirty leaf, the slot is writable and
- * the gfn is not write-tracked. With guest CR0.WP = 0 an SPTE may instead be KVM's supervisor-only
+ * the gfn is not write-protected. With guest CR0.WP = 0 an SPTE may instead be KVM's supervisor-only
  * version of a read-only page (W or not, U off, X not beyond the guest's). Returns the leaf count
  * and one message per disagreement.
  */
@@ -241,7 +242,8 @@ export function auditShadowPaging(
       }
     }
     if (sW && memslots.readOnlyAt(slot)) problems.push(`${where}: SPTE writable over a read-only slot`);
-    if (sW && shadow.store.isGfnTracked(gfn)) problems.push(`${where}: SPTE writable over a shadowed table`);
+    if (sW && shadow.store.isGfnWriteProtected(gfn))
+      problems.push(`${where}: SPTE writable over a write-protected (shadowed, sync) table`);
   }
   return { leaves: leaves.length, problems };
 }
