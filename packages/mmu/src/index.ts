@@ -154,7 +154,7 @@ export {
 export { KVM_ROOT_CACHE, kvmRootCacheWithSize, type RootCachePolicy } from "./root-cache-policy";
 export { ShadowEptMmu } from "./shadow-ept-mmu";
 export { SHADOW_FAULT, SHADOW_FAULT_NAMES, type ShadowFaultOutcome, ShadowFaultResult } from "./shadow-fault";
-export { ShadowMmu, type ShadowMmuOptions, spteIndex } from "./shadow-mmu";
+export { ShadowMmu, type ShadowMmuOptions, type SyncSpteSource, spteIndex } from "./shadow-mmu";
 export { type ShadowPageInfo, SP_FLAG, SP_HASH_BUCKETS, SP_HASH_SHIFT, spHashBucket } from "./shadow-page";
 export { ShadowPageStore, type ShadowPageStoreOptions, type ZapAllFastHooks } from "./shadow-page-store";
 export { ShadowPagingMmu } from "./shadow-paging-mmu";

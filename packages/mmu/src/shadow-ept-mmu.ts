@@ -46,9 +46,10 @@ function eptAcc(bits: number): number {
  *   of the hardware qualification — and the L2 GPA;
  * - otherwise the L1 GPA it maps goes through L0's own mapping of L1 memory (the memslots: KVM
  *   faults in from the memslot, not from EPT01) and `ShadowMmu` builds EPT02 with one indirect
- *   shadow page per EPT12 table, write-tracking each, and a leaf whose rights are EPT12's AND the
- *   slot's (no W for a read-only slot), minus W while the EPT12 leaf is clean (kvm:
- *   protect_clean_gpte, with EPTP12 A/D enabled) or its target is a shadowed table.
+ *   shadow page per EPT12 table, write-protecting each (upper tables by write tracking), and a
+ *   leaf whose rights are EPT12's AND the slot's (no W for a read-only slot), minus W while the
+ *   EPT12 leaf is clean (kvm: protect_clean_gpte, with EPTP12 A/D enabled) or its target is a
+ *   write-protected table.
  *
  * EPT12 accessed/dirty flags are set as KVM's walk does (after a successful walk, kvm:
  * FNAME(update_accessed_dirty_bits)); those writes by L0 are not tracked writes.

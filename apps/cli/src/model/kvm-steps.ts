@@ -94,6 +94,10 @@ const FIXED: Readonly<Record<string, StepMarker>> = {
     kvm: "ept_page_fault (FNAME(page_fault) for EPT)",
   },
   SHADOW_FAULT: { step: "shadow page fault", kvm: "FNAME(page_fault)" },
+  SYNC_CHILDREN: {
+    step: "sync unsync shadow pages",
+    kvm: "kvm_mmu_sync_roots / FNAME(fetch) → mmu_sync_children",
+  },
   TLB_FLUSH_CURRENT: { step: "TLB flush request", kvm: "kvm_vcpu_flush_tlb_current" },
   TLB_FLUSH_GUEST: { step: "TLB flush request", kvm: "kvm_vcpu_flush_tlb_guest" },
   TLB_FLUSH_ALL: { step: "TLB flush request", kvm: "kvm_vcpu_flush_tlb_all" },
