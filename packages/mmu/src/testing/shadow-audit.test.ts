@@ -53,7 +53,7 @@ describe("shadow audits (test oracles)", () => {
     expect(auditShadowPaging(f.shadow, f.state.root, f.regs()).problems).toEqual([]);
     f.shadow.store.trackGfn(0x100);
     expect(auditShadowPaging(f.shadow, f.state.root, f.regs()).problems).toEqual([
-      "GVA 0x400000: SPTE writable over a shadowed table",
+      "GVA 0x400000: SPTE writable over a write-protected (shadowed, sync) table",
     ]);
   });
 });
