@@ -150,6 +150,9 @@ export class ShadowMmu {
   readonly #leafAccess: (Uint8Array | undefined)[] = [];
   /** Role word of the root being faulted through or synced (kvm: vcpu->arch.mmu->root_role). */
   #syncRootRole = 0;
+  /** The SPTE `#makeLeaf` built (two words, so that it allocates nothing). */
+  #leafLo = 0;
+  #leafHi = 0;
   /** Scratch list of unsync pages for `syncChildren`. */
   readonly #unsyncScratch: number[] = [];
   readonly #counts: Float64Array | null;
@@ -178,6 +181,7 @@ export class ShadowMmu {
     this.#onWriteProtectGfn = options.onWriteProtectGfn ?? null;
     this.#counts = meterTable(this.meter);
     this.#flood = new Uint8Array(options.store.allocator.capacity);
+    options.store.syncUnsyncHit = (id) => this.syncPage(id);
   }
 
   /** Counts `event` on the meter (through its count table when it has one). */
@@ -728,10 +732,7 @@ export class ShadowMmu {
 
   /** kvm: drop_spte during a sync — the leaf is cleared (its rmap entry goes stale). */
   dropSpte(id: number, index: number): void {
-    const pa = this.store.hostPage(id) + index * 8;
-    if ((this.memory.read32(pa) | this.memory.read32(pa + 4)) === 0) return;
-    this.memory.write64(pa, 0, 0);
-    this.count(MMU_EVENTS.SPTE_WRITE);
+    this.#zapSpte(id, index);
   }
 
   /**
@@ -747,26 +748,47 @@ export class ShadowMmu {
     const memory = this.memory;
     const oldLo = memory.read32(pa);
     const oldHi = memory.read32(pa + 4);
-    const hpa = spteAddress(oldLo, oldHi);
     const slot = this.memslots.lookup(gfn);
     const hostWritable = slot >= 0 && !this.memslots.readOnlyAt(slot);
-    let rights = access;
-    if (!hostWritable) rights &= ~ACC.WRITE;
     const wasWritable = (oldLo & SPTE_WRITABLE) !== 0;
-    if ((rights & ACC.WRITE) !== 0 && !wasWritable && this.store.tryToUnsyncPages(gfn, false)) {
-      rights &= ~ACC.WRITE;
-    }
-    const adDisabled = (this.store.role(id) & PAGE_ROLE.AD_DISABLED) !== 0;
-    const lo = leafSpteLo(this.format, hpa, 1, rights, hostWritable, adDisabled);
-    const hi = leafSpteHi(this.format, hpa, rights, hostWritable, adDisabled);
+    this.#makeLeaf(id, spteAddress(oldLo, oldHi), gfn, access, hostWritable, wasWritable, false);
+    const lo = this.#leafLo;
+    const hi = this.#leafHi;
     if (lo === oldLo && hi === oldHi) return 0;
     memory.write64(pa, lo, hi);
     this.count(MMU_EVENTS.SPTE_WRITE);
-    if ((rights & ACC.WRITE) !== 0) this.#indexAdd(this.#rmap, gfn, pa);
+    if ((lo & SPTE_WRITABLE) !== 0) this.#indexAdd(this.#rmap, gfn, pa);
     return wasWritable && (lo & SPTE_WRITABLE) === 0 ? 1 : 0;
   }
 
   // ---- internals -----------------------------------------------------------------------------
+
+  /**
+   * kvm: make_spte for a 4-KiB leaf of page `tableId` on host page `hpa`: `access` minus W for a
+   * read-only slot (!host_writable), and minus W when the gfn's shadow pages cannot all become
+   * unsync (mmu_try_to_unsync_pages; not asked when the old SPTE was writable). Leaves the SPTE in
+   * `#leafLo`/`#leafHi`; returns whether the unsync check withheld W (kvm: `wrprot`).
+   */
+  #makeLeaf(
+    tableId: number,
+    hpa: number,
+    gfn: number,
+    access: number,
+    hostWritable: boolean,
+    oldWritable: boolean,
+    canUnsync: boolean,
+  ): boolean {
+    let rights = hostWritable ? access : access & ~ACC.WRITE;
+    let wrprot = false;
+    if ((rights & ACC.WRITE) !== 0 && !oldWritable && this.store.tryToUnsyncPages(gfn, canUnsync)) {
+      wrprot = true;
+      rights &= ~ACC.WRITE;
+    }
+    const adDisabled = (this.store.role(tableId) & PAGE_ROLE.AD_DISABLED) !== 0;
+    this.#leafLo = leafSpteLo(this.format, hpa, 1, rights, hostWritable, adDisabled);
+    this.#leafHi = leafSpteHi(this.format, hpa, rights, hostWritable, adDisabled);
+    return wrprot;
+  }
 
   #setLeafAccess(id: number, index: number, access: number): void {
     let rights = this.#leafAccess[id];
@@ -809,32 +831,17 @@ export class ShadowMmu {
   }
 
   /**
-   * kvm: kvm_mmu_get_shadow_page — find or create, clearing the write-flooding count (kvm: on a
-   * hit in kvm_mmu_find_shadow_page). An unsync hit is synced first, without write protection, and
-   * stays unsync; if the sync fails the page is zapped and a new one built (kvm:
-   * kvm_mmu_find_shadow_page → kvm_sync_page). A new page with guest PTEs joins the gfn index and
-   * the SPTEs mapping its gfn writable are write-protected (kvm: account_shadowed — for a
-   * last-level page of an unsync store always, otherwise when the gfn just became write-tracked).
+   * kvm: kvm_mmu_get_shadow_page — find (an unsync hit is synced there, through the store's
+   * `syncUnsyncHit`, which this class sets to `syncPage`) or create, clearing the write-flooding
+   * count (kvm: on a hit in kvm_mmu_find_shadow_page). A new page with guest PTEs joins the gfn
+   * index and the SPTEs mapping its gfn writable are write-protected (kvm: account_shadowed — for
+   * a last-level page of an unsync store always, otherwise when the gfn just became write-tracked).
    */
   #getShadowPage(gfn: number, role: number): number {
     const store = this.store;
-    let id = store.find(gfn, role);
-    if (id !== NONE && store.isUnsync(id)) {
-      const synced = this.syncPage(id);
-      if (synced < 0) {
-        store.prepareZap(id);
-        store.commitZap();
-        store.cacheMisses++;
-        id = NONE;
-      } else if (synced > 0) {
-        store.remoteFlush();
-      }
-    }
-    const created = id === NONE;
-    if (created) id = store.alloc(gfn, role, false);
-    store.lastGetCreated = created;
+    const id = store.getShadowPage(gfn, role);
     this.#flood[id] = 0;
-    if (created && (role & NO_GPTES) === 0) {
+    if (store.lastGetCreated && (role & NO_GPTES) === 0) {
       this.#indexAdd(this.#gfnPages, gfn, id);
       this.#leafAccess[id]?.fill(0);
       const lastLevelUnsyncable = store.unsyncEnabled && roleLevel(role) === 1;
@@ -891,8 +898,6 @@ export class ShadowMmu {
     const oldHi = memory.read32(pa + 4);
     const hpa = memslots.hostAddressAt(slot, gfn);
     const hostWritable = !memslots.readOnlyAt(slot);
-    let access = pteAccess;
-    if (!hostWritable) access &= ~ACC.WRITE;
     let present = isShadowPresentSpte(oldLo);
     // kvm: mmu_set_spte batches its reasons to flush into one kvm_flush_remote_tlbs_gfn at the end.
     let flush = false;
@@ -903,16 +908,11 @@ export class ShadowMmu {
       flush = true;
       present = false;
     }
-    let wrprot = false;
     const wasWritable = present && (oldLo & SPTE_WRITABLE) !== 0;
-    if ((access & ACC.WRITE) !== 0 && !wasWritable && this.store.tryToUnsyncPages(gfn, true)) {
-      wrprot = true;
-      access &= ~ACC.WRITE;
-    }
+    const wrprot = this.#makeLeaf(tableId, hpa, gfn, pteAccess, hostWritable, wasWritable, true);
+    const lo = this.#leafLo;
+    const hi = this.#leafHi;
     if ((this.store.role(tableId) & NO_GPTES) === 0) this.#setLeafAccess(tableId, index, pteAccess);
-    const adDisabled = (this.store.role(tableId) & PAGE_ROLE.AD_DISABLED) !== 0;
-    const lo = leafSpteLo(this.format, hpa, 1, access, hostWritable, adDisabled);
-    const hi = leafSpteHi(this.format, hpa, access, hostWritable, adDisabled);
     let outcome: ShadowFaultOutcome = SHADOW_FAULT.FIXED;
     if (present && oldLo === lo && oldHi === hi) {
       outcome = SHADOW_FAULT.SPURIOUS;
@@ -921,7 +921,7 @@ export class ShadowMmu {
       this.count(MMU_EVENTS.SPTE_WRITE);
       // kvm: mmu_spte_update — losing W on a present SPTE needs a flush.
       if (present && (oldLo & SPTE_WRITABLE) !== 0 && (lo & SPTE_WRITABLE) === 0) flush = true;
-      if ((access & ACC.WRITE) !== 0) this.#indexAdd(this.#rmap, gfn, pa);
+      if ((lo & SPTE_WRITABLE) !== 0) this.#indexAdd(this.#rmap, gfn, pa);
     }
     if (flush) this.store.remoteFlush();
     if (wrprot && writeFault) outcome = SHADOW_FAULT.EMULATE_WRITE_PROTECTED;

@@ -119,6 +119,12 @@ export class ShadowPageStore {
    * flush of all its contexts (kvm_vcpu_flush_tlb_all). Null: the flush is only counted.
    */
   onRemoteFlush: (() => void) | null = null;
+  /**
+   * Syncs an unsync page that `find` hit exactly (kvm: kvm_sync_page, the shadow MMU's
+   * `syncPage`): returns -1 when the page must be zapped, > 0 when a flush is needed, else 0.
+   * Null: an unsync hit is returned as it is.
+   */
+  syncUnsyncHit: ((id: number) => number) | null = null;
   readonly #obsoleteRootListeners: (() => void)[] = [];
   readonly #counts: Float64Array | null;
 
@@ -419,8 +425,9 @@ export class ShadowPageStore {
   /**
    * kvm: kvm_mmu_find_shadow_page — scans the gfn's hash bucket, skipping obsolete pages, for a
    * page with this gfn and exactly this role word. A page with the same gfn, another role and
-   * `unsync`, met while looking for an upper-level page, is zapped. Returns the id or -1. An
-   * indirect unsync hit is returned as is: syncing it is the shadow MMU's job (kvm_sync_page).
+   * `unsync`, met while looking for an upper-level page, is zapped. An unsync hit is synced through
+   * `syncUnsyncHit`, without write protection, and stays unsync; if its sync fails it is zapped and
+   * the lookup misses (the caller builds a new page). Returns the id or -1.
    */
   find(gfn: number, role: number): number {
     this.#count(MMU_EVENTS.SHADOW_PAGE_LOOKUP);
@@ -452,6 +459,17 @@ export class ShadowPageStore {
       return NONE;
     }
     this.#count(MMU_EVENTS.SHADOW_PAGE_HIT);
+    const sync = this.syncUnsyncHit;
+    if (sync !== null && (this.#flags[hit]! & SP_FLAG.UNSYNC) !== 0) {
+      const synced = sync(hit);
+      if (synced < 0) {
+        this.prepareZap(hit);
+        this.commitZap();
+        this.cacheMisses++;
+        return NONE;
+      }
+      if (synced > 0) this.remoteFlush();
+    }
     return hit;
   }
 
