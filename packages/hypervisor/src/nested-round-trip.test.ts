@@ -1,8 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { builtinWorkload } from "./builtin-workloads";
-import { resolveFlags } from "./kernel-presets";
-import { Machine } from "./machine";
-import { steadyStateCounts } from "./testing/steady-state-counts";
+import { builtinSteadyStateCounts } from "./testing/steady-state-counts";
 
 /** Steady-state counts of one L2 CPUID round trip: (run of 30) − (run of 10), divided by 20. */
 function perRoundTrip(
@@ -10,14 +7,7 @@ function perRoundTrip(
   overrides: Record<string, boolean> = {},
   level = 2,
 ): Record<string, number> {
-  return steadyStateCounts(
-    (iterations, meter) =>
-      new Machine({
-        program: builtinWorkload("cpuid", { level, iterations }),
-        config: resolveFlags(preset, overrides),
-        meter,
-      }),
-  );
+  return builtinSteadyStateCounts("cpuid", level, preset, overrides);
 }
 
 describe("nested CPUID round trip, seed-003 counters (kvm-vmx.md §10)", () => {

@@ -5,7 +5,7 @@ import { COST_CATALOGS } from "./cost-catalogs";
 import { resolveFlags } from "./kernel-presets";
 import { Machine } from "./machine";
 import { runWorkload } from "./run-workload";
-import { steadyStateCounts } from "./testing/steady-state-counts";
+import { builtinSteadyStateCounts } from "./testing/steady-state-counts";
 import { workload } from "./workload-builder";
 
 /**
@@ -15,14 +15,7 @@ import { workload } from "./workload-builder";
  * toggle_cr0_wp before v6.4 resets the MMU on each CR0.WP change: a root reload and its flush.
  */
 function perIteration(level: 1 | 2, preset: string, flags: Record<string, boolean> = {}) {
-  return steadyStateCounts(
-    (iterations, meter) =>
-      new Machine({
-        program: builtinWorkload("toggle_cr0_wp", { level, iterations }),
-        config: resolveFlags(preset, flags),
-        meter,
-      }),
-  );
+  return builtinSteadyStateCounts("toggle_cr0_wp", level, preset, flags);
 }
 
 describe("TLB flushes execute INVEPT/INVVPID (kvm: vmx_flush_tlb_current)", () => {

@@ -1,7 +1,9 @@
 import { MMU_EVENTS } from "@nestvisor/mmu";
 import { CountingMeter, type MeterSnapshot, VMX_EVENTS } from "@nestvisor/vmx";
+import { builtinWorkload } from "../builtin-workloads";
 import { HYPERVISOR_EVENTS } from "../hypervisor-events";
-import type { Machine } from "../machine";
+import { resolveFlags } from "../kernel-presets";
+import { Machine } from "../machine";
 
 /**
  * Steady-state counts of one iteration of a workload: the counts of a run of 30 iterations minus
@@ -23,4 +25,21 @@ export function steadyStateCounts(
   const out: Record<string, number> = {};
   for (const name of Object.keys(b)) out[name] = ((b[name] ?? 0) - (a[name] ?? 0)) / 20;
   return out;
+}
+
+/** `steadyStateCounts` of built-in workload `name` at `level` under `preset` with `flags` on top. */
+export function builtinSteadyStateCounts(
+  name: string,
+  level: number,
+  preset: string,
+  flags: Record<string, boolean> = {},
+): Record<string, number> {
+  return steadyStateCounts(
+    (iterations, meter) =>
+      new Machine({
+        program: builtinWorkload(name, { level, iterations }),
+        config: resolveFlags(preset, flags),
+        meter,
+      }),
+  );
 }
