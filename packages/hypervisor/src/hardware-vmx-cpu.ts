@@ -1,5 +1,6 @@
 import {
   bitmapIntercepts,
+  CPU_BASED_CTLS,
   type HardwareVmcs,
   type Meter,
   meterTable,
@@ -12,7 +13,7 @@ import {
   type VmcsShadowingBitmaps,
   type VmxResult,
 } from "@nestvisor/vmx";
-import { CR0, EFER, eferInMode, type PhysicalMemory, Tlb } from "@nestvisor/x86-arch";
+import { CR0, EFER, eferInMode, eptTagOf, INVEPT_TYPE, type PhysicalMemory, Tlb } from "@nestvisor/x86-arch";
 import { HYPERVISOR_BOOT_STATE } from "./guest-boot-state";
 import { GUEST_KIND, type GuestContext } from "./guest-context";
 import { HYPERVISOR_EVENTS } from "./hypervisor-events";
@@ -26,6 +27,7 @@ const EV_ENTRY = HYPERVISOR_EVENTS.HARDWARE_VM_ENTRY;
 const EV_VMREAD = VMX_EVENTS.VMREAD;
 const EV_VMWRITE = VMX_EVENTS.VMWRITE;
 const SHADOW_VMCS = SECONDARY_EXEC_CTLS.SECONDARY_EXEC_SHADOW_VMCS;
+const TWO_32 = 4294967296;
 
 /** The exit information a VM exit stores (SDM 28.2); the runtime fills it before `vmExit`. */
 export class ExitInformation {
@@ -73,6 +75,14 @@ function eferAtVmExit(vmcs: HardwareVmcs, current: number): number {
   return eferInMode(current, (exit & VM_EXIT_CTLS.VM_EXIT_HOST_ADDR_SPACE_SIZE) !== 0);
 }
 
+/** The VMCS enables VPID: "activate secondary controls" and "enable VPID" (SDM 3C 28.1, 25.6.2). */
+function vpidEnabled(vmcs: HardwareVmcs): boolean {
+  return (
+    (vmcs.read(F.CPU_BASED_VM_EXEC_CONTROL) & CPU_BASED_CTLS.CPU_BASED_ACTIVATE_SECONDARY_CONTROLS) !== 0 &&
+    (vmcs.read(F.SECONDARY_VM_EXEC_CONTROL) & SECONDARY_EXEC_CTLS.SECONDARY_EXEC_ENABLE_VPID) !== 0
+  );
+}
+
 /**
  * The physical processor (DESIGN.md §3): VMX root operation through a `VmcsProcessor`, VM entries
  * and exits with their guest-state load and save, VMCS shadowing for VMREAD/VMWRITE that a guest
@@ -96,11 +106,11 @@ export class HardwareVmxCpu implements VmxCpu {
   /**
    * The processor's TLB (SDM Vol. 3A 4.10, Vol. 3C 28.3): the workload executor caches the
    * translations of a guest's accesses in it and applies the guest's own invalidations (MOV to CR0/
-   * CR3/CR4, INVLPG, page faults). Every VM exit evicts all of it — allowed, since a processor may
-   * drop any entry at any time (SDM 4.10.2) — so no translation outlives the run of guest code that
-   * cached it. Keeping entries across VM transitions, as VPIDs and EP4TA tags allow, would also need
-   * every flush KVM makes (INVEPT/INVVPID for its requests, remote flushes after changing SPTEs)
-   * performed on this TLB; the model counts those flushes but does not perform them.
+   * CR3/CR4, INVLPG, page faults). Entries outlive VM transitions as the tags allow: a VM entry or
+   * exit drops only VPID 0000H's linear and combined mappings, when the VMCS does not enable VPID
+   * (SDM 3C 28.3.3.1). Everything else is dropped only by the invalidations L0 executes — INVEPT,
+   * INVVPID — so a flush KVM would make and the model does not shows up as a stale translation the
+   * guest can see (the differential and audit checks compare guest-visible state).
    */
   readonly tlb = new Tlb();
   /** The context running in VMX non-root operation, or null while L0 runs. */
@@ -165,6 +175,7 @@ export class HardwareVmxCpu implements VmxCpu {
     p.noteVmEntry(vmcs);
     p.completeVmEntry();
     this.guestEfer = eferAtVmEntry(vmcs, this.rootEfer);
+    this.tlb.vmTransition(vpidEnabled(vmcs));
     this.#tally(EV_ENTRY, 1);
     this.running = guest;
     this.runningVmcs = vmcs;
@@ -172,13 +183,24 @@ export class HardwareVmxCpu implements VmxCpu {
     return VMX_RESULT.SUCCEED;
   }
 
-  invept(_type: number, _eptp: number): VmxResult {
+  /**
+   * INVEPT by L0 (SDM 3C 28.3.3.1, 31.3 INVEPT): the guest-physical and combined mappings of the
+   * EPTP's EP4TA (single-context) or of every EP4TA (all-context). L0's operands are valid by
+   * construction (KVM checks the type against the capabilities first).
+   */
+  invept(type: number, eptp: number): VmxResult {
     this.#tally(VMX_EVENTS.INVEPT, 1);
+    this.tlb.invept(
+      type,
+      type === INVEPT_TYPE.SINGLE_CONTEXT ? eptTagOf(eptp >>> 0, Math.floor(eptp / TWO_32)) : 0,
+    );
     return VMX_RESULT.SUCCEED;
   }
 
-  invvpid(_type: number, _vpid: number, _linear = 0): VmxResult {
+  /** INVVPID by L0 (SDM 3C 28.3.3.1, 31.3 INVVPID): linear and combined mappings of the VPID(s). */
+  invvpid(type: number, vpid: number, linear = 0): VmxResult {
     this.#tally(VMX_EVENTS.INVVPID, 1);
+    this.tlb.invvpid(type, vpid, linear >>> 0, Math.floor(linear / TWO_32));
     return VMX_RESULT.SUCCEED;
   }
 
@@ -209,7 +231,7 @@ export class HardwareVmxCpu implements VmxCpu {
     this.#tally(EV_EXIT, 1);
     this.rootEfer = eferAtVmExit(vmcs, this.rootEfer);
     this.rootDebugctl = 0;
-    this.tlb.evictAll();
+    this.tlb.vmTransition(vpidEnabled(vmcs));
     this.running = null;
     this.runningVmcs = null;
     this.ledger.exit(guest, info.reason);

@@ -603,9 +603,11 @@ export class KvmNested {
       kvm.tracePhase(KVM_PHASE.PREPARE_VMCS02_EARLY);
     }
     if (dirty) {
-      // kvm: prepare_vmcs02_early_rare.
+      // kvm: prepare_vmcs02_early_rare — vpid02 when vmcs12 enables VPID; otherwise L2 shares L1's
+      // vpid01, as a guest without VPID shares VPID 0 with its host, and the guest TLB flush of each
+      // nested transition (nested_vmx_transition_tlb_flush) invalidates that VPID.
       this.#write(F.VMCS_LINK_POINTER, 0xffffffff, 0xffffffff);
-      this.#write(F.VIRTUAL_PROCESSOR_ID, kvm.vpid02);
+      this.#write(F.VIRTUAL_PROCESSOR_ID, usesVpid(vmcs12) ? kvm.vpid02 : kvm.vpid01);
     }
     // Controls: vmcs01's (from the shadow with flag F, else fixed) merged with vmcs12's.
     const c = kvm.controls;

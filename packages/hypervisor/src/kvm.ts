@@ -734,7 +734,10 @@ export class Kvm implements ExitSink {
     const root = context.rootHpa;
     const p = this.processor;
     if (!this.useEpt) {
-      p.vmwrite(F.GUEST_CR3, root >>> 0, Math.floor(root / TWO_32));
+      // kvm: vmx_load_mmu_pgd — the shadow root tagged with the guest's active PCID
+      // (kvm_get_active_pcid), so the processor's TLB keeps each address space's entries apart.
+      const cr3 = root + this.mmu.activePcid;
+      p.vmwrite(F.GUEST_CR3, cr3 >>> 0, Math.floor(cr3 / TWO_32));
       return;
     }
     const eptp = this.eptPointer(root);

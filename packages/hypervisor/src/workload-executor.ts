@@ -135,6 +135,13 @@ export class WorkloadExecutor {
   readonly #meter: Meter;
   /** Page tables of each address space (CR3 values), from the machine. */
   readonly #roots: readonly number[];
+  /**
+   * CR3 as the guest last loaded it (its architectural value). Under shadow paging GUEST_CR3 holds
+   * KVM's shadow root instead, so a reload (`MOV RAX, CR3; MOV CR3, RAX`) takes the value from here.
+   */
+  #guestCr3: number;
+  /** The operand of the MOV to CR3 in progress, committed to `#guestCr3` when it completes. */
+  #cr3Operand = 0;
   readonly #walker: TwoDimensionalWalker;
   /** The one-dimensional walk of a VMCS without EPT (the processor walks KVM's shadow tables). */
   readonly #walker1d: PageWalker;
@@ -169,6 +176,7 @@ export class WorkloadExecutor {
     this.#meter = meter;
     this.#roots = roots;
     const setup = program.setup;
+    this.#guestCr3 = roots[setup.initialAddressSpace] ?? 0;
     // PAE paging starts with placeholder PDPTEs: the first step loads the real ones (#refreshPaging).
     this.#paging = createPagingContext(
       {
@@ -267,6 +275,9 @@ export class WorkloadExecutor {
       case OP.MOV_FROM_CR4:
       case OP.MOV_FROM_CR3:
         o.mix(g.gprLo[GPR.RAX]!);
+        break;
+      case OP.MOV_TO_CR3:
+        this.#guestCr3 = this.#cr3Operand;
         break;
       default:
         break;
@@ -384,10 +395,13 @@ export class WorkloadExecutor {
         const flags = cursor.operand(CR_SLOT.FLAGS);
         let value: number;
         if ((flags & CR3_FLAG.SPACE) !== 0) value = this.#roots[cursor.operand(CR_SLOT.SPACE)] ?? 0;
-        else if ((flags & CR3_FLAG.RELOAD) !== 0) value = vmcs.read(F.GUEST_CR3) + vmcs.hi * TWO_32;
+        else if ((flags & CR3_FLAG.RELOAD) !== 0) value = this.#guestCr3;
         else value = cursor.operand(CR_SLOT.VALUE_LO) + cursor.operand(CR_SLOT.VALUE_HI) * TWO_32;
-        // The source register holds the value whether or not the MOV exits (MOV CR3, RAX).
-        g.setGpr(GPR.RAX, value >>> 0, Math.floor(value / TWO_32));
+        // The source register holds the operand whether or not the MOV exits (MOV CR3, RAX): with
+        // the no-flush hint in bit 63, which the exit handler reads from it (kvm: kvm_set_cr3).
+        const noFlushBit = (flags & CR3_FLAG.NO_FLUSH) !== 0 ? 0x8000_0000 : 0;
+        g.setGpr(GPR.RAX, value >>> 0, (Math.floor(value / TWO_32) | noFlushBit) >>> 0);
+        this.#cr3Operand = value;
         if ((vmcs.read(F.CPU_BASED_VM_EXEC_CONTROL) & CPU_BASED_CTLS.CPU_BASED_CR3_LOAD_EXITING) !== 0) {
           return this.#exit(EXIT_REASON.CR_ACCESS, LENGTH.MOV_CR, 3);
         }
@@ -399,13 +413,13 @@ export class WorkloadExecutor {
         }
         vmcs.write(F.GUEST_CR3, value >>> 0, Math.floor(value / TWO_32));
         // SDM 4.10.4.1: the source's bit 63 (no flush) matters only with CR4.PCIDE, and is not stored.
-        const noFlush = (flags & CR3_FLAG.NO_FLUSH) !== 0 ? 0x8000_0000 : 0;
         this.#tlb.movToCr3(
           this.#vpid(vmcs),
           (vmcs.read(F.GUEST_CR4) & CR4.PCIDE) !== 0,
           value >>> 0,
-          (Math.floor(value / TWO_32) | noFlush) >>> 0,
+          (Math.floor(value / TWO_32) | noFlushBit) >>> 0,
         );
+        this.#guestCr3 = value;
         this.#refreshPaging(vmcs);
         return false;
       }
@@ -596,7 +610,8 @@ export class WorkloadExecutor {
    * only when this access was a write (the walk just set the dirty flags, in the guest leaf and, with
    * EPT A/D, in the EPT leaf): a later write through a clean entry walks again (SDM 4.8), so a write
    * never uses an entry whose EPT translation was not checked for writing. EPT permissions cannot
-   * change while the guest runs: KVM changes EPT only in VM exits, and every exit evicts the TLB.
+   * change while the guest runs: KVM changes EPT only in VM exits, and flushes (INVEPT) before the
+   * next entry whatever it took away; a right it adds without a flush is found by walking again.
    */
   #cache(vpid: number, pcid: number, eptTag: number, access: number, result: WalkResult): void {
     let pageSize = result.pageSize;

@@ -446,6 +446,11 @@ export class VcpuMmu implements MmuInitEnv {
     if (!(pcide && noFlush)) this.invalidatePcid(pcid);
   }
 
+  /** kvm: kvm_get_active_pcid — CR3's PCID with CR4.PCIDE = 1, else 0. */
+  get activePcid(): number {
+    return (this.cr4 & CR4.PCIDE) !== 0 ? this.cr3 & CR3.PCID_MASK : 0;
+  }
+
   /**
    * kvm: kvm_invalidate_pcid (MOV to CR3 without NOFLUSH, INVPCID). Under TDP only a guest TLB
    * flush is requested (KVM's own tables are not tagged by PCID). Under shadow paging: if `pcid`
@@ -460,8 +465,7 @@ export class VcpuMmu implements MmuInitEnv {
       return;
     }
     const pcide = (this.cr4 & CR4.PCIDE) !== 0;
-    const activePcid = pcide ? this.cr3 & CR3.PCID_MASK : 0;
-    if (activePcid === pcid) this.makeRequest(MMU_REQUEST.MMU_SYNC | MMU_REQUEST.TLB_FLUSH_CURRENT);
+    if (this.activePcid === pcid) this.makeRequest(MMU_REQUEST.MMU_SYNC | MMU_REQUEST.TLB_FLUSH_CURRENT);
     if (!pcide) return;
     const mmu = this.mmu;
     let mask = 0;

@@ -747,13 +747,14 @@ export class Tlb {
         );
       case INVVPID_TYPE.ALL_CONTEXTS: {
         let dropped = 0;
-        for (let i = 0; i < this.linearCapacity; i++) {
-          const k = this.#key[i]!;
-          if (k !== KEY_INVALID && (k & KEY_VPID) !== 0) {
-            this.#forget(i, k);
-            dropped++;
+        if (this.#linearSizes !== 0)
+          for (let i = 0; i < this.linearCapacity; i++) {
+            const k = this.#key[i]!;
+            if (k !== KEY_INVALID && (k & KEY_VPID) !== 0) {
+              this.#forget(i, k);
+              dropped++;
+            }
           }
-        }
         return this.#count(TLB_INVALIDATION.INVVPID_ALL_CONTEXTS, dropped);
       }
       case INVVPID_TYPE.SINGLE_CONTEXT_RETAINING_GLOBALS:
@@ -783,7 +784,8 @@ export class Tlb {
       throw new RangeError(`INVEPT type ${type} is not defined (1 or 2)`);
     }
     const all = type === INVEPT_TYPE.ALL_CONTEXTS;
-    for (let i = 0; i < this.capacity; i++) {
+    const empty = this.#linearSizes === 0 && this.#guestPhysicalSizes === 0;
+    for (let i = 0, n = empty ? 0 : this.capacity; i < n; i++) {
       const k = this.#key[i]!;
       if (k === KEY_INVALID) continue;
       const space = this.#space[i]!;
@@ -1008,6 +1010,8 @@ export class Tlb {
 
   /** Drops every linear/combined entry matching the predicate, whatever its EPT tag. */
   #dropAll(maskA: number, valueA: number, maskB: number, valueB: number): number {
+    // Every VM transition without VPID and every flush KVM makes lands here: skip an empty region.
+    if (this.#linearSizes === 0) return 0;
     const keys = this.#key;
     let dropped = 0;
     for (let i = 0; i < this.linearCapacity; i++) {
