@@ -1,3 +1,5 @@
+import { COST_CATALOGS, guestStateSnapshot, Machine } from "@nestvisor/hypervisor";
+import { CountingMeter, VMX_RESULT } from "@nestvisor/vmx";
 import { describe, expect, it } from "vitest";
 import { KVM_MODEL } from "../kvm-model";
 import type { ModelFactory } from "../model";
@@ -31,6 +33,35 @@ describe("differential suite", () => {
     expect(g!.verdict).toBe("FAIL");
     expect(g!.messages[0]).toMatch(
       /^L1, preset none at L0: snapshot\.readDigest: \d+ instead of \d+ \(a guest can tell; DESIGN\.md §2\.3\)$/,
+    );
+  });
+
+  it("random address-space programs see the same state with EPT and on shadow paging, at L1 and L2", () => {
+    const [g] = runSuite(DIFFERENTIAL_SUITE, /^differential\/paging-method$/);
+    expect(g!.verdict).toBe("PASS");
+    expect(g!.cases).toBe(12);
+  });
+
+  it("catches a hypervisor that skips its TLB flushes (a process reads through another's translation)", () => {
+    const forgetful: ModelFactory = {
+      name: "forgetful",
+      createMachine: (o) => {
+        const m = new Machine({
+          program: o.program,
+          config: o.config,
+          ...(o.innerConfig === undefined ? {} : { innerConfig: o.innerConfig }),
+          meter: new CountingMeter(COST_CATALOGS),
+        });
+        // The processor ignores INVVPID: shadow paging's flushes (kvm_invalidate_pcid, INVLPG's
+        // flush_tlb_gva, handle_invvpid for L1) do nothing; EPT needs none of them here.
+        m.hardware.invvpid = () => VMX_RESULT.SUCCEED;
+        return { level: m.level, run: () => m.run(), snapshot: () => guestStateSnapshot(m) };
+      },
+    };
+    const [g] = runSuite(DIFFERENTIAL_SUITE, /^differential\/paging-method$/, { model: forgetful });
+    expect(g!.verdict).toBe("FAIL");
+    expect(g!.messages[0]).toMatch(
+      /^program \d+ \(\d+ steps(, PCIDs)?\) at L[12], (ept|l1Ept)=off: readDigest: \d+ instead of \d+ \(the guest can tell EPT from shadow paging\)$/,
     );
   });
 

@@ -12,6 +12,7 @@ import {
 import type { CaseRecorder } from "../case-recorder";
 import type { ModelFactory } from "../model";
 import type { CaseGroup, Suite, SuiteContext } from "../suite";
+import { pagingMethodGroup } from "./paging-method-group";
 
 /**
  * DESIGN.md §2.3: an optimization never changes what a guest sees. For every built-in workload at
@@ -134,13 +135,16 @@ function workloadGroup(ctx: SuiteContext, name: string, index: number): CaseGrou
 export const DIFFERENTIAL_SUITE: Suite = {
   name: "differential",
   description:
-    "every built-in workload with each flag flipped and under other presets gives the same guest-visible state",
+    "every built-in workload with each flag flipped and under other presets, and random address-space programs with EPT or shadow paging, give the same guest-visible state",
   groups(ctx) {
     const unsupported =
       !ctx.flags.ept || !ctx.flags.l1Ept ? "the runtime models ept=on and l1Ept=on only" : undefined;
-    return BUILTIN_WORKLOAD_NAMES.map((name, i) => ({
-      ...workloadGroup(ctx, name, i),
-      ...(unsupported === undefined ? {} : { skip: unsupported }),
-    }));
+    return [
+      ...BUILTIN_WORKLOAD_NAMES.map((name, i) => ({
+        ...workloadGroup(ctx, name, i),
+        ...(unsupported === undefined ? {} : { skip: unsupported }),
+      })),
+      pagingMethodGroup(ctx),
+    ];
   },
 };
