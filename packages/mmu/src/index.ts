@@ -40,6 +40,7 @@ export {
 export { eptOnEptReference } from "./ept-on-ept-reference";
 export { decodeExtendedRole, EXT_ROLE, type ExtendedRoleFields, encodeExtendedRole } from "./extended-role";
 export { HostPageAllocator, type HostPageAllocatorOptions } from "./host-page-allocator";
+export { maxMappingLevel, PAGES_PER_2M } from "./huge-page-level";
 export { MemslotMemory } from "./memslot-memory";
 export {
   MEMSLOT_CHANGE,

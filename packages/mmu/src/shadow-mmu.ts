@@ -1,5 +1,6 @@
 import { type Meter, meterTable } from "@nestvisor/vmx";
 import { PAGE_SIZE, type PhysicalMemory } from "@nestvisor/x86-arch";
+import { maxMappingLevel, PAGES_PER_2M } from "./huge-page-level";
 import { MemslotMemory } from "./memslot-memory";
 import type { Memslots } from "./memslots";
 import { MMU_EVENTS } from "./mmu-events";
@@ -34,6 +35,11 @@ export interface ShadowMmuOptions {
    * MMU's to make.
    */
   readonly onWriteProtectGfn?: (gfn: number) => boolean;
+  /**
+   * The host backs the memslots with 2-MiB pages: below a guest huge page, and for a direct map,
+   * a 2-MiB leaf where `maxMappingLevel` allows (kvm: kvm_mmu_hugepage_adjust). Default false.
+   */
+  readonly hugePages?: boolean;
 }
 
 /**
@@ -103,8 +109,11 @@ export function spteIndex(lo: number, hi: number, level: number): number {
  *   and flushes per batch), so flush counts differ only with more unsync pages under one root.
  * - A sync that finds a changed target gfn compares host addresses (the model keeps no per-SPTE
  *   gfn, kvm's shadowed_translation gfn; the memslots map gfns to host pages one to one).
- * - Leaves are 4 KiB (the host backs memslots with 4-KiB pages: kvm_mmu_hugepage_adjust keeps
- *   level 1); a guest huge page is shadowed by direct pages (kvm: the second loop of FNAME(fetch)).
+ * - Leaves are 4 KiB unless `hugePages` (the host backs memslots with 2-MiB pages): then a guest
+ *   huge page, or a direct map, gets a 2-MiB leaf where `maxMappingLevel` allows; a 2-MiB leaf
+ *   where a table is wanted is dropped when the table is linked (kvm: drop_large_spte), a table
+ *   where a 2-MiB leaf is wanted is unlinked (kvm: mmu_set_spte → drop_parent_pte). 1-GiB leaves
+ *   are never built.
  * - No prefetch of neighbouring SPTEs (kvm: FNAME(pte_prefetch)), no MMIO SPTEs, no dirty logging.
  * - The rmap is a per-gfn list of writable leaf SPTE addresses, checked against the SPTE's
  *   contents when used (zapped pages are never unlinked from it eagerly).
@@ -142,6 +151,7 @@ export class ShadowMmu {
   syncSource: SyncSpteSource | null = null;
 
   readonly #onWriteProtectGfn: ((gfn: number) => boolean) | null;
+  readonly hugePages: boolean;
   /**
    * kvm: the access of sp->shadowed_translation — the guest-derived rights each leaf of an
    * indirect last-level page was installed with, by page id (512 entries, allocated on the page's
@@ -162,6 +172,8 @@ export class ShadowMmu {
   readonly #gfnPages = new Map<number, number[]>();
   /** gfn → host addresses of leaf SPTEs installed writable for it (kvm: the rmaps). */
   readonly #rmap = new Map<number, number[]>();
+  /** First gfn of a 2-MiB range → host addresses of 2-MiB leaves installed writable for it (kvm: the level-2 rmaps). */
+  readonly #rmap2M = new Map<number, number[]>();
   /** Host pages of the PAE special roots handed out (kvm: mmu->pae_root). */
   readonly #specialRoots = new Set<number>();
   /** The zero page used as the dummy root (kvm: kvm_mmu_get_dummy_root), or -1. */
@@ -179,6 +191,7 @@ export class ShadowMmu {
     this.memory = options.store.allocator.memory;
     this.guestMemory = new MemslotMemory(this.memory, options.memslots);
     this.#onWriteProtectGfn = options.onWriteProtectGfn ?? null;
+    this.hugePages = options.hugePages ?? false;
     this.#counts = meterTable(this.meter);
     this.#flood = new Uint8Array(options.store.allocator.capacity);
     options.store.syncUnsyncHit = (id) => this.syncPage(id);
@@ -466,8 +479,10 @@ export class ShadowMmu {
     }
     this.#flood[tableId] = 0;
 
+    // kvm: kvm_mmu_hugepage_adjust — a guest huge page may be mapped by a huge leaf.
+    const goal = this.hugePages && guestLevel > 1 ? maxMappingLevel(this.memslots, store, slot, gfn) : 1;
     // Direct levels below a guest huge page.
-    while (level > 1) {
+    while (level > goal) {
       const index = spteIndex(aLo, aHi, level);
       const pa = table + index * 8;
       let lo = memory.read32(pa);
@@ -494,7 +509,17 @@ export class ShadowMmu {
       tableId = child;
       level--;
     }
-    return this.#setSpte(table, tableId, spteIndex(aLo, aHi, 1), gfn, pteAccess, slot, writeFault);
+    const leafGfn = gfn - (gfn % SPAN[goal]!);
+    return this.#setSpte(
+      table,
+      tableId,
+      spteIndex(aLo, aHi, goal),
+      leafGfn,
+      pteAccess,
+      slot,
+      writeFault,
+      goal,
+    );
   }
 
   /**
@@ -517,7 +542,8 @@ export class ShadowMmu {
     let table = this.#walkTable;
     let tableId = this.#walkId;
     let level = this.#walkLevel;
-    while (level > 1) {
+    const goal = this.hugePages ? maxMappingLevel(this.memslots, store, slot, gfn) : 1;
+    while (level > goal) {
       const index = spteIndex(aLo, aHi, level);
       const pa = table + index * 8;
       const lo = memory.read32(pa);
@@ -533,7 +559,8 @@ export class ShadowMmu {
       tableId = child;
       level--;
     }
-    return this.#setSpte(table, tableId, spteIndex(aLo, aHi, 1), gfn, ACC.ALL, slot, writeFault);
+    const leafGfn = gfn - (gfn % SPAN[goal]!);
+    return this.#setSpte(table, tableId, spteIndex(aLo, aHi, goal), leafGfn, ACC.ALL, slot, writeFault, goal);
   }
 
   /**
@@ -777,6 +804,7 @@ export class ShadowMmu {
     hostWritable: boolean,
     oldWritable: boolean,
     canUnsync: boolean,
+    level = 1,
   ): boolean {
     let rights = hostWritable ? access : access & ~ACC.WRITE;
     let wrprot = false;
@@ -785,7 +813,7 @@ export class ShadowMmu {
       rights &= ~ACC.WRITE;
     }
     const adDisabled = (this.store.role(tableId) & PAGE_ROLE.AD_DISABLED) !== 0;
-    this.#leafLo = leafSpteLo(this.format, hpa, 1, rights, hostWritable, adDisabled);
+    this.#leafLo = leafSpteLo(this.format, hpa, level, rights, hostWritable, adDisabled);
     this.#leafHi = leafSpteHi(this.format, hpa, rights, hostWritable, adDisabled);
     return wrprot;
   }
@@ -890,6 +918,7 @@ export class ShadowMmu {
     pteAccess: number,
     slot: number,
     writeFault: boolean,
+    level = 1,
   ): ShadowFaultOutcome {
     const memory = this.memory;
     const memslots = this.memslots;
@@ -901,7 +930,14 @@ export class ShadowMmu {
     let present = isShadowPresentSpte(oldLo);
     // kvm: mmu_set_spte batches its reasons to flush into one kvm_flush_remote_tlbs_gfn at the end.
     let flush = false;
-    if (present && spteAddress(oldLo, oldHi) !== hpa) {
+    if (present && !isLastSpte(oldLo, level)) {
+      // kvm: mmu_set_spte — a huge leaf where a table was: drop_parent_pte unlinks the table.
+      this.store.unlinkParent(this.store.idOfHostPage(spteAddress(oldLo, oldHi)), tableId, index);
+      memory.write64(pa, 0, 0);
+      this.count(MMU_EVENTS.SPTE_WRITE);
+      flush = true;
+      present = false;
+    } else if (present && spteAddress(oldLo, oldHi) !== hpa) {
       // kvm: drop_spte when the pfn changes.
       memory.write64(pa, 0, 0);
       this.count(MMU_EVENTS.SPTE_WRITE);
@@ -909,7 +945,7 @@ export class ShadowMmu {
       present = false;
     }
     const wasWritable = present && (oldLo & SPTE_WRITABLE) !== 0;
-    const wrprot = this.#makeLeaf(tableId, hpa, gfn, pteAccess, hostWritable, wasWritable, true);
+    const wrprot = this.#makeLeaf(tableId, hpa, gfn, pteAccess, hostWritable, wasWritable, true, level);
     const lo = this.#leafLo;
     const hi = this.#leafHi;
     if ((this.store.role(tableId) & NO_GPTES) === 0) this.#setLeafAccess(tableId, index, pteAccess);
@@ -921,7 +957,7 @@ export class ShadowMmu {
       this.count(MMU_EVENTS.SPTE_WRITE);
       // kvm: mmu_spte_update — losing W on a present SPTE needs a flush.
       if (present && (oldLo & SPTE_WRITABLE) !== 0 && (lo & SPTE_WRITABLE) === 0) flush = true;
-      if ((lo & SPTE_WRITABLE) !== 0) this.#indexAdd(this.#rmap, gfn, pa);
+      if ((lo & SPTE_WRITABLE) !== 0) this.#indexAdd(level === 1 ? this.#rmap : this.#rmap2M, gfn, pa);
     }
     if (flush) this.store.remoteFlush();
     if (wrprot && writeFault) outcome = SHADOW_FAULT.EMULATE_WRITE_PROTECTED;
@@ -934,24 +970,32 @@ export class ShadowMmu {
    * other mappings. Returns whether any mapping changed: the caller makes the one remote flush.
    */
   #writeProtectGfn(gfn: number): boolean {
-    let flush = false;
-    const list = this.#rmap.get(gfn);
-    if (list !== undefined) {
-      const memory = this.memory;
-      for (let i = 0; i < list.length; i++) {
-        const pa = list[i]!;
-        if (!this.#isWritableLeafFor(pa, gfn)) continue;
-        const lo = memory.read32(pa);
-        const hi = memory.read32(pa + 4);
-        memory.write64(pa, writeProtectedSpteLo(this.format, lo), writeProtectedSpteHi(this.format, hi));
-        this.count(MMU_EVENTS.SPTE_WRITE);
-        this.writeProtectedSptes++;
-        flush = true;
-      }
-      this.#rmap.delete(gfn);
-    }
+    let flush = this.#writeProtectListed(this.#rmap, gfn);
+    // kvm: rmap_write_protect walks the rmaps of every level: a 2-MiB leaf over the gfn loses W too.
+    if (this.#rmap2M.size > 0 && this.#writeProtectListed(this.#rmap2M, gfn - (gfn % PAGES_PER_2M)))
+      flush = true;
     if (this.#onWriteProtectGfn?.(gfn) === true) flush = true;
     return flush;
+  }
+
+  /** Clears W from the still-writable leaves listed under `key` in `map`, then forgets the list. */
+  #writeProtectListed(map: Map<number, number[]>, key: number): boolean {
+    const list = map.get(key);
+    if (list === undefined) return false;
+    let changed = false;
+    const memory = this.memory;
+    for (let i = 0; i < list.length; i++) {
+      const pa = list[i]!;
+      if (!this.#isWritableLeafFor(pa, key)) continue;
+      const lo = memory.read32(pa);
+      const hi = memory.read32(pa + 4);
+      memory.write64(pa, writeProtectedSpteLo(this.format, lo), writeProtectedSpteHi(this.format, hi));
+      this.count(MMU_EVENTS.SPTE_WRITE);
+      this.writeProtectedSptes++;
+      changed = true;
+    }
+    map.delete(key);
+    return changed;
   }
 
   /** The SPTE at `pa` is a present writable leaf of a live shadow page mapping `gfn`'s host page. */
@@ -982,7 +1026,7 @@ export class ShadowMmu {
     }
     if (list.includes(value)) return;
     if (list.length >= COMPACT_AT) {
-      const rmap = map === this.#rmap;
+      const rmap = map === this.#rmap || map === this.#rmap2M;
       let keep = 0;
       for (let i = 0; i < list.length; i++) {
         const v = list[i]!;

@@ -1,6 +1,7 @@
 import { type Meter, meterTable } from "@nestvisor/vmx";
 import type { Gpa } from "@nestvisor/x86-arch";
 import { PAGE_SIZE } from "@nestvisor/x86-arch";
+import { maxMappingLevel } from "./huge-page-level";
 import type { Memslots } from "./memslots";
 import { MMU_EVENTS } from "./mmu-events";
 import { PAGE_ROLE } from "./page-role";
@@ -56,15 +57,15 @@ export interface TdpMmuOptions {
    */
   readonly preserveTdpRoots?: boolean;
   /**
-   * Map 2-MiB leaves where a 2-MiB-aligned gfn range lies inside one memslot whose host backing is
-   * 2-MiB aligned for it (kvm: kvm_mmu_hugepage_adjust, assuming the host maps the slot with huge
-   * pages). Off: 4-KiB leaves only. 1-GiB leaves are never built. Default false.
+   * The host backs the memslots with 2-MiB pages: map a 2-MiB leaf where `maxMappingLevel` allows
+   * (kvm: kvm_mmu_hugepage_adjust). Off: 4-KiB leaves only. 1-GiB leaves are never built. Default
+   * false.
    */
   readonly hugePages?: boolean;
 }
 
 const NONE = -1;
-const LARGE_PAGES = 512;
+const TWO_32 = 4294967296;
 /** Pages covered by one entry at each level (index = level): 1, 512, 512^2, 512^3, 512^4. */
 const SPAN = [0, 1, 512, 512 ** 2, 512 ** 3, 512 ** 4] as const;
 
@@ -220,9 +221,14 @@ export class TdpMmu {
    * here: the leaf is present), and so does a write fault that had to install the read-only leaf
    * (kvm: tdp_mmu_map_handle_target_level, `wrprot && fault->write`), so the write is never lost to
    * a retry. A gfn shadowed only by last-level pages of an unsync store has those pages unsynced
-   * and gets a writable leaf: the fault is FIXED and the guest's store re-executes. With
-   * `hugePages`, a 2-MiB range holding a shadowed gfn is mapped with 4-KiB leaves (kvm:
-   * account_shadowed → kvm_mmu_gfn_disallow_lpage).
+   * and gets a writable leaf: the fault is FIXED and the guest's store re-executes.
+   *
+   * With `hugePages` the leaf is 2 MiB where `maxMappingLevel` allows (a 2-MiB range holding a
+   * shadowed gfn gets 4-KiB leaves: kvm_mmu_gfn_disallow_lpage). A 2-MiB leaf where a 4-KiB one is
+   * now wanted is split into a table of 512 leaves with its rights (kvm: tdp_mmu_split_huge_page,
+   * make_huge_page_split_spte); a table where a 2-MiB leaf is now wanted is replaced by the leaf,
+   * the tables below freed, and the TLBs flushed (kvm: tdp_mmu_map_handle_target_level,
+   * handle_removed_pt).
    */
   map(rootHpa: number, gpa: Gpa, writeFault: boolean): TdpMapResult {
     this.#count(MMU_EVENTS.TDP_FAULT);
@@ -242,7 +248,7 @@ export class TdpMmu {
     const readOnly = memslots.readOnlyAt(slot);
     if (readOnly && writeFault) return TDP_MAP_RESULT.EMULATE_READ_ONLY;
     const tracked = store.isGfnTracked(gfn);
-    const goal = this.hugePages && this.#canMap2M(slot, gfn) && !this.#anyShadowed(gfn) ? 2 : 1;
+    const goal = this.hugePages ? maxMappingLevel(memslots, store, slot, gfn) : 1;
     const adDisabled = (role & PAGE_ROLE.AD_DISABLED) !== 0;
 
     let table = rootHpa;
@@ -269,9 +275,13 @@ export class TdpMmu {
         const newLo = eptLeafSpteLo(pageHpa, level, writable, adDisabled);
         const newHi = eptLeafSpteHi(pageHpa, !readOnly, writable, adDisabled);
         if (present && lo === newLo && hi === newHi) return TDP_MAP_RESULT.SPURIOUS;
-        if (present && !isLastSpte(lo, level)) throw this.#levelChanged(gfn, level);
         memory.write64(pa, newLo, newHi);
         this.#count(MMU_EVENTS.SPTE_WRITE);
+        if (present && !isLastSpte(lo, level)) {
+          // kvm: a table replaced by a huge leaf — handle_removed_pt frees it, then a flush.
+          this.#freeChild(spteAddress(lo, hi), level - 1);
+          store.remoteFlush();
+        }
         // kvm: tdp_mmu_map_handle_target_level — a write fault whose leaf make_spte had to
         // write-protect is emulated now, not retried: the new read-only leaf would only fault again.
         if (wrprot && writeFault) return TDP_MAP_RESULT.EMULATE_WRITE_PROTECTED;
@@ -285,15 +295,15 @@ export class TdpMmu {
         continue;
       }
 
-      if (present) throw this.#levelChanged(gfn, goal);
       // kvm: tdp_mmu_alloc_sp + tdp_mmu_init_child_sp (the parent's role one level down), then
-      // tdp_mmu_link_sp.
+      // tdp_mmu_link_sp, or tdp_mmu_split_huge_page over a huge leaf.
       const childId = store.alloc(
         gfn - (gfn % span),
         ((role & ~PAGE_ROLE.LEVEL_MASK) | (level - 1)) >>> 0,
         true,
       );
       const child = store.hostPage(childId);
+      if (present) this.#splitInto(child, level - 1, lo, hi);
       memory.write64(pa, eptNonLeafSpteLo(child, adDisabled), eptNonLeafSpteHi(child, adDisabled));
       this.#count(MMU_EVENTS.SPTE_WRITE);
       store.linkParent(childId, tableId, index);
@@ -306,11 +316,10 @@ export class TdpMmu {
   /**
    * `gfn` became shadowed, or its unsync pages are being synced (kvm: kvm_mmu_slot_gfn_write_protect
    * → kvm_tdp_mmu_write_protect_gfn, the `onWriteProtectGfn` hook of `ShadowMmu`): W is cleared
-   * from the leaf mapping it in every valid root, so the guest's next write to it faults. A 2-MiB
-   * leaf over it is zapped instead (KVM clears its W and splits it when a later fault needs a 4-KiB
-   * leaf; huge-page splitting is not modelled, the next fault rebuilds the range with 4-KiB
-   * leaves). Returns whether an SPTE changed; then a remote flush is requested unless `flush` is
-   * false (the caller flushes once for the shadow MMU's mappings and these).
+   * from the leaf mapping it in every valid root, a 2-MiB leaf over it included (the next fault in
+   * its range wants 4-KiB leaves and splits it), so the guest's next write to it faults. Returns
+   * whether an SPTE changed; then a remote flush is requested unless `flush` is false (the caller
+   * flushes once for the shadow MMU's mappings and these).
    */
   writeProtectGfn(gfn: number, flush = true): boolean {
     const store = this.store;
@@ -331,9 +340,7 @@ export class TdpMmu {
           level--;
           continue;
         }
-        if (level > 1) {
-          memory.write64(pa, 0, 0);
-        } else if ((lo & SPTE_LO.WRITABLE) !== 0 || (hi & SPTE_HI.MMU_WRITABLE) !== 0) {
+        if ((lo & SPTE_LO.WRITABLE) !== 0 || (hi & SPTE_HI.MMU_WRITABLE) !== 0) {
           // kvm: write_protect_gfn clears PT_WRITABLE_MASK and shadow_mmu_writable_mask.
           memory.write64(pa, (lo & ~SPTE_LO.WRITABLE) >>> 0, (hi & ~SPTE_HI.MMU_WRITABLE) >>> 0);
         } else {
@@ -438,34 +445,24 @@ export class TdpMmu {
   }
 
   /**
-   * A fault wants a leaf at another level than the one already mapped. KVM splits or collapses
-   * huge pages here (tdp_mmu_split_huge_page; replacing a table by a huge leaf); the model never
-   * needs to: a gfn's mapping level depends only on its memslot, and deleting or moving a slot
-   * zaps everything. Reaching this is a bug.
+   * kvm: make_huge_page_split_spte for each entry of the new table at `child` (level `level`): the
+   * huge leaf (lo, hi) with its rights and A/D bits, the address advanced by the entry's span, and
+   * the page-size bit dropped at level 1.
    */
-  #levelChanged(gfn: number, level: number): Error {
-    return new Error(
-      `TDP fault at gfn 0x${gfn.toString(16)} wants a level-${level} leaf where another level is mapped; ` +
-        "huge-page splitting and collapsing are not modelled",
-    );
-  }
-
-  /** A gfn of the aligned 512-page range holding `gfn` is shadowed (kvm: disallow_lpage from account_shadowed). */
-  #anyShadowed(gfn: number): boolean {
-    const first = gfn - (gfn % LARGE_PAGES);
-    for (let g = first; g < first + LARGE_PAGES; g++) if (this.store.isGfnShadowed(g)) return true;
-    return false;
-  }
-
-  /**
-   * A 2-MiB leaf fits when the aligned 512-page range holding `gfn` lies in the slot and its host
-   * address is 2-MiB aligned (kvm: the lpage_info `disallow_lpage` test for misaligned slots).
-   */
-  #canMap2M(slot: number, gfn: number): boolean {
-    const memslots = this.memslots;
-    const first = gfn - (gfn % LARGE_PAGES);
-    const base = memslots.baseGfnAt(slot);
-    if (first < base || first + LARGE_PAGES > base + memslots.npagesAt(slot)) return false;
-    return memslots.hostAddressAt(slot, first) % (LARGE_PAGES * PAGE_SIZE) === 0;
+  #splitInto(child: number, level: number, hugeLo: number, hugeHi: number): void {
+    const memory = this.store.allocator.memory;
+    const base = spteAddress(hugeLo, hugeHi);
+    const keepLo = (hugeLo & ~SPTE_LO.ADDRESS & (level === 1 ? ~SPTE_LO.PAGE_SIZE : ~0)) >>> 0;
+    const keepHi = (hugeHi & ~SPTE_HI.ADDRESS) >>> 0;
+    const step = SPAN[level]! * PAGE_SIZE;
+    for (let i = 0; i < SPTES_PER_PAGE; i++) {
+      const address = base + i * step;
+      memory.write64(
+        child + i * 8,
+        (keepLo | ((address % TWO_32) & SPTE_LO.ADDRESS)) >>> 0,
+        (keepHi | (Math.floor(address / TWO_32) & SPTE_HI.ADDRESS)) >>> 0,
+      );
+      this.#count(MMU_EVENTS.SPTE_WRITE);
+    }
   }
 }

@@ -100,22 +100,36 @@ describe("TdpMmu and write-tracked gfns", () => {
     expect(memory.read32(0x10_0000)).toBe(snap);
   });
 
-  it("with huge pages, zaps a 2-MiB leaf over a newly tracked gfn and maps the range with 4-KiB leaves", () => {
-    const { store, tdp, allows, walker } = setup(true);
+  it("with huge pages, write-protects a 2-MiB leaf over a newly tracked gfn, then splits it into 4-KiB leaves", () => {
+    const { store, tdp, allows, walker, meter } = setup(true);
     const root = tdp.allocRoot(TDP_ROOT);
     tdp.map(root, gpa(0x20_0000), true);
     expect(allows(root, 0x21_0000, EPT_ACCESS.WRITE)).toBe(true);
     expect(walker.result.pageSize).toBe(0x20_0000);
     store.trackGfn(0x210);
+    // kvm: kvm_tdp_mmu_write_protect_gfn — the huge leaf loses W and stays (reads still hit it).
     expect(tdp.writeProtectGfn(0x210)).toBe(true);
-    expect(allows(root, 0x20_0000, EPT_ACCESS.READ)).toBe(false);
-    tdp.map(root, gpa(0x21_0000), false);
+    expect(allows(root, 0x20_0000, EPT_ACCESS.READ)).toBe(true);
+    expect(walker.result.pageSize).toBe(0x20_0000);
+    expect(allows(root, 0x20_0000, EPT_ACCESS.WRITE)).toBe(false);
+    // The tracked gfn disallows the 2-MiB level: the next fault splits the leaf (tdp_mmu_split_huge_page)
+    // into 512 read-only leaves, and the tracked write is emulated.
+    const before = meter.snapshot();
+    expect(tdp.map(root, gpa(0x21_0000), true)).toBe(TDP_MAP_RESULT.EMULATE_WRITE_PROTECTED);
+    expect(meter.diff(before)).toEqual({ TDP_FAULT: 1, SHADOW_PAGE_ALLOC: 1, SPTE_WRITE: 512 + 1 });
     expect(allows(root, 0x21_0000, EPT_ACCESS.READ)).toBe(true);
     expect(walker.result.pageSize).toBe(4096);
     expect(allows(root, 0x21_0000, EPT_ACCESS.WRITE)).toBe(false);
-    tdp.map(root, gpa(0x21_1000), true);
+    expect(allows(root, 0x3f_f000, EPT_ACCESS.READ)).toBe(true);
+    // An untracked gfn of the range gets W back on its first write fault.
+    expect(tdp.map(root, gpa(0x21_1000), true)).toBe(TDP_MAP_RESULT.FIXED);
     expect(allows(root, 0x21_1000, EPT_ACCESS.WRITE)).toBe(true);
     expect(walker.result.pageSize).toBe(4096);
+    // Untracked again, the range is mapped by one 2-MiB leaf: the table goes (handle_removed_pt).
+    store.untrackGfn(0x210);
+    expect(tdp.map(root, gpa(0x22_0000), true)).toBe(TDP_MAP_RESULT.FIXED);
+    expect(allows(root, 0x21_0000, EPT_ACCESS.WRITE)).toBe(true);
+    expect(walker.result.pageSize).toBe(0x20_0000);
   });
 
   it("through ShadowMmu's hook: an EPT12 table L1 wrote before L2 ran loses W in EPT01 once L0 shadows it", () => {

@@ -33,6 +33,8 @@ export interface NestedEptFixtureOptions {
   readonly meter?: CountingMeter;
   /** The store lets last-level pages become unsync (`ShadowPageStore` option `unsync`). Default false. */
   readonly unsync?: boolean;
+  /** The host backs L1's memory with 2-MiB pages (`ShadowMmuOptions.hugePages`). Default false. */
+  readonly hugePages?: boolean;
 }
 
 /** The guest-mode shadow-EPT root role (kvm-mmu.md §2.4/§2.9: 0x00020704, plus ad_disabled without A/D). */
@@ -82,7 +84,13 @@ export function nestedEptFixture(options: NestedEptFixtureOptions = {}) {
   memslots.add({ id: 0, baseGfn: 0, npages: l1Pages, hostBase: l1Host });
   memslots.add({ id: 1, baseGfn: roGfn, npages: 16, hostBase: roHost, readOnly: true });
   const store = new ShadowPageStore({ allocator, meter, memslots, unsync: options.unsync ?? false });
-  const shadow = new ShadowMmu({ store, memslots, format: SPTE_FORMAT.EPT, meter });
+  const shadow = new ShadowMmu({
+    store,
+    memslots,
+    format: SPTE_FORMAT.EPT,
+    meter,
+    hugePages: options.hugePages ?? false,
+  });
   const ept = new ShadowEptMmu(shadow);
   const backend = new ShadowRootBackend({ shadow });
   const ept12Base = Math.floor(l1Pages / 2) * 4096;
