@@ -22,4 +22,6 @@ export interface KvmConfig extends MmuFlags {
   readonly shadowVmcs: boolean;
   /** The TDP MMU (kvm: tdp_mmu) rather than the legacy shadow-page MMU for direct roots. */
   readonly tdpMmu: boolean;
+  /** The host backs guest memory with 2-MiB pages (THP or hugetlbfs). */
+  readonly hugePages: boolean;
 }

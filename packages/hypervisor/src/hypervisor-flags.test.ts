@@ -59,7 +59,7 @@ describe("HYPERVISOR_FLAG_INFO", () => {
       "nestedEntryWriteTrims",
       "controlsShadow",
     ]);
-    expect(HYPERVISOR_SWITCH_NAMES).toEqual(["ept", "l1Ept", "shadowVmcs", "tdpMmu"]);
+    expect(HYPERVISOR_SWITCH_NAMES).toEqual(["ept", "l1Ept", "shadowVmcs", "tdpMmu", "hugePages"]);
     expect(KERNEL_BEHAVIOUR_NAMES).toEqual(["hostDebugctlPerEntry"]);
     expect(HYPERVISOR_FLAG_NAMES).toEqual([
       ...VMX_FLAG_NAMES,
@@ -81,7 +81,7 @@ describe("HYPERVISOR_FLAG_INFO", () => {
     expect(kinds.filter((k) => k === "vmx")).toHaveLength(6);
     expect(kinds.filter((k) => k === "mmu")).toHaveLength(MMU_FLAG_NAMES.length);
     expect(kinds.filter((k) => k === "kernel")).toHaveLength(KERNEL_BEHAVIOUR_NAMES.length);
-    expect(kinds.filter((k) => k === "switch")).toHaveLength(4);
+    expect(kinds.filter((k) => k === "switch")).toHaveLength(5);
   });
 
   it("gives today's kernel behaviours as the defaults, each naming its upstream commit", () => {
@@ -257,8 +257,14 @@ describe("diffFlags", () => {
 });
 
 describe("HYPERVISOR_SWITCH_DEFAULTS", () => {
-  it("is every switch on, frozen", () => {
-    expect(HYPERVISOR_SWITCH_DEFAULTS).toEqual({ ept: true, l1Ept: true, shadowVmcs: true, tdpMmu: true });
+  it("is every switch on but hugePages (4-KiB host pages), frozen", () => {
+    expect(HYPERVISOR_SWITCH_DEFAULTS).toEqual({
+      ept: true,
+      l1Ept: true,
+      shadowVmcs: true,
+      tdpMmu: true,
+      hugePages: false,
+    });
     expect(Object.isFrozen(HYPERVISOR_SWITCH_DEFAULTS)).toBe(true);
   });
 });

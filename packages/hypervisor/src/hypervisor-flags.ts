@@ -85,7 +85,8 @@ export type KernelBehaviourName = keyof KernelBehaviours;
 
 /**
  * Configuration switches: which machine is modelled, not which kernel. Presets keep them at their
- * defaults (all on) except `tdpMmu`, which did not exist or was not the default before v5.15.
+ * defaults — all on except `hugePages` (4-KiB host pages, the baseline of every published figure)
+ * — except `tdpMmu`, which did not exist or was not the default before v5.15.
  */
 export interface HypervisorSwitches {
   /**
@@ -110,6 +111,13 @@ export interface HypervisorSwitches {
    * (kvm: the TDP MMU requires tdp_enabled).
    */
   readonly tdpMmu: boolean;
+  /**
+   * Every level's host backs its guests' memory with 2-MiB pages (transparent huge pages or
+   * hugetlbfs): L0's EPT, a guest hypervisor's EPT, shadow EPT and shadow page tables map a 2-MiB
+   * leaf where the guest's own mapping, the memslot's alignment and the shadowed gfns allow (kvm:
+   * kvm_mmu_hugepage_adjust, kvm_mmu_max_mapping_level). Off (default): 4-KiB host pages.
+   */
+  readonly hugePages: boolean;
 }
 
 export type HypervisorSwitchName = keyof HypervisorSwitches;
@@ -317,6 +325,19 @@ const SWITCH_INFO: readonly HypervisorFlagInfo[] = [
     summary: "direct roots are TDP MMU roots",
     baseline: "direct roots are legacy shadow pages (hash + rmap)",
   },
+  {
+    name: "hugePages",
+    kind: "switch",
+    seed: "—",
+    since: "v2.6.38 (approximate; transparent huge pages; hugetlbfs earlier)",
+    commitOrSeries:
+      "guest memory backed by THP or hugetlbfs (kvm: kvm_mmu_hugepage_adjust, host_pfn_mapping_level); " +
+      "cloud-hypervisor#6060: huge pages cut nested first-touch exits",
+    summary:
+      "the host backs guest memory with 2 MiB pages: EPT, shadow-EPT and shadow leaves are 2 MiB where the guest " +
+      "mapping, the memslot and the shadowed gfns allow",
+    baseline: "4 KiB host pages: every leaf is 4 KiB",
+  },
 ];
 
 function mmuInfo(name: MmuFlagName): HypervisorFlagInfo {
@@ -373,12 +394,13 @@ export const KERNEL_BEHAVIOUR_DEFAULTS: KernelBehaviours = Object.freeze({
   hostDebugctlPerEntry: true,
 });
 
-/** The configuration every preset starts from: EPT in L0 and L1, VMCS shadowing, the TDP MMU. */
+/** The configuration every preset starts from: EPT in L0 and L1, VMCS shadowing, the TDP MMU, 4-KiB host pages. */
 export const HYPERVISOR_SWITCH_DEFAULTS: HypervisorSwitches = Object.freeze({
   ept: true,
   l1Ept: true,
   shadowVmcs: true,
   tdpMmu: true,
+  hugePages: false,
 });
 
 const NAME_SET: ReadonlySet<string> = new Set(HYPERVISOR_FLAG_NAMES);

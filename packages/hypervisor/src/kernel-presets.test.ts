@@ -100,12 +100,13 @@ describe("KERNEL_PRESETS", () => {
     for (const name of KERNEL_PRESET_NAMES) expect(KERNEL_PRESETS[name].flags.unloadOnExit).toBe(false);
   });
 
-  it("keeps the switches at their defaults, except tdpMmu before v5.15", () => {
+  it("keeps the switches at their defaults (hugePages off), except tdpMmu before v5.15", () => {
     const noTdpMmu = new Set(["v4.19", "v4.20", "v5.2", "v5.3", "v5.6", "v5.7"]);
     for (const name of KERNEL_PRESET_NAMES) {
       const flags = KERNEL_PRESETS[name].flags;
       for (const sw of HYPERVISOR_SWITCH_NAMES) {
-        expect(flags[sw], `${name} ${sw}`).toBe(!(sw === "tdpMmu" && noTdpMmu.has(name)));
+        const expected = sw === "hugePages" ? false : !(sw === "tdpMmu" && noTdpMmu.has(name));
+        expect(flags[sw], `${name} ${sw}`).toBe(expected);
       }
     }
   });

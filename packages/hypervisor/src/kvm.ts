@@ -324,6 +324,7 @@ export class Kvm implements ExitSink {
       meter: this.meter,
       // kvm: kvm_mmu_slot_gfn_write_protect also write-protects the TDP MMU's mapping of the gfn.
       onWriteProtectGfn: (gfn) => holder.tdp?.writeProtectGfn(gfn, false) ?? false,
+      hugePages: this.config.hugePages,
     });
     // kvm: tdp_mmu_enabled needs TDP; the legacy MMU builds direct roots from shadow pages.
     this.tdp =
@@ -333,6 +334,7 @@ export class Kvm implements ExitSink {
             memslots: this.memslots,
             meter: this.meter,
             preserveTdpRoots: this.config.preserveTdpRoots,
+            hugePages: this.config.hugePages,
           })
         : null;
     holder.tdp = this.tdp;
