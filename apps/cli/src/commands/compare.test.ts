@@ -120,6 +120,30 @@ describe("nestvisor compare", () => {
     for (const line of text.stdout.split("\n")) expect(line.length).toBeLessThanOrEqual(100);
   });
 
+  it("--vs adds a what-if variant per preset (switches included), compared with its preset", () => {
+    const args = ["compare", "-w", "touch_memory", "-l", "1,2", "-p", "v5.3,v6.12", "--param", "pages=64"];
+    const what = ["--vs", "hugePages=on", "--vs", "shadowVmcs=off,l1Ept=off"];
+    const out = runJson([...args, ...what, "--json"]) as { rows: Row[] };
+    expect(out.rows).toHaveLength(2 * 2 * 3);
+    const at = (preset: string, level: number, flags: Record<string, boolean>) =>
+      out.rows.find(
+        (r) => r.preset === preset && r.level === level && JSON.stringify(r.flags) === JSON.stringify(flags),
+      )!;
+    for (const preset of ["v5.3", "v6.12"]) {
+      const base = at(preset, 2, {});
+      const huge = at(preset, 2, { hugePages: true });
+      // 2 MiB host pages: one first-touch fault per 2 MiB region at each level instead of one per page.
+      expect(huge.cyclesPerIteration).toBeLessThan(base.cyclesPerIteration / 10);
+      expect(at(preset, 2, { shadowVmcs: false, l1Ept: false }).counters.EMULATED_VMREAD).toBeGreaterThan(0);
+    }
+    const text = runCli([...args, ...what]);
+    expect(text.code).toBe(0);
+    expect(text.stdout).toContain("v6.12 hugePages=on");
+    expect(text.stdout).toContain("v6.12 shadowVmcs=off,l1Ept=off");
+    expect(text.stdout).toContain("✓ guest-visible results identical under every variant (12 runs)");
+    for (const line of text.stdout.split("\n")) expect(line.length).toBeLessThanOrEqual(100);
+  });
+
   it("--csv prints long-format rows and --chart writes an SVG bar chart", () => {
     const dir = tempFiles({});
     const r = runCli(
@@ -157,6 +181,11 @@ describe("nestvisor compare", () => {
       [["compare", "--json", "--csv"], /--json and --csv cannot be used together/],
       [["compare", "--profile", "fast"], /unknown cost profile "fast"/],
       [["compare", "extra"], /unexpected argument "extra"/],
+      [
+        ["compare", "--vs", "hugePage=on"],
+        /unknown hypervisor flag "hugePage" \(did you mean "hugePages"\?\)/,
+      ],
+      [["compare", "--vs", ","], /--vs "," sets no flag; give name=on\|off/],
     ];
     for (const [args, message] of cases) {
       const r = runCli(args);

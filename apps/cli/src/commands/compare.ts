@@ -120,7 +120,8 @@ export const compareCommand: Command = {
     "against the first, the L2/L1 ratio, and the counters that differ most. --flag applies on top of every preset; " +
     "--ablate adds, for each preset, one variant per optimization flag flipped alone. --model (repeatable) adds, " +
     "for each preset, one variant per model module, built on top of that preset and --flag/--profile: the module's " +
-    "policies against the project's KVM model. Every run's guest-visible " +
+    "policies against the project's KVM model. --vs (repeatable) adds, for each preset, one variant with those flags " +
+    "set: a what-if such as 2 MiB host pages, shadow paging or no VMCS shadowing. Every run's guest-visible " +
     "results are compared across variants: a difference is a failed check (exit 1). With --json every figure is per " +
     "iteration.",
   options: [
@@ -146,6 +147,13 @@ export const compareCommand: Command = {
       name: "ablate",
       type: "boolean",
       description: "add one variant per optimization flag flipped alone, for each preset",
+    },
+    {
+      name: "vs",
+      type: "string",
+      multiple: true,
+      value: "name=on|off,…",
+      description: "add a variant per preset with these flags set (a what-if; nestvisor flags) (repeatable)",
     },
     modelOption("add a variant per preset: a model module's ModelSpec on top of the preset", true),
     profileOption("cost profile (nestvisor profiles)"),
@@ -182,6 +190,10 @@ export const compareCommand: Command = {
       description: "three levels without VMCS shadowing",
     },
     {
+      command: "nestvisor compare -w touch_memory -p v6.12 --vs hugePages=on --vs l1Ept=off",
+      description: "first touch of memory on 2 MiB host pages, and with L1 on shadow paging",
+    },
+    {
       command: "nestvisor compare -m examples/root-cache-8/model.mjs -w cr3_switch -l 1 -f ept=off",
       description: "a model module (8 previous roots) next to today's KVM",
     },
@@ -201,6 +213,13 @@ export const compareCommand: Command = {
     );
     const presets = checkPresets(listOption(ctx.values, "presets") ?? [...DEFAULT_COMPARE_PRESETS]);
     const overrides = parseFlagOptions(repeatedOption(ctx.values, "flag"));
+    // Each --vs is one variant; its comma-separated assignments go together.
+    const whatIfs = repeatedOption(ctx.values, "vs").map((text) => {
+      const flags = parseFlagOptions([text]);
+      if (Object.keys(flags).length === 0)
+        throw new UsageError(`--vs "${text}" sets no flag; give name=on|off`);
+      return flags;
+    });
     const profile = loadProfile(stringOption(ctx.values, "profile"), ctx.cwd);
     const iterations = integerOption(ctx.values, "iterations", 1, MAX_ITERATIONS);
     const params = parseParams(repeatedOption(ctx.values, "param"));
@@ -215,7 +234,7 @@ export const compareCommand: Command = {
       const exports = await importModelModule(shown, ctx.cwd);
       models.push({ shown, build: (base) => modelFromExports(exports, shown, base) });
     }
-    const variants = compareVariants(presets, overrides, ablate, profile, models);
+    const variants = compareVariants(presets, overrides, ablate, profile, models, whatIfs);
     const matrix = runMatrix(workloads, distinctLevels, variants, {
       settings: { ...(iterations === undefined ? {} : { iterations }), params },
       progress: ctx.progress(""),

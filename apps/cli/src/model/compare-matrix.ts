@@ -18,8 +18,9 @@ import { buildProgram, type WorkloadRef, type WorkloadSettings } from "./workloa
  * The runs of `nestvisor compare`: every workload at every level under every variant. A variant
  * is a model: a preset with flag overrides, or a `--model` module's model built on top of that
  * preset. With --ablate each preset is followed by one variant per optimization flag flipped
- * alone. With --ablate or --model the variants form one group per preset (the preset first, then
- * its models, then its flipped flags), each compared with its preset; otherwise one group.
+ * alone; each --vs adds one variant per preset with its flags set (a what-if, e.g. a switch). With
+ * --ablate, --model or --vs the variants form one group per preset (the preset first, then its
+ * models, its what-ifs, then its flipped flags), each compared with its preset; otherwise one group.
  */
 export interface Variant {
   readonly label: string;
@@ -64,9 +65,10 @@ export function compareVariants(
   ablate: boolean,
   profile: CostProfile,
   models: readonly ModelSource[] = [],
+  whatIfs: readonly Readonly<Partial<Record<HypervisorFlagName, boolean>>>[] = [],
 ): Variant[] {
   const variants: Variant[] = [];
-  const grouped = ablate || models.length > 0;
+  const grouped = ablate || models.length > 0 || whatIfs.length > 0;
   presets.forEach((preset, i) => {
     const base: ModelSpec = { preset, flags: overrides, profile };
     const model = baseModel(base);
@@ -92,6 +94,22 @@ export function compareVariants(
         flags: custom.config,
         model: custom,
         modelName: custom.name,
+        group,
+      });
+    }
+    for (const whatIf of whatIfs) {
+      const setting = Object.entries(whatIf)
+        .map(([name, on]) => `${name}=${on ? "on" : "off"}`)
+        .join(",");
+      const changed = model.with({ flags: whatIf });
+      variants.push({
+        label: `${preset} ${setting}`,
+        short: setting,
+        preset,
+        overrides: { ...overrides, ...whatIf },
+        flags: changed.config,
+        model: changed,
+        modelName: null,
         group,
       });
     }
