@@ -61,7 +61,10 @@ export const MMU_EVENTS = defineEventCatalog("mmu", 0x200, [
    * shadows (kvm: mmu_try_to_unsync_pages → kvm_unsync_page and the parents' unsync-child bits).
    */
   "UNSYNC_PAGE",
-  /** An `mmu_sync_children` pass that found unsync pages under a page (kvm: kvm_mmu_sync_roots, FNAME(fetch)). */
+  /**
+   * One batch of an `mmu_sync_children` pass that found unsync pages under a page (kvm:
+   * kvm_mmu_sync_roots, FNAME(fetch)): an mmu_unsync_walk of at most 16 entries and its syncs.
+   */
   "SYNC_CHILDREN",
   /** One shadow page brought back in line with its guest table (kvm: __kvm_sync_page, 512 SPTEs scanned). */
   "SYNC_PAGE",

@@ -151,4 +151,29 @@ describe("ShadowEptMmu with unsync last-level pages (kvm: mmu_try_to_unsync_page
     expect(f.store.isGfnShadowed(leafTableGfn)).toBe(false);
     expect(f.store.isGfnWriteProtected(leafTableGfn)).toBe(false);
   });
+
+  it("syncs in batches of one 16-entry walk: root, upper pages and unsync pages share the vector (mmu_unsync_walk)", () => {
+    const f = nestedEptFixture({ unsync: true, tablePages: 256, l1Pages: 0x1000 });
+    // 40 L2 pages 2 MiB apart: 40 EPT12 leaf tables under one PD, so 40 last-level EPT02 pages.
+    const leafTables: number[] = [];
+    for (let i = 0; i < 40; i++) {
+      f.builder.map(i * 0x20_0000, DATA + i * PAGE_SIZE);
+      expect(f.l2Access(i * 0x20_0000, EPT_ACCESS.READ).ok).toBe(true);
+      leafTables.push(Math.floor(f.builder.entryAddress(i * 0x20_0000, 1) / PAGE_SIZE));
+    }
+    for (const gfn of leafTables) expect(f.store.tryToUnsyncPages(gfn, true)).toBe(false);
+    expect(f.store.unsyncPages).toBe(40);
+    const before = f.meter.snapshot();
+    f.backend.putRoot(f.state.root);
+    f.state.root = f.backend.allocShadowRoot(f.role, f.eptp12.value);
+    f.ept.syncRoots(f.state.root, f.ctx12);
+    // Each walk holds the root, the PDPT and PD pages, then 13 unsync pages: 13 + 13 + 13 + 1.
+    const d = f.meter.diff(before);
+    expect(d.SYNC_CHILDREN).toBe(4);
+    expect(d.SYNC_PAGE).toBe(40);
+    expect(d.SYNC_SPTE).toBe(40);
+    expect(f.store.unsyncPages).toBe(0);
+    expect(f.store.unsyncChildren(f.store.idOfHostPage(f.state.root))).toBe(0);
+    expect(auditShadowEpt(f.shadow, f.state.root, f.ctx12).problems).toEqual([]);
+  });
 });

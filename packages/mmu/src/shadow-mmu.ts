@@ -53,6 +53,8 @@ export interface SyncSpteSource {
 }
 
 const NONE = -1;
+/** Entries of one mmu_unsync_walk batch (kvm: KVM_PAGE_ARRAY_NR). */
+const SYNC_BATCH = 16;
 /** Deepest walk: 5 levels. */
 const MAX_LEVELS = 5;
 /** Pages covered by one entry at each level (index = level). */
@@ -105,8 +107,6 @@ export function spteIndex(lo: number, hi: number, level: number): number {
  * - Unsync needs a `syncSource`; the shadow-paging (x86) format has none yet, so its store keeps
  *   every shadowed gfn write-tracked (the store's `unsync` off): a guest write to any shadowed
  *   table is emulated and zaps the affected SPTEs at once, as KVM does for upper-level tables.
- * - A sync runs as one batch (KVM collects at most 16 walk entries per batch and write-protects
- *   and flushes per batch), so flush counts differ only with more unsync pages under one root.
  * - A sync that finds a changed target gfn compares host addresses (the model keeps no per-SPTE
  *   gfn, kvm's shadowed_translation gfn; the memslots map gfns to host pages one to one).
  * - Leaves are 4 KiB unless `hugePages` (the host backs memslots with 2-MiB pages): then a guest
@@ -696,30 +696,37 @@ export class ShadowMmu {
   }
 
   /**
-   * kvm: mmu_sync_children — every unsync page below page `id` is brought back in line: first the
-   * gfn of each is write-protected again (kvm_vcpu_write_protect_gfn, one remote flush if a mapping
-   * changed), then each is marked sync and synced (`syncPage`); a page whose sync fails is zapped.
-   * Ends with one flush if a synced SPTE needs it (kvm_mmu_remote_flush_or_zap). Counts
-   * SYNC_CHILDREN when there was something to sync.
+   * kvm: mmu_sync_children — every unsync page below page `id` is brought back in line, in batches
+   * of one `collectUnsync` walk of 16 entries (mmu_unsync_walk): first the gfn of each page of the
+   * batch is write-protected again (kvm_vcpu_write_protect_gfn; if a mapping changed, the zaps of
+   * the last batch are committed or the TLBs flushed), then each is marked sync and synced
+   * (`syncPage`); a page whose sync fails is zapped. Ends with the zaps, or one flush if a synced
+   * SPTE needs it (kvm_mmu_remote_flush_or_zap). Counts SYNC_CHILDREN per batch.
    */
   syncChildren(id: number): void {
     const store = this.store;
     const pages = this.#unsyncScratch;
-    pages.length = 0;
-    if (store.collectUnsync(id, pages) === 0) return;
-    this.count(MMU_EVENTS.SYNC_CHILDREN);
-    let protectedAny = false;
-    for (let i = 0; i < pages.length; i++) {
-      if (this.#writeProtectGfn(store.gfn(pages[i]!))) protectedAny = true;
-    }
-    if (protectedAny) store.remoteFlush();
     let flush = false;
-    for (let i = 0; i < pages.length; i++) {
-      const sp = pages[i]!;
-      store.unlinkUnsync(sp);
-      const synced = this.syncPage(sp);
-      if (synced < 0) store.prepareZap(sp);
-      else if (synced > 0) flush = true;
+    for (;;) {
+      pages.length = 0;
+      if (store.collectUnsync(id, pages, SYNC_BATCH) === 0) break;
+      this.count(MMU_EVENTS.SYNC_CHILDREN);
+      let protectedAny = false;
+      for (let i = 0; i < pages.length; i++) {
+        if (this.#writeProtectGfn(store.gfn(pages[i]!))) protectedAny = true;
+      }
+      // kvm: kvm_mmu_remote_flush_or_zap(…, true) — the zaps the last batch left, or a flush.
+      if (protectedAny) {
+        if (store.commitZap() === 0) store.remoteFlush();
+        flush = false;
+      }
+      for (let i = 0; i < pages.length; i++) {
+        const sp = pages[i]!;
+        store.unlinkUnsync(sp);
+        const synced = this.syncPage(sp);
+        if (synced < 0) store.prepareZap(sp);
+        else if (synced > 0) flush = true;
+      }
     }
     if (store.commitZap() === 0 && flush) store.remoteFlush();
   }

@@ -339,17 +339,26 @@ export class ShadowPageStore {
 
   /**
    * kvm: mmu_unsync_walk — the unsync last-level pages reachable from page `id` through the
-   * unsync-child bitmaps, appended to `out` (each once), depth first. Every bit the walk visits is
-   * cleared as it goes (KVM clears the bits of entries that are not present, of children with
-   * nothing to sync, and — through mmu_pages_clear_parents — of every page it then syncs or zaps;
-   * the caller syncs or zaps every page returned before anything else runs, so the end state is the
-   * same). Returns the number of pages appended.
+   * unsync-child bitmaps, appended to `out` (each once), depth first, as one batch of at most
+   * `limit` walk entries: KVM's vector (`KVM_PAGE_ARRAY_NR`, 16) holds the page itself, every
+   * upper page the walk enters and every unsync page, and the walk stops when it is full. The bits
+   * of entries that are not present, of children with nothing to sync and of the pages appended are
+   * cleared as the walk goes, an upper page's once nothing under it is left (KVM clears the last two
+   * through mmu_pages_clear_parents after each sync; the caller syncs or zaps every page returned
+   * before the next walk, so the state each walk sees is the same). Returns the number of pages
+   * appended; call again until it returns 0.
    */
-  collectUnsync(id: number, out: number[]): number {
+  collectUnsync(id: number, out: number[], limit = Number.POSITIVE_INFINITY): number {
     const before = out.length;
+    this.#walkSlots = 1;
+    this.#walkLimit = limit;
     this.#collectUnsync(id, out);
     return out.length - before;
   }
+
+  /** Entries of the current `collectUnsync` batch, and its size. */
+  #walkSlots = 0;
+  #walkLimit = Number.POSITIVE_INFINITY;
 
   /** Whether some valid page with guest PTEs shadows `gfn` (kvm: the disallow_lpage count of account_shadowed). */
   isGfnShadowed(gfn: number): boolean {
@@ -836,7 +845,8 @@ export class ShadowPageStore {
   }
 
   /** The walk of `collectUnsync` (kvm: __mmu_unsync_walk), clearing each visited bit. */
-  #collectUnsync(id: number, out: number[]): void {
+  /** One level of `collectUnsync`; false when the batch is full (kvm: -ENOSPC). */
+  #collectUnsync(id: number, out: number[]): boolean {
     const memory = this.allocator.memory;
     const page = this.hostPage(id);
     const level = this.level(id);
@@ -847,16 +857,28 @@ export class ShadowPageStore {
         const b = 31 - Math.clz32(bits & -bits);
         bits = (bits & ~(1 << b)) >>> 0;
         const index = w * 32 + b;
-        this.#clearUnsyncChildBit(id, index);
         const lo = memory.read32(page + index * 8);
         // kvm: an entry no longer present, or a large leaf, has nothing to sync.
-        if (!isShadowPresentSpte(lo) || isLastSpte(lo, level)) continue;
-        const child = this.idOfHostPage(spteAddress(lo, memory.read32(page + index * 8 + 4)));
-        if (child === NONE) continue;
-        if (this.#unsyncChildren[child]! > 0) this.#collectUnsync(child, out);
-        else if ((this.#flags[child]! & SP_FLAG.UNSYNC) !== 0 && !out.includes(child)) out.push(child);
+        const child =
+          !isShadowPresentSpte(lo) || isLastSpte(lo, level)
+            ? NONE
+            : this.idOfHostPage(spteAddress(lo, memory.read32(page + index * 8 + 4)));
+        if (child !== NONE && this.#unsyncChildren[child]! > 0) {
+          // kvm: the upper page takes a vector entry before the walk enters it; a full vector ends
+          // the batch there (its bit stays, the next walk comes back to it).
+          if (++this.#walkSlots >= this.#walkLimit) return false;
+          const complete = this.#collectUnsync(child, out);
+          if (this.#unsyncChildren[child] === 0) this.#clearUnsyncChildBit(id, index);
+          if (!complete) return false;
+          continue;
+        }
+        this.#clearUnsyncChildBit(id, index);
+        if (child === NONE || (this.#flags[child]! & SP_FLAG.UNSYNC) === 0 || out.includes(child)) continue;
+        out.push(child);
+        if (++this.#walkSlots >= this.#walkLimit) return false;
       }
     }
+    return true;
   }
 
   #clearSpte(pa: number): void {
