@@ -1292,8 +1292,13 @@ export class Kvm implements ExitSink {
     const write = (qual & 2) !== 0;
     for (let tries = 0; tries < 4; tries++) {
       const root = this.mmu.mmu.rootHpa;
+      // kvm: the fault's P bit — the qualification's R/W/X bits (5:3) at the exit; a retry is a new
+      // fault on the tables as they are now.
+      const present = tries === 0 ? (qual & 0x38) !== 0 : undefined;
       const r =
-        this.tdp !== null ? this.tdp.map(root, gpa as Gpa, write) : this.#legacyTdpFault(root, gpa, write);
+        this.tdp !== null
+          ? this.tdp.map(root, gpa as Gpa, write, present)
+          : this.#legacyTdpFault(root, gpa, write, present);
       if (r === TDP_MAP_RESULT.RETRY) {
         this.mmu.freeObsoleteRoots();
         this.reloadMmu();
@@ -1316,12 +1321,21 @@ export class Kvm implements ExitSink {
 
   /**
    * The legacy MMU's TDP fault (kvm: kvm_tdp_page_fault → direct_page_fault → direct_map without the
-   * TDP MMU): the same checks as the TDP MMU's, then a direct shadow-page walk that allocates missing
-   * tables from the shadow-page hash. Returns a TDP_MAP_RESULT.
+   * TDP MMU): the same checks as the TDP MMU's — first page_fault_handle_page_track, a write to a
+   * tracked gfn through a present translation (`present`: the fault's P bit; by default, whether the
+   * tables map the gpa now) — then a direct shadow-page walk that allocates missing tables from the
+   * shadow-page hash. Returns a TDP_MAP_RESULT.
    */
-  #legacyTdpFault(root: number, gpa: number, write: boolean): number {
+  #legacyTdpFault(root: number, gpa: number, write: boolean, present?: boolean): number {
     this.meter.count(MMU_EVENTS.TDP_FAULT);
     const gfn = Math.floor(gpa / PAGE);
+    if (
+      write &&
+      this.store.isGfnTracked(gfn) &&
+      (present ?? this.shadow.mapsAddress(root, gpa >>> 0, Math.floor(gpa / TWO_32)))
+    ) {
+      return TDP_MAP_RESULT.EMULATE_WRITE_PROTECTED;
+    }
     const memslots = this.memslots;
     const slot = memslots.lookup(gfn);
     if (slot < 0) return TDP_MAP_RESULT.EMULATE_MMIO;

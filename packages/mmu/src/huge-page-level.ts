@@ -8,8 +8,9 @@ export const PAGES_PER_2M = 512;
  * kvm: kvm_mmu_max_mapping_level for a host that backs its memslots with 2-MiB pages (THP or
  * hugetlbfs): 2 when the aligned 512-page range holding `gfn` lies inside memslot `slot`, its host
  * address is 2-MiB aligned (the lpage_info `disallow_lpage` rule for misaligned slots,
- * host_pfn_mapping_level) and no gfn of the range is shadowed (account_shadowed →
- * kvm_mmu_gfn_disallow_lpage); else 1. 1-GiB host pages are not modelled. The NX huge-page
+ * host_pfn_mapping_level) and no gfn of the range is shadowed or write-tracked (account_shadowed →
+ * kvm_mmu_gfn_disallow_lpage for a last-level page; __kvm_write_track_add_gfn for an upper-level
+ * one); else 1. 1-GiB host pages are not modelled. The NX huge-page
  * mitigation (iTLB multihit) is off, as on processors that are not affected.
  */
 export function maxMappingLevel(

@@ -76,4 +76,15 @@ describe("shadow EPT over a host that backs L1 with 2-MiB pages (kvm: kvm_mmu_hu
     expect(auditShadowEpt(f.shadow, f.state.root, f.ctx12).problems).toEqual([]);
     f.backend.putRoot(otherRoot);
   });
+
+  it("the audit checks every 4-KiB page of a 2-MiB leaf: a writable leaf over a tracked gfn of its range is reported", () => {
+    const { f } = setup(true);
+    expect(f.l2Access(L2_REGION, EPT_ACCESS.WRITE).faults).toBe(1);
+    expect(auditShadowEpt(f.shadow, f.state.root, f.ctx12).problems).toEqual([]);
+    // Track a gfn in the middle of the range behind the MMU's back (no write protection).
+    f.store.trackGfn(L1_REGION / PAGE_SIZE + 7);
+    expect(auditShadowEpt(f.shadow, f.state.root, f.ctx12).problems).toEqual([
+      `L2 GPA 0x${(L2_REGION + 7 * PAGE_SIZE).toString(16)}: EPT02 writable over a write-protected (shadowed, sync) table`,
+    ]);
+  });
 });

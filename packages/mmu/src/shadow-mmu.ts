@@ -115,8 +115,9 @@ export function spteIndex(lo: number, hi: number, level: number): number {
  *   where a 2-MiB leaf is wanted is unlinked (kvm: mmu_set_spte → drop_parent_pte). 1-GiB leaves
  *   are never built.
  * - No prefetch of neighbouring SPTEs (kvm: FNAME(pte_prefetch)), no MMIO SPTEs, no dirty logging.
- * - The rmap is a per-gfn list of writable leaf SPTE addresses, checked against the SPTE's
- *   contents when used (zapped pages are never unlinked from it eagerly).
+ * - The rmap is a per-gfn list of writable leaf SPTE addresses (and, for 2-MiB leaves, a list per
+ *   2-MiB range: kvm's level-2 rmaps), checked against the SPTE's contents when used (zapped pages
+ *   are never unlinked from it eagerly).
  * - A PAE root gets a fresh `pae_root` page per load, freed when the root is put (KVM keeps one
  *   per MMU context and rewrites it); the shared zero page of the dummy root is a page of the
  *   store's region, allocated once.
@@ -432,7 +433,8 @@ export class ShadowMmu {
    *    above it (kvm: kvm_mmu_get_child_sp, link_shadow_page); an existing child is kept;
    * 2. below a guest huge page, direct pages at the rounded gfn with the leaf's rights, replacing
    *    a child whose rights differ (kvm: validate_direct_spte);
-   * 3. the 4-KiB leaf for `gfn` in memslot `slot` with rights `pteAccess` (kvm: mmu_set_spte).
+   * 3. the leaf for `gfn` in memslot `slot` with rights `pteAccess` (kvm: mmu_set_spte): 4 KiB, or
+   *    2 MiB below a guest huge page with `hugePages` where `maxMappingLevel` allows.
    *
    * Every page on the path has its write-flooding count cleared. Returns FIXED, SPURIOUS,
    * EMULATE_WRITE_PROTECTED (a write fault whose leaf had to be write-protected) or RETRY (the
@@ -561,6 +563,25 @@ export class ShadowMmu {
     }
     const leafGfn = gfn - (gfn % SPAN[goal]!);
     return this.#setSpte(table, tableId, spteIndex(aLo, aHi, goal), leafGfn, ACC.ALL, slot, writeFault, goal);
+  }
+
+  /**
+   * Whether a present leaf of the shadow tables under `rootHpa` maps (aLo, aHi) — the P bit of a
+   * fault there (kvm: PFERR_PRESENT_MASK from the exit qualification or error code), for a caller
+   * that retries a fault after the tables changed. False for the dummy root.
+   */
+  mapsAddress(rootHpa: number, aLo: number, aHi: number): boolean {
+    if (!this.#startWalk(rootHpa, aLo)) return false;
+    const memory = this.memory;
+    let table = this.#walkTable;
+    for (let level = this.#walkLevel; level >= 1; level--) {
+      const pa = table + spteIndex(aLo, aHi, level) * 8;
+      const lo = memory.read32(pa);
+      if (!isShadowPresentSpte(lo)) return false;
+      if (isLastSpte(lo, level)) return true;
+      table = spteAddress(lo, memory.read32(pa + 4));
+    }
+    return false;
   }
 
   /**
@@ -798,7 +819,7 @@ export class ShadowMmu {
   // ---- internals -----------------------------------------------------------------------------
 
   /**
-   * kvm: make_spte for a 4-KiB leaf of page `tableId` on host page `hpa`: `access` minus W for a
+   * kvm: make_spte for a leaf at `level` of page `tableId` on host page `hpa`: `access` minus W for a
    * read-only slot (!host_writable), and minus W when the gfn's shadow pages cannot all become
    * unsync (mmu_try_to_unsync_pages; not asked when the old SPTE was writable). Leaves the SPTE in
    * `#leafLo`/`#leafHi`; returns whether the unsync check withheld W (kvm: `wrprot`).
@@ -911,7 +932,8 @@ export class ShadowMmu {
   }
 
   /**
-   * kvm: mmu_set_spte → make_spte for a 4-KiB leaf. Write permission goes when the slot is
+   * kvm: mmu_set_spte → make_spte for a leaf at `level` (4 KiB, or 2 MiB with `gfn` the range's
+   * first gfn; a table it replaces is unlinked). Write permission goes when the slot is
    * read-only (kvm: !host_writable), or when the gfn is shadowed and its pages cannot become unsync
    * (kvm: mmu_try_to_unsync_pages fails; not asked when the old SPTE was already writable); a leaf
    * for another page is dropped first. An indirect page records the rights (kvm:

@@ -216,11 +216,12 @@ export class TdpMmu {
    * A leaf gets W only through make_spte's check (kvm: mmu_try_to_unsync_pages, asked for every
    * fault since the TDP MMU maps with ACC_ALL, unless the old leaf was writable). A write-tracked
    * gfn (an upper-level table the shadow MMU shadows, e.g. an EPT12 PML4) is mapped without W, so
-   * L1's writes to it exit and are emulated: a write fault on its present leaf returns
-   * EMULATE_WRITE_PROTECTED (kvm: page_fault_handle_page_track, which needs the fault's P bit —
-   * here: the leaf is present), and so does a write fault that had to install the read-only leaf
-   * (kvm: tdp_mmu_map_handle_target_level, `wrprot && fault->write`), so the write is never lost to
-   * a retry. A gfn shadowed only by last-level pages of an unsync store has those pages unsynced
+   * L1's writes to it exit and are emulated: a write fault whose translation was present returns
+   * EMULATE_WRITE_PROTECTED before anything is walked (kvm: page_fault_handle_page_track, first in
+   * kvm_tdp_mmu_page_fault; `present` is the fault's P bit — the EPT violation's readable/writable/
+   * executable bits — and by default whether a leaf at any level maps the gfn now), and so does a
+   * write fault that had to install the read-only leaf (kvm: tdp_mmu_map_handle_target_level,
+   * `wrprot && fault->write`), so the write is never lost to a retry. A gfn shadowed only by last-level pages of an unsync store has those pages unsynced
    * and gets a writable leaf: the fault is FIXED and the guest's store re-executes.
    *
    * With `hugePages` the leaf is 2 MiB where `maxMappingLevel` allows (a 2-MiB range holding a
@@ -230,24 +231,28 @@ export class TdpMmu {
    * the tables below freed, and the TLBs flushed (kvm: tdp_mmu_map_handle_target_level,
    * handle_removed_pt).
    */
-  map(rootHpa: number, gpa: Gpa, writeFault: boolean): TdpMapResult {
+  map(rootHpa: number, gpa: Gpa, writeFault: boolean, present?: boolean): TdpMapResult {
     this.#count(MMU_EVENTS.TDP_FAULT);
     const store = this.store;
     const memory = store.allocator.memory;
     const rootId = this.#rootId(rootHpa);
-    if (store.isInvalid(rootId)) return TDP_MAP_RESULT.RETRY;
     const role = store.role(rootId);
     let level = role & PAGE_ROLE.LEVEL_MASK;
     const gfn = Math.floor(gpa / PAGE_SIZE);
     if (!(gfn >= 0 && gfn < SPAN[level]! * SPTES_PER_PAGE)) {
       throw new RangeError(`gpa 0x${gpa.toString(16)} is beyond a ${level}-level EPT root`);
     }
+    // kvm: page_fault_handle_page_track — a write to a tracked gfn through a present translation.
+    const tracked = store.isGfnTracked(gfn);
+    if (tracked && writeFault && (present ?? this.#mapsGfn(rootHpa, level, gfn))) {
+      return TDP_MAP_RESULT.EMULATE_WRITE_PROTECTED;
+    }
+    if (store.isInvalid(rootId)) return TDP_MAP_RESULT.RETRY;
     const memslots = this.memslots;
     const slot = memslots.lookup(gfn);
     if (slot < 0) return TDP_MAP_RESULT.EMULATE_MMIO;
     const readOnly = memslots.readOnlyAt(slot);
     if (readOnly && writeFault) return TDP_MAP_RESULT.EMULATE_READ_ONLY;
-    const tracked = store.isGfnTracked(gfn);
     const goal = this.hugePages ? maxMappingLevel(memslots, store, slot, gfn) : 1;
     const adDisabled = (role & PAGE_ROLE.AD_DISABLED) !== 0;
 
@@ -265,9 +270,6 @@ export class TdpMmu {
         // kvm: tdp_mmu_map_handle_target_level → make_spte.
         const leafGfn = gfn - (gfn % span);
         const pageHpa = memslots.hostAddressAt(slot, leafGfn);
-        if (tracked && writeFault && present && isLastSpte(lo, level)) {
-          return TDP_MAP_RESULT.EMULATE_WRITE_PROTECTED;
-        }
         // kvm: make_spte — no unsync check when the old leaf was already writable.
         const wasWritable = present && isLastSpte(lo, level) && (lo & SPTE_LO.WRITABLE) !== 0;
         const wrprot = !readOnly && !wasWritable && store.tryToUnsyncPages(leafGfn, true);
@@ -442,6 +444,19 @@ export class TdpMmu {
       }
     }
     return zapped;
+  }
+
+  /** A present leaf at some level of the root (level `level`) maps `gfn`. */
+  #mapsGfn(rootHpa: number, level: number, gfn: number): boolean {
+    const memory = this.store.allocator.memory;
+    let table = rootHpa;
+    for (let l = level; ; l--) {
+      const pa = table + (Math.floor(gfn / SPAN[l]!) & 511) * 8;
+      const lo = memory.read32(pa);
+      if (!isShadowPresentSpte(lo)) return false;
+      if (isLastSpte(lo, l)) return true;
+      table = spteAddress(lo, memory.read32(pa + 4));
+    }
   }
 
   /**

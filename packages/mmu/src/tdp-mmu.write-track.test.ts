@@ -112,19 +112,25 @@ describe("TdpMmu and write-tracked gfns", () => {
     expect(allows(root, 0x20_0000, EPT_ACCESS.READ)).toBe(true);
     expect(walker.result.pageSize).toBe(0x20_0000);
     expect(allows(root, 0x20_0000, EPT_ACCESS.WRITE)).toBe(false);
-    // The tracked gfn disallows the 2-MiB level: the next fault splits the leaf (tdp_mmu_split_huge_page)
-    // into 512 read-only leaves, and the tracked write is emulated.
-    const before = meter.snapshot();
+    // A write to the tracked gfn through the present leaf is emulated at once, nothing walked
+    // (page_fault_handle_page_track comes first in kvm_tdp_mmu_page_fault).
+    let before = meter.snapshot();
     expect(tdp.map(root, gpa(0x21_0000), true)).toBe(TDP_MAP_RESULT.EMULATE_WRITE_PROTECTED);
-    expect(meter.diff(before)).toEqual({ TDP_FAULT: 1, SHADOW_PAGE_ALLOC: 1, SPTE_WRITE: 512 + 1 });
+    expect(meter.diff(before)).toEqual({ TDP_FAULT: 1 });
+    expect(allows(root, 0x21_0000, EPT_ACCESS.READ)).toBe(true);
+    expect(walker.result.pageSize).toBe(0x20_0000);
+    // A write to an untracked gfn of the range wants 4 KiB now (the tracked gfn disallows 2 MiB):
+    // the leaf is split into 512 read-only leaves (tdp_mmu_split_huge_page), the target gets W.
+    before = meter.snapshot();
+    expect(tdp.map(root, gpa(0x21_1000), true)).toBe(TDP_MAP_RESULT.FIXED);
+    expect(meter.diff(before)).toEqual({ TDP_FAULT: 1, SHADOW_PAGE_ALLOC: 1, SPTE_WRITE: 512 + 1 + 1 });
+    expect(allows(root, 0x21_1000, EPT_ACCESS.WRITE)).toBe(true);
+    expect(walker.result.pageSize).toBe(4096);
     expect(allows(root, 0x21_0000, EPT_ACCESS.READ)).toBe(true);
     expect(walker.result.pageSize).toBe(4096);
     expect(allows(root, 0x21_0000, EPT_ACCESS.WRITE)).toBe(false);
     expect(allows(root, 0x3f_f000, EPT_ACCESS.READ)).toBe(true);
-    // An untracked gfn of the range gets W back on its first write fault.
-    expect(tdp.map(root, gpa(0x21_1000), true)).toBe(TDP_MAP_RESULT.FIXED);
-    expect(allows(root, 0x21_1000, EPT_ACCESS.WRITE)).toBe(true);
-    expect(walker.result.pageSize).toBe(4096);
+    expect(allows(root, 0x3f_f000, EPT_ACCESS.WRITE)).toBe(false);
     // Untracked again, the range is mapped by one 2-MiB leaf: the table goes (handle_removed_pt).
     store.untrackGfn(0x210);
     expect(tdp.map(root, gpa(0x22_0000), true)).toBe(TDP_MAP_RESULT.FIXED);

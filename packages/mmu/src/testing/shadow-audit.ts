@@ -40,6 +40,15 @@ function addIndex(lo: number, hi: number, level: number, index: number): [number
 }
 
 /**
+ * The 4-KiB pages an audit checks under a leaf: every page of a 2-MiB leaf (each gfn of its range
+ * must be translated the same and none may be write-protected while the leaf is writable), the
+ * leaf's own page otherwise (the shadow MMU builds no larger leaves).
+ */
+function subpages(leaf: ShadowLeaf): number {
+  return leaf.level === 2 ? 512 : 1;
+}
+
+/**
  * Test oracle: every present leaf of the shadow tables under `rootHpa` (a root page, or a PAE
  * root's four entries). Allocates.
  */
@@ -98,46 +107,48 @@ export function auditShadowEpt(
   const hardware = new EptWalker(shadow.memory, { adUpdate: AD_UPDATE.NONE });
   const composed = new EptWalker(shadow.guestMemory, { adUpdate: AD_UPDATE.NONE });
   const memslots = shadow.memslots;
-  for (const leaf of leaves) {
-    const gpa = leaf.addressHi * 2 ** 32 + leaf.addressLo + 0x123;
-    const where = `L2 GPA ${hex(leaf.addressLo, leaf.addressHi)}`;
-    if (!hardware.walk(ctx02, gpa, 0)) {
-      problems.push(`${where}: EPT02 walk fails (outcome ${hardware.result.outcome})`);
-      continue;
+  for (const leaf of leaves)
+    for (let k = 0; k < subpages(leaf); k++) {
+      const addressLo = (leaf.addressLo + k * PAGE_SIZE) >>> 0;
+      const gpa = leaf.addressHi * 2 ** 32 + addressLo + 0x123;
+      const where = `L2 GPA ${hex(addressLo, leaf.addressHi)}`;
+      if (!hardware.walk(ctx02, gpa, 0)) {
+        problems.push(`${where}: EPT02 walk fails (outcome ${hardware.result.outcome})`);
+        continue;
+      }
+      if (!composed.walk(ept12, gpa, 0)) {
+        problems.push(`${where}: EPT02 maps it but EPT12 does not (stale leaf)`);
+        continue;
+      }
+      const l1Gfn = Math.floor(composed.result.hpa / PAGE_SIZE);
+      const slot = memslots.lookup(l1Gfn);
+      if (slot < 0) {
+        problems.push(`${where}: L1 gfn 0x${l1Gfn.toString(16)} is in no memslot`);
+        continue;
+      }
+      const expected = memslots.hostAddressAt(slot, l1Gfn) + 0x123;
+      if (hardware.result.hpa !== expected) {
+        problems.push(
+          `${where}: EPT02 gives 0x${hardware.result.hpa.toString(16)}, composed walk 0x${expected.toString(16)}`,
+        );
+      }
+      const hw = hardware.result.permissions & EPTE_LO.XWR;
+      const l1 = composed.result.permissions & EPTE_LO.XWR;
+      const readExec = EPTE_LO.READ | EPTE_LO.EXECUTE;
+      if ((hw & readExec) !== (l1 & readExec)) {
+        problems.push(
+          `${where}: EPT02 R/X 0x${(hw & readExec).toString(16)}, EPT12 0x${(l1 & readExec).toString(16)}`,
+        );
+      }
+      if ((hw & EPTE_LO.WRITE) !== 0) {
+        const dirty = !ept12.accessedDirty || (composed.result.leafLo & EPTE_LO.DIRTY) !== 0;
+        if ((l1 & EPTE_LO.WRITE) === 0) problems.push(`${where}: EPT02 writable, EPT12 is not`);
+        if (memslots.readOnlyAt(slot)) problems.push(`${where}: EPT02 writable over a read-only slot`);
+        if (shadow.store.isGfnWriteProtected(l1Gfn))
+          problems.push(`${where}: EPT02 writable over a write-protected (shadowed, sync) table`);
+        if (!dirty) problems.push(`${where}: EPT02 writable while the EPT12 leaf is clean`);
+      }
     }
-    if (!composed.walk(ept12, gpa, 0)) {
-      problems.push(`${where}: EPT02 maps it but EPT12 does not (stale leaf)`);
-      continue;
-    }
-    const l1Gfn = Math.floor(composed.result.hpa / PAGE_SIZE);
-    const slot = memslots.lookup(l1Gfn);
-    if (slot < 0) {
-      problems.push(`${where}: L1 gfn 0x${l1Gfn.toString(16)} is in no memslot`);
-      continue;
-    }
-    const expected = memslots.hostAddressAt(slot, l1Gfn) + 0x123;
-    if (hardware.result.hpa !== expected) {
-      problems.push(
-        `${where}: EPT02 gives 0x${hardware.result.hpa.toString(16)}, composed walk 0x${expected.toString(16)}`,
-      );
-    }
-    const hw = hardware.result.permissions & EPTE_LO.XWR;
-    const l1 = composed.result.permissions & EPTE_LO.XWR;
-    const readExec = EPTE_LO.READ | EPTE_LO.EXECUTE;
-    if ((hw & readExec) !== (l1 & readExec)) {
-      problems.push(
-        `${where}: EPT02 R/X 0x${(hw & readExec).toString(16)}, EPT12 0x${(l1 & readExec).toString(16)}`,
-      );
-    }
-    if ((hw & EPTE_LO.WRITE) !== 0) {
-      const dirty = !ept12.accessedDirty || (composed.result.leafLo & EPTE_LO.DIRTY) !== 0;
-      if ((l1 & EPTE_LO.WRITE) === 0) problems.push(`${where}: EPT02 writable, EPT12 is not`);
-      if (memslots.readOnlyAt(slot)) problems.push(`${where}: EPT02 writable over a read-only slot`);
-      if (shadow.store.isGfnWriteProtected(l1Gfn))
-        problems.push(`${where}: EPT02 writable over a write-protected (shadowed, sync) table`);
-      if (!dirty) problems.push(`${where}: EPT02 writable while the EPT12 leaf is clean`);
-    }
-  }
   return { leaves: leaves.length, problems };
 }
 
@@ -201,49 +212,52 @@ export function auditShadowPaging(
   const hardware = new PageWalker(host, { adUpdate: AD_UPDATE.NONE });
   const composed = new PageWalker(shadow.guestMemory, { adUpdate: AD_UPDATE.NONE });
   const memslots = shadow.memslots;
-  for (const leaf of leaves) {
-    const laLo = (leaf.addressLo | 0x123) >>> 0;
-    const where = `GVA ${hex(leaf.addressLo, leaf.addressHi)}`;
-    if (!hardware.walk(hwCtx, laLo, leaf.addressHi, 0)) {
-      problems.push(`${where}: shadow walk fails (error code 0x${hardware.result.errorCode.toString(16)})`);
-      continue;
-    }
-    if (!composed.walk(guestCtx, laLo, leaf.addressHi, 0)) {
-      problems.push(`${where}: the shadow maps it but the guest does not (stale leaf)`);
-      continue;
-    }
-    const gfn = Math.floor(composed.result.pa / PAGE_SIZE);
-    const slot = memslots.lookup(gfn);
-    if (slot < 0) {
-      problems.push(`${where}: gfn 0x${gfn.toString(16)} is in no memslot`);
-      continue;
-    }
-    const expected = memslots.hostAddressAt(slot, gfn) + (composed.result.pa % PAGE_SIZE);
-    if (hardware.result.pa !== expected) {
-      problems.push(
-        `${where}: shadow gives 0x${hardware.result.pa.toString(16)}, composed walk 0x${expected.toString(16)}`,
-      );
-    }
-    const s = hardware.result.pageAccess;
-    const g = composed.result.pageAccess;
-    const sW = (s & PAGE_ACCESS.WRITE) !== 0;
-    const gW = (g & PAGE_ACCESS.WRITE) !== 0;
-    // KVM's CR0.WP = 0 emulation: the SPTE of a read-only user page written by the kernel.
-    const supervisorCopy = (sW && !gW) || ((g & PAGE_ACCESS.USER) !== 0 && (s & PAGE_ACCESS.USER) === 0);
-    if (supervisorCopy) {
-      if (wp) problems.push(`${where}: supervisor-only SPTE (WP = 0 emulation) with CR0.WP = 1`);
-      if ((s & PAGE_ACCESS.USER) !== 0) problems.push(`${where}: writable SPTE of a read-only page keeps U`);
-      if ((s & PAGE_ACCESS.EXEC & ~g) !== 0) problems.push(`${where}: SPTE executable, guest page is not`);
-    } else {
-      if ((s & PAGE_ACCESS.USER) !== (g & PAGE_ACCESS.USER)) problems.push(`${where}: U differs`);
-      if ((s & PAGE_ACCESS.EXEC) !== (g & PAGE_ACCESS.EXEC)) problems.push(`${where}: X differs`);
-      if (sW && (composed.result.leafLo & PTE_LO.DIRTY) === 0) {
-        problems.push(`${where}: SPTE writable while the guest leaf is clean`);
+  for (const leaf of leaves)
+    for (let k = 0; k < subpages(leaf); k++) {
+      const addressLo = (leaf.addressLo + k * PAGE_SIZE) >>> 0;
+      const laLo = (addressLo | 0x123) >>> 0;
+      const where = `GVA ${hex(addressLo, leaf.addressHi)}`;
+      if (!hardware.walk(hwCtx, laLo, leaf.addressHi, 0)) {
+        problems.push(`${where}: shadow walk fails (error code 0x${hardware.result.errorCode.toString(16)})`);
+        continue;
       }
+      if (!composed.walk(guestCtx, laLo, leaf.addressHi, 0)) {
+        problems.push(`${where}: the shadow maps it but the guest does not (stale leaf)`);
+        continue;
+      }
+      const gfn = Math.floor(composed.result.pa / PAGE_SIZE);
+      const slot = memslots.lookup(gfn);
+      if (slot < 0) {
+        problems.push(`${where}: gfn 0x${gfn.toString(16)} is in no memslot`);
+        continue;
+      }
+      const expected = memslots.hostAddressAt(slot, gfn) + (composed.result.pa % PAGE_SIZE);
+      if (hardware.result.pa !== expected) {
+        problems.push(
+          `${where}: shadow gives 0x${hardware.result.pa.toString(16)}, composed walk 0x${expected.toString(16)}`,
+        );
+      }
+      const s = hardware.result.pageAccess;
+      const g = composed.result.pageAccess;
+      const sW = (s & PAGE_ACCESS.WRITE) !== 0;
+      const gW = (g & PAGE_ACCESS.WRITE) !== 0;
+      // KVM's CR0.WP = 0 emulation: the SPTE of a read-only user page written by the kernel.
+      const supervisorCopy = (sW && !gW) || ((g & PAGE_ACCESS.USER) !== 0 && (s & PAGE_ACCESS.USER) === 0);
+      if (supervisorCopy) {
+        if (wp) problems.push(`${where}: supervisor-only SPTE (WP = 0 emulation) with CR0.WP = 1`);
+        if ((s & PAGE_ACCESS.USER) !== 0)
+          problems.push(`${where}: writable SPTE of a read-only page keeps U`);
+        if ((s & PAGE_ACCESS.EXEC & ~g) !== 0) problems.push(`${where}: SPTE executable, guest page is not`);
+      } else {
+        if ((s & PAGE_ACCESS.USER) !== (g & PAGE_ACCESS.USER)) problems.push(`${where}: U differs`);
+        if ((s & PAGE_ACCESS.EXEC) !== (g & PAGE_ACCESS.EXEC)) problems.push(`${where}: X differs`);
+        if (sW && (composed.result.leafLo & PTE_LO.DIRTY) === 0) {
+          problems.push(`${where}: SPTE writable while the guest leaf is clean`);
+        }
+      }
+      if (sW && memslots.readOnlyAt(slot)) problems.push(`${where}: SPTE writable over a read-only slot`);
+      if (sW && shadow.store.isGfnWriteProtected(gfn))
+        problems.push(`${where}: SPTE writable over a write-protected (shadowed, sync) table`);
     }
-    if (sW && memslots.readOnlyAt(slot)) problems.push(`${where}: SPTE writable over a read-only slot`);
-    if (sW && shadow.store.isGfnWriteProtected(gfn))
-      problems.push(`${where}: SPTE writable over a write-protected (shadowed, sync) table`);
-  }
   return { leaves: leaves.length, problems };
 }
