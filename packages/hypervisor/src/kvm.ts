@@ -525,7 +525,7 @@ export class Kvm implements ExitSink {
     w(F.CR0_READ_SHADOW, boot.cr0);
     w(F.CR4_READ_SHADOW, boot.cr4);
     w(F.GUEST_CR0, boot.cr0 | CR0.NE);
-    w(F.GUEST_CR4, boot.cr4 | CR4.VMXE);
+    w(F.GUEST_CR4, this.#hardwareCr4(boot.cr4));
     w(F.GUEST_CR3, boot.cr3 >>> 0, Math.floor(boot.cr3 / TWO_32));
     // kvm: add_atomic_switch_msr_special — the guest's EFER in the VMCS only when it is switched.
     if (switchEfer) w(F.GUEST_IA32_EFER, transitionEfer);
@@ -1214,11 +1214,20 @@ export class Kvm implements ExitSink {
     return (this.nested.secondary02 & SECONDARY_EXEC_CTLS.SECONDARY_EXEC_UNRESTRICTED_GUEST) !== 0;
   }
 
+  /**
+   * kvm: vmx_set_cr4's hw_cr4 — the guest's CR4 with VMXE (KVM_VM_CR4_ALWAYS_ON_UNRESTRICTED_GUEST
+   * with EPT); without EPT also PAE (KVM_PMODE_VM_CR4_ALWAYS_ON): KVM shadows every paging mode,
+   * 32-bit included, with PAE or 64-bit tables, so the processor must walk them as such.
+   */
+  #hardwareCr4(cr4: number): number {
+    return (cr4 | CR4.VMXE | (this.useEpt ? 0 : CR4.PAE)) >>> 0;
+  }
+
   /** kvm: kvm_set_cr4 → vmx_set_cr4 → kvm_post_set_cr4. */
   setCr4(value: number): void {
     const p = this.processor;
     p.vmwrite(F.CR4_READ_SHADOW, value >>> 0);
-    p.vmwrite(F.GUEST_CR4, (value | CR4.VMXE) >>> 0);
+    p.vmwrite(F.GUEST_CR4, this.#hardwareCr4(value));
     const old = this.mmu.cr4;
     // VcpuMmu.setCr4 stores the value and runs kvm_post_set_cr4.
     this.mmu.setCr4(value >>> 0);
@@ -1269,10 +1278,10 @@ export class Kvm implements ExitSink {
       this.processor.vmwrite(F.GUEST_CR3, value >>> 0, Math.floor(value / TWO_32));
       return;
     }
-    // kvm: kvm_set_cr3 → kvm_mmu_new_pgd (the fast switch over the root cache); the shadow root is
-    // loaded into GUEST_CR3 by vmx_load_mmu_pgd before the entry.
-    this.mmu.setCr3(value, noFlush);
-    this.loadPgdRequested = true;
+    // kvm: kvm_set_cr3 → kvm_mmu_new_pgd (the fast switch over the root cache, skipped for an
+    // unchanged CR3): a hit requests KVM_REQ_LOAD_MMU_PGD, and vmx_load_mmu_pgd writes the shadow
+    // root into GUEST_CR3 before the entry; a miss leaves no root, which kvm_mmu_reload loads.
+    if (this.mmu.setCr3(value, noFlush)) this.loadPgdRequested = true;
   }
 
   /**
@@ -1396,8 +1405,13 @@ export class Kvm implements ExitSink {
           this.reloadMmu();
           continue;
         case SHADOW_FAULT.INJECT_PAGE_FAULT:
-          // kvm: kvm_inject_emulated_page_fault. In guest mode, a #PF L1 intercepts is L1's to fix
+          // kvm: kvm_inject_emulated_page_fault — a present, non-reserved fault first drops the
+          // address's TLB entries (kvm_mmu_invalidate_addr → flush_tlb_gva: INVVPID of the current
+          // VPID), as a hardware #PF would. In guest mode, a #PF L1 intercepts is L1's to fix
           // (its own shadow tables): a nested VM exit, not an injection (kvm_multiple_exception).
+          if ((r.errorCode & PFERR.PRESENT) !== 0 && (r.errorCode & PFERR.RSVD) === 0) {
+            this.#vpidSyncAddress(this.#currentVpid(), cr2Hi * TWO_32 + cr2Lo);
+          }
           if (this.nested.guestMode && this.nested.exceptionExitsToL1(14, r.errorCode)) {
             this.nested.injectExceptionVmexit(14, r.errorCode, cr2Lo, cr2Hi);
             return;

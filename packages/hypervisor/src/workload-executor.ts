@@ -14,6 +14,7 @@ import {
   createEptContext,
   createPagingContext,
   EPT_ACCESS,
+  EPT_VIOLATION,
   type EptContext,
   eptTagOf,
   FAULT_STAGE,
@@ -92,6 +93,12 @@ const PRIVILEGED_OPS = (() => {
   return mask >>> 0;
 })();
 
+/**
+ * Exits in a row one operation may take before the run is called a livelock: a nested access
+ * exits once per missing table at each level (a handful), so progress never comes near it.
+ */
+const MAX_RETRIES = 1000;
+
 /** What a workload has done that a guest can see, accumulated as it runs (for differential checks). */
 export class WorkloadObservations {
   /** FNV-1a over every value read from memory, CPUID/RDMSR/IN result and CR read, in order. */
@@ -142,6 +149,8 @@ export class WorkloadExecutor {
   #guestCr3: number;
   /** The operand of the MOV to CR3 in progress, committed to `#guestCr3` when it completes. */
   #cr3Operand = 0;
+  /** Exits in a row that left the current operation where it was. */
+  #retries = 0;
   readonly #walker: TwoDimensionalWalker;
   /** The one-dimensional walk of a VMCS without EPT (the processor walks KVM's shadow tables). */
   readonly #walker1d: PageWalker;
@@ -232,15 +241,26 @@ export class WorkloadExecutor {
           const errorCode = (injected & 0x800) !== 0 ? vmcs.read(F.VM_ENTRY_EXCEPTION_ERROR_CODE) : 0;
           this.#guestFault(errorCode);
           this.observations.operations++;
+          this.#retries = 0;
           op = cursor.next();
         } else if (rip !== at) {
           this.#completeAfterExit(cursor.opcode);
           this.observations.operations++;
+          this.#retries = 0;
           op = cursor.next();
         } else {
           op = cursor.opcode;
+          // A guest livelocks when every exit leaves the operation where it was (a hypervisor that
+          // never fixes what it faults on); real retries end within a few exits per level.
+          if (++this.#retries > MAX_RETRIES) {
+            throw new Error(
+              `operation ${cursor.pc} of "${this.program.name}" exited ${MAX_RETRIES} times in a row ` +
+                `without completing (last exit reason ${this.hw.exitInfo.reason}): the hypervisors make no progress`,
+            );
+          }
         }
       } else {
+        this.#retries = 0;
         op = cursor.next();
       }
       if (op === CURSOR_END) return false;
@@ -518,6 +538,9 @@ export class WorkloadExecutor {
       const bitmapHit = (vmcs.read(F.EXCEPTION_BITMAP) & (1 << 14)) !== 0;
       const match =
         (errorCode & vmcs.read(F.PAGE_FAULT_ERROR_CODE_MASK)) === vmcs.read(F.PAGE_FAULT_ERROR_CODE_MATCH);
+      // SDM 4.10.4.1: a page fault invalidates the faulting page's entries for the current PCID,
+      // whether it is delivered or causes a VM exit.
+      tlb.pageFault(vpid, pcid, cursor.gvaLo, cursor.gvaHi);
       if (bitmapHit === match) {
         const info = this.hw.exitInfo.reset(EXIT_REASON.EXCEPTION_NMI);
         info.instructionLength = LENGTH.MEMORY;
@@ -528,12 +551,21 @@ export class WorkloadExecutor {
         this.#saveAndExit(vmcs);
         return true;
       }
-      // SDM 4.10.4.1: a page fault invalidates the faulting page's entries for the current PCID.
-      tlb.pageFault(vpid, pcid, cursor.gvaLo, cursor.gvaHi);
       this.#guestFault(errorCode);
       return false;
     }
     const fault = this.#walker.fault;
+    if (fault.misconfig === 0) {
+      // SDM 3C 29.4.3.1: an EPT violation invalidates the guest-physical mappings of its GPA, and,
+      // when that GPA was the translation of the linear address, the combined mappings for it.
+      const gpaLo = fault.gpa >>> 0;
+      const gpaHi = Math.floor(fault.gpa / TWO_32);
+      if ((fault.qualification & EPT_VIOLATION.FINAL_TRANSLATION) !== 0) {
+        tlb.eptViolationForLinear(vpid, pcid, eptTag, cursor.gvaLo, cursor.gvaHi, gpaLo, gpaHi);
+      } else {
+        tlb.eptViolation(eptTag, gpaLo, gpaHi);
+      }
+    }
     const info = this.hw.exitInfo.reset(
       fault.misconfig !== 0 ? EXIT_REASON.EPT_MISCONFIG : EXIT_REASON.EPT_VIOLATION,
     );
@@ -722,8 +754,16 @@ export class WorkloadExecutor {
   #loadGuestPdptes(vmcs: HardwareVmcs, cr3: number): number {
     const gpa = pdptAddress(cr3);
     const ept = this.#walker.ept;
-    if (!ept.walk(this.#eptContext(vmcs.read(F.EPT_POINTER) + vmcs.hi * TWO_32), gpa, EPT_ACCESS.READ, 0)) {
+    const eptp = vmcs.read(F.EPT_POINTER) + vmcs.hi * TWO_32;
+    if (!ept.walk(this.#eptContext(eptp), gpa, EPT_ACCESS.READ, 0)) {
       const r = ept.result;
+      // SDM 3C 29.4.3.1: the guest-physical mappings of the GPA (not a linear address's translation).
+      if (r.misconfig === 0)
+        this.#tlb.eptViolation(
+          eptTagOf(eptp >>> 0, Math.floor(eptp / TWO_32)),
+          gpa >>> 0,
+          Math.floor(gpa / TWO_32),
+        );
       const info = this.hw.exitInfo.reset(
         r.misconfig !== 0 ? EXIT_REASON.EPT_MISCONFIG : EXIT_REASON.EPT_VIOLATION,
       );

@@ -434,16 +434,19 @@ export class VcpuMmu implements MmuInitEnv {
    * then, unless CR4.PCIDE = 1 and `noFlush`, the new PCID (0 with PCIDE = 0) is invalidated
    * (kvm: kvm_invalidate_pcid). The value is assumed valid (KVM injects #GP otherwise). PAE paging
    * reloads the PDPTRs even for the same value; a PDPTE change that frees the current shadow root
-   * (kvm: load_pdptrs) is not modelled here.
+   * (kvm: load_pdptrs) is not modelled here. Returns whether the PGD switch found a root to reuse
+   * (kvm_mmu_new_pgd then requests KVM_REQ_LOAD_MMU_PGD; a miss leaves no root, and the reload
+   * before the entry loads one).
    */
-  setCr3(value: number, noFlush = false): void {
+  setCr3(value: number, noFlush = false): boolean {
     const pcide = (this.cr4 & CR4.PCIDE) !== 0;
     // kvm: kvm_set_cr3 — NOFLUSH and the PCID are only read with CR4.PCIDE = 1. `value` is below
     // 2^53, so the bitwise AND sees its exact low bits.
     const pcid = pcide ? value & CR3.PCID_MASK : 0;
-    if (value !== this.cr3) this.newPgd(value);
+    const hit = value !== this.cr3 && this.newPgd(value);
     this.cr3 = value;
     if (!(pcide && noFlush)) this.invalidatePcid(pcid);
+    return hit;
   }
 
   /** kvm: kvm_get_active_pcid — CR3's PCID with CR4.PCIDE = 1, else 0. */
