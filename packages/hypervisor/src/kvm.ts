@@ -1104,7 +1104,14 @@ export class Kvm implements ExitSink {
         // Bit 63 is CR3's no-flush hint, not part of the value (SDM 4.10.4.1). Outside 64-bit mode
         // the operand is 32 bits (kvm_register_read).
         const hi = longOperand ? g.gprHi[gpr]! : 0;
-        this.setCr3(g.gprLo[gpr]! + (hi & 0x7fffffff) * TWO_32, (hi & 0x80000000) !== 0);
+        const noFlush = (hi & 0x80000000) !== 0;
+        // kvm: kvm_set_cr3 — without CR4.PCIDE bit 63 stays in the value, which is then not a legal
+        // CR3 (kvm_vcpu_is_legal_cr3): kvm_complete_insn_gp injects #GP(0), RIP unchanged.
+        if (noFlush && (this.mmu.cr4 & CR4.PCIDE) === 0) {
+          this.#injectGp();
+          return;
+        }
+        this.setCr3(g.gprLo[gpr]! + (hi & 0x7fffffff) * TWO_32, noFlush);
       }
     } else if (type === 1) {
       const value = cr === 0 ? this.readCr0() : cr === 4 ? this.readCr4() : this.mmu.cr3;
@@ -1112,6 +1119,21 @@ export class Kvm implements ExitSink {
       g.setGpr(gpr, value >>> 0, this.is64BitMode() ? Math.floor(value / TWO_32) : 0);
     }
     this.skipInstruction();
+  }
+
+  /**
+   * kvm: kvm_inject_gp(vcpu, 0) from kvm_complete_insn_gp — #GP(0) written at the next entry
+   * (vmx_inject_exception), or in guest mode a nested VM exit when L1 intercepts #GP
+   * (kvm_multiple_exception → nested_vmx_inject_exception_vmexit). The instruction is not skipped.
+   */
+  #injectGp(): void {
+    if (this.nested.guestMode && this.nested.exceptionExitsToL1(13, 0)) {
+      this.nested.injectExceptionVmexit(13, 0, 0, 0);
+      return;
+    }
+    this.meter.count(HV.EVENT_INJECTION);
+    this.processor.vmwrite(F.VM_ENTRY_INTR_INFO_FIELD, 0x80000b0d);
+    this.processor.vmwrite(F.VM_ENTRY_EXCEPTION_ERROR_CODE, 0);
   }
 
   /**

@@ -239,6 +239,9 @@ export class WorkloadExecutor {
         if ((injected & 0x8000_0000) !== 0) {
           vmcs.write(F.VM_ENTRY_INTR_INFO_FIELD, injected & 0x7fff_ffff);
           const errorCode = (injected & 0x800) !== 0 ? vmcs.read(F.VM_ENTRY_EXCEPTION_ERROR_CODE) : 0;
+          // The guest sees the vector as it would a fault the processor raised itself
+          // (`#generalProtection`; a #PF is told by its error code alone).
+          if ((injected & 0xff) !== 14) this.observations.mix((injected & 0xff) << 16);
           this.#guestFault(errorCode);
           this.observations.operations++;
           this.#retries = 0;
@@ -425,6 +428,10 @@ export class WorkloadExecutor {
         if ((vmcs.read(F.CPU_BASED_VM_EXEC_CONTROL) & CPU_BASED_CTLS.CPU_BASED_CR3_LOAD_EXITING) !== 0) {
           return this.#exit(EXIT_REASON.CR_ACCESS, LENGTH.MOV_CR, 3);
         }
+        // SDM Vol. 2 MOV to CR3: bit 63 is the no-flush hint only with CR4.PCIDE = 1, else a
+        // reserved bit: #GP(0) (after the VM exit, which has priority over it: SDM 26.1.1).
+        if (noFlushBit !== 0 && (vmcs.read(F.GUEST_CR4) & CR4.PCIDE) === 0)
+          return this.#generalProtection(vmcs);
         // SDM 4.4.1: under PAE paging the new table's PDPTEs are loaded (and checked) first.
         if (isPaePaging(vmcs.read(F.GUEST_CR0), vmcs.read(F.GUEST_CR4), this.hw.guestEfer)) {
           const loaded = this.#loadGuestPdptes(vmcs, value);
