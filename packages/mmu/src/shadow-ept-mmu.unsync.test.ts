@@ -153,16 +153,7 @@ describe("ShadowEptMmu with unsync last-level pages (kvm: mmu_try_to_unsync_page
   });
 
   it("syncs in batches of one 16-entry walk: root, upper pages and unsync pages share the vector (mmu_unsync_walk)", () => {
-    const f = nestedEptFixture({ unsync: true, tablePages: 256, l1Pages: 0x1000 });
-    // 40 L2 pages 2 MiB apart: 40 EPT12 leaf tables under one PD, so 40 last-level EPT02 pages.
-    const leafTables: number[] = [];
-    for (let i = 0; i < 40; i++) {
-      f.builder.map(i * 0x20_0000, DATA + i * PAGE_SIZE);
-      expect(f.l2Access(i * 0x20_0000, EPT_ACCESS.READ).ok).toBe(true);
-      leafTables.push(Math.floor(f.builder.entryAddress(i * 0x20_0000, 1) / PAGE_SIZE));
-    }
-    for (const gfn of leafTables) expect(f.store.tryToUnsyncPages(gfn, true)).toBe(false);
-    expect(f.store.unsyncPages).toBe(40);
+    const f = fortyUnsyncPages();
     const before = f.meter.snapshot();
     f.backend.putRoot(f.state.root);
     f.state.root = f.backend.allocShadowRoot(f.role, f.eptp12.value);
@@ -176,4 +167,32 @@ describe("ShadowEptMmu with unsync last-level pages (kvm: mmu_try_to_unsync_page
     expect(f.store.unsyncChildren(f.store.idOfHostPage(f.state.root))).toBe(0);
     expect(auditShadowEpt(f.shadow, f.state.root, f.ctx12).problems).toEqual([]);
   });
+
+  it("zaps every unsync page below a zapped upper page, whatever batch a sync left the walk in", () => {
+    const f = fortyUnsyncPages();
+    // One batch of a sync (13 pages brought back in line), leaving the walk's vector full.
+    const batch: number[] = [];
+    expect(f.store.collectUnsync(f.store.idOfHostPage(f.state.root), batch, 16)).toBe(13);
+    for (const sp of batch) f.store.unlinkUnsync(sp);
+    expect(f.store.unsyncPages).toBe(27);
+    const pd = f.shadow.shadowPagesOf(Math.floor(f.builder.entryAddress(0, 2) / PAGE_SIZE))[0]!;
+    // The PD and the 40 pages below it: the 27 still unsync and the 13 synced ones.
+    expect(f.store.prepareZap(pd)).toBe(41);
+    f.store.commitZap();
+    expect(f.store.unsyncPages).toBe(0);
+  });
 });
+
+/** 40 L2 pages 2 MiB apart: 40 EPT12 leaf tables under one PD, so 40 unsync last-level EPT02 pages. */
+function fortyUnsyncPages() {
+  const f = nestedEptFixture({ unsync: true, tablePages: 256, l1Pages: 0x1000 });
+  const leafTables: number[] = [];
+  for (let i = 0; i < 40; i++) {
+    f.builder.map(i * 0x20_0000, DATA + i * PAGE_SIZE);
+    expect(f.l2Access(i * 0x20_0000, EPT_ACCESS.READ).ok).toBe(true);
+    leafTables.push(Math.floor(f.builder.entryAddress(i * 0x20_0000, 1) / PAGE_SIZE));
+  }
+  for (const gfn of leafTables) expect(f.store.tryToUnsyncPages(gfn, true)).toBe(false);
+  expect(f.store.unsyncPages).toBe(40);
+  return f;
+}

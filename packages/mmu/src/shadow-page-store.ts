@@ -632,7 +632,8 @@ export class ShadowPageStore {
     // kvm: mmu_zap_unsync_children — the unsync pages below go first, each counted as zapped.
     if (level > 1 && this.#unsyncChildren[id]! > 0) {
       const unsync: number[] = [];
-      this.#collectUnsync(id, unsync);
+      // The public walk: it resets the batch state a sync may have left behind, and takes them all.
+      this.collectUnsync(id, unsync);
       for (let i = 0; i < unsync.length; i++) {
         this.prepareZap(unsync[i]!);
         zapped++;
@@ -844,8 +845,7 @@ export class ShadowPageStore {
     this.#unsyncChildren[id] = this.#unsyncChildren[id]! - 1;
   }
 
-  /** The walk of `collectUnsync` (kvm: __mmu_unsync_walk), clearing each visited bit. */
-  /** One level of `collectUnsync`; false when the batch is full (kvm: -ENOSPC). */
+  /** One level of `collectUnsync` (kvm: __mmu_unsync_walk); false when the batch is full (kvm: -ENOSPC). */
   #collectUnsync(id: number, out: number[]): boolean {
     const memory = this.allocator.memory;
     const page = this.hostPage(id);
