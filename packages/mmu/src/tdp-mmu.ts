@@ -221,8 +221,9 @@ export class TdpMmu {
    * kvm_tdp_mmu_page_fault; `present` is the fault's P bit — the EPT violation's readable/writable/
    * executable bits — and by default whether a leaf at any level maps the gfn now), and so does a
    * write fault that had to install the read-only leaf (kvm: tdp_mmu_map_handle_target_level,
-   * `wrprot && fault->write`), so the write is never lost to a retry. A gfn shadowed only by last-level pages of an unsync store has those pages unsynced
-   * and gets a writable leaf: the fault is FIXED and the guest's store re-executes.
+   * `wrprot && fault->write`), so the write is never lost to a retry. A gfn shadowed only by
+   * last-level pages of an unsync store has those pages unsynced and gets a writable leaf: the
+   * fault is FIXED and the guest's store re-executes.
    *
    * With `hugePages` the leaf is 2 MiB where `maxMappingLevel` allows (a 2-MiB range holding a
    * shadowed gfn gets 4-KiB leaves: kvm_mmu_gfn_disallow_lpage). A 2-MiB leaf where a 4-KiB one is
@@ -244,7 +245,7 @@ export class TdpMmu {
     }
     // kvm: page_fault_handle_page_track — a write to a tracked gfn through a present translation.
     const tracked = store.isGfnTracked(gfn);
-    if (tracked && writeFault && (present ?? this.#mapsGfn(rootHpa, level, gfn))) {
+    if (tracked && writeFault && (present ?? this.#leafEntry(rootHpa, level, gfn) >= 0)) {
       return TDP_MAP_RESULT.EMULATE_WRITE_PROTECTED;
     }
     if (store.isInvalid(rootId)) return TDP_MAP_RESULT.RETRY;
@@ -329,29 +330,17 @@ export class TdpMmu {
     let changed = false;
     for (const id of this.#roots) {
       if (store.isInvalid(id)) continue;
-      let table = store.hostPage(id);
-      let level = store.level(id);
+      const level = store.level(id);
       if (!(gfn >= 0 && gfn < SPAN[level]! * SPTES_PER_PAGE)) continue;
-      for (;;) {
-        const pa = table + (Math.floor(gfn / SPAN[level]!) & 511) * 8;
-        const lo = memory.read32(pa);
-        if (!isShadowPresentSpte(lo)) break;
-        const hi = memory.read32(pa + 4);
-        if (!isLastSpte(lo, level)) {
-          table = spteAddress(lo, hi);
-          level--;
-          continue;
-        }
-        if ((lo & SPTE_LO.WRITABLE) !== 0 || (hi & SPTE_HI.MMU_WRITABLE) !== 0) {
-          // kvm: write_protect_gfn clears PT_WRITABLE_MASK and shadow_mmu_writable_mask.
-          memory.write64(pa, (lo & ~SPTE_LO.WRITABLE) >>> 0, (hi & ~SPTE_HI.MMU_WRITABLE) >>> 0);
-        } else {
-          break;
-        }
-        this.#count(MMU_EVENTS.SPTE_WRITE);
-        changed = true;
-        break;
-      }
+      const pa = this.#leafEntry(store.hostPage(id), level, gfn);
+      if (pa < 0) continue;
+      const lo = memory.read32(pa);
+      const hi = memory.read32(pa + 4);
+      if ((lo & SPTE_LO.WRITABLE) === 0 && (hi & SPTE_HI.MMU_WRITABLE) === 0) continue;
+      // kvm: write_protect_gfn clears PT_WRITABLE_MASK and shadow_mmu_writable_mask.
+      memory.write64(pa, (lo & ~SPTE_LO.WRITABLE) >>> 0, (hi & ~SPTE_HI.MMU_WRITABLE) >>> 0);
+      this.#count(MMU_EVENTS.SPTE_WRITE);
+      changed = true;
     }
     if (changed && flush) this.store.remoteFlush();
     return changed;
@@ -446,15 +435,15 @@ export class TdpMmu {
     return zapped;
   }
 
-  /** A present leaf at some level of the root (level `level`) maps `gfn`. */
-  #mapsGfn(rootHpa: number, level: number, gfn: number): boolean {
+  /** Host address of the present leaf (of any level) mapping `gfn` under the root at `rootHpa` (level `level`), or -1. */
+  #leafEntry(rootHpa: number, level: number, gfn: number): number {
     const memory = this.store.allocator.memory;
     let table = rootHpa;
     for (let l = level; ; l--) {
       const pa = table + (Math.floor(gfn / SPAN[l]!) & 511) * 8;
       const lo = memory.read32(pa);
-      if (!isShadowPresentSpte(lo)) return false;
-      if (isLastSpte(lo, l)) return true;
+      if (!isShadowPresentSpte(lo)) return -1;
+      if (isLastSpte(lo, l)) return pa;
       table = spteAddress(lo, memory.read32(pa + 4));
     }
   }
