@@ -75,12 +75,16 @@ function eferAtVmExit(vmcs: HardwareVmcs, current: number): number {
   return eferInMode(current, (exit & VM_EXIT_CTLS.VM_EXIT_HOST_ADDR_SPACE_SIZE) !== 0);
 }
 
-/** The VMCS enables VPID: "activate secondary controls" and "enable VPID" (SDM 3C 28.1, 25.6.2). */
+/** A VMCS's secondary controls, or 0 when "activate secondary controls" is 0 (SDM 25.6.2). */
+export function activeSecondaryControls(vmcs: HardwareVmcs): number {
+  return (vmcs.read(F.CPU_BASED_VM_EXEC_CONTROL) & CPU_BASED_CTLS.CPU_BASED_ACTIVATE_SECONDARY_CONTROLS) !== 0
+    ? vmcs.read(F.SECONDARY_VM_EXEC_CONTROL)
+    : 0;
+}
+
+/** The VMCS enables VPID (SDM 3C 28.1). */
 function vpidEnabled(vmcs: HardwareVmcs): boolean {
-  return (
-    (vmcs.read(F.CPU_BASED_VM_EXEC_CONTROL) & CPU_BASED_CTLS.CPU_BASED_ACTIVATE_SECONDARY_CONTROLS) !== 0 &&
-    (vmcs.read(F.SECONDARY_VM_EXEC_CONTROL) & SECONDARY_EXEC_CTLS.SECONDARY_EXEC_ENABLE_VPID) !== 0
-  );
+  return (activeSecondaryControls(vmcs) & SECONDARY_EXEC_CTLS.SECONDARY_EXEC_ENABLE_VPID) !== 0;
 }
 
 /**

@@ -1108,7 +1108,7 @@ export class Kvm implements ExitSink {
         // kvm: kvm_set_cr3 — without CR4.PCIDE bit 63 stays in the value, which is then not a legal
         // CR3 (kvm_vcpu_is_legal_cr3): kvm_complete_insn_gp injects #GP(0), RIP unchanged.
         if (noFlush && (this.mmu.cr4 & CR4.PCIDE) === 0) {
-          this.#injectGp();
+          this.#injectException(13, 0);
           return;
         }
         this.setCr3(g.gprLo[gpr]! + (hi & 0x7fffffff) * TWO_32, noFlush);
@@ -1122,18 +1122,21 @@ export class Kvm implements ExitSink {
   }
 
   /**
-   * kvm: kvm_inject_gp(vcpu, 0) from kvm_complete_insn_gp — #GP(0) written at the next entry
-   * (vmx_inject_exception), or in guest mode a nested VM exit when L1 intercepts #GP
-   * (kvm_multiple_exception → nested_vmx_inject_exception_vmexit). The instruction is not skipped.
+   * kvm: kvm_queue_exception_e — a hardware exception with an error code (#GP from
+   * kvm_complete_insn_gp, #PF from kvm_inject_emulated_page_fault): in guest mode, a nested VM exit
+   * when L1 intercepts it (kvm_multiple_exception → nested_vmx_inject_exception_vmexit, with
+   * `qualLo`/`qualHi` as the qualification, CR2 for a #PF); otherwise written at the next entry
+   * (vmx_inject_exception). The instruction is not skipped.
    */
-  #injectGp(): void {
-    if (this.nested.guestMode && this.nested.exceptionExitsToL1(13, 0)) {
-      this.nested.injectExceptionVmexit(13, 0, 0, 0);
+  #injectException(vector: number, errorCode: number, qualLo = 0, qualHi = 0): void {
+    if (this.nested.guestMode && this.nested.exceptionExitsToL1(vector, errorCode)) {
+      this.nested.injectExceptionVmexit(vector, errorCode, qualLo, qualHi);
       return;
     }
     this.meter.count(HV.EVENT_INJECTION);
-    this.processor.vmwrite(F.VM_ENTRY_INTR_INFO_FIELD, 0x80000b0d);
-    this.processor.vmwrite(F.VM_ENTRY_EXCEPTION_ERROR_CODE, 0);
+    // SDM 25.8.3: valid, deliver error code, type 3 (hardware exception), the vector.
+    this.processor.vmwrite(F.VM_ENTRY_INTR_INFO_FIELD, (0x80000b00 | vector) >>> 0);
+    this.processor.vmwrite(F.VM_ENTRY_EXCEPTION_ERROR_CODE, errorCode);
   }
 
   /**
@@ -1434,14 +1437,7 @@ export class Kvm implements ExitSink {
           if ((r.errorCode & PFERR.PRESENT) !== 0 && (r.errorCode & PFERR.RSVD) === 0) {
             this.#vpidSyncAddress(this.#currentVpid(), cr2Hi * TWO_32 + cr2Lo);
           }
-          if (this.nested.guestMode && this.nested.exceptionExitsToL1(14, r.errorCode)) {
-            this.nested.injectExceptionVmexit(14, r.errorCode, cr2Lo, cr2Hi);
-            return;
-          }
-          // Otherwise vmx_inject_exception writes the event at the next entry.
-          this.meter.count(HV.EVENT_INJECTION);
-          p.vmwrite(F.VM_ENTRY_INTR_INFO_FIELD, 0x80000b0e);
-          p.vmwrite(F.VM_ENTRY_EXCEPTION_ERROR_CODE, r.errorCode);
+          this.#injectException(14, r.errorCode, cr2Lo, cr2Hi);
           return;
         default:
           throw new Error(

@@ -32,7 +32,7 @@ import {
   type WalkResult,
 } from "@nestvisor/x86-arch";
 import { GPR, type GuestContext } from "./guest-context";
-import type { HardwareVmxCpu } from "./hardware-vmx-cpu";
+import { activeSecondaryControls, type HardwareVmxCpu } from "./hardware-vmx-cpu";
 import { HYPERVISOR_EVENTS as HV } from "./hypervisor-events";
 import { vmcsInterceptsMsr } from "./msr-bitmap";
 import { CR0_PDPTR_BITS, CR4_PDPTR_BITS } from "./pae-paging";
@@ -675,17 +675,9 @@ export class WorkloadExecutor {
     );
   }
 
-  /** The running VMCS's secondary controls, or 0 when they are not activated (SDM 25.6.2). */
-  #secondaryControls(vmcs: HardwareVmcs): number {
-    return (vmcs.read(F.CPU_BASED_VM_EXEC_CONTROL) & CPU_BASED_CTLS.CPU_BASED_ACTIVATE_SECONDARY_CONTROLS) !==
-      0
-      ? vmcs.read(F.SECONDARY_VM_EXEC_CONTROL)
-      : 0;
-  }
-
   /** The VPID of the running VMCS: VIRTUAL_PROCESSOR_ID with "enable VPID", else 0 (SDM 3C 28.1). */
   #vpid(vmcs: HardwareVmcs): number {
-    return (this.#secondaryControls(vmcs) & SECONDARY_EXEC_CTLS.SECONDARY_EXEC_ENABLE_VPID) !== 0
+    return (activeSecondaryControls(vmcs) & SECONDARY_EXEC_CTLS.SECONDARY_EXEC_ENABLE_VPID) !== 0
       ? vmcs.read(F.VIRTUAL_PROCESSOR_ID) & 0xffff
       : 0;
   }
@@ -746,7 +738,7 @@ export class WorkloadExecutor {
 
   /** The running VMCS enables EPT. */
   #usesEpt(vmcs: HardwareVmcs): boolean {
-    return (this.#secondaryControls(vmcs) & SECONDARY_EXEC_CTLS.SECONDARY_EXEC_ENABLE_EPT) !== 0;
+    return (activeSecondaryControls(vmcs) & SECONDARY_EXEC_CTLS.SECONDARY_EXEC_ENABLE_EPT) !== 0;
   }
 
   /**
