@@ -85,8 +85,9 @@ const hex = (lo: number, hi: number) => `0x${(hi * 2 ** 32 + lo).toString(16)}`;
  * Test oracle for shadow EPT: walks EPT02 from `rootHpa` with the x86-arch `EptWalker` over host
  * memory for every present leaf, and checks it against the composed walk — L1's EPT12 (over
  * `shadow.guestMemory`) then the memslots: same host address; R and X as EPT12 grants them; W only
- * where EPT12 grants it, the slot is writable, the L1 gfn is not write-protected (`isGfnWriteProtected`), and (EPT12 A/D on)
- * the EPT12 leaf is dirty. Returns the leaf count and one message per disagreement.
+ * where EPT12 grants it, the slot is writable, the L1 gfn is not write-protected
+ * (`isGfnWriteProtected`), and (EPT12 A/D on) the EPT12 leaf is dirty. A 2-MiB leaf is checked for
+ * each of its 4-KiB pages. Returns the leaf count and one message per disagreement.
  */
 export function auditShadowEpt(
   shadow: ShadowMmu,
