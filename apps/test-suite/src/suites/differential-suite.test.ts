@@ -61,7 +61,7 @@ describe("differential suite", () => {
     const [g] = runSuite(DIFFERENTIAL_SUITE, /^differential\/paging-method$/, { model: forgetful });
     expect(g!.verdict).toBe("FAIL");
     expect(g!.messages[0]).toMatch(
-      /^program \d+ \(\d+ steps(, PCIDs)?\) at L[12], (ept|l1Ept)=off( hugePages=on)?: (readDigest|memoryDigest): \d+ instead of \d+ \(the guest can tell how its memory is translated\)$/,
+      /^program \d+ \(\d+ steps(, PCIDs)?\) at L[12], (ept|l1Ept)=off( hugePages=on)?: snapshot\.(readDigest|memoryDigest): \d+ instead of \d+ \(the guest can tell how its memory is translated\)$/,
     );
   });
 

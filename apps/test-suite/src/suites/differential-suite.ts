@@ -13,6 +13,7 @@ import type { CaseRecorder } from "../case-recorder";
 import type { ModelFactory } from "../model";
 import type { CaseGroup, Suite, SuiteContext } from "../suite";
 import { pagingMethodGroup } from "./paging-method-group";
+import { snapshotDifference, workloadView } from "./snapshot-difference";
 
 /**
  * DESIGN.md §2.3: an optimization never changes what a guest sees. For every built-in workload at
@@ -32,29 +33,6 @@ function params(name: string, level: number, full: boolean): Record<string, numb
 }
 
 type Variant = { readonly label: string; readonly config: HypervisorFlags; readonly l0Only: boolean };
-
-function workloadView(s: GuestStateSnapshot): Omit<GuestStateSnapshot, "vmcs12"> {
-  const { vmcs12: _ignored, ...rest } = s;
-  return rest;
-}
-
-/** The first difference between two snapshots, as "field: a vs b". */
-function snapshotDifference(got: unknown, want: unknown, path = "snapshot"): string | null {
-  if (Object.is(got, want)) return null;
-  if (typeof got !== "object" || typeof want !== "object" || got === null || want === null) {
-    return `${path}: ${JSON.stringify(got)} instead of ${JSON.stringify(want)}`;
-  }
-  const keys = new Set([...Object.keys(got), ...Object.keys(want)]);
-  for (const k of keys) {
-    const d = snapshotDifference(
-      (got as Record<string, unknown>)[k],
-      (want as Record<string, unknown>)[k],
-      `${path}.${k}`,
-    );
-    if (d !== null) return d;
-  }
-  return null;
-}
 
 function variantsFor(ctx: SuiteContext, index: number, level: number): Variant[] {
   const base = ctx.flags;
