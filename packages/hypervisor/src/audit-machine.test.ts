@@ -6,16 +6,11 @@ import { costProfile } from "./cost-profiles";
 import { compileCostTable } from "./cost-table";
 import { resolveFlags } from "./kernel-presets";
 import { Machine } from "./machine";
-
-function params(name: string, level: number): Record<string, number> {
-  if (name === "touch_memory") return { level, pages: 24 };
-  if (name === "cr3_switch") return { level, iterations: 2 };
-  return { level, iterations: 3 };
-}
+import { shortBuiltinParams } from "./testing/short-runs";
 
 function runAndAudit(name: string, level: number, preset: string, overrides: Record<string, boolean> = {}) {
   const m = new Machine({
-    program: builtinWorkload(name, params(name, level)),
+    program: builtinWorkload(name, shortBuiltinParams(name, level)),
     config: resolveFlags(preset, overrides),
     meter: new CostAccumulator(compileCostTable(costProfile("intel-server"))),
   });

@@ -2,7 +2,8 @@ import { describe, expect, it } from "vitest";
 import { BUILTIN_WORKLOAD_NAMES, builtinWorkload } from "./builtin-workloads";
 import { OPTIMIZATION_FLAG_NAMES } from "./hypervisor-flags";
 import { resolveFlags } from "./kernel-presets";
-import { type GuestStateSnapshot, runWorkload } from "./run-workload";
+import { runWorkload } from "./run-workload";
+import { shortBuiltinParams, workloadView } from "./testing/short-runs";
 
 /**
  * DESIGN.md §2.3: an optimization never changes what a guest sees. Two checks per built-in workload
@@ -13,11 +14,6 @@ import { type GuestStateSnapshot, runWorkload } from "./run-workload";
  *   registers, memory). vmcs12 may differ then, because L1 is a different kernel: e.g. with CR0.WP
  *   guest-owned (v6.4) L1 no longer intercepts L2's WP writes, so it sees other exits.
  */
-function params(name: string, level: number): Record<string, number> {
-  if (name === "touch_memory") return { level, pages: 24 };
-  if (name === "cr3_switch") return { level, iterations: 2 };
-  return { level, iterations: 4 };
-}
 
 function snapshot(
   workloadName: string,
@@ -28,15 +24,10 @@ function snapshot(
 ) {
   const config = resolveFlags(preset, overrides);
   return runWorkload({
-    program: builtinWorkload(workloadName, params(workloadName, level)),
+    program: builtinWorkload(workloadName, shortBuiltinParams(workloadName, level, { iterations: 4 })),
     config,
     ...(l0Only ? { innerConfig: resolveFlags("v6.12", {}) } : {}),
   }).snapshot;
-}
-
-function workloadView(s: GuestStateSnapshot): Omit<GuestStateSnapshot, "vmcs12"> {
-  const { vmcs12: _ignored, ...rest } = s;
-  return rest;
 }
 
 describe("differential: guest-visible state is independent of flags and presets", () => {

@@ -6,6 +6,7 @@ import { COST_CATALOGS } from "./cost-catalogs";
 import { resolveFlags } from "./kernel-presets";
 import { Machine } from "./machine";
 import { guestStateSnapshot } from "./run-workload";
+import { shortBuiltinParams, workloadView } from "./testing/short-runs";
 
 /**
  * The `hugePages` switch across the layers: every level's host backs its guests' memory with 2-MiB
@@ -22,22 +23,6 @@ function run(name: string, params: Record<string, number>, overrides: Record<str
   });
   m.run();
   return { m, meter };
-}
-
-/**
- * What the workload's guest sees. A guest hypervisor's vmcs12 is left out: its own EPT12 is built
- * with 2-MiB leaves too, so which access of L2's causes the exits it sees (a data access or a
- * page-walk access, in EXIT_QUALIFICATION) legitimately differs.
- */
-function workloadView(m: Machine) {
-  const { vmcs12: _ignored, ...rest } = guestStateSnapshot(m);
-  return rest;
-}
-
-function params(name: string, level: number): Record<string, number> {
-  if (name === "touch_memory") return { level, pages: 64 };
-  if (name === "cr3_switch") return { level, iterations: 2 };
-  return { level, iterations: 3 };
 }
 
 describe("hugePages: 2-MiB host pages at every level", () => {
@@ -59,7 +44,7 @@ describe("hugePages: 2-MiB host pages at every level", () => {
     expect(huge.meter.byName("SHADOW_EPT_FAULT")).toBeLessThanOrEqual(16);
     expect(huge.meter.byName("TDP_FAULT")).toBeLessThanOrEqual(16);
     expect(huge.meter.byName("HARDWARE_VM_EXIT")).toBeLessThan(small.meter.byName("HARDWARE_VM_EXIT") / 20);
-    expect(workloadView(huge.m)).toEqual(workloadView(small.m));
+    expect(workloadView(guestStateSnapshot(huge.m))).toEqual(workloadView(guestStateSnapshot(small.m)));
     auditMachine(huge.m);
   });
 
@@ -72,9 +57,14 @@ describe("hugePages: 2-MiB host pages at every level", () => {
     runs.push(["cpuid", 3, {}], ["touch_memory", 3, {}]);
     for (const [name, level, overrides] of runs) {
       const label = `${name} at L${level} ${JSON.stringify(overrides)}`;
-      const small = run(name, params(name, level), overrides);
-      const huge = run(name, params(name, level), { ...overrides, hugePages: true });
-      expect(workloadView(huge.m), label).toEqual(workloadView(small.m));
+      const small = run(name, shortBuiltinParams(name, level, { pages: 64 }), overrides);
+      const huge = run(name, shortBuiltinParams(name, level, { pages: 64 }), {
+        ...overrides,
+        hugePages: true,
+      });
+      expect(workloadView(guestStateSnapshot(huge.m)), label).toEqual(
+        workloadView(guestStateSnapshot(small.m)),
+      );
       expect(() => auditMachine(huge.m), label).not.toThrow();
     }
   });

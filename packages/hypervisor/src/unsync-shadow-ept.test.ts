@@ -8,6 +8,7 @@ import { Machine } from "./machine";
 import type { ModelPolicies } from "./model-policies";
 import { NestedVmxCpu } from "./nested-vmx-cpu";
 import { guestStateSnapshot, runWorkload } from "./run-workload";
+import { shortBuiltinParams } from "./testing/short-runs";
 
 /**
  * Unsync last-level shadow-EPT pages across the layers (kvm: mmu_try_to_unsync_pages). L1's stores
@@ -36,12 +37,6 @@ function touchMemory(policies: ModelPolicies, pages = 64) {
   };
   m.run();
   return { m, meter, faults, emulated };
-}
-
-function params(name: string, level: number): Record<string, number> {
-  if (name === "touch_memory") return { level, pages: 24 };
-  if (name === "cr3_switch") return { level, iterations: 2 };
-  return { level, iterations: 3 };
 }
 
 describe("unsync last-level shadow-EPT pages", () => {
@@ -87,7 +82,7 @@ describe("unsync last-level shadow-EPT pages", () => {
     for (const [name, level, overrides] of runs) {
       const run = (policies: ModelPolicies) =>
         runWorkload({
-          program: builtinWorkload(name, params(name, level)),
+          program: builtinWorkload(name, shortBuiltinParams(name, level)),
           config: resolveFlags("v6.12", overrides),
           policies,
         });
