@@ -22,7 +22,7 @@ import {
   type Variant,
 } from "../model/compare-matrix";
 import { compareReport } from "../model/compare-report";
-import { checkPresets, parseFlagOptions } from "../model/flag-args";
+import { checkPresets, flagSettings, parseFlagOptions } from "../model/flag-args";
 import { importModelModule, modelFromExports } from "../model/model-module";
 import {
   flagOption,
@@ -52,12 +52,6 @@ export const DEFAULT_COMPARE_WORKLOADS = [
 export const DEFAULT_COMPARE_PRESETS = ["v5.2", "v5.3", "v6.12"] as const;
 export const DEFAULT_COMPARE_LEVELS = [1, 2] as const;
 
-function flagText(overrides: Readonly<Record<string, boolean>>): string {
-  return Object.entries(overrides)
-    .map(([name, on]) => `${name}=${on ? "on" : "off"}`)
-    .join(";");
-}
-
 /** The JSON row of a variant's result. */
 function variantRow(
   workload: string,
@@ -82,7 +76,7 @@ function csvRows(matrix: Matrix): string {
     if (cell.result === null) continue;
     const variant = matrix.variants[cell.variant]!;
     const row = variantRow(matrix.workloads[cell.workload]!.name, variant, cell.result);
-    const key = [row.workload, row.level, row.preset, row.model ?? "", flagText(row.flags)];
+    const key = [row.workload, row.level, row.preset, row.model ?? "", flagSettings(row.flags).join(";")];
     rows.push([...key, "cyclesPerIteration", row.cyclesPerIteration]);
     for (const [level, cycles] of Object.entries(row.cyclesByLevel))
       rows.push([...key, `cycles.${level}`, cycles]);

@@ -13,6 +13,7 @@ import {
 import { writeJson, writeLines } from "../framework/output";
 import { renderTable } from "../framework/table";
 import { commandModel, onCommandModel } from "../model/command-model";
+import { flagSettings } from "../model/flag-args";
 import {
   flagOption,
   iterationsOption,
@@ -151,13 +152,7 @@ export const runCommand: Command = {
     const lines = [
       s.bold(`${program.name} at L${result.level}`) +
         (modelName === null ? "" : ` · model ${modelName}`) +
-        ` · preset ${preset}${
-          Object.keys(flags).length > 0
-            ? ` + ${Object.entries(flags)
-                .map(([k, v]) => `${k}=${v ? "on" : "off"}`)
-                .join(",")}`
-            : ""
-        }` +
+        ` · preset ${preset}${Object.keys(flags).length > 0 ? ` + ${flagSettings(flags).join(",")}` : ""}` +
         ` · profile ${profile.name} · ${formatNumber(result.iterations)} iterations · simulated in ${formatNumber(result.wallMs, 0)} ms`,
       "",
       `${s.bold(formatAmount(result.cyclesPerIteration))} cycles per iteration (${(result.cyclesPerIteration / ghz / 1000).toFixed(2)} µs at ${ghz} GHz)`,

@@ -16,7 +16,7 @@ import {
 import { writeLines } from "../framework/output";
 import { ProgressBar } from "../framework/progress-bar";
 import { renderTable } from "../framework/table";
-import { checkPresets, parseFlagOptions } from "../model/flag-args";
+import { checkPresets, flagSettings, parseFlagOptions } from "../model/flag-args";
 import { importModelModule, modelFromExports } from "../model/model-module";
 import {
   flagOption,
@@ -232,9 +232,7 @@ function dryRun(
     (hasOut ? `; ${formatNumber(finished)} already done` : "");
   const rows = mine.map((c) => {
     const p = c.params;
-    const flags = Object.entries(p.flags)
-      .map(([name, on]) => `${name}=${on ? "on" : "off"}`)
-      .join(",");
+    const flags = flagSettings(p.flags).join(",");
     return [
       String(c.index),
       p.workload,

@@ -9,7 +9,7 @@ import {
   type RunResult,
 } from "@nestvisor/hypervisor";
 import type { Progress } from "../framework/progress";
-import { presetFlags } from "./flag-args";
+import { flagSettings, presetFlags } from "./flag-args";
 import { baseModel, modelFailure } from "./model-module";
 import { notModelledMessage } from "./not-modelled";
 import { buildProgram, type WorkloadRef, type WorkloadSettings } from "./workload-ref";
@@ -98,9 +98,7 @@ export function compareVariants(
       });
     }
     for (const whatIf of whatIfs) {
-      const setting = Object.entries(whatIf)
-        .map(([name, on]) => `${name}=${on ? "on" : "off"}`)
-        .join(",");
+      const setting = flagSettings(whatIf).join(",");
       const changed = model.with({ flags: whatIf });
       variants.push({
         label: `${preset} ${setting}`,

@@ -38,6 +38,11 @@ export function parseFlagOptions(
   return out;
 }
 
+/** Flag settings as the command line writes them ("name=on", "name=off"), in the object's order. */
+export function flagSettings(flags: Readonly<Record<string, boolean>>): string[] {
+  return Object.entries(flags).map(([name, on]) => `${name}=${on ? "on" : "off"}`);
+}
+
 /** Checks preset names (a usage error with a suggestion for an unknown one). */
 export function checkPresets(names: readonly string[]): string[] {
   for (const name of names) presetFlags(name, {});

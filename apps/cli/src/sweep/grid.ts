@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { type HypervisorFlagName, OPTIMIZATION_FLAG_NAMES } from "@nestvisor/hypervisor";
 import { UsageError } from "../framework/errors";
-import { presetFlags } from "../model/flag-args";
+import { flagSettings, presetFlags } from "../model/flag-args";
 import { stableJson } from "./stable-json";
 
 /**
@@ -182,7 +182,7 @@ export function inShard(index: number, shard: Shard | undefined): boolean {
 
 /** A cell for people: "cpuid L2 v6.12 intel-server kvm-evmcs.mjs shadowVmcs=off". */
 export function describeCell(params: CellParams): string {
-  const flags = Object.entries(params.flags).map(([name, on]) => `${name}=${on ? "on" : "off"}`);
+  const flags = flagSettings(params.flags);
   return [
     params.workload,
     `L${params.level}`,

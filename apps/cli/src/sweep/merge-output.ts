@@ -1,4 +1,5 @@
 import { csvField } from "../framework/csv";
+import { flagSettings } from "../model/flag-args";
 import type { Merged } from "./merge";
 import type { SweepRow } from "./sweep-row";
 
@@ -28,9 +29,7 @@ export function csvRecords(row: SweepRow): (string | number)[][] {
     row.preset,
     row.model ?? "",
     row.profile,
-    Object.entries(row.flags)
-      .map(([name, on]) => `${name}=${on ? "on" : "off"}`)
-      .join(";"),
+    flagSettings(row.flags).join(";"),
   ];
   if (row.cyclesPerIteration === null) return [[...key, "notModelled", row.notModelled ?? ""]];
   return [
