@@ -12,7 +12,8 @@ export const flagsCommand: Command = {
   description:
     "An optimization flag changes which work KVM does, never what a guest sees; a kernel behaviour is work a " +
     "later kernel does for its own reasons (e.g. hostDebugctlPerEntry: the host's DEBUGCTL read before every " +
-    "entry); a switch changes the machine modelled (EPT, nested EPT, VMCS shadowing, TDP MMU). Set them with " +
+    "entry); a switch changes the machine modelled (EPT, nested EPT, VMCS shadowing, TDP MMU, 2 MiB host " +
+    "pages). Set them with " +
     "--flag name=on|off on top of a preset.",
   options: [JSON_OPTION],
   examples: [
