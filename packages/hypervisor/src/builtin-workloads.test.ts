@@ -42,7 +42,7 @@ function distinct(program: WorkloadProgram, opcode: number, slot: number): numbe
 }
 
 describe("built-in workloads", () => {
-  it("are the ten of the issue, named as in kvm-unit-tests where they mirror it", () => {
+  it("are the ten of the issue, named as in kvm-unit-tests where they mirror it, and three MMIO ones", () => {
     expect(BUILTIN_WORKLOAD_NAMES).toEqual([
       "cpuid",
       "vmcall",
@@ -50,6 +50,9 @@ describe("built-in workloads", () => {
       "outl_to_kernel",
       "inl_from_qemu",
       "inl_from_pmtimer",
+      "mmio_from_kernel",
+      "mmio_to_eventfd",
+      "mmio_from_qemu",
       "toggle_cr0_wp",
       "cr3_switch",
       "touch_memory",

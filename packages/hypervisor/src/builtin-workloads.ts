@@ -17,6 +17,18 @@
  * kvm-unit-tests read the fixed port 0xb008 (PIIX4 PM base 0xb000 + 8), current ones read the port
  * from the FADT's PM_TMR_BLK; either way the read completes in userspace.
  *
+ * Three MMIO counterparts of the port-I/O tests are ours (kvm-unit-tests' vmexit has none on x86):
+ *
+ * | name              | the guest does                      | exit (EPT)      | completed by                      |
+ * |-------------------|-------------------------------------|-----------------|-----------------------------------|
+ * | mmio_from_kernel  | 4-byte load of the IOAPIC's IOREGSEL| EPT_MISCONFIG   | KVM's in-kernel IOAPIC, after instruction emulation |
+ * | mmio_to_eventfd   | 2-byte store to a virtio doorbell   | EPT_MISCONFIG   | KVM's fast MMIO bus (an ioeventfd of length 0), no decode |
+ * | mmio_from_qemu    | 4-byte load of a VMM register       | EPT_MISCONFIG   | userspace (KVM_EXIT_MMIO)         |
+ *
+ * The first access to each device page is an EPT violation that caches an MMIO SPTE; later ones are
+ * EPT misconfigurations (without EPT: #PF exits with the reserved bit). The device pages are
+ * identity-mapped like the kernel (`mmio-devices.ts` has the devices).
+ *
  * The other four are ours: `toggle_cr0_wp` (kvm-unit-tests has a test of that name that only
  * toggles; ours adds the write to a read-only page between the toggles, the grsecurity kernel W^X
  * pattern of seed 001), `cr3_switch` (processes switching address spaces: the root-cache traffic
@@ -27,6 +39,7 @@
 
 import type { ExitReasonName } from "@nestvisor/vmx";
 import { CR0, MSR, PAGE_SIZE, PAGING_MODE } from "@nestvisor/x86-arch";
+import { DOORBELL_ADDRESS, IOAPIC_BASE, VMM_REGISTERS_BASE } from "./mmio-devices";
 import { didYouMeanSuffix } from "./name-suggestion";
 import { type StepsBuilder, type WorkloadBuilder, workload } from "./workload-builder";
 import {
@@ -132,6 +145,16 @@ function kernelWorkload(
     });
 }
 
+/** The device pages of the MMIO built-ins, identity-mapped (GVA = GPA), never executable. */
+function devicePageMappings(): MappingSpec[] {
+  return [VMM_REGISTERS_BASE, DOORBELL_ADDRESS, IOAPIC_BASE].map((gpa) => ({
+    gva: gpa,
+    gpa,
+    pages: 1,
+    executable: false,
+  }));
+}
+
 function int(values: BuiltinParameterValues, key: string): number {
   return values[key] as number;
 }
@@ -142,6 +165,7 @@ function single(
   exercises: readonly ExitReasonName[],
   mirrors: string,
   body: (b: StepsBuilder) => unknown,
+  extra: MappingSpec[] = [],
 ): BuiltinWorkload {
   return {
     name,
@@ -150,7 +174,7 @@ function single(
     mirrors,
     parameters: { level: LEVEL, iterations: ITERATIONS },
     build: (values) =>
-      kernelWorkload(name, description, int(values, "level")).loop(int(values, "iterations"), (b) => {
+      kernelWorkload(name, description, int(values, "level"), extra).loop(int(values, "iterations"), (b) => {
         b.iteration(name);
         body(b);
       }),
@@ -408,6 +432,30 @@ export const BUILTIN_WORKLOADS: readonly BuiltinWorkload[] = Object.freeze([
     ["IO_INSTRUCTION"],
     `${UNIT_TESTS}: inl_from_pmtimer (port from the FADT in current versions, 0xb008 in old ones)`,
     (b) => b.in(BUILTIN_PORTS.ACPI_PM_TIMER, 4),
+  ),
+  single(
+    "mmio_from_kernel",
+    "4-byte load of the IOAPIC's IOREGSEL (0xfec00000), completed by KVM's in-kernel IOAPIC after emulating the instruction",
+    ["EPT_MISCONFIG"],
+    `ours: the MMIO counterpart of ${UNIT_TESTS}: inl_from_kernel`,
+    (b) => b.read(IOAPIC_BASE, { size: 4 }),
+    devicePageMappings(),
+  ),
+  single(
+    "mmio_to_eventfd",
+    "2-byte store to a virtio-pci doorbell (0xfe003000) with an ioeventfd of length 0: KVM's fast MMIO path, no instruction decode on bare metal",
+    ["EPT_MISCONFIG"],
+    `ours: the MMIO counterpart of ${UNIT_TESTS}: outl_to_kernel (virtio 1.0 notification)`,
+    (b) => b.write(DOORBELL_ADDRESS, { size: 2, value: 0 }),
+    devicePageMappings(),
+  ),
+  single(
+    "mmio_from_qemu",
+    "4-byte load of a register of the VMM's device (0xfe000000): emulated by KVM, completed in userspace (KVM_EXIT_MMIO)",
+    ["EPT_MISCONFIG"],
+    `ours: the MMIO counterpart of ${UNIT_TESTS}: inl_from_qemu`,
+    (b) => b.read(VMM_REGISTERS_BASE, { size: 4 }),
+    devicePageMappings(),
   ),
   TOGGLE_CR0_WP,
   CR3_SWITCH,

@@ -33,6 +33,25 @@ export class GuestContext {
    * store re-execute.
    */
   storeEmulated = false;
+  /**
+   * A workload context only: the memory operand of the load or store in progress, as KVM's emulator
+   * decodes it from the instruction bytes (kvm: x86_decode_insn). The model's workloads have no
+   * instruction bytes, so the processor leaves the decoded form here when it starts the access:
+   * size in bytes (0: the instruction in progress has no data operand, e.g. a fetch), direction,
+   * a store's value (bits 31:0 and 63:32) and the instruction's length.
+   */
+  accessBytes = 0;
+  accessWrite = false;
+  accessValueLo = 0;
+  accessValueHi = 0;
+  accessLength = 0;
+  /**
+   * A workload context only: the value an emulated load delivered (bits 31:0 and 63:32,
+   * zero-extended from the access size) — the destination of the workload's load, which the
+   * processor folds into the digest like a load from RAM.
+   */
+  loadedLo = 0;
+  loadedHi = 0;
   /** The code that runs in a hypervisor context (its KVM model); null for a workload. */
   hypervisor: ExitSink | null = null;
 

@@ -37,6 +37,7 @@ import {
   PTE_HI,
   PTE_LO,
 } from "@nestvisor/x86-arch";
+import { inMmioWindow, MMIO_WINDOW_BASE, MMIO_WINDOW_END } from "./mmio-devices";
 import type { AddressSpaceLayout, GvaMapping, WorkloadSetup } from "./workload-ops";
 
 /** Where the page tables may go: `pages` 4-KiB pages of guest-physical memory from `base`. */
@@ -208,9 +209,16 @@ function checkMapping(
   }
 
   const bytes = pages * pageSize;
-  if (gpa + bytes > setup.memoryBytes) {
+  // A mapping is of RAM, or of the MMIO device window (mmio-devices.ts), which must lie above RAM.
+  const device = inMmioWindow(gpa, bytes);
+  if (gpa + bytes > setup.memoryBytes && !device) {
     fail(
-      `maps guest-physical ${hex(gpa)}..${hex(gpa + bytes - 1)}, outside guest memory [0, ${hex(setup.memoryBytes)})`,
+      `maps guest-physical ${hex(gpa)}..${hex(gpa + bytes - 1)}, outside guest memory [0, ${hex(setup.memoryBytes)}) and the MMIO device window [${hex(MMIO_WINDOW_BASE)}, ${hex(MMIO_WINDOW_END)})`,
+    );
+  }
+  if (device && setup.memoryBytes > MMIO_WINDOW_BASE) {
+    fail(
+      `maps the MMIO device window at ${hex(gpa)}, but guest memory [0, ${hex(setup.memoryBytes)}) reaches into the window, so no device is there`,
     );
   }
   // What an entry can hold (SDM 4.3: 32-bit paging frames are below 4 GiB, except 4-MiB pages with

@@ -53,6 +53,11 @@ export const HYPERVISOR_EVENTS = defineEventCatalog("hypervisor", 0x300, [
   "NESTED_MSR_LIST_ENTRY",
   "EVENT_INJECTION",
   "NESTED_EPT_FAULT_INJECTED",
+  "INSTRUCTION_EMULATION",
+  "INSTRUCTION_SKIP_DECODE",
+  "MMIO_SPTE_WALK",
+  "MMIO_KERNEL",
+  "MMIO_USERSPACE",
 ]);
 
 export type HypervisorEventName = (typeof HYPERVISOR_EVENTS.names)[number];
@@ -109,7 +114,8 @@ export const HYPERVISOR_EVENT_DESCRIPTIONS: Readonly<Record<HypervisorEventName,
   EXIT_HANDLER_EPT_VIOLATION:
     "EPT-violation exit handler body up to the MMU fault (kvm: handle_ept_violation); the fault is TDP_FAULT / SHADOW_EPT_FAULT (mmu)",
   EXIT_HANDLER_EPT_MISCONFIG:
-    "EPT-misconfiguration (MMIO) exit handler body (kvm: handle_ept_misconfig, fast MMIO path)",
+    "EPT-misconfiguration (MMIO) exit handler body: the GPA and the KVM_FAST_MMIO_BUS lookup, with the " +
+    "eventfd signal on a hit (kvm: handle_ept_misconfig); emulation and the MMIO page fault are counted apart",
   EXIT_HANDLER_EXCEPTION: "exception or NMI exit handler body (kvm: handle_exception_nmi)",
   EXIT_HANDLER_VMX_INSTRUCTION:
     "common part of a VMX-instruction exit: permission checks, operand decoding, instruction skip (kvm: " +
@@ -140,4 +146,20 @@ export const HYPERVISOR_EVENT_DESCRIPTIONS: Readonly<Record<HypervisorEventName,
   NESTED_EPT_FAULT_INJECTED:
     "an EPT violation or misconfiguration that L0 finds in L1's EPT12 while building EPT02, given to L1 as a " +
     "nested VM exit; the L2 exit was L0's, not reflected (kvm: FNAME(page_fault) → nested_ept_inject_page_fault)",
+  INSTRUCTION_EMULATION:
+    "KVM's emulation of one guest instruction that accessed MMIO: context set-up, instruction fetch (a walk of " +
+    "the guest's tables and a read), decode, execution and writeback (kvm: x86_emulate_instruction); its VMCS " +
+    "accesses are counted by the vmx layer, the device access by MMIO_KERNEL / MMIO_USERSPACE",
+  INSTRUCTION_SKIP_DECODE:
+    "fetch and decode of the guest's instruction only to learn its length, when KVM runs as a guest and will " +
+    "not trust VM_EXIT_INSTRUCTION_LEN on an EPT misconfiguration (kvm: skip_emulated_instruction → EMULTYPE_SKIP)",
+  MMIO_SPTE_WALK:
+    "an MMIO page fault that missed the vCPU's MMIO cache: a lockless walk of the current root to the MMIO SPTE " +
+    "and its generation check (kvm: handle_mmio_page_fault → get_mmio_spte, check_mmio_spte)",
+  MMIO_KERNEL:
+    "an emulated MMIO access completed by an in-kernel device on KVM_MMIO_BUS: the IOAPIC, or a doorbell's " +
+    "ioeventfd (kvm: vcpu_mmio_read/_write → kvm_io_bus_read/_write)",
+  MMIO_USERSPACE:
+    "an emulated MMIO access completed by the userspace device model: KVM_EXIT_MMIO to the VMM, its emulation, " +
+    "KVM_RUN again (kvm: emulator_read_write → KVM_EXIT_MMIO, complete_emulated_mmio)",
 });

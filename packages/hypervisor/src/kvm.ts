@@ -1,10 +1,15 @@
 import {
   HostPageAllocator,
   INVEPT_TYPE,
+  isMmioSpte,
   Memslots,
+  MMIO_GENERATION_MASK,
   MMU_EVENTS,
   MMU_REQUEST,
   type MmuFlags,
+  mmioSpteAccess,
+  mmioSpteGeneration,
+  mmioSpteGfn,
   PAGE_ROLE,
   SHADOW_FAULT,
   ShadowEptMmu,
@@ -15,6 +20,7 @@ import {
   SPTE_FORMAT,
   TDP_MAP_RESULT,
   TdpMmu,
+  TerminalSpte,
   VcpuMmu,
 } from "@nestvisor/mmu";
 import {
@@ -87,6 +93,7 @@ import { InKernelPic, inKernelPort, UserspaceDevices } from "./io-devices";
 import { KvmNested } from "./kvm-nested";
 import { KVM_PHASE, type KvmPhase } from "./kvm-phases";
 import { SEGMENT, SEGMENT_FIELD, type SegmentRegister, VcpuRegisterCache } from "./kvm-vcpu-registers";
+import { DOORBELL_ADDRESS, InKernelIoapic, UserspaceMmio } from "./mmio-devices";
 import type { ModelPolicies } from "./model-policies";
 import { msrBitmapIntercepts, writeMsrBitmap } from "./msr-bitmap";
 import { TRACKED_WRITE_LENGTH } from "./nested-vmx-cpu";
@@ -210,6 +217,13 @@ export class Kvm implements ExitSink {
   readonly mmu: VcpuMmu;
   readonly pic = new InKernelPic();
   readonly userspace = new UserspaceDevices();
+  /** The MMIO devices (`mmio-devices.ts`): KVM's in-kernel IOAPIC, and the VMM's side of MMIO. */
+  readonly ioapic = new InKernelIoapic();
+  readonly userspaceMmio = new UserspaceMmio();
+  /** Scratch for an MMIO page fault's walk (kvm: get_mmio_spte). */
+  readonly #terminal = new TerminalSpte();
+  /** Scratch for an MMIO load from the VMM. */
+  readonly #mmioLoad = new Uint32Array(2);
   /** MSR values KVM emulates for its guest (kvm: the vCPU's MSR state). */
   readonly msrs = new Map<number, number>();
   readonly vmcs01: HardwareVmcs;
@@ -861,6 +875,7 @@ export class Kvm implements ExitSink {
         // the address for the current VPID (vmx_flush_tlb_gva); the model's shadow pages are never
         // unsync, so there is nothing to resync.
         const linear = this.regs.readExitQualification() + this.regs.exitQualHi * TWO_32;
+        this.mmu.mmioCache.clear(linear); // kvm: __kvm_mmu_invalidate_addr → vcpu_clear_mmio_info
         this.#vpidSyncAddress(this.#currentVpid(), linear);
         this.skipInstruction();
         return;
@@ -872,9 +887,7 @@ export class Kvm implements ExitSink {
         this.#handleException();
         return;
       case EXIT_REASON.EPT_MISCONFIG:
-        this.meter.count(HV.EXIT_HANDLER_EPT_MISCONFIG);
-        this.processor.vmread(F.GUEST_PHYSICAL_ADDRESS);
-        this.skipInstruction();
+        this.#handleEptMisconfig();
         return;
       case EXIT_REASON.VMON:
       case EXIT_REASON.VMOFF:
@@ -1323,6 +1336,14 @@ export class Kvm implements ExitSink {
       this.nested.handleEpt02Violation(gpa, qual);
       return;
     }
+    this.#handleEptViolationAt(gpa, qual);
+  }
+
+  /**
+   * kvm: kvm_mmu_page_fault → kvm_tdp_page_fault on the current root for `gpa`, with the fault's
+   * write and present bits from the EPT-violation qualification `qual` (bits 1 and 5:3).
+   */
+  #handleEptViolationAt(gpa: number, qual: number): void {
     const write = (qual & 2) !== 0;
     for (let tries = 0; tries < 4; tries++) {
       const root = this.mmu.mmu.rootHpa;
@@ -1342,15 +1363,150 @@ export class Kvm implements ExitSink {
         this.#emulateTrackedWrite(gpa);
         return;
       }
-      if (r === TDP_MAP_RESULT.EMULATE_MMIO || r === TDP_MAP_RESULT.EMULATE_READ_ONLY) {
+      if (r === TDP_MAP_RESULT.EMULATE_MMIO) {
+        // kvm: kvm_handle_noslot_fault cached the page (gva 0 for a TDP fault) before the map
+        // installed its MMIO SPTE; then x86_emulate_instruction.
+        this.mmu.mmioCache.cache(0, Math.floor(gpa / PAGE), 0, this.memslots.generation, false);
+        this.#emulateMmio(gpa);
+        return;
+      }
+      if (r === TDP_MAP_RESULT.EMULATE_READ_ONLY) {
         // A configuration the model refuses, not a model bug: a RangeError saying "not modelled".
         throw new RangeError(
-          `${this.name}: guest access to 0x${gpa.toString(16)} hits no RAM (MMIO is not modelled)`,
+          `${this.name}: guest write to read-only memory at 0x${gpa.toString(16)} (read-only memslots are not modelled)`,
         );
       }
       return;
     }
     throw new Error(`${this.name}: EPT violation at 0x${gpa.toString(16)} not resolved after 4 tries`);
+  }
+
+  /**
+   * kvm: handle_ept_misconfig — an access through an MMIO SPTE. With an ioeventfd of length 0 at the
+   * GPA (KVM_FAST_MMIO_BUS) the eventfd is signalled and the instruction skipped without decoding
+   * it — not in guest mode, whose GPA is L2's; otherwise an MMIO page fault
+   * (kvm_mmu_page_fault with PFERR_RSVD_MASK).
+   */
+  #handleEptMisconfig(): void {
+    this.meter.count(HV.EXIT_HANDLER_EPT_MISCONFIG);
+    const p = this.processor;
+    const gpaLo = p.vmread(F.GUEST_PHYSICAL_ADDRESS);
+    const gpa = p.hi * TWO_32 + gpaLo;
+    if (!this.nested.guestMode && gpa === DOORBELL_ADDRESS) {
+      // The bus write carries no data and the instruction is not decoded, so a load from the
+      // doorbell signals it too and leaves its destination as it was (KVM's behaviour).
+      this.userspaceMmio.doorbellSignals++;
+      this.#skipAfterMisconfig();
+      return;
+    }
+    if (this.#mmioPageFault(gpa, true)) return;
+    // kvm: RET_PF_INVALID — the MMIO SPTE is stale: the ordinary fault rebuilds it.
+    this.#handleEptViolationAt(gpa, 0);
+  }
+
+  /**
+   * kvm: kvm_skip_emulated_instruction after a fast-MMIO write. KVM on bare metal trusts
+   * VM_EXIT_INSTRUCTION_LEN, which the SDM leaves undefined for an EPT misconfiguration; KVM running
+   * as a guest (X86_FEATURE_HYPERVISOR) decodes the instruction instead (skip_emulated_instruction →
+   * EMULTYPE_SKIP, commit d391f1207067): its fetch and decode, then RIP and the interrupt shadow.
+   */
+  #skipAfterMisconfig(): void {
+    if (this.level === 0) {
+      this.skipInstruction();
+      return;
+    }
+    this.tracePhase(KVM_PHASE.SKIP_INSTRUCTION);
+    this.regs.readRflags();
+    const g = this.exitingRegisters();
+    this.meter.count(HV.INSTRUCTION_SKIP_DECODE);
+    const rip = this.#emulatorDecodeAccesses();
+    this.regs.writeRip(rip + this.#decodedLength(g));
+    this.clearInterruptShadow();
+  }
+
+  /**
+   * kvm: handle_mmio_page_fault (from kvm_mmu_page_fault with PFERR_RSVD_MASK): the vCPU's MMIO cache,
+   * else the MMIO SPTE a lockless walk of the current root finds (kvm: get_mmio_spte,
+   * check_mmio_spte), gives the page, which is cached and emulated. `addr` is a GPA on a direct root
+   * (`direct`), else a GVA. Returns false for a stale MMIO SPTE (RET_PF_INVALID: the caller runs the
+   * ordinary fault); true when handled, or when nothing is there (RET_PF_RETRY: the instruction runs
+   * again).
+   */
+  #mmioPageFault(addr: number, direct: boolean): boolean {
+    if (this.nested.guestMode) {
+      throw new RangeError(
+        `${this.name}: an MMIO page fault of its L2 at 0x${addr.toString(16)} (a device its guest hypervisor gave L2 directly) is not modelled`,
+      );
+    }
+    const cache = this.mmu.mmioCache;
+    const generation = this.memslots.generation;
+    if (direct && cache.matchGpa(addr, generation)) {
+      this.#emulateMmio(addr);
+      return true;
+    }
+    if (!direct && cache.matchGva(addr, generation)) {
+      this.#emulateMmio(cache.gfn * PAGE + (addr % PAGE));
+      return true;
+    }
+    this.meter.count(HV.MMIO_SPTE_WALK);
+    const t = this.#terminal;
+    const root = this.mmu.mmu.rootHpa;
+    const format = this.useEpt ? SPTE_FORMAT.EPT : SPTE_FORMAT.X86;
+    if (this.tdp !== null && direct) this.tdp.terminalSpte(root, addr, t);
+    else this.shadow.terminalSpte(root, addr >>> 0, Math.floor(addr / TWO_32), t);
+    if (t.level === 0 || !isMmioSpte(format, t.lo, t.hi)) return true;
+    if (mmioSpteGeneration(t.lo, t.hi) !== (generation & MMIO_GENERATION_MASK)) return false;
+    const gfn = mmioSpteGfn(t.lo, t.hi);
+    cache.cache(direct ? 0 : addr, gfn, mmioSpteAccess(t.lo), generation, false);
+    this.#emulateMmio(gfn * PAGE + (addr % PAGE));
+    return true;
+  }
+
+  /**
+   * kvm: x86_emulate_instruction for a load or store that reached MMIO at `gpa`: decode (the
+   * operand the processor left in the exiting context stands for the instruction bytes), then
+   * emulator_read_write → vcpu_mmio_read/_write. The IOAPIC, and a store to the doorbell's
+   * ioeventfd, complete on KVM_MMIO_BUS; anything else is a KVM_EXIT_MMIO to the VMM, whose result a
+   * load takes at the next KVM_RUN (complete_emulated_mmio). Then the writeback: RIP, interrupt
+   * shadow, RFLAGS.
+   */
+  #emulateMmio(gpa: number): void {
+    const g = this.exitingRegisters();
+    if (g.kind !== GUEST_KIND.WORKLOAD || g.accessBytes === 0) {
+      throw new RangeError(
+        `${this.name}: ${g.kind === GUEST_KIND.WORKLOAD ? "an instruction fetch" : "a guest hypervisor's access"} from MMIO at 0x${gpa.toString(16)} is not modelled`,
+      );
+    }
+    this.meter.count(HV.INSTRUCTION_EMULATION);
+    const rip = this.#emulatorDecodeAccesses();
+    const bytes = g.accessBytes;
+    const kernel = InKernelIoapic.claims(gpa) || (g.accessWrite && gpa === DOORBELL_ADDRESS);
+    this.meter.count(kernel ? HV.MMIO_KERNEL : HV.MMIO_USERSPACE);
+    if (g.accessWrite) {
+      if (gpa === DOORBELL_ADDRESS) this.userspaceMmio.doorbellSignals++;
+      else if (kernel)
+        this.ioapic.write(
+          gpa,
+          bytes === 1 ? g.accessValueLo & 0xff : bytes === 2 ? g.accessValueLo & 0xffff : g.accessValueLo,
+        );
+      else this.userspaceMmio.write(gpa, bytes, g.accessValueLo, g.accessValueHi);
+    } else if (kernel) {
+      // kvm: ioapic_mmio_read — a 32-bit register, zero-extended to 8 bytes, truncated below 4.
+      const value = this.ioapic.read(gpa);
+      g.loadedLo = bytes >= 4 ? value : value & ((1 << (bytes * 8)) - 1);
+      g.loadedHi = 0;
+    } else {
+      const out = this.#mmioLoad;
+      this.userspaceMmio.read(gpa, bytes, out);
+      g.loadedLo = out[0]!;
+      g.loadedHi = out[1]!;
+    }
+    this.#emulatorWriteback(rip, this.#decodedLength(g));
+  }
+
+  /** The length the emulator decodes: the workload's instruction's, or the guest hypervisor's store. */
+  #decodedLength(g: GuestContext): number {
+    return g.kind === GUEST_KIND.WORKLOAD ? g.accessLength : TRACKED_WRITE_LENGTH;
   }
 
   /**
@@ -1372,13 +1528,15 @@ export class Kvm implements ExitSink {
     }
     const memslots = this.memslots;
     const slot = memslots.lookup(gfn);
-    if (slot < 0) return TDP_MAP_RESULT.EMULATE_MMIO;
-    if (write && memslots.readOnlyAt(slot)) return TDP_MAP_RESULT.EMULATE_READ_ONLY;
+    if (slot >= 0 && write && memslots.readOnlyAt(slot)) return TDP_MAP_RESULT.EMULATE_READ_ONLY;
     if (this.shadow.isRootStale(root)) return TDP_MAP_RESULT.RETRY;
+    // Without a memslot (slot < 0) direct_map caches an MMIO SPTE (kvm: kvm_handle_noslot_fault).
     const outcome = this.shadow.directMap(root, gpa, gfn, slot, write);
     switch (outcome) {
       case SHADOW_FAULT.RETRY:
         return TDP_MAP_RESULT.RETRY;
+      case SHADOW_FAULT.EMULATE_MMIO:
+        return TDP_MAP_RESULT.EMULATE_MMIO;
       case SHADOW_FAULT.SPURIOUS:
         return TDP_MAP_RESULT.SPURIOUS;
       case SHADOW_FAULT.EMULATE_WRITE_PROTECTED:
@@ -1417,6 +1575,8 @@ export class Kvm implements ExitSink {
       this.#emulateTrackedWrite(gpa);
       return;
     }
+    // kvm: kvm_mmu_page_fault — a reserved-bit fault is first tried as an MMIO page fault.
+    if ((errorCode & PFERR.RSVD) !== 0 && this.#mmioPageFault(cr2Hi * TWO_32 + cr2Lo, false)) return;
     const mmu = this.mmu;
     for (let tries = 0; tries < 4; tries++) {
       const ctx = this.#guestPagingContext();
@@ -1425,6 +1585,14 @@ export class Kvm implements ExitSink {
         case SHADOW_FAULT.FIXED:
         case SHADOW_FAULT.SPURIOUS:
           return;
+        case SHADOW_FAULT.EMULATE_MMIO: {
+          // kvm: kvm_handle_noslot_fault cached the page (its GVA, gfn and rights) before the fetch
+          // installed the MMIO SPTE; then x86_emulate_instruction.
+          const gva = cr2Hi * TWO_32 + cr2Lo;
+          mmu.mmioCache.cache(gva, r.gfn, r.access, this.memslots.generation, false);
+          this.#emulateMmio(r.gfn * PAGE + (cr2Lo % PAGE));
+          return;
+        }
         case SHADOW_FAULT.RETRY:
           mmu.freeObsoleteRoots();
           this.reloadMmu();
@@ -1487,7 +1655,7 @@ export class Kvm implements ExitSink {
     if (bytes === 8) memory.write64(host, g.gprLo[GPR.RAX]!, g.gprLo[GPR.RDX]!);
     else memory.write32(host, g.gprLo[GPR.RAX]!);
     this.shadow.trackedWrite(gpa, bytes);
-    this.#emulatorWriteback(rip);
+    this.#emulatorWriteback(rip, TRACKED_WRITE_LENGTH);
     g.storeEmulated = true;
   }
 
@@ -1523,12 +1691,12 @@ export class Kvm implements ExitSink {
    * interrupt shadow (and clears it), RIP advances by the decoded length (written at the entry),
    * __kvm_set_rflags writes RFLAGS.
    */
-  #emulatorWriteback(rip: number): void {
+  #emulatorWriteback(rip: number, length: number): void {
     const p = this.processor;
     // toggle_interruptibility reads the shadow; a set shadow goes through vmx_set_interrupt_shadow,
     // which reads it again before clearing it.
     if ((p.vmread(F.GUEST_INTERRUPTIBILITY_INFO) & 3) !== 0) this.clearInterruptShadow();
-    this.regs.writeRip(rip + TRACKED_WRITE_LENGTH);
+    this.regs.writeRip(rip + length);
     this.setRflags(this.regs.readRflags());
   }
 

@@ -6,7 +6,9 @@ import { costProfile } from "./cost-profiles";
 import { compileCostTable } from "./cost-table";
 import { GPR } from "./guest-context";
 import type { KvmConfig } from "./hypervisor-config";
+import type { Kvm } from "./kvm";
 import { Machine } from "./machine";
+import { inMmioWindow } from "./mmio-devices";
 import type { ModelPolicies } from "./model-policies";
 import { NOOP_TRACER, type Tracer } from "./tracer";
 import { hex64, type WorkloadProgram } from "./workload-ops";
@@ -27,6 +29,11 @@ export interface GuestStateSnapshot {
   readonly vmcs12: readonly Readonly<Record<string, string>>[];
   /** FNV-1a over the workload's RAM (the pages it mapped). */
   readonly memoryDigest: number;
+  /**
+   * FNV-1a over the state of the MMIO devices of the workload's own KVM (`mmio-devices.ts`): the
+   * IOAPIC's registers, the VMM's register page and the doorbell's signal count.
+   */
+  readonly deviceDigest: number;
 }
 
 export interface RunOptions {
@@ -141,6 +148,8 @@ export function guestStateSnapshot(machine: Machine): GuestStateSnapshot {
   for (const space of machine.program.setup.addressSpaces) {
     for (const m of space.mappings) {
       const bytes = m.pages * m.pageSize;
+      // MMIO mappings are devices, not memory: their state is in `devices`.
+      if (inMmioWindow(m.gpa, bytes)) continue;
       for (let off = 0; off < bytes; off += 4096) pages.add(m.gpa + off);
     }
   }
@@ -159,5 +168,27 @@ export function guestStateSnapshot(machine: Machine): GuestStateSnapshot {
     gprs,
     vmcs12,
     memoryDigest: h,
+    deviceDigest: deviceDigest(machine.kvms[machine.level - 1]!),
   };
+}
+
+function deviceDigest(kvm: Kvm): number {
+  let h = 0x811c9dc5;
+  const mix = (v: number): void => {
+    h = Math.imul(h ^ (v >>> 0), 0x01000193) >>> 0;
+  };
+  const ioapic = kvm.ioapic;
+  mix(ioapic.ioregsel);
+  mix(ioapic.id);
+  for (let i = 0; i < ioapic.redirectionLo.length; i++) {
+    mix(ioapic.redirectionLo[i]!);
+    mix(ioapic.redirectionHi[i]!);
+  }
+  const vmm = kvm.userspaceMmio;
+  mix(vmm.doorbellSignals);
+  const registers = vmm.registers;
+  for (let i = 0; i < registers.length; i += 4) {
+    mix(registers[i]! | (registers[i + 1]! << 8) | (registers[i + 2]! << 16) | (registers[i + 3]! << 24));
+  }
+  return h;
 }

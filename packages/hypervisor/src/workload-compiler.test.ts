@@ -136,7 +136,12 @@ describe("setup", () => {
       "setup.addressSpaces[0].mappings[0]: gpa defaults to gva, and 0x1000000..0x1000fff is beyond memory (0x1000000 bytes): give gpa",
     ]);
     expect(setupProblems(space([{ gva: 0, gpa: 0xfff000, pages: 2 }]))).toEqual([
-      "setup.addressSpaces[0].mappings[0].gpa: maps guest-physical 0xfff000..0x1000fff, beyond memory (0x1000000 bytes)",
+      "setup.addressSpaces[0].mappings[0].gpa: maps guest-physical 0xfff000..0x1000fff, beyond memory (0x1000000 bytes) and outside the MMIO device window 0xfe000000..0xfecfffff",
+    ]);
+    // The MMIO device window is mappable; a range running past its end is not.
+    expect(setupProblems(space([{ gva: 0xfec0_0000, gpa: 0xfec0_0000, pages: 1 }]))).toEqual([]);
+    expect(setupProblems(space([{ gva: 0xfecf_f000, gpa: 0xfecf_f000, pages: 2 }]))).toEqual([
+      "setup.addressSpaces[0].mappings[0].gpa: maps guest-physical 0xfecff000..0xfed00fff, beyond memory (0x1000000 bytes) and outside the MMIO device window 0xfe000000..0xfecfffff",
     ]);
     expect(
       setupProblems(

@@ -11,6 +11,7 @@
  * read-only page with CR0.WP = 1, a user access to a supervisor page, a PCIDE 0→1 switch with a
  * non-zero PCID in CR3), which are guest-visible results, not bad input.
  */
+
 import {
   CR0,
   CR4,
@@ -28,6 +29,7 @@ import {
   pagingModeOf,
 } from "@nestvisor/x86-arch";
 import { GuestPageTableError, guestPageTablePages, guestPhysicalBytes } from "./guest-page-tables";
+import { inMmioWindow } from "./mmio-devices";
 import { didYouMeanSuffix } from "./name-suggestion";
 import { guestPhysicalEnd, literalCr3Problem } from "./workload-cr3-check";
 import {
@@ -364,10 +366,11 @@ function resolveMapping(
   } else {
     if (gpa % pageSize !== 0)
       problems.add(join(path, "gpa"), `${formatNumber(gpa)} is not aligned to the ${pageSizeName} page size`);
-    if (BigInt(gpa) + bytes > BigInt(memoryBytes)) {
+    // RAM, or the MMIO device window above it (mmio-devices.ts).
+    if (BigInt(gpa) + bytes > BigInt(memoryBytes) && !inMmioWindow(gpa, Number(bytes))) {
       problems.add(
         join(path, "gpa"),
-        `maps guest-physical ${formatNumber(gpa)}..${hexBig(BigInt(gpa) + bytes - 1n)}, beyond memory (${formatNumber(memoryBytes)} bytes)`,
+        `maps guest-physical ${formatNumber(gpa)}..${hexBig(BigInt(gpa) + bytes - 1n)}, beyond memory (${formatNumber(memoryBytes)} bytes) and outside the MMIO device window 0xfe000000..0xfecfffff`,
       );
     }
   }

@@ -290,6 +290,11 @@ export class WorkloadExecutor {
       case OP.IN:
         o.mix(g.gprLo[GPR.RAX]!);
         break;
+      case OP.READ:
+        // A load KVM emulated (MMIO): mixed as #dataAccess mixes a load from RAM.
+        o.mix(g.loadedLo);
+        if (g.accessBytes === 8) o.mix(g.loadedHi);
+        break;
       case OP.RDMSR:
         o.mix(g.gprLo[GPR.RAX]!);
         o.mix(g.gprLo[GPR.RDX]!);
@@ -497,6 +502,17 @@ export class WorkloadExecutor {
    */
   #access(op: number, vmcs: HardwareVmcs): boolean {
     const cursor = this.cursor;
+    // The decoded operand, for a hypervisor that emulates the access (MMIO).
+    const g = this.context;
+    if (op === OP.FETCH) {
+      g.accessBytes = 0;
+    } else {
+      g.accessBytes = cursor.operand(MEM_SLOT.SIZE);
+      g.accessWrite = op === OP.WRITE;
+      g.accessValueLo = op === OP.WRITE ? cursor.operand(MEM_SLOT.VALUE_LO) : 0;
+      g.accessValueHi = op === OP.WRITE ? cursor.operand(MEM_SLOT.VALUE_HI) : 0;
+      g.accessLength = LENGTH.MEMORY;
+    }
     let access = this.#cpl === 3 ? ACCESS.USER : 0;
     if (op === OP.WRITE) access |= ACCESS.WRITE;
     else if (op === OP.FETCH) access |= ACCESS.FETCH;

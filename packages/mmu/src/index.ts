@@ -51,6 +51,18 @@ export {
   type MemslotSpec,
   Memslots,
 } from "./memslots";
+export { MmioCache } from "./mmio-cache";
+export {
+  EPT_MMIO_SPTE_VALUE,
+  isMmioSpte,
+  MMIO_GENERATION_MASK,
+  mmioSpteAccess,
+  mmioSpteGeneration,
+  mmioSpteGfn,
+  mmioSpteHi,
+  mmioSpteLo,
+  TerminalSpte,
+} from "./mmio-spte";
 export {
   INVALID_PGD,
   KVM_MMU_NUM_PREV_ROOTS,

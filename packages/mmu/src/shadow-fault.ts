@@ -26,7 +26,10 @@ export const SHADOW_FAULT = {
   INJECT_EPT_VIOLATION: 4,
   /** Shadow EPT: an EPT12 entry is misconfigured; an EPT-misconfiguration exit (reason 49) to L1. */
   INJECT_EPT_MISCONFIG: 5,
-  /** No memslot holds the gfn: the access is emulated as MMIO (kvm: RET_PF_EMULATE; no MMIO SPTE is cached). */
+  /**
+   * No memslot holds the gfn: the access is emulated as MMIO, and the 4-KiB leaf now caches an MMIO
+   * SPTE (kvm: kvm_handle_noslot_fault, mark_mmio_spte → RET_PF_EMULATE).
+   */
   EMULATE_MMIO: 6,
   /** A write to a read-only memslot (kvm: KVM_PFN_ERR_RO_FAULT → RET_PF_EMULATE). */
   EMULATE_READ_ONLY: 7,

@@ -3,6 +3,7 @@ import { PAGE_SIZE, type PhysicalMemory } from "@nestvisor/x86-arch";
 import { maxMappingLevel, PAGES_PER_2M } from "./huge-page-level";
 import { MemslotMemory } from "./memslot-memory";
 import type { Memslots } from "./memslots";
+import { MMIO_GENERATION_MASK, mmioSpteHi, mmioSpteLo, type TerminalSpte } from "./mmio-spte";
 import { MMU_EVENTS } from "./mmu-events";
 import { ACC, childRole, PAGE_ROLE, roleLevel } from "./page-role";
 import { NO_SHADOW_PAGE } from "./root-backend";
@@ -400,11 +401,7 @@ export class ShadowMmu {
       r.outcome = SHADOW_FAULT.EMULATE_WRITE_PROTECTED;
       return r;
     }
-    if (slot < 0) {
-      r.outcome = SHADOW_FAULT.EMULATE_MMIO;
-      return r;
-    }
-    if (writeFault && memslots.readOnlyAt(slot)) {
+    if (slot >= 0 && writeFault && memslots.readOnlyAt(slot)) {
       r.outcome = SHADOW_FAULT.EMULATE_READ_ONLY;
       return r;
     }
@@ -417,9 +414,11 @@ export class ShadowMmu {
       r.outcome = SHADOW_FAULT.RETRY;
       return r;
     }
+    // kvm: kvm_handle_noslot_fault — without a memslot the fetch still runs and caches an MMIO
+    // SPTE (EMULATE_MMIO).
     const outcome = this.fetch(rootHpa, aLo, aHi, guestLevel, gfn, access, slot, writeFault);
     r.outcome = outcome;
-    if (outcome !== SHADOW_FAULT.RETRY) r.hpa = memslots.hostAddressAt(slot, gfn);
+    if (outcome !== SHADOW_FAULT.RETRY && slot >= 0) r.hpa = memslots.hostAddressAt(slot, gfn);
     return r;
   }
 
@@ -437,8 +436,8 @@ export class ShadowMmu {
    *    2 MiB below a guest huge page with `hugePages` where `maxMappingLevel` allows.
    *
    * Every page on the path has its write-flooding count cleared. Returns FIXED, SPURIOUS,
-   * EMULATE_WRITE_PROTECTED (a write fault whose leaf had to be write-protected) or RETRY (the
-   * dummy root).
+   * EMULATE_WRITE_PROTECTED (a write fault whose leaf had to be write-protected), EMULATE_MMIO
+   * (`slot` < 0: the 4-KiB leaf now holds an MMIO SPTE) or RETRY (the dummy root).
    */
   fetch(
     rootHpa: number,
@@ -482,7 +481,8 @@ export class ShadowMmu {
     this.#flood[tableId] = 0;
 
     // kvm: kvm_mmu_hugepage_adjust — a guest huge page may be mapped by a huge leaf.
-    const goal = this.hugePages && guestLevel > 1 ? maxMappingLevel(this.memslots, store, slot, gfn) : 1;
+    const goal =
+      slot >= 0 && this.hugePages && guestLevel > 1 ? maxMappingLevel(this.memslots, store, slot, gfn) : 1;
     // Direct levels below a guest huge page.
     while (level > goal) {
       const index = spteIndex(aLo, aHi, level);
@@ -510,6 +510,10 @@ export class ShadowMmu {
       table = store.hostPage(child);
       tableId = child;
       level--;
+    }
+    if (slot < 0) {
+      this.#setMmioSpte(table + spteIndex(aLo, aHi, 1) * 8, gfn, pteAccess);
+      return SHADOW_FAULT.EMULATE_MMIO;
     }
     const leafGfn = gfn - (gfn % SPAN[goal]!);
     return this.#setSpte(
@@ -544,7 +548,8 @@ export class ShadowMmu {
     let table = this.#walkTable;
     let tableId = this.#walkId;
     let level = this.#walkLevel;
-    const goal = this.hugePages ? maxMappingLevel(this.memslots, store, slot, gfn) : 1;
+    // kvm: kvm_mmu_hugepage_adjust leaves a gfn without a memslot (MMIO) at 4 KiB.
+    const goal = slot >= 0 && this.hugePages ? maxMappingLevel(this.memslots, store, slot, gfn) : 1;
     while (level > goal) {
       const index = spteIndex(aLo, aHi, level);
       const pa = table + index * 8;
@@ -560,6 +565,10 @@ export class ShadowMmu {
       table = store.hostPage(child);
       tableId = child;
       level--;
+    }
+    if (slot < 0) {
+      this.#setMmioSpte(table + spteIndex(aLo, aHi, 1) * 8, gfn, ACC.ALL);
+      return SHADOW_FAULT.EMULATE_MMIO;
     }
     const leafGfn = gfn - (gfn % SPAN[goal]!);
     return this.#setSpte(table, tableId, spteIndex(aLo, aHi, goal), leafGfn, ACC.ALL, slot, writeFault, goal);
@@ -582,6 +591,30 @@ export class ShadowMmu {
       table = spteAddress(lo, memory.read32(pa + 4));
     }
     return false;
+  }
+
+  /**
+   * kvm: get_sptes_lockless on a shadow-MMU root — walks towards (aLo, aHi) and leaves in `out` the
+   * first entry that is a leaf or not shadow-present (an MMIO SPTE is such an entry); level 0 for
+   * the dummy root.
+   */
+  terminalSpte(rootHpa: number, aLo: number, aHi: number, out: TerminalSpte): void {
+    out.level = 0;
+    if (!this.#startWalk(rootHpa, aLo)) return;
+    const memory = this.memory;
+    let table = this.#walkTable;
+    for (let level = this.#walkLevel; level >= 1; level--) {
+      const pa = table + spteIndex(aLo, aHi, level) * 8;
+      const lo = memory.read32(pa);
+      const hi = memory.read32(pa + 4);
+      if (!isShadowPresentSpte(lo) || isLastSpte(lo, level)) {
+        out.lo = lo;
+        out.hi = hi;
+        out.level = level;
+        return;
+      }
+      table = spteAddress(lo, hi);
+    }
   }
 
   /**
@@ -991,6 +1024,24 @@ export class ShadowMmu {
     if (flush) this.store.remoteFlush();
     if (wrprot && writeFault) outcome = SHADOW_FAULT.EMULATE_WRITE_PROTECTED;
     return outcome;
+  }
+
+  /**
+   * kvm: mmu_set_spte for a gfn without a memslot — mark_mmio_spte caches the MMIO SPTE (with the
+   * guest's rights `access`) in the 4-KiB leaf at `pa` (replacing a present leaf costs a flush), so the next access to the page is
+   * an EPT misconfiguration.
+   */
+  #setMmioSpte(pa: number, gfn: number, access: number): void {
+    const memory = this.memory;
+    const oldLo = memory.read32(pa);
+    const generation = this.memslots.generation & MMIO_GENERATION_MASK;
+    const lo = mmioSpteLo(this.format, gfn, generation, access);
+    const hi = mmioSpteHi(this.format, gfn, generation);
+    if (oldLo === lo && memory.read32(pa + 4) === hi) return;
+    memory.write64(pa, lo, hi);
+    this.count(MMU_EVENTS.SPTE_WRITE);
+    // The rmaps list writable leaves lazily (a stale listing is skipped when used).
+    if (isShadowPresentSpte(oldLo)) this.store.remoteFlush();
   }
 
   /**

@@ -147,11 +147,7 @@ export class ShadowPagingMmu {
       r.outcome = SHADOW_FAULT.EMULATE_WRITE_PROTECTED;
       return r;
     }
-    if (slot < 0) {
-      r.outcome = SHADOW_FAULT.EMULATE_MMIO;
-      return r;
-    }
-    if (write && memslots.readOnlyAt(slot)) {
+    if (slot >= 0 && write && memslots.readOnlyAt(slot)) {
       r.outcome = SHADOW_FAULT.EMULATE_READ_ONLY;
       return r;
     }
@@ -159,8 +155,9 @@ export class ShadowPagingMmu {
       r.outcome = SHADOW_FAULT.RETRY;
       return r;
     }
+    // kvm: kvm_handle_noslot_fault — without a memslot direct_map caches an MMIO SPTE (EMULATE_MMIO).
     r.outcome = shadow.directMap(rootHpa, gpa, gfn, slot, write);
-    if (r.outcome !== SHADOW_FAULT.RETRY) r.hpa = memslots.hostAddressAt(slot, gfn);
+    if (r.outcome !== SHADOW_FAULT.RETRY && slot >= 0) r.hpa = memslots.hostAddressAt(slot, gfn);
     return r;
   }
 }

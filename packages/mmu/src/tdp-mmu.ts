@@ -3,9 +3,11 @@ import type { Gpa } from "@nestvisor/x86-arch";
 import { PAGE_SIZE } from "@nestvisor/x86-arch";
 import { maxMappingLevel } from "./huge-page-level";
 import type { Memslots } from "./memslots";
+import { MMIO_GENERATION_MASK, mmioSpteHi, mmioSpteLo, type TerminalSpte } from "./mmio-spte";
 import { MMU_EVENTS } from "./mmu-events";
 import { PAGE_ROLE } from "./page-role";
 import type { ShadowPageStore } from "./shadow-page-store";
+import { SPTE_FORMAT } from "./shadow-spte";
 import {
   eptLeafSpteHi,
   eptLeafSpteLo,
@@ -30,7 +32,10 @@ export const TDP_MAP_RESULT = {
   SPURIOUS: 1,
   /** The root is invalid (obsolete); the vCPU must load a new root and retry (kvm: is_page_fault_stale → RET_PF_RETRY). */
   RETRY: 2,
-  /** No memslot holds the gfn: emulated MMIO (KVM also caches an MMIO SPTE; not modelled). */
+  /**
+   * No memslot holds the gfn: the access is emulated as MMIO, and an MMIO SPTE now caches the fact
+   * (kvm: kvm_handle_noslot_fault, make_mmio_spte), so the next access is an EPT misconfiguration.
+   */
   EMULATE_MMIO: 3,
   /** A write to a read-only memslot (kvm: KVM_PFN_ERR_RO_FAULT → RET_PF_EMULATE): an MMIO exit, no SPTE. */
   EMULATE_READ_ONLY: 4,
@@ -251,10 +256,11 @@ export class TdpMmu {
     if (store.isInvalid(rootId)) return TDP_MAP_RESULT.RETRY;
     const memslots = this.memslots;
     const slot = memslots.lookup(gfn);
-    if (slot < 0) return TDP_MAP_RESULT.EMULATE_MMIO;
-    const readOnly = memslots.readOnlyAt(slot);
+    // kvm: kvm_handle_noslot_fault — no memslot: the walk goes on to cache an MMIO SPTE at 4 KiB.
+    const mmio = slot < 0;
+    const readOnly = !mmio && memslots.readOnlyAt(slot);
     if (readOnly && writeFault) return TDP_MAP_RESULT.EMULATE_READ_ONLY;
-    const goal = this.hugePages ? maxMappingLevel(memslots, store, slot, gfn) : 1;
+    const goal = !mmio && this.hugePages ? maxMappingLevel(memslots, store, slot, gfn) : 1;
     const adDisabled = (role & PAGE_ROLE.AD_DISABLED) !== 0;
 
     let table = rootHpa;
@@ -266,6 +272,19 @@ export class TdpMmu {
       const lo = memory.read32(pa);
       const hi = memory.read32(pa + 4);
       const present = isShadowPresentSpte(lo);
+
+      if (level === goal && mmio) {
+        // kvm: tdp_mmu_map_handle_target_level → make_mmio_spte; RET_PF_EMULATE even when the
+        // entry was already there (a fault that raced with another vCPU's).
+        const generation = memslots.generation & MMIO_GENERATION_MASK;
+        const newLo = mmioSpteLo(SPTE_FORMAT.EPT, gfn, generation, 0);
+        const newHi = mmioSpteHi(SPTE_FORMAT.EPT, gfn, generation);
+        if (lo !== newLo || hi !== newHi) {
+          memory.write64(pa, newLo, newHi);
+          this.#count(MMU_EVENTS.SPTE_WRITE);
+        }
+        return TDP_MAP_RESULT.EMULATE_MMIO;
+      }
 
       if (level === goal) {
         // kvm: tdp_mmu_map_handle_target_level → make_spte.
@@ -314,6 +333,30 @@ export class TdpMmu {
       tableId = childId;
       level--;
     }
+  }
+
+  /**
+   * kvm: get_sptes_lockless on a TDP MMU root (kvm_tdp_mmu_get_walk) — walks towards `gpa` and leaves
+   * in `out` the first entry that is a leaf or not shadow-present (an MMIO SPTE is such an entry).
+   */
+  terminalSpte(rootHpa: number, gpa: number, out: TerminalSpte): void {
+    const store = this.store;
+    const memory = store.allocator.memory;
+    const gfn = Math.floor(gpa / PAGE_SIZE);
+    let table = rootHpa;
+    for (let level = store.role(this.#rootId(rootHpa)) & PAGE_ROLE.LEVEL_MASK; level >= 1; level--) {
+      const pa = table + (Math.floor(gfn / SPAN[level]!) & 511) * 8;
+      const lo = memory.read32(pa);
+      const hi = memory.read32(pa + 4);
+      if (!isShadowPresentSpte(lo) || isLastSpte(lo, level)) {
+        out.lo = lo;
+        out.hi = hi;
+        out.level = level;
+        return;
+      }
+      table = spteAddress(lo, hi);
+    }
+    out.level = 0;
   }
 
   /**

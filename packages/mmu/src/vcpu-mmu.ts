@@ -9,6 +9,7 @@ import {
   MMU_EFER_ROLE_BITS,
   MMU_EFER_ROLE_BITS_PRE_5_18,
 } from "./cpu-role";
+import { MmioCache } from "./mmio-cache";
 import { kvmMmuRootPrevious, MMU_CONTEXT_KIND, MMU_FLAVOUR, MmuContext } from "./mmu-context";
 import { MMU_EVENTS } from "./mmu-events";
 import { DEFAULT_MMU_FLAGS, type MmuFlags } from "./mmu-flags";
@@ -170,6 +171,8 @@ export class VcpuMmu implements MmuInitEnv {
   eptp12 = 0;
   /** Pending MMU_REQUEST bits (kvm: the KVM_REQ_* bits of vcpu->requests made by the MMU side). */
   requests = 0;
+  /** kvm: the vCPU's MMIO cache (vcpu->arch.mmio_*). */
+  readonly mmioCache = new MmioCache();
 
   constructor(options: VcpuMmuOptions) {
     this.backend = options.backend;
@@ -242,11 +245,16 @@ export class VcpuMmu implements MmuInitEnv {
     else initShadowMmu(this.rootMmu, base, ext, this);
   }
 
-  /** kvm: kvm_mmu_unload — free every root of root_mmu and guest_mmu (nested_mmu has none). */
+  /**
+   * kvm: kvm_mmu_unload — free every root of root_mmu and guest_mmu (nested_mmu has none), then
+   * forget the MMIO cache's page (vcpu_clear_mmio_info(MMIO_GVA_ANY), v5.18 commit 6d58f275e6dc;
+   * done under every preset here).
+   */
   unload(): void {
     this.meter.count(EV_UNLOAD);
     kvmMmuFreeRoots(this.rootMmu, this.rootMmu.allRoots, this);
     if (this.guestMmu !== this.rootMmu) kvmMmuFreeRoots(this.guestMmu, this.guestMmu.allRoots, this);
+    this.mmioCache.clear(null);
   }
 
   /** kvm: kvm_mmu_reset_context = kvm_mmu_unload + kvm_init_mmu (still the upstream definition). */

@@ -197,7 +197,15 @@ export function runMatrix(
 /** What the workload itself can observe (DESIGN.md §2.3), without the guest hypervisors' vmcs12. */
 export function workloadView(result: RunResult): string {
   const s = result.snapshot;
-  return JSON.stringify([s.readDigest, s.guestFaults, s.operations, s.iterations, s.gprs, s.memoryDigest]);
+  return JSON.stringify([
+    s.readDigest,
+    s.guestFaults,
+    s.operations,
+    s.iterations,
+    s.gprs,
+    s.memoryDigest,
+    s.deviceDigest,
+  ]);
 }
 
 export interface SnapshotMismatch {
