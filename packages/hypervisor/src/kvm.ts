@@ -1457,7 +1457,7 @@ export class Kvm implements ExitSink {
     if (t.level === 0 || !isMmioSpte(format, t.lo, t.hi)) return true;
     if (mmioSpteGeneration(t.lo, t.hi) !== (generation & MMIO_GENERATION_MASK)) return false;
     const gfn = mmioSpteGfn(t.lo, t.hi);
-    cache.cache(direct ? 0 : addr, gfn, mmioSpteAccess(t.lo), generation, false);
+    cache.cache(direct ? 0 : addr, gfn, mmioSpteAccess(format, t.lo), generation, false);
     this.#emulateMmio(gfn * PAGE + (addr % PAGE));
     return true;
   }

@@ -65,9 +65,9 @@ export function mmioSpteGfn(lo: number, hi: number): number {
   return spteAddress(lo, hi & ~RSVD_BIT51_HI) / 4096;
 }
 
-/** kvm: get_mmio_spte_access — the ACC rights an x86-format entry kept (0 for EPT). */
-export function mmioSpteAccess(lo: number): number {
-  return lo & X86_ACCESS_BITS;
+/** kvm: get_mmio_spte_access — the ACC rights an x86-format entry kept (none for EPT). */
+export function mmioSpteAccess(format: SpteFormat, lo: number): number {
+  return format === SPTE_FORMAT.EPT ? 0 : lo & X86_ACCESS_BITS;
 }
 
 /** kvm: get_mmio_spte_generation. */
