@@ -50,13 +50,13 @@ describe("built-in workloads", () => {
       "outl_to_kernel",
       "inl_from_qemu",
       "inl_from_pmtimer",
-      "mmio_from_kernel",
-      "mmio_to_eventfd",
-      "mmio_from_qemu",
       "toggle_cr0_wp",
       "cr3_switch",
       "touch_memory",
       "mixed",
+      "mmio_from_kernel",
+      "mmio_to_eventfd",
+      "mmio_from_qemu",
     ]);
     for (const builtin of BUILTIN_WORKLOADS) {
       expect(builtin.description).not.toContain("\n");

@@ -433,6 +433,10 @@ export const BUILTIN_WORKLOADS: readonly BuiltinWorkload[] = Object.freeze([
     `${UNIT_TESTS}: inl_from_pmtimer (port from the FADT in current versions, 0xb008 in old ones)`,
     (b) => b.in(BUILTIN_PORTS.ACPI_PM_TIMER, 4),
   ),
+  TOGGLE_CR0_WP,
+  CR3_SWITCH,
+  TOUCH_MEMORY,
+  MIXED,
   single(
     "mmio_from_kernel",
     "4-byte load of the IOAPIC's IOREGSEL (0xfec00000), completed by KVM's in-kernel IOAPIC after emulating the instruction",
@@ -457,10 +461,6 @@ export const BUILTIN_WORKLOADS: readonly BuiltinWorkload[] = Object.freeze([
     (b) => b.read(VMM_REGISTERS_BASE, { size: 4 }),
     devicePageMappings(),
   ),
-  TOGGLE_CR0_WP,
-  CR3_SWITCH,
-  TOUCH_MEMORY,
-  MIXED,
 ]);
 
 /** Names of the built-ins. */

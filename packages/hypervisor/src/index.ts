@@ -175,6 +175,17 @@ export {
 } from "./kvm-vcpu-registers";
 export { Machine, type MachineOptions } from "./machine";
 export {
+  DOORBELL_ADDRESS,
+  InKernelIoapic,
+  IOAPIC_BASE,
+  IOAPIC_LENGTH,
+  inMmioWindow,
+  MMIO_WINDOW_BASE,
+  MMIO_WINDOW_END,
+  UserspaceMmio,
+  VMM_REGISTERS_BASE,
+} from "./mmio-devices";
+export {
   type ExitReflectionPolicy,
   type ExitReflectionQuery,
   type GuestVmcsAccess,

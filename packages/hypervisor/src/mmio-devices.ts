@@ -31,10 +31,6 @@ export const VMM_REGISTERS_BASE = 0xfe00_0000;
 /** The eventfd doorbell (a virtio-pci notify register; the ioeventfd matches this address only). */
 export const DOORBELL_ADDRESS = 0xfe00_3000;
 
-/** Where an MMIO access is completed (the bus lookups of kvm: vcpu_mmio_read/_write). */
-export const MMIO_TARGET = { KERNEL: 0, FAST_EVENTFD: 1, USERSPACE: 2 } as const;
-export type MmioTarget = (typeof MMIO_TARGET)[keyof typeof MMIO_TARGET];
-
 /** Whether [gpa, gpa + bytes) lies inside the device window. */
 export function inMmioWindow(gpa: number, bytes: number): boolean {
   return gpa >= MMIO_WINDOW_BASE && gpa + bytes <= MMIO_WINDOW_END;

@@ -47,7 +47,9 @@ describe("MMIO SPTEs (kvm: make_mmio_spte, is_mmio_spte, get_mmio_spte_*)", () =
           expect(isShadowPresentSpte(lo)).toBe(false);
           expect(mmioSpteGfn(lo, hi)).toBe(gfn);
           expect(mmioSpteGeneration(lo, hi)).toBe(generation);
-          expect(mmioSpteAccess(format, lo)).toBe(format === SPTE_FORMAT.EPT ? 0 : access & (ACC.WRITE | ACC.USER));
+          expect(mmioSpteAccess(format, lo)).toBe(
+            format === SPTE_FORMAT.EPT ? 0 : access & (ACC.WRITE | ACC.USER),
+          );
         },
       ),
     );
