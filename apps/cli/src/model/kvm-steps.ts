@@ -77,6 +77,17 @@ const FIXED: Readonly<Record<string, StepMarker>> = {
   },
   VMCS12_IMAGE_FLUSH: { step: "write vmcs12 back to L1 memory", kvm: "nested_release_vmcs12" },
   EVENT_INJECTION: { step: "inject an event at VM entry", kvm: "vmx_inject_irq / vmx_inject_exception" },
+  MMIO_SPTE_WALK: {
+    step: "find the MMIO SPTE (MMIO cache missed)",
+    kvm: "handle_mmio_page_fault → get_mmio_spte",
+  },
+  INSTRUCTION_EMULATION: { step: "emulate the MMIO instruction", kvm: "x86_emulate_instruction" },
+  INSTRUCTION_SKIP_DECODE: {
+    step: "decode the instruction to skip it (KVM as a guest)",
+    kvm: "skip_emulated_instruction → EMULTYPE_SKIP",
+  },
+  MMIO_KERNEL: { step: "MMIO completed by an in-kernel device", kvm: "vcpu_mmio_read/_write → kvm_io_bus" },
+  MMIO_USERSPACE: { step: "MMIO completed by the VMM", kvm: "KVM_EXIT_MMIO → complete_emulated_mmio" },
   VMLAUNCH: { step: "VM entry", kvm: "vmx_vcpu_run → __vmx_vcpu_run (VMLAUNCH)" },
   VMRESUME: { step: "VM entry", kvm: "vmx_vcpu_run → __vmx_vcpu_run (VMRESUME)" },
   HARDWARE_VM_EXIT: { step: "VM exit", kvm: "hardware (SDM 28: save guest state, load host state)" },
