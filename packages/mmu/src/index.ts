@@ -61,7 +61,7 @@ export {
   mmioSpteGfn,
   mmioSpteHi,
   mmioSpteLo,
-  TerminalSpte,
+  writeMmioSpte,
 } from "./mmio-spte";
 export {
   INVALID_PGD,
@@ -167,7 +167,7 @@ export {
 export { KVM_ROOT_CACHE, kvmRootCacheWithSize, type RootCachePolicy } from "./root-cache-policy";
 export { ShadowEptMmu } from "./shadow-ept-mmu";
 export { SHADOW_FAULT, SHADOW_FAULT_NAMES, type ShadowFaultOutcome, ShadowFaultResult } from "./shadow-fault";
-export { ShadowMmu, type ShadowMmuOptions, type SyncSpteSource, spteIndex } from "./shadow-mmu";
+export { ShadowMmu, type ShadowMmuOptions, type SyncSpteSource } from "./shadow-mmu";
 export { type ShadowPageInfo, SP_FLAG, SP_HASH_BUCKETS, SP_HASH_SHIFT, spHashBucket } from "./shadow-page";
 export { ShadowPageStore, type ShadowPageStoreOptions, type ZapAllFastHooks } from "./shadow-page-store";
 export { ShadowPagingMmu } from "./shadow-paging-mmu";
@@ -198,6 +198,9 @@ export {
   SPTE_LO,
   SPTES_PER_PAGE,
   spteAddress,
+  spteIndex,
+  TerminalSpte,
+  walkToTerminalSpte,
 } from "./spte";
 export { TDP_MAP_RESULT, type TdpMapResult, TdpMmu, type TdpMmuOptions } from "./tdp-mmu";
 export { tdpReference } from "./tdp-reference";

@@ -23,13 +23,12 @@ import {
   mmioSpteGfn,
   mmioSpteHi,
   mmioSpteLo,
-  TerminalSpte,
 } from "./mmio-spte";
 import { MMU_EVENTS } from "./mmu-events";
 import { ACC } from "./page-role";
 import { ShadowPageStore } from "./shadow-page-store";
 import { SPTE_FORMAT } from "./shadow-spte";
-import { isShadowPresentSpte } from "./spte";
+import { isShadowPresentSpte, TerminalSpte } from "./spte";
 import { TDP_MAP_RESULT, TdpMmu } from "./tdp-mmu";
 
 describe("MMIO SPTEs (kvm: make_mmio_spte, is_mmio_spte, get_mmio_spte_*)", () => {

@@ -1,4 +1,4 @@
-import { EPTE_LO } from "@nestvisor/x86-arch";
+import { EPTE_LO, type PhysicalMemory } from "@nestvisor/x86-arch";
 import { ACC } from "./page-role";
 import { SPTE_FORMAT, type SpteFormat } from "./shadow-spte";
 import { spteAddress } from "./spte";
@@ -75,9 +75,22 @@ export function mmioSpteGeneration(lo: number, hi: number): number {
   return ((lo >>> 3) & 0xff) | (((hi >>> 20) & 0x7ff) << 8);
 }
 
-/** The terminal SPTE of a lockless walk (kvm: get_sptes_lockless): its words and level; level 0: no root. */
-export class TerminalSpte {
-  lo = 0;
-  hi = 0;
-  level = 0;
+/**
+ * Writes the MMIO SPTE for `gfn` under the memslot generation `memslotGeneration` (its low 19 bits
+ * are kept) at `pa`, unless the entry already holds it. Returns whether it wrote.
+ */
+export function writeMmioSpte(
+  memory: PhysicalMemory,
+  pa: number,
+  format: SpteFormat,
+  gfn: number,
+  memslotGeneration: number,
+  access: number,
+): boolean {
+  const generation = memslotGeneration & MMIO_GENERATION_MASK;
+  const lo = mmioSpteLo(format, gfn, generation, access);
+  const hi = mmioSpteHi(format, gfn, generation);
+  if (memory.read32(pa) === lo && memory.read32(pa + 4) === hi) return false;
+  memory.write64(pa, lo, hi);
+  return true;
 }

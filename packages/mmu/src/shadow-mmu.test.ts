@@ -8,10 +8,11 @@ import { MMU_EVENTS } from "./mmu-events";
 import { PAGE_ROLE } from "./page-role";
 import { NO_SHADOW_PAGE } from "./root-backend";
 import { ShadowEptMmu } from "./shadow-ept-mmu";
-import { ShadowMmu, spteIndex } from "./shadow-mmu";
+import { ShadowMmu } from "./shadow-mmu";
 import { ShadowPageStore } from "./shadow-page-store";
 import { ShadowPagingMmu } from "./shadow-paging-mmu";
 import { SPTE_FORMAT } from "./shadow-spte";
+import { spteIndex } from "./spte";
 import { nestedEptFixture } from "./testing/nested-ept-fixture";
 
 /** A 4-level shadow-paging root role (kvm-mmu.md §2.9: 0x00003704) and a PAE one (0x00003703). */

@@ -3,7 +3,7 @@ import { PAGE_SIZE, type PhysicalMemory } from "@nestvisor/x86-arch";
 import { maxMappingLevel, PAGES_PER_2M } from "./huge-page-level";
 import { MemslotMemory } from "./memslot-memory";
 import type { Memslots } from "./memslots";
-import { MMIO_GENERATION_MASK, mmioSpteHi, mmioSpteLo, type TerminalSpte } from "./mmio-spte";
+import { writeMmioSpte } from "./mmio-spte";
 import { MMU_EVENTS } from "./mmu-events";
 import { ACC, childRole, PAGE_ROLE, roleLevel } from "./page-role";
 import { NO_SHADOW_PAGE } from "./root-backend";
@@ -19,7 +19,14 @@ import {
   writeProtectedSpteHi,
   writeProtectedSpteLo,
 } from "./shadow-spte";
-import { isLastSpte, isShadowPresentSpte, spteAddress } from "./spte";
+import {
+  isLastSpte,
+  isShadowPresentSpte,
+  spteAddress,
+  spteIndex,
+  type TerminalSpte,
+  walkToTerminalSpte,
+} from "./spte";
 
 export interface ShadowMmuOptions {
   /** The VM's shadow-page store (one `ShadowMmu` per store: its indexes cover the store's shadow pages). */
@@ -69,15 +76,6 @@ const COMPACT_AT = 8;
 const FLOOD_LIMIT = 3;
 /** Role bits that make a page shadow no guest table (kvm: !sp_has_gptes). */
 const NO_GPTES = PAGE_ROLE.DIRECT | PAGE_ROLE.PASSTHROUGH;
-
-/** Index of the entry for address (lo, hi) in a 512-entry table at `level` (kvm: SPTE_INDEX). */
-export function spteIndex(lo: number, hi: number, level: number): number {
-  if (level === 1) return (lo >>> 12) & 0x1ff;
-  if (level === 2) return (lo >>> 21) & 0x1ff;
-  if (level === 3) return ((lo >>> 30) | ((hi & 0x7f) << 2)) & 0x1ff;
-  if (level === 4) return (hi >>> 7) & 0x1ff;
-  return (hi >>> 16) & 0x1ff;
-}
 
 /**
  * KVM's legacy shadow MMU (kvm: arch/x86/kvm/mmu/mmu.c and paging_tmpl.h, the non-TDP-MMU half):
@@ -601,20 +599,7 @@ export class ShadowMmu {
   terminalSpte(rootHpa: number, aLo: number, aHi: number, out: TerminalSpte): void {
     out.level = 0;
     if (!this.#startWalk(rootHpa, aLo)) return;
-    const memory = this.memory;
-    let table = this.#walkTable;
-    for (let level = this.#walkLevel; level >= 1; level--) {
-      const pa = table + spteIndex(aLo, aHi, level) * 8;
-      const lo = memory.read32(pa);
-      const hi = memory.read32(pa + 4);
-      if (!isShadowPresentSpte(lo) || isLastSpte(lo, level)) {
-        out.lo = lo;
-        out.hi = hi;
-        out.level = level;
-        return;
-      }
-      table = spteAddress(lo, hi);
-    }
+    walkToTerminalSpte(this.memory, this.#walkTable, this.#walkLevel, aLo, aHi, out);
   }
 
   /**
@@ -1028,20 +1013,15 @@ export class ShadowMmu {
 
   /**
    * kvm: mmu_set_spte for a gfn without a memslot — mark_mmio_spte caches the MMIO SPTE (with the
-   * guest's rights `access`) in the 4-KiB leaf at `pa` (replacing a present leaf costs a flush), so the next access to the page is
-   * an EPT misconfiguration.
+   * guest's rights `access`) in the 4-KiB leaf at `pa`, so the next access to the page is an EPT
+   * misconfiguration or a reserved-bit #PF. Replacing a present leaf costs a flush; the rmaps list
+   * writable leaves lazily, so a stale listing of it is skipped when used.
    */
   #setMmioSpte(pa: number, gfn: number, access: number): void {
-    const memory = this.memory;
-    const oldLo = memory.read32(pa);
-    const generation = this.memslots.generation & MMIO_GENERATION_MASK;
-    const lo = mmioSpteLo(this.format, gfn, generation, access);
-    const hi = mmioSpteHi(this.format, gfn, generation);
-    if (oldLo === lo && memory.read32(pa + 4) === hi) return;
-    memory.write64(pa, lo, hi);
+    const wasPresent = isShadowPresentSpte(this.memory.read32(pa));
+    if (!writeMmioSpte(this.memory, pa, this.format, gfn, this.memslots.generation, access)) return;
     this.count(MMU_EVENTS.SPTE_WRITE);
-    // The rmaps list writable leaves lazily (a stale listing is skipped when used).
-    if (isShadowPresentSpte(oldLo)) this.store.remoteFlush();
+    if (wasPresent) this.store.remoteFlush();
   }
 
   /**

@@ -1,4 +1,4 @@
-import { EPT_MEMORY_TYPE, EPTE_LO } from "@nestvisor/x86-arch";
+import { EPT_MEMORY_TYPE, EPTE_LO, type PhysicalMemory } from "@nestvisor/x86-arch";
 
 /**
  * KVM's shadow PTEs ("SPTEs": the entries of L0's own tables) as they look with EPT on an Intel
@@ -112,4 +112,48 @@ export function eptLeafSpteHi(
   if (hostWritable) hi |= SPTE_HI.HOST_WRITABLE;
   if (writable) hi |= SPTE_HI.MMU_WRITABLE;
   return hi >>> 0;
+}
+
+/** Index of the entry for address (lo, hi) in a 512-entry table at `level` (kvm: SPTE_INDEX). */
+export function spteIndex(lo: number, hi: number, level: number): number {
+  if (level === 1) return (lo >>> 12) & 0x1ff;
+  if (level === 2) return (lo >>> 21) & 0x1ff;
+  if (level === 3) return ((lo >>> 30) | ((hi & 0x7f) << 2)) & 0x1ff;
+  if (level === 4) return (hi >>> 7) & 0x1ff;
+  return (hi >>> 16) & 0x1ff;
+}
+
+/** The terminal SPTE of a lockless walk (kvm: get_sptes_lockless): its words and level; level 0: no root. */
+export class TerminalSpte {
+  lo = 0;
+  hi = 0;
+  level = 0;
+}
+
+/**
+ * kvm: get_sptes_lockless — walks from the table at `table` (of `level`) towards address (aLo, aHi)
+ * and leaves in `out` the first entry that is a leaf or not shadow-present (an MMIO SPTE is such
+ * an entry).
+ */
+export function walkToTerminalSpte(
+  memory: PhysicalMemory,
+  table: number,
+  level: number,
+  aLo: number,
+  aHi: number,
+  out: TerminalSpte,
+): void {
+  for (; level >= 1; level--) {
+    const pa = table + spteIndex(aLo, aHi, level) * 8;
+    const lo = memory.read32(pa);
+    const hi = memory.read32(pa + 4);
+    if (!isShadowPresentSpte(lo) || isLastSpte(lo, level)) {
+      out.lo = lo;
+      out.hi = hi;
+      out.level = level;
+      return;
+    }
+    table = spteAddress(lo, hi);
+  }
+  out.level = 0;
 }

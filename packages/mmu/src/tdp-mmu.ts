@@ -3,7 +3,7 @@ import type { Gpa } from "@nestvisor/x86-arch";
 import { PAGE_SIZE } from "@nestvisor/x86-arch";
 import { maxMappingLevel } from "./huge-page-level";
 import type { Memslots } from "./memslots";
-import { MMIO_GENERATION_MASK, mmioSpteHi, mmioSpteLo, type TerminalSpte } from "./mmio-spte";
+import { writeMmioSpte } from "./mmio-spte";
 import { MMU_EVENTS } from "./mmu-events";
 import { PAGE_ROLE } from "./page-role";
 import type { ShadowPageStore } from "./shadow-page-store";
@@ -19,6 +19,8 @@ import {
   SPTE_LO,
   SPTES_PER_PAGE,
   spteAddress,
+  type TerminalSpte,
+  walkToTerminalSpte,
 } from "./spte";
 
 /**
@@ -276,11 +278,7 @@ export class TdpMmu {
       if (level === goal && mmio) {
         // kvm: tdp_mmu_map_handle_target_level → make_mmio_spte; RET_PF_EMULATE even when the
         // entry was already there (a fault that raced with another vCPU's).
-        const generation = memslots.generation & MMIO_GENERATION_MASK;
-        const newLo = mmioSpteLo(SPTE_FORMAT.EPT, gfn, generation, 0);
-        const newHi = mmioSpteHi(SPTE_FORMAT.EPT, gfn, generation);
-        if (lo !== newLo || hi !== newHi) {
-          memory.write64(pa, newLo, newHi);
+        if (writeMmioSpte(memory, pa, SPTE_FORMAT.EPT, gfn, memslots.generation, 0)) {
           this.#count(MMU_EVENTS.SPTE_WRITE);
         }
         return TDP_MAP_RESULT.EMULATE_MMIO;
@@ -341,22 +339,8 @@ export class TdpMmu {
    */
   terminalSpte(rootHpa: number, gpa: number, out: TerminalSpte): void {
     const store = this.store;
-    const memory = store.allocator.memory;
-    const gfn = Math.floor(gpa / PAGE_SIZE);
-    let table = rootHpa;
-    for (let level = store.role(this.#rootId(rootHpa)) & PAGE_ROLE.LEVEL_MASK; level >= 1; level--) {
-      const pa = table + (Math.floor(gfn / SPAN[level]!) & 511) * 8;
-      const lo = memory.read32(pa);
-      const hi = memory.read32(pa + 4);
-      if (!isShadowPresentSpte(lo) || isLastSpte(lo, level)) {
-        out.lo = lo;
-        out.hi = hi;
-        out.level = level;
-        return;
-      }
-      table = spteAddress(lo, hi);
-    }
-    out.level = 0;
+    const level = store.role(this.#rootId(rootHpa)) & PAGE_ROLE.LEVEL_MASK;
+    walkToTerminalSpte(store.allocator.memory, rootHpa, level, gpa >>> 0, Math.floor(gpa / TWO_32), out);
   }
 
   /**
