@@ -182,6 +182,7 @@ export {
   inMmioWindow,
   MMIO_WINDOW_BASE,
   MMIO_WINDOW_END,
+  MmioDevices,
   UserspaceMmio,
   VMM_REGISTERS_BASE,
 } from "./mmio-devices";

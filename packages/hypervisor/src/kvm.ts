@@ -93,7 +93,7 @@ import { InKernelPic, inKernelPort, UserspaceDevices } from "./io-devices";
 import { KvmNested } from "./kvm-nested";
 import { KVM_PHASE, type KvmPhase } from "./kvm-phases";
 import { SEGMENT, SEGMENT_FIELD, type SegmentRegister, VcpuRegisterCache } from "./kvm-vcpu-registers";
-import { DOORBELL_ADDRESS, InKernelIoapic, UserspaceMmio } from "./mmio-devices";
+import { MmioDevices } from "./mmio-devices";
 import type { ModelPolicies } from "./model-policies";
 import { msrBitmapIntercepts, writeMsrBitmap } from "./msr-bitmap";
 import { TRACKED_WRITE_LENGTH } from "./nested-vmx-cpu";
@@ -217,12 +217,11 @@ export class Kvm implements ExitSink {
   readonly mmu: VcpuMmu;
   readonly pic = new InKernelPic();
   readonly userspace = new UserspaceDevices();
-  /** The MMIO devices (`mmio-devices.ts`): KVM's in-kernel IOAPIC, and the VMM's side of MMIO. */
-  readonly ioapic = new InKernelIoapic();
-  readonly userspaceMmio = new UserspaceMmio();
+  /** The MMIO buses and devices (`mmio-devices.ts`): KVM's IOAPIC and ioeventfds, the VMM's device. */
+  readonly mmio = new MmioDevices();
   /** Scratch for an MMIO page fault's walk (kvm: get_mmio_spte). */
   readonly #terminal = new TerminalSpte();
-  /** Scratch for an MMIO load from the VMM. */
+  /** Scratch for an emulated MMIO load. */
   readonly #mmioLoad = new Uint32Array(2);
   /** MSR values KVM emulates for its guest (kvm: the vCPU's MSR state). */
   readonly msrs = new Map<number, number>();
@@ -1392,10 +1391,9 @@ export class Kvm implements ExitSink {
     const p = this.processor;
     const gpaLo = p.vmread(F.GUEST_PHYSICAL_ADDRESS);
     const gpa = p.hi * TWO_32 + gpaLo;
-    if (!this.nested.guestMode && gpa === DOORBELL_ADDRESS) {
-      // The bus write carries no data and the instruction is not decoded, so a load from the
-      // doorbell signals it too and leaves its destination as it was (KVM's behaviour).
-      this.userspaceMmio.doorbellSignals++;
+    // The bus write carries no data and the instruction is not decoded, so a load from the
+    // doorbell signals it too and leaves its destination as it was (KVM's behaviour).
+    if (!this.nested.guestMode && this.mmio.fastWrite(gpa)) {
       this.#skipAfterMisconfig();
       return;
     }
@@ -1465,9 +1463,9 @@ export class Kvm implements ExitSink {
   /**
    * kvm: x86_emulate_instruction for a load or store that reached MMIO at `gpa`: decode (the
    * operand the processor left in the exiting context stands for the instruction bytes), then
-   * emulator_read_write → vcpu_mmio_read/_write. The IOAPIC, and a store to the doorbell's
-   * ioeventfd, complete on KVM_MMIO_BUS; anything else is a KVM_EXIT_MMIO to the VMM, whose result a
-   * load takes at the next KVM_RUN (complete_emulated_mmio). Then the writeback: RIP, interrupt
+   * emulator_read_write → vcpu_mmio_read/_write (`MmioDevices`): a device on KVM_MMIO_BUS completes
+   * it, or a KVM_EXIT_MMIO to the VMM does, whose result a load takes at the next KVM_RUN
+   * (complete_emulated_mmio). Then the writeback: RIP, interrupt
    * shadow, RFLAGS.
    */
   #emulateMmio(gpa: number): void {
@@ -1479,25 +1477,12 @@ export class Kvm implements ExitSink {
     }
     this.meter.count(HV.INSTRUCTION_EMULATION);
     const rip = this.#emulatorDecodeAccesses();
-    const bytes = g.accessBytes;
-    const kernel = InKernelIoapic.claims(gpa) || (g.accessWrite && gpa === DOORBELL_ADDRESS);
+    const out = this.#mmioLoad;
+    const kernel = g.accessWrite
+      ? this.mmio.write(gpa, g.accessBytes, g.accessValueLo, g.accessValueHi)
+      : this.mmio.read(gpa, g.accessBytes, out);
     this.meter.count(kernel ? HV.MMIO_KERNEL : HV.MMIO_USERSPACE);
-    if (g.accessWrite) {
-      if (gpa === DOORBELL_ADDRESS) this.userspaceMmio.doorbellSignals++;
-      else if (kernel)
-        this.ioapic.write(
-          gpa,
-          bytes === 1 ? g.accessValueLo & 0xff : bytes === 2 ? g.accessValueLo & 0xffff : g.accessValueLo,
-        );
-      else this.userspaceMmio.write(gpa, bytes, g.accessValueLo, g.accessValueHi);
-    } else if (kernel) {
-      // kvm: ioapic_mmio_read — a 32-bit register, zero-extended to 8 bytes, truncated below 4.
-      const value = this.ioapic.read(gpa);
-      g.loadedLo = bytes >= 4 ? value : value & ((1 << (bytes * 8)) - 1);
-      g.loadedHi = 0;
-    } else {
-      const out = this.#mmioLoad;
-      this.userspaceMmio.read(gpa, bytes, out);
+    if (!g.accessWrite) {
       g.loadedLo = out[0]!;
       g.loadedHi = out[1]!;
     }

@@ -63,19 +63,25 @@ export class InKernelIoapic {
     return gpa >= IOAPIC_BASE && gpa < IOAPIC_BASE + IOAPIC_LENGTH;
   }
 
-  /** The 32-bit register value a load at `gpa` returns (zero-extended to the access size by the caller). */
-  read(gpa: number): number {
+  /**
+   * A load of `bytes` at `gpa`: the 32-bit register, its low bytes below 4 and zero-extended for 8
+   * (kvm: ioapic_mmio_read copies `len` bytes of a u32 result).
+   */
+  read(gpa: number, bytes: number): number {
     const offset = gpa & 0xff;
-    if (offset === 0x00) return this.ioregsel;
-    if (offset === 0x10) return this.#readIndirect();
-    return 0;
+    const value = offset === 0x00 ? this.ioregsel : offset === 0x10 ? this.#readIndirect() : 0;
+    return bytes >= 4 ? value : value & ((1 << (bytes * 8)) - 1);
   }
 
-  /** A store of `value` (the low 32 bits; narrower stores pass their zero-extended bytes). */
-  write(gpa: number, value: number): void {
+  /**
+   * A store of `bytes` at `gpa` with value bits 31:0 `value` (kvm: ioapic_mmio_write takes the
+   * low `len` bytes, the low 4 of an 8-byte store).
+   */
+  write(gpa: number, bytes: number, value: number): void {
+    const data = bytes >= 4 ? value >>> 0 : value & ((1 << (bytes * 8)) - 1);
     const offset = gpa & 0xff;
-    if (offset === 0x00) this.ioregsel = value & 0xff;
-    else if (offset === 0x10) this.#writeIndirect(value >>> 0);
+    if (offset === 0x00) this.ioregsel = data & 0xff;
+    else if (offset === 0x10) this.#writeIndirect(data);
   }
 
   #readIndirect(): number {
@@ -109,15 +115,10 @@ export class InKernelIoapic {
   }
 }
 
-/**
- * The MMIO side of the user-space VMM (reached through KVM_EXIT_MMIO), and the eventfd doorbell's
- * signal count (the VMM's I/O thread consumes the signals; the guest cannot read them back).
- */
+/** The MMIO side of the user-space VMM (reached through KVM_EXIT_MMIO). */
 export class UserspaceMmio {
   /** The register page at VMM_REGISTERS_BASE. */
   readonly registers: Uint8Array = new Uint8Array(4096);
-  /** Stores to the doorbell, whichever way they reached the eventfd. */
-  doorbellSignals = 0;
 
   /** A load of `bytes` (1, 2, 4 or 8) at `gpa`: bits 31:0 and 63:32 into `out`. */
   read(gpa: number, bytes: number, out: Uint32Array): void {
@@ -136,13 +137,67 @@ export class UserspaceMmio {
 
   /** A store of `bytes` at `gpa` with value bits 31:0 `lo` and 63:32 `hi`. */
   write(gpa: number, bytes: number, lo: number, hi: number): void {
-    if (gpa === DOORBELL_ADDRESS) {
-      this.doorbellSignals++;
-      return;
-    }
     const offset = gpa - VMM_REGISTERS_BASE;
     if (offset < 0 || offset + bytes > 4096) return;
     const r = this.registers;
     for (let i = 0; i < bytes; i++) r[offset + i] = (i < 4 ? lo >>> (8 * i) : hi >>> (8 * (i - 4))) & 0xff;
+  }
+}
+
+/**
+ * A KVM instance's MMIO buses and what lies behind them (kvm: kvm->buses[KVM_MMIO_BUS] and
+ * [KVM_FAST_MMIO_BUS], the ioeventfds on them, and KVM_EXIT_MMIO for the rest): the IOAPIC and the
+ * doorbell's ioeventfd in the kernel, the VMM's device in user space.
+ */
+export class MmioDevices {
+  readonly ioapic = new InKernelIoapic();
+  readonly vmm = new UserspaceMmio();
+  /**
+   * Signals of the doorbell's eventfd, whichever bus delivered them (the VMM's I/O thread consumes
+   * them; the guest cannot read them back).
+   */
+  doorbellSignals = 0;
+
+  /**
+   * kvm: kvm_io_bus_write(KVM_FAST_MMIO_BUS, gpa, 0, NULL) — true when a length-0 ioeventfd took the
+   * address (the doorbell), which is then signalled.
+   */
+  fastWrite(gpa: number): boolean {
+    if (gpa !== DOORBELL_ADDRESS) return false;
+    this.doorbellSignals++;
+    return true;
+  }
+
+  /**
+   * kvm: vcpu_mmio_read — a load of `bytes` at `gpa` into `out` (bits 31:0, 63:32). Returns true when
+   * a device on KVM_MMIO_BUS completed it (the IOAPIC; ioeventfds have no read), false when it went
+   * to the VMM (KVM_EXIT_MMIO).
+   */
+  read(gpa: number, bytes: number, out: Uint32Array): boolean {
+    if (InKernelIoapic.claims(gpa)) {
+      out[0] = this.ioapic.read(gpa, bytes);
+      out[1] = 0;
+      return true;
+    }
+    this.vmm.read(gpa, bytes, out);
+    return false;
+  }
+
+  /**
+   * kvm: vcpu_mmio_write — a store of `bytes` at `gpa` (value bits 31:0 `lo`, 63:32 `hi`). Returns
+   * true when KVM_MMIO_BUS completed it (the IOAPIC, or the doorbell's ioeventfd, which matches any
+   * length), false when it went to the VMM (KVM_EXIT_MMIO).
+   */
+  write(gpa: number, bytes: number, lo: number, hi: number): boolean {
+    if (InKernelIoapic.claims(gpa)) {
+      this.ioapic.write(gpa, bytes, lo);
+      return true;
+    }
+    if (gpa === DOORBELL_ADDRESS) {
+      this.doorbellSignals++;
+      return true;
+    }
+    this.vmm.write(gpa, bytes, lo, hi);
+    return false;
   }
 }

@@ -155,21 +155,23 @@ describe("MMIO devices", () => {
         b.write(IOAPIC_BASE, { size: 4, value: 1 }).read(IOAPIC_BASE + 0x10, { size: 4 }),
       );
       expect(m.executor.context.loadedLo).toBe(0x17_0011);
-      expect(m.kvms[0]!.ioapic.ioregsel).toBe(1);
+      expect(m.kvms[0]!.mmio.ioapic.ioregsel).toBe(1);
     }
   });
 
   it("a redirection entry keeps its read-only bits, and reads back", () => {
     const ioapic = new InKernelIoapic();
-    ioapic.write(IOAPIC_BASE, 0x10);
-    expect(ioapic.read(IOAPIC_BASE + 0x10)).toBe(0x1_0000); // masked at reset
-    ioapic.write(IOAPIC_BASE + 0x10, 0x0000_d031); // vector 0x31, level-triggered, remote IRR, status
-    expect(ioapic.read(IOAPIC_BASE + 0x10)).toBe(0x0000_8031);
-    ioapic.write(IOAPIC_BASE, 0x11);
-    ioapic.write(IOAPIC_BASE + 0x10, 0xff00_0000);
-    expect(ioapic.read(IOAPIC_BASE + 0x10)).toBe(0xff00_0000);
-    ioapic.write(IOAPIC_BASE, 0x60); // past the 24 entries
-    expect(ioapic.read(IOAPIC_BASE + 0x10)).toBe(0xffff_ffff);
+    ioapic.write(IOAPIC_BASE, 4, 0x10);
+    expect(ioapic.read(IOAPIC_BASE + 0x10, 4)).toBe(0x1_0000); // masked at reset
+    ioapic.write(IOAPIC_BASE + 0x10, 4, 0x0000_d031); // vector 0x31, level-triggered, remote IRR, status
+    expect(ioapic.read(IOAPIC_BASE + 0x10, 4)).toBe(0x0000_8031);
+    ioapic.write(IOAPIC_BASE, 4, 0x11);
+    ioapic.write(IOAPIC_BASE + 0x10, 4, 0xff00_0000);
+    expect(ioapic.read(IOAPIC_BASE + 0x10, 4)).toBe(0xff00_0000);
+    ioapic.write(IOAPIC_BASE, 4, 0x60); // past the 24 entries
+    expect(ioapic.read(IOAPIC_BASE + 0x10, 4)).toBe(0xffff_ffff);
+    // Narrower loads take the register's low bytes (kvm: ioapic_mmio_read copies `len` bytes).
+    expect(ioapic.read(IOAPIC_BASE + 0x10, 1)).toBe(0xff);
   });
 
   it("the VMM's register page reads back what was stored, at L1 and at L2", () => {
@@ -184,7 +186,7 @@ describe("MMIO devices", () => {
           .read(VMM_REGISTERS_BASE + 12, { size: 4 }),
       );
       expect(m.executor.context.loadedLo).toBe(0x1122_3344);
-      expect(m.kvms[level - 1]!.userspaceMmio.registers[8]).toBe(0x88);
+      expect(m.kvms[level - 1]!.mmio.vmm.registers[8]).toBe(0x88);
     }
   });
 
@@ -197,9 +199,9 @@ describe("MMIO devices", () => {
     const fast = runSteps(1, {}, (b) => steps(b).read(DOORBELL_ADDRESS, { size: 4 }));
     // The first doorbell load is the EPT violation that emulates it (0 from the VMM); the second
     // goes through the fast bus and keeps the 0.
-    expect(fast.kvms[0]!.userspaceMmio.doorbellSignals).toBe(1);
+    expect(fast.kvms[0]!.mmio.doorbellSignals).toBe(1);
     const slow = runSteps(1, { ept: false }, (b) => steps(b).read(DOORBELL_ADDRESS, { size: 4 }));
-    expect(slow.kvms[0]!.userspaceMmio.doorbellSignals).toBe(0);
+    expect(slow.kvms[0]!.mmio.doorbellSignals).toBe(0);
   });
 
   it("an instruction fetch from MMIO is refused as not modelled", () => {

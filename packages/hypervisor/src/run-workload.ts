@@ -148,7 +148,7 @@ export function guestStateSnapshot(machine: Machine): GuestStateSnapshot {
   for (const space of machine.program.setup.addressSpaces) {
     for (const m of space.mappings) {
       const bytes = m.pages * m.pageSize;
-      // MMIO mappings are devices, not memory: their state is in `devices`.
+      // MMIO mappings are devices, not memory: their state is in `deviceDigest`.
       if (inMmioWindow(m.gpa, bytes)) continue;
       for (let off = 0; off < bytes; off += 4096) pages.add(m.gpa + off);
     }
@@ -177,16 +177,15 @@ function deviceDigest(kvm: Kvm): number {
   const mix = (v: number): void => {
     h = Math.imul(h ^ (v >>> 0), 0x01000193) >>> 0;
   };
-  const ioapic = kvm.ioapic;
+  const ioapic = kvm.mmio.ioapic;
   mix(ioapic.ioregsel);
   mix(ioapic.id);
   for (let i = 0; i < ioapic.redirectionLo.length; i++) {
     mix(ioapic.redirectionLo[i]!);
     mix(ioapic.redirectionHi[i]!);
   }
-  const vmm = kvm.userspaceMmio;
-  mix(vmm.doorbellSignals);
-  const registers = vmm.registers;
+  mix(kvm.mmio.doorbellSignals);
+  const registers = kvm.mmio.vmm.registers;
   for (let i = 0; i < registers.length; i += 4) {
     mix(registers[i]! | (registers[i + 1]! << 8) | (registers[i + 2]! << 16) | (registers[i + 3]! << 24));
   }
