@@ -36,7 +36,7 @@ export class GuestContext {
   /**
    * A workload context only: the memory operand of the load or store in progress, as KVM's emulator
    * decodes it from the instruction bytes (kvm: x86_decode_insn). The model's workloads have no
-   * instruction bytes, so the processor leaves the decoded form here when it starts the access:
+   * instruction bytes, so the processor leaves the decoded form here when the access exits:
    * size in bytes (0: the instruction in progress has no data operand, e.g. a fetch), direction,
    * a store's value (bits 31:0 and 63:32) and the instruction's length.
    */

@@ -502,17 +502,6 @@ export class WorkloadExecutor {
    */
   #access(op: number, vmcs: HardwareVmcs): boolean {
     const cursor = this.cursor;
-    // The decoded operand, for a hypervisor that emulates the access (MMIO).
-    const g = this.context;
-    if (op === OP.FETCH) {
-      g.accessBytes = 0;
-    } else {
-      g.accessBytes = cursor.operand(MEM_SLOT.SIZE);
-      g.accessWrite = op === OP.WRITE;
-      g.accessValueLo = op === OP.WRITE ? cursor.operand(MEM_SLOT.VALUE_LO) : 0;
-      g.accessValueHi = op === OP.WRITE ? cursor.operand(MEM_SLOT.VALUE_HI) : 0;
-      g.accessLength = LENGTH.MEMORY;
-    }
     let access = this.#cpl === 3 ? ACCESS.USER : 0;
     if (op === OP.WRITE) access |= ACCESS.WRITE;
     else if (op === OP.FETCH) access |= ACCESS.FETCH;
@@ -571,6 +560,7 @@ export class WorkloadExecutor {
         info.errorCode = errorCode;
         info.qualificationLo = cursor.gvaLo;
         info.qualificationHi = cursor.gvaHi;
+        this.#decodeOperand(op);
         this.#saveAndExit(vmcs);
         return true;
       }
@@ -597,8 +587,28 @@ export class WorkloadExecutor {
     info.gpa = fault.gpa;
     info.linearLo = fault.laLo;
     info.linearHi = fault.laHi;
+    this.#decodeOperand(op);
     this.#saveAndExit(vmcs);
     return true;
+  }
+
+  /**
+   * Before a data or instruction access exits: its decoded operand, for a hypervisor that emulates
+   * it (MMIO; `GuestContext.accessBytes`). Only exits need it, so accesses that complete skip it.
+   */
+  #decodeOperand(op: number): void {
+    const g = this.context;
+    if (op === OP.FETCH) {
+      g.accessBytes = 0;
+      return;
+    }
+    const cursor = this.cursor;
+    const write = op === OP.WRITE;
+    g.accessBytes = cursor.operand(MEM_SLOT.SIZE);
+    g.accessWrite = write;
+    g.accessValueLo = write ? cursor.operand(MEM_SLOT.VALUE_LO) : 0;
+    g.accessValueHi = write ? cursor.operand(MEM_SLOT.VALUE_HI) : 0;
+    g.accessLength = LENGTH.MEMORY;
   }
 
   /**
