@@ -24,7 +24,7 @@ import {
   isShadowPresentSpte,
   spteAddress,
   spteIndex,
-  type TerminalSpte,
+  TerminalSpte,
   walkToTerminalSpte,
 } from "./spte";
 
@@ -180,6 +180,8 @@ export class ShadowMmu {
   #dummyRoot = NONE;
   // Where `#startWalk` left the shadow walk.
   #walkTable = 0;
+  /** Scratch for `mapsAddress`'s walk. */
+  readonly #terminal = new TerminalSpte();
   #walkId = NONE;
   #walkLevel = 0;
 
@@ -578,17 +580,9 @@ export class ShadowMmu {
    * that retries a fault after the tables changed. False for the dummy root.
    */
   mapsAddress(rootHpa: number, aLo: number, aHi: number): boolean {
-    if (!this.#startWalk(rootHpa, aLo)) return false;
-    const memory = this.memory;
-    let table = this.#walkTable;
-    for (let level = this.#walkLevel; level >= 1; level--) {
-      const pa = table + spteIndex(aLo, aHi, level) * 8;
-      const lo = memory.read32(pa);
-      if (!isShadowPresentSpte(lo)) return false;
-      if (isLastSpte(lo, level)) return true;
-      table = spteAddress(lo, memory.read32(pa + 4));
-    }
-    return false;
+    const t = this.#terminal;
+    this.terminalSpte(rootHpa, aLo, aHi, t);
+    return t.level !== 0 && isShadowPresentSpte(t.lo);
   }
 
   /**

@@ -123,11 +123,15 @@ export function spteIndex(lo: number, hi: number, level: number): number {
   return (hi >>> 16) & 0x1ff;
 }
 
-/** The terminal SPTE of a lockless walk (kvm: get_sptes_lockless): its words and level; level 0: no root. */
+/**
+ * The terminal SPTE of a lockless walk (kvm: get_sptes_lockless): its words, level and host address;
+ * level 0: the walk found nothing (no root).
+ */
 export class TerminalSpte {
   lo = 0;
   hi = 0;
   level = 0;
+  pa = -1;
 }
 
 /**
@@ -151,9 +155,11 @@ export function walkToTerminalSpte(
       out.lo = lo;
       out.hi = hi;
       out.level = level;
+      out.pa = pa;
       return;
     }
     table = spteAddress(lo, hi);
   }
   out.level = 0;
+  out.pa = -1;
 }

@@ -19,7 +19,7 @@ import {
   SPTE_LO,
   SPTES_PER_PAGE,
   spteAddress,
-  type TerminalSpte,
+  TerminalSpte,
   walkToTerminalSpte,
 } from "./spte";
 
@@ -94,6 +94,8 @@ export class TdpMmu {
   readonly hugePages: boolean;
   /** Root ids, newest first (kvm: list_add_rcu at the head). */
   readonly #roots: number[] = [];
+  /** Scratch for walks to a leaf. */
+  readonly #terminal = new TerminalSpte();
   readonly #counts: Float64Array | null;
 
   constructor(options: TdpMmuOptions) {
@@ -464,15 +466,16 @@ export class TdpMmu {
 
   /** Host address of the present leaf (of any level) mapping `gfn` under the root at `rootHpa` (level `level`), or -1. */
   #leafEntry(rootHpa: number, level: number, gfn: number): number {
-    const memory = this.store.allocator.memory;
-    let table = rootHpa;
-    for (let l = level; ; l--) {
-      const pa = table + (Math.floor(gfn / SPAN[l]!) & 511) * 8;
-      const lo = memory.read32(pa);
-      if (!isShadowPresentSpte(lo)) return -1;
-      if (isLastSpte(lo, l)) return pa;
-      table = spteAddress(lo, memory.read32(pa + 4));
-    }
+    const t = this.#terminal;
+    walkToTerminalSpte(
+      this.store.allocator.memory,
+      rootHpa,
+      level,
+      (gfn * PAGE_SIZE) >>> 0,
+      Math.floor(gfn / 1048576),
+      t,
+    );
+    return t.level !== 0 && isShadowPresentSpte(t.lo) ? t.pa : -1;
   }
 
   /**
